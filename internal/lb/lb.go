@@ -1,0 +1,42 @@
+// Package lb declares what the deploy engine needs from a load balancer, and
+// the target states every driver reports in ELBv2's words.
+package lb
+
+import "context"
+
+// State is a target's state as the load balancer sees it.
+type State string
+
+// Target states, as AWS ELBv2 names them.
+const (
+	StateInitial   State = "initial"
+	StateHealthy   State = "healthy"
+	StateUnhealthy State = "unhealthy"
+	StateDraining  State = "draining"
+	StateUnused    State = "unused"
+)
+
+// Target is one backend address of a pool and what the balancer knows of it.
+type Target struct {
+	Address  string // ip:port
+	State    State
+	InFlight int
+	Weight   int
+	// Reason is the balancer's explanation of the state, such as the last
+	// failed health check; empty when it has none.
+	Reason string
+}
+
+// Balancer is the engine's view of one pool of one load balancer. Attach and
+// Detach return once the change is made, without waiting for the target to
+// become healthy or drained: the engine observes that through Targets.
+type Balancer interface {
+	Targets(ctx context.Context) ([]Target, error)
+	Attach(ctx context.Context, address string) error
+	Detach(ctx context.Context, address string) error
+}
+
+// Weighter is the optional capability of shifting traffic by weight (canary).
+type Weighter interface {
+	SetWeight(ctx context.Context, address string, weight int) error
+}

@@ -1,0 +1,327 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/zerodown/zerodown/internal/config"
+)
+
+// Admin API limits and defaults.
+const (
+	maxAdminBody       = 64 << 10
+	defaultWaitTimeout = 30 * time.Second
+	maxWaitTimeout     = time.Hour
+)
+
+// AttachRequest is the body of POST /v1/pools/{pool}/attach.
+type AttachRequest struct {
+	Target  string `json:"target"`
+	Weight  *int   `json:"weight,omitempty"`
+	Wait    bool   `json:"wait,omitempty"`
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// DetachRequest is the body of POST /v1/pools/{pool}/detach.
+type DetachRequest struct {
+	Target  string `json:"target"`
+	Wait    bool   `json:"wait,omitempty"`
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// WeightRequest is the body of POST /v1/pools/{pool}/weight.
+type WeightRequest struct {
+	Target string `json:"target"`
+	Weight *int   `json:"weight"`
+}
+
+// poolView is what GET /v1/pools/{pool} answers.
+type poolView struct {
+	Name     string     `json:"name"`
+	Balance  string     `json:"balance"`
+	FailOpen bool       `json:"fail_open"`
+	Targets  []snapshot `json:"targets"`
+}
+
+// decodeJSON reads exactly one JSON object with only known fields.
+func decodeJSON(r io.Reader, v any) error {
+	data, err := io.ReadAll(io.LimitReader(r, maxAdminBody+1))
+	if err != nil {
+		return fmt.Errorf("reading body: %w", err)
+	}
+	if len(data) > maxAdminBody {
+		return fmt.Errorf("body is larger than %d bytes", maxAdminBody)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return errors.New("body is empty; want a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("body is not valid JSON for this call: %w", err)
+	}
+	if dec.More() {
+		return errors.New("body has data after the JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("body has data after the JSON object")
+	}
+	return nil
+}
+
+// validTarget checks that a target is host:port with a usable port.
+func validTarget(addr string) error {
+	if addr == "" {
+		return errors.New(`"target" is required, as "ip:port"`)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("target %q is not ip:port: %v", addr, err)
+	}
+	if host == "" {
+		return fmt.Errorf("target %q has no host", addr)
+	}
+	if strings.ContainsAny(host, " /\\@?#") {
+		return fmt.Errorf("target %q has a bad host", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("target %q has a bad port (want 1-65535)", addr)
+	}
+	return nil
+}
+
+func validWeight(w *int) error {
+	if w != nil && (*w < 0 || *w > config.MaxWeight) {
+		return fmt.Errorf("weight %d is out of range 0-%d", *w, config.MaxWeight)
+	}
+	return nil
+}
+
+func waitTimeout(wait bool, s string) (time.Duration, error) {
+	if s == "" {
+		return defaultWaitTimeout, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("timeout %q is not a duration such as 30s", s)
+	}
+	if d <= 0 || d > maxWaitTimeout {
+		return 0, fmt.Errorf("timeout %s is out of range (0, %s]", d, maxWaitTimeout)
+	}
+	if !wait {
+		return 0, errors.New(`"timeout" needs "wait": true`)
+	}
+	return d, nil
+}
+
+// DecodeAttach parses and validates an attach body.
+func DecodeAttach(r io.Reader) (AttachRequest, time.Duration, error) {
+	var req AttachRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return req, 0, err
+	}
+	if err := validTarget(req.Target); err != nil {
+		return req, 0, err
+	}
+	if err := validWeight(req.Weight); err != nil {
+		return req, 0, err
+	}
+	d, err := waitTimeout(req.Wait, req.Timeout)
+	return req, d, err
+}
+
+// DecodeDetach parses and validates a detach body.
+func DecodeDetach(r io.Reader) (DetachRequest, time.Duration, error) {
+	var req DetachRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return req, 0, err
+	}
+	if err := validTarget(req.Target); err != nil {
+		return req, 0, err
+	}
+	d, err := waitTimeout(req.Wait, req.Timeout)
+	return req, d, err
+}
+
+// DecodeWeight parses and validates a weight body.
+func DecodeWeight(r io.Reader) (WeightRequest, error) {
+	var req WeightRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return req, err
+	}
+	if err := validTarget(req.Target); err != nil {
+		return req, err
+	}
+	if req.Weight == nil {
+		return req, errors.New(`"weight" is required`)
+	}
+	return req, validWeight(req.Weight)
+}
+
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/pools", s.handleListPools)
+	mux.HandleFunc("GET /v1/pools/{pool}", s.handleGetPool)
+	mux.HandleFunc("POST /v1/pools/{pool}/attach", s.handleAttach)
+	mux.HandleFunc("POST /v1/pools/{pool}/detach", s.handleDetach)
+	mux.HandleFunc("POST /v1/pools/{pool}/weight", s.handleWeight)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSONError(w, http.StatusNotFound, fmt.Sprintf("no such admin call: %s %s", r.Method, r.URL.Path))
+	})
+	return s.requireToken(mux)
+}
+
+func (s *Server) requireToken(next http.Handler) http.Handler {
+	want := []byte("Bearer " + s.token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="zerodown lb"`)
+			writeJSONError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) viewPool(p *pool) poolView {
+	v := poolView{Name: p.name, Balance: p.settings().balance, FailOpen: p.routes.Load().failOpen, Targets: []snapshot{}}
+	for _, t := range p.list() {
+		v.Targets = append(v.Targets, t.snapshot())
+	}
+	return v
+}
+
+func (s *Server) handleListPools(w http.ResponseWriter, _ *http.Request) {
+	out := struct {
+		Pools []poolView `json:"pools"`
+	}{Pools: []poolView{}}
+	for _, p := range s.poolList() {
+		out.Pools = append(out.Pools, s.viewPool(p))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleGetPool(w http.ResponseWriter, r *http.Request) {
+	p := s.pool(r.PathValue("pool"))
+	if p == nil {
+		writeJSONError(w, http.StatusNotFound, errUnknownPool(r.PathValue("pool")).Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, s.viewPool(p))
+}
+
+func (s *Server) handleAttach(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("pool")
+	if s.pool(name) == nil {
+		writeJSONError(w, http.StatusNotFound, errUnknownPool(name).Error())
+		return
+	}
+	req, timeout, err := DecodeAttach(r.Body)
+	if err != nil {
+		writeJSONError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	weight := -1
+	if req.Weight != nil {
+		weight = *req.Weight
+	}
+	t, err := s.Attach(name, req.Target, weight)
+	if s.answerChange(w, t, err) || !req.Wait {
+		return
+	}
+	s.answerWait(w, r, t, stateHealthy, timeout)
+}
+
+func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("pool")
+	if s.pool(name) == nil {
+		writeJSONError(w, http.StatusNotFound, errUnknownPool(name).Error())
+		return
+	}
+	req, timeout, err := DecodeDetach(r.Body)
+	if err != nil {
+		writeJSONError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	t, err := s.Detach(name, req.Target)
+	if s.answerChange(w, t, err) || !req.Wait {
+		return
+	}
+	s.answerWait(w, r, t, stateUnused, timeout)
+}
+
+func (s *Server) handleWeight(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("pool")
+	if s.pool(name) == nil {
+		writeJSONError(w, http.StatusNotFound, errUnknownPool(name).Error())
+		return
+	}
+	req, err := DecodeWeight(r.Body)
+	if err != nil {
+		writeJSONError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	t, err := s.SetWeight(name, req.Target, *req.Weight)
+	if s.answerChange(w, t, err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, t.snapshot())
+}
+
+// answerChange writes the error of a change, if any, and reports whether it
+// did. A change that was applied but not saved is a 500 that says so.
+func (s *Server) answerChange(w http.ResponseWriter, t *target, err error) bool {
+	var up *unknownPoolError
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &up), errors.Is(err, errUnknownTarget):
+		writeJSONError(w, http.StatusNotFound, err.Error())
+	case t != nil:
+		writeJSONError(w, http.StatusInternalServerError, "the change is applied but was not saved, so a restart would lose it: "+err.Error())
+	default:
+		writeJSONError(w, http.StatusInternalServerError, err.Error())
+	}
+	return true
+}
+
+func (s *Server) answerWait(w http.ResponseWriter, r *http.Request, t *target, want targetState, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	if err := t.pool.waitState(ctx, t, want); err != nil {
+		writeJSON(w, http.StatusGatewayTimeout, struct {
+			Error  string   `json:"error"`
+			Target snapshot `json:"target"`
+		}{fmt.Sprintf("waited %s: %v", timeout, err), t.snapshot()})
+		return
+	}
+	writeJSON(w, http.StatusOK, t.snapshot())
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeJSONError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, struct {
+		Error string `json:"error"`
+	}{msg})
+}

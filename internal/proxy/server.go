@@ -1,0 +1,621 @@
+// Package proxy is the data plane and admin API of `zerodown lb`: listeners
+// route requests to pools of targets, health checks decide which targets get
+// traffic, and detached targets drain without a failed request.
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/config"
+)
+
+// Options are what New needs besides the config.
+type Options struct {
+	Logger *slog.Logger
+	// Out receives messages meant for the operator once, such as where a
+	// generated admin token was written.
+	Out io.Writer
+}
+
+// Server is a running load balancer.
+type Server struct {
+	log          *slog.Logger
+	out          io.Writer
+	metrics      *metrics
+	healthClient *http.Client
+
+	mu        sync.Mutex // serialises Start, Reload, Shutdown and state saves
+	cfg       *config.LB
+	pools     atomic.Pointer[poolMap]
+	maxBodyV  atomic.Int64
+	listeners map[string]*listener // by address as configured
+	admin     *http.Server
+	adminLn   net.Listener
+	token     string
+	statePath string
+	stateErr  error
+	closed    bool
+}
+
+type poolMap struct {
+	byName map[string]*pool
+	order  []string
+}
+
+type listener struct {
+	cfg     config.Listener
+	handler *handler
+	srv     *http.Server
+	ln      net.Listener
+	cert    atomic.Pointer[tls.Certificate]
+}
+
+// New builds a server from cfg, restoring attached targets from the state
+// file. Nothing listens until Start.
+func New(cfg *config.LB, opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	s := &Server{
+		log:          opts.Logger,
+		out:          opts.Out,
+		healthClient: newHealthClient(),
+		listeners:    make(map[string]*listener),
+		cfg:          cfg,
+		statePath:    statePath(cfg),
+	}
+	s.metrics = newMetrics(s)
+	s.maxBodyV.Store(int64(cfg.Client.MaxBodyBytes))
+	token, err := s.loadToken(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.token = token
+	saved, err := loadState(s.statePath)
+	if err != nil {
+		return nil, err
+	}
+	pm := &poolMap{byName: map[string]*pool{}}
+	for _, name := range cfg.PoolOrder {
+		pc := cfg.Pools[name]
+		p := newPool(s, pc)
+		pm.byName[name] = p
+		pm.order = append(pm.order, name)
+	}
+	s.pools.Store(pm)
+	for _, name := range pm.order {
+		p := pm.byName[name]
+		targets := seedTargets(cfg.Pools[name])
+		if saved != nil {
+			if st, ok := saved.Pools[name]; ok {
+				targets = st
+			}
+		}
+		for _, t := range targets {
+			_, _ = p.attach(t.Address, t.Weight, true)
+		}
+	}
+	if saved != nil {
+		for name := range saved.Pools {
+			if _, ok := pm.byName[name]; !ok {
+				s.log.Warn("state file names a pool the config no longer has; its targets are dropped", "pool", name)
+			}
+		}
+	}
+	return s, nil
+}
+
+func seedTargets(pc *config.Pool) []savedTarget {
+	out := make([]savedTarget, 0, len(pc.Targets))
+	for _, t := range pc.Targets {
+		w := config.DefaultWeight
+		if t.Weight != nil {
+			w = *t.Weight
+		}
+		out = append(out, savedTarget{Address: t.Address, Weight: w})
+	}
+	return out
+}
+
+func statePath(cfg *config.LB) string {
+	if cfg.StateFile != "" {
+		return cfg.StateFile
+	}
+	return filepath.Join(filepath.Dir(cfg.Path), "lb-state.json")
+}
+
+// loadToken returns the admin token: configured, read from token_file, or
+// generated into token_file (or lb-admin.token beside the state file).
+func (s *Server) loadToken(cfg *config.LB) (string, error) {
+	if cfg.Admin.Token != "" {
+		return cfg.Admin.Token, nil
+	}
+	path := cfg.Admin.TokenFile
+	if path == "" {
+		path = filepath.Join(filepath.Dir(s.statePath), "lb-admin.token")
+	}
+	data, err := os.ReadFile(path)
+	if err == nil {
+		tok := strings.TrimSpace(string(data))
+		if tok == "" {
+			return "", fmt.Errorf("admin token file %s is empty", path)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read admin token: %w", err)
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(b[:])
+	if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write generated admin token to %s: %w", path, err)
+	}
+	fmt.Fprintf(s.out, "zerodown lb: generated an admin token in %s\n", path)
+	return tok, nil
+}
+
+func (s *Server) poolList() []*pool {
+	pm := s.pools.Load()
+	out := make([]*pool, 0, len(pm.order))
+	for _, n := range pm.order {
+		out = append(out, pm.byName[n])
+	}
+	return out
+}
+
+func (s *Server) pool(name string) *pool { return s.pools.Load().byName[name] }
+
+func (s *Server) maxBody() int64 { return s.maxBodyV.Load() }
+
+// Start runs one health check of every known target, then opens the
+// listeners and the admin API. Targets restored from the state file or the
+// config that pass that first check serve at once.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.waitFirstChecks(ctx)
+	opened := map[string]*listener{}
+	for _, lc := range s.cfg.Listeners {
+		l, err := s.openListener(lc)
+		if err != nil {
+			for _, o := range opened {
+				o.ln.Close()
+			}
+			return err
+		}
+		opened[lc.Address] = l
+	}
+	adminLn, err := net.Listen("tcp", s.cfg.Admin.Address)
+	if err != nil {
+		for _, o := range opened {
+			o.ln.Close()
+		}
+		return fmt.Errorf("admin API: listen on %s: %w", s.cfg.Admin.Address, err)
+	}
+	s.adminLn = adminLn
+	s.admin = &http.Server{
+		Handler:           s.adminHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	for addr, l := range opened {
+		s.listeners[addr] = l
+		s.serve(l)
+	}
+	go func() { _ = s.admin.Serve(adminLn) }()
+	s.log.Info("load balancer started", "listeners", s.ListenerAddrs(), "admin", adminLn.Addr().String())
+	return nil
+}
+
+// waitFirstChecks waits, within the pools' health timeouts, until every
+// target has been checked once.
+func (s *Server) waitFirstChecks(ctx context.Context) {
+	var longest time.Duration
+	for _, p := range s.poolList() {
+		if d := time.Duration(p.settings().health.Timeout); d > longest {
+			longest = d
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, longest+500*time.Millisecond)
+	defer cancel()
+	for _, p := range s.poolList() {
+		for _, t := range p.list() {
+			select {
+			case <-t.checked:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) openListener(lc config.Listener) (*listener, error) {
+	l := &listener{cfg: lc}
+	if lc.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(lc.TLS.Cert, lc.TLS.Key)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: load TLS certificate %s and key %s: %w", lc.Address, lc.TLS.Cert, lc.TLS.Key, err)
+		}
+		l.cert.Store(&cert)
+	}
+	l.handler = &handler{srv: s, https: lc.TLS != nil, name: lc.Name}
+	routes, err := s.compileRoutes(lc, s.pools.Load())
+	if err != nil {
+		return nil, err
+	}
+	l.handler.routes.Store(&routes)
+	ln, err := net.Listen("tcp", lc.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", lc.Address, err)
+	}
+	l.ln = ln
+	c := s.cfg.Client
+	l.srv = &http.Server{
+		Handler:           l.handler,
+		ReadHeaderTimeout: time.Duration(c.ReadHeaderTimeout),
+		IdleTimeout:       time.Duration(c.IdleTimeout),
+		MaxHeaderBytes:    int(c.MaxHeaderBytes),
+		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	if lc.TLS != nil {
+		l.srv.TLSConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return l.cert.Load(), nil
+			},
+		}
+	}
+	return l, nil
+}
+
+func (s *Server) serve(l *listener) {
+	go func() {
+		var err error
+		if l.cfg.TLS != nil {
+			err = l.srv.ServeTLS(l.ln, "", "")
+		} else {
+			err = l.srv.Serve(l.ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("listener stopped", "address", l.cfg.Address, "err", err)
+		}
+	}()
+}
+
+func (s *Server) compileRoutes(lc config.Listener, pm *poolMap) ([]route, error) {
+	routes := make([]route, 0, len(lc.Routes))
+	for _, rc := range lc.Routes {
+		p := pm.byName[rc.Pool]
+		if p == nil {
+			return nil, fmt.Errorf("listener %s: route to unknown pool %q", lc.Address, rc.Pool)
+		}
+		routes = append(routes, route{host: strings.ToLower(rc.Host), prefix: rc.PathPrefix, pool: p})
+	}
+	return routes, nil
+}
+
+// ListenerAddrs returns the bound address of each listener, in config order.
+func (s *Server) ListenerAddrs() []string {
+	var out []string
+	for _, lc := range s.cfg.Listeners {
+		if l, ok := s.listeners[lc.Address]; ok {
+			out = append(out, l.ln.Addr().String())
+		}
+	}
+	return out
+}
+
+// AdminAddr returns the bound address of the admin API.
+func (s *Server) AdminAddr() string {
+	if s.adminLn == nil {
+		return ""
+	}
+	return s.adminLn.Addr().String()
+}
+
+// Token returns the admin API token.
+func (s *Server) Token() string { return s.token }
+
+// Reload applies a new config without dropping connections. Everything that
+// can fail (certificates, new listeners) is prepared first, so a bad config
+// changes nothing.
+func (s *Server) Reload(cfg *config.LB) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("load balancer is shutting down")
+	}
+	old := s.cfg
+	oldPools := s.pools.Load()
+
+	// New pool map: existing pools keep their targets and counters.
+	pm := &poolMap{byName: map[string]*pool{}}
+	var created []*pool
+	for _, name := range cfg.PoolOrder {
+		pc := cfg.Pools[name]
+		if p, ok := oldPools.byName[name]; ok {
+			pm.byName[name] = p
+		} else {
+			p := newPool(s, pc)
+			pm.byName[name] = p
+			created = append(created, p)
+		}
+		pm.order = append(pm.order, name)
+	}
+
+	// Prepare listeners: routes for all, certificates and sockets for new.
+	type prepared struct {
+		l      *listener
+		routes []route
+		cert   *tls.Certificate
+		isNew  bool
+	}
+	var preps []prepared
+	fail := func(err error) error {
+		for _, pr := range preps {
+			if pr.isNew {
+				pr.l.ln.Close()
+			}
+		}
+		return err
+	}
+	for _, lc := range cfg.Listeners {
+		routes, err := s.compileRoutes(lc, pm)
+		if err != nil {
+			return fail(err)
+		}
+		if l, ok := s.listeners[lc.Address]; ok && (l.cfg.TLS == nil) == (lc.TLS == nil) {
+			pr := prepared{l: l, routes: routes}
+			if lc.TLS != nil {
+				cert, err := tls.LoadX509KeyPair(lc.TLS.Cert, lc.TLS.Key)
+				if err != nil {
+					return fail(fmt.Errorf("listener %s: load TLS certificate: %w", lc.Address, err))
+				}
+				pr.cert = &cert
+			}
+			preps = append(preps, pr)
+			continue
+		} else if ok {
+			return fail(fmt.Errorf("listener %s: switching between HTTP and HTTPS needs a restart", lc.Address))
+		}
+		l, err := s.openListener(lc)
+		if err != nil {
+			return fail(err)
+		}
+		preps = append(preps, prepared{l: l, routes: routes, isNew: true})
+	}
+
+	// Nothing below fails.
+	s.cfg = cfg
+	s.maxBodyV.Store(int64(cfg.Client.MaxBodyBytes))
+	for _, name := range pm.order {
+		pm.byName[name].cfg.Store(settingsFrom(cfg.Pools[name]))
+	}
+	s.pools.Store(pm)
+	for _, p := range created {
+		for _, t := range seedTargets(cfg.Pools[p.name]) {
+			_, _ = p.attach(t.Address, t.Weight, false)
+		}
+	}
+	for _, name := range pm.order {
+		if oc, ok := old.Pools[name]; ok {
+			s.applyTargetDiff(pm.byName[name], oc, cfg.Pools[name])
+		}
+	}
+	keep := map[string]bool{}
+	for _, pr := range preps {
+		pr.l.handler.routes.Store(&pr.routes)
+		if pr.cert != nil {
+			pr.l.cert.Store(pr.cert)
+		}
+		keep[pr.l.cfg.Address] = true
+		if pr.isNew {
+			s.listeners[pr.l.cfg.Address] = pr.l
+			s.serve(pr.l)
+		}
+	}
+	for addr, l := range s.listeners {
+		if !keep[addr] {
+			delete(s.listeners, addr)
+			go s.closeListener(l, time.Duration(cfg.ShutdownTimeout))
+		}
+	}
+	for _, name := range oldPools.order {
+		if _, ok := pm.byName[name]; !ok {
+			oldPools.byName[name].shutdown()
+		}
+	}
+	if old.Admin.Address != cfg.Admin.Address {
+		s.log.Warn("admin address changes need a restart", "running", old.Admin.Address, "configured", cfg.Admin.Address)
+	}
+	if old.Client != cfg.Client {
+		s.log.Warn("client timeouts and header limits apply to new listeners only; restart to apply them everywhere")
+	}
+	s.saveStateLocked()
+	s.log.Info("config reloaded", "path", cfg.Path)
+	return nil
+}
+
+// applyTargetDiff attaches targets added to a pool's config since the last
+// load and detaches removed ones; targets changed through the admin API and
+// not in either config are left alone.
+func (s *Server) applyTargetDiff(p *pool, oldCfg, newCfg *config.Pool) {
+	before := map[string]int{}
+	for _, t := range seedTargets(oldCfg) {
+		before[t.Address] = t.Weight
+	}
+	after := map[string]bool{}
+	for _, t := range seedTargets(newCfg) {
+		after[t.Address] = true
+		w, had := before[t.Address]
+		switch {
+		case !had:
+			_, _ = p.attach(t.Address, t.Weight, false)
+		case w != t.Weight:
+			_, _ = p.setWeight(t.Address, t.Weight)
+		}
+	}
+	for addr := range before {
+		if !after[addr] {
+			_, _ = p.detach(addr)
+		}
+	}
+}
+
+func (s *Server) closeListener(l *listener, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := l.srv.Shutdown(ctx); err != nil {
+		l.srv.Close()
+	}
+}
+
+// saveStateLocked writes the attached targets; s.mu is held. A failure is
+// logged and reported by the admin API.
+func (s *Server) saveStateLocked() error {
+	st := savedState{Version: stateVersion, Pools: map[string][]savedTarget{}}
+	for _, p := range s.poolList() {
+		st.Pools[p.name] = p.attached()
+		if st.Pools[p.name] == nil {
+			st.Pools[p.name] = []savedTarget{}
+		}
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err == nil {
+		err = writeFileAtomic(s.statePath, append(data, '\n'), 0o644)
+	}
+	if err != nil {
+		err = fmt.Errorf("save state to %s: %w", s.statePath, err)
+		s.log.Error("state not saved", "err", err)
+	}
+	s.stateErr = err
+	return err
+}
+
+// Attach attaches addr to a pool and records it in the state file.
+func (s *Server) Attach(pool, addr string, weight int) (*target, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pool(pool)
+	if p == nil {
+		return nil, errUnknownPool(pool)
+	}
+	t, err := p.attach(addr, weight, false)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("target attached", "pool", pool, "target", addr, "weight", t.weight.Load())
+	return t, s.saveStateLocked()
+}
+
+// Detach detaches addr from a pool; when it returns no new request goes to
+// the target.
+func (s *Server) Detach(pool, addr string) (*target, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pool(pool)
+	if p == nil {
+		return nil, errUnknownPool(pool)
+	}
+	t, err := p.detach(addr)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("target detached", "pool", pool, "target", addr, "in_flight", t.inFlight.Load())
+	return t, s.saveStateLocked()
+}
+
+// SetWeight changes a target's weight and records it.
+func (s *Server) SetWeight(pool, addr string, weight int) (*target, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pool(pool)
+	if p == nil {
+		return nil, errUnknownPool(pool)
+	}
+	t, err := p.setWeight(addr, weight)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("target weight changed", "pool", pool, "target", addr, "weight", weight)
+	return t, s.saveStateLocked()
+}
+
+type unknownPoolError struct{ name string }
+
+func (e *unknownPoolError) Error() string { return fmt.Sprintf("unknown pool %q", e.name) }
+
+func errUnknownPool(name string) error { return &unknownPoolError{name} }
+
+// Shutdown stops accepting connections and waits for in-flight requests
+// until ctx ends; then it closes what is left, WebSockets included.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	listeners := make([]*listener, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		listeners = append(listeners, l)
+	}
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, len(listeners))
+	for _, l := range listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.srv.Shutdown(ctx); err != nil {
+				l.srv.Close()
+				errs <- fmt.Errorf("listener %s: %w", l.cfg.Address, err)
+			}
+		}()
+	}
+	wg.Wait()
+	// Hijacked WebSocket tunnels are not tracked by http.Server.
+	for _, p := range s.poolList() {
+		for _, t := range p.list() {
+			t.closeSockets()
+		}
+		p.shutdown()
+	}
+	if s.admin != nil {
+		actx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.admin.Shutdown(actx)
+		cancel()
+	}
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}

@@ -1,0 +1,78 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// savedState is the state file: which targets are attached to each pool and
+// with what weight. It survives restarts so no registration is lost.
+type savedState struct {
+	Version int                      `json:"version"`
+	Pools   map[string][]savedTarget `json:"pools"`
+}
+
+type savedTarget struct {
+	Address string `json:"address"`
+	Weight  int    `json:"weight"`
+}
+
+const stateVersion = 1
+
+// loadState reads the state file; a missing file is no error and returns nil.
+func loadState(path string) (*savedState, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state file: %w", err)
+	}
+	var st savedState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("state file %s is corrupt: %w (move it away to start from the config's targets)", path, err)
+	}
+	if st.Version != stateVersion {
+		return nil, fmt.Errorf("state file %s has version %d, this zerodown reads version %d", path, st.Version, stateVersion)
+	}
+	return &st, nil
+}
+
+// writeFileAtomic replaces path with data so a crash leaves either the old
+// or the new file, never a mix: temp file, fsync, rename, fsync the dir.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
