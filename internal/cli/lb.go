@@ -1,11 +1,29 @@
 package cli
 
 import (
+	"fmt"
+	"os"
+	"runtime/pprof"
+
 	"github.com/spf13/cobra"
 )
 
+// startCPUProfile profiles the process into path; the returned func stops
+// and flushes it.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
 func newLBCmd() *cobra.Command {
-	var configPath string
+	var configPath, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "lb --config lb.yaml",
 		Short: "Run the built-in load balancer, or manage its targets",
@@ -16,10 +34,19 @@ Signals: SIGHUP reloads the config without dropping connections; SIGTERM stops
 accepting and finishes in-flight requests within shutdown_timeout.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			return runLB(c, configPath)
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "lb.yaml", "load balancer config file")
+	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile to this file until the load balancer stops")
+	_ = cmd.Flags().MarkHidden("cpu-profile")
 	cmd.AddCommand(newLBTargetsCmd())
 	return cmd
 }

@@ -26,9 +26,11 @@ import (
 // position is a 1-based line and column, as the YAML library counts them.
 type position struct{ Line, Column int }
 
-// aliasBudget bounds the nodes visited, so that aliases nested into one
-// another (a "billion laughs" document) fail fast instead of expanding.
-const aliasBudget = 100_000
+// aliasBudget bounds the nodes visited through aliases, so that aliases
+// nested into one another (a "billion laughs" document) fail fast instead of
+// expanding. Configs that share health checks or pools by alias stay far
+// below it.
+const aliasBudget = 10_000
 
 type checker struct {
 	file string
@@ -44,6 +46,10 @@ type checker struct {
 	parent  map[string]string
 	anchors map[string]ast.Node
 	budget  int
+	// aliasAt and aliasPath are the alias written in the file that the
+	// check is expanding, where a document that expands too far is reported.
+	aliasAt   position
+	aliasPath string
 	// pools is the pool names in file order.
 	pools []string
 }
@@ -118,16 +124,26 @@ func (c *checker) where(path string) position {
 	}
 }
 
-// pathOn is the key path written last at or before column col of line: the
-// key whose value holds that column.
-func (c *checker) pathOn(line, col int) string {
-	best, path := 0, ""
-	for p, s := range c.pathAt {
-		if p.Line == line && p.Column <= col && p.Column > best {
-			best, path = p.Column, s
-		}
+// pathsOn returns a lookup of the key path written last at or before a
+// column of a line: the key whose value holds that column.
+func (c *checker) pathsOn() func(line, col int) string {
+	type written struct {
+		col  int
+		path string
 	}
-	return path
+	byLine := map[int][]written{}
+	for p, s := range c.pathAt {
+		byLine[p.Line] = append(byLine[p.Line], written{p.Column, s})
+	}
+	return func(line, col int) string {
+		best, path := 0, ""
+		for _, w := range byLine[line] {
+			if w.col <= col && w.col > best {
+				best, path = w.col, w.path
+			}
+		}
+		return path
+	}
 }
 
 // mark records that path is written at p.
@@ -171,11 +187,14 @@ func startPos(n ast.Node) position {
 // positions belong to the anchor's place in the file. optional is true when
 // the Go field is a pointer, whose nil already means "not set".
 func (c *checker) value(n ast.Node, t reflect.Type, path string, at position, direct, optional bool) {
-	if c.budget--; c.budget == 0 {
-		c.errorf(at, path, "document too large: aliases expand to more than %d nodes", aliasBudget)
-	}
-	if c.budget <= 0 || n == nil {
+	if n == nil || c.budget <= 0 {
 		return
+	}
+	if !direct {
+		if c.budget--; c.budget == 0 {
+			c.errorf(c.aliasAt, c.aliasPath, "aliases expand to more than %d nodes", aliasBudget)
+			return
+		}
 	}
 	if direct {
 		c.mark(path, tokenPos(n), true)
@@ -197,6 +216,9 @@ func (c *checker) value(n ast.Node, t reflect.Type, path string, at position, di
 			c.errorf(at, path, "alias *%s refers to no anchor &%s before it", name, name)
 			return
 		}
+		if direct {
+			c.aliasAt, c.aliasPath = at, path
+		}
 		c.value(target, t, path, at, false, optional)
 		return
 	case *ast.TagNode:
@@ -213,11 +235,11 @@ func (c *checker) value(n ast.Node, t reflect.Type, path string, at position, di
 	}
 	switch {
 	case t == targetSpecType:
-		if _, ok := scalarValue(n); ok {
-			c.leaf(n, t, path, at, optional)
+		if isMapping(n) {
+			c.structure(n, t, path, at, direct)
 			return
 		}
-		c.structure(n, t, path, at, direct)
+		c.leaf(n, t, path, at, optional)
 		return
 	case t == durationType || t == byteSizeType:
 		c.leaf(n, t, path, at, optional)
@@ -279,6 +301,9 @@ func (c *checker) entries(n ast.Node, path string, at position, direct bool, dep
 			out = append(out, entry{mv.Key, mv.Value, direct, nil})
 			continue
 		}
+		if direct {
+			c.aliasAt, c.aliasPath = tokenPos(mv.Key), path
+		}
 		for _, src := range c.mergeSources(mv.Value, path, at) {
 			if depth > 10 {
 				c.errorf(at, path, "merge keys (<<) nest too deeply")
@@ -295,15 +320,15 @@ func (c *checker) entries(n ast.Node, path string, at position, direct bool, dep
 			out = append(out, sub...)
 		}
 	}
-	c.mergeConflicts(out, path)
+	c.duplicates(out, path)
 	return out, true
 }
 
-// mergeConflicts refuses keys set twice where the YAML library would keep a
-// different value than YAML specifies. A key written out after the << that
-// merges it is the usual override and fine; the library keeps the last
-// value, while YAML keeps the written-out or the first merged one.
-func (c *checker) mergeConflicts(entries []entry, path string) {
+// duplicates refuses keys set twice, except a key written out after the
+// << that merged it: the usual override, where YAML and the library agree.
+// Elsewhere the library keeps the last value, while YAML refuses a repeated
+// key and keeps the first of two merged ones.
+func (c *checker) duplicates(entries []entry, path string) {
 	seen := map[string]entry{}
 	for _, e := range entries {
 		k, _ := keyString(e.key)
@@ -312,14 +337,15 @@ func (c *checker) mergeConflicts(entries []entry, path string) {
 		if !dup || prev.merge != nil && e.merge == nil {
 			continue
 		}
-		at := tokenPos(e.key)
-		if e.merge != nil {
-			at = tokenPos(e.merge)
-		}
-		if prev.merge == nil {
-			c.errorf(at, c.key(path, k), "set again by a << after it; put << first, so keys written out override it")
-		} else {
-			c.errorf(at, c.key(path, k), "set by two merged mappings; set it once")
+		p := c.key(path, k)
+		switch {
+		case e.merge == nil:
+			first := tokenPos(prev.key)
+			c.errorf(tokenPos(e.key), p, "duplicate key (first at %d:%d)", first.Line, first.Column)
+		case prev.merge == nil:
+			c.errorf(tokenPos(e.merge), p, "set again by a << after it; put << first, so keys written out override it")
+		default:
+			c.errorf(tokenPos(e.merge), p, "set by two merged mappings; set it once")
 		}
 	}
 }
@@ -446,15 +472,15 @@ func (c *checker) leaf(n ast.Node, t reflect.Type, path string, at position, opt
 		positive(s == 0, false, "")
 	case t == targetSpecType:
 		if _, ok := v.(string); !ok {
-			c.errorf(at, path, `want "host:port" or {address, weight}, got %s`, describeValue(v))
+			c.errorf(at, path, `want "host:port" or {address, weight}, got %s`, describeScalar(n, v))
 		}
 	case t.Kind() == reflect.String:
 		if _, ok := v.(string); !ok && !keepsText(v, tokenText(n)) {
-			c.errorf(at, path, "want a string, got %s; quote it to keep it as written", describeValue(v))
+			c.errorf(at, path, "want a string, got %s; quote it to keep it as written", describeScalar(n, v))
 		}
 	case t.Kind() == reflect.Bool:
 		if _, ok := v.(bool); !ok {
-			c.errorf(at, path, "want true or false, got %s", describeValue(v))
+			c.errorf(at, path, "want true or false, got %s", describeScalar(n, v))
 		}
 	case t.Kind() == reflect.Int:
 		var i int64
@@ -468,7 +494,7 @@ func (c *checker) leaf(n ast.Node, t reflect.Type, path string, at position, opt
 			}
 			i = int64(v)
 		default:
-			c.errorf(at, path, "want an integer, got %s", describeValue(v))
+			c.errorf(at, path, "want an integer, got %s", describeScalar(n, v))
 			return
 		}
 		if i > math.MaxInt || i < math.MinInt {
@@ -508,6 +534,14 @@ func anchorName(n ast.Node) string {
 		return ""
 	}
 	return n.GetToken().Value
+}
+
+func isMapping(n ast.Node) bool {
+	switch n.(type) {
+	case *ast.MappingNode, *ast.MappingValueNode:
+		return true
+	}
+	return false
 }
 
 // scalarValue is the Go value of a scalar node as the YAML library decodes
@@ -565,16 +599,30 @@ func keyString(k ast.MapKeyNode) (s string, isString bool) {
 }
 
 func describeNode(n ast.Node) string {
-	switch n.(type) {
-	case *ast.MappingNode, *ast.MappingValueNode:
+	if isMapping(n) {
 		return "a mapping"
-	case *ast.SequenceNode:
+	}
+	if _, ok := n.(*ast.SequenceNode); ok {
 		return "a list"
 	}
 	if v, ok := scalarValue(n); ok {
-		return describeValue(v)
+		return describeScalar(n, v)
 	}
 	return "a " + n.Type().YAMLName()
+}
+
+// describeScalar names a scalar as written: "the integer 0x1F", not 31.
+func describeScalar(n ast.Node, v any) string {
+	text := tokenText(n)
+	switch v.(type) {
+	case int64, uint64:
+		return "the integer " + text
+	case float64:
+		return "the number " + text
+	case bool:
+		return "the boolean " + text
+	}
+	return describeValue(v)
 }
 
 func describeType(t reflect.Type) string {

@@ -31,7 +31,8 @@ func ParseLB(path string, data []byte) (*LB, error) {
 	expanded, envErrs := expandEnv(path, data, os.LookupEnv)
 	c := newChecker(path)
 
-	file, err := parser.ParseBytes(expanded, 0)
+	// Duplicate keys are left to the check, which names their key path.
+	file, err := parser.ParseBytes(expanded, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
 		return nil, append(envErrs, c.libraryError(err)).sorted()
 	}
@@ -50,8 +51,9 @@ func ParseLB(path string, data []byte) (*LB, error) {
 	if len(envErrs) > 0 {
 		// Unset references were left as written, so the tree has them where
 		// the file has them: name the key each one is in.
+		pathOn := c.pathsOn()
 		for _, e := range envErrs {
-			e.Path = c.pathOn(e.Line, e.Column)
+			e.Path = pathOn(e.Line, e.Column)
 		}
 		return nil, envErrs.sorted()
 	}
@@ -63,9 +65,9 @@ func ParseLB(path string, data []byte) (*LB, error) {
 	if root != nil {
 		// The check above has seen every key and scalar; the library fills
 		// the structs. DisallowUnknownField stays on in case the two ever
-		// disagree about what a key is. Duplicate keys were refused by the
-		// parser; allowing them here only lets a key override what a <<
-		// merged, which the library otherwise calls a duplicate.
+		// disagree about what a key is. The check refused duplicate keys;
+		// allowing them here lets a key override what a << merged, which
+		// the library otherwise calls a duplicate.
 		if err := yaml.NodeToValue(root, cfg, yaml.DisallowUnknownField(), yaml.AllowDuplicateMapKey()); err != nil {
 			return nil, Errors{c.libraryError(err)}
 		}
@@ -89,9 +91,9 @@ func (c *checker) body(file *ast.File) (ast.Node, *Error) {
 			continue
 		}
 		if root != nil {
-			at := tokenPos(doc)
-			if at.Line == 0 {
-				at = startPos(body)
+			at := startPos(body)
+			if doc.Start != nil && doc.Start.Position != nil {
+				at = position{doc.Start.Position.Line, doc.Start.Position.Column}
 			}
 			return nil, &Error{File: c.file, Line: at.Line, Column: at.Column, Msg: "a second YAML document; the config is one document"}
 		}

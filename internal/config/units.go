@@ -127,6 +127,11 @@ func (t *TargetSpec) UnmarshalYAML(unmarshal func(any) error) error {
 		return err
 	}
 	switch v := v.(type) {
+	case nil:
+		// An anchored null ("- &a") reaches here; validation reports the
+		// missing address with its position.
+		*t = TargetSpec{}
+		return nil
 	case string:
 		*t = TargetSpec{Address: v}
 		return nil

@@ -88,7 +88,7 @@ func (v *validator) listeners() {
 	if len(cfg.Listeners) == 0 {
 		v.errorf(c.key("", "listeners"), "at least one listener is required")
 	}
-	addrs := map[string]string{} // listen address → path of its listener
+	addrs := addrSet{}
 	names := map[string]string{}
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
@@ -104,10 +104,10 @@ func (v *validator) listeners() {
 			v.errorf(ap, "required")
 		} else if norm, err := listenAddr(l.Address); err != nil {
 			v.errorf(ap, "%v", err)
-		} else if prev := clash(addrs, norm); prev != "" {
+		} else if prev := addrs.clash(norm); prev != "" {
 			v.errorf(ap, "%s is already used by %s", l.Address, prev)
 		} else {
-			addrs[norm] = lp
+			addrs.add(norm, lp)
 		}
 		if l.TLS != nil {
 			tp := c.key(lp, "tls")
@@ -122,6 +122,7 @@ func (v *validator) listeners() {
 		if len(l.Routes) == 0 {
 			v.errorf(rsp, "at least one route is required")
 		}
+		earlier := map[Route]int{} // host and prefix of the routes so far → first index
 		for j, r := range l.Routes {
 			rp := c.item(rsp, j)
 			switch {
@@ -133,25 +134,39 @@ func (v *validator) listeners() {
 			if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
 				v.errorf(c.key(rp, "path_prefix"), "must start with /")
 			}
-			for k, earlier := range l.Routes[:j] {
-				if shadows(earlier, r) {
-					v.errorf(rp, "never matches: %s comes first and matches every request this one does", c.item(rsp, k))
-					break
-				}
+			match := Route{Host: r.Host, PathPrefix: r.PathPrefix}
+			if k, ok := shadowedBy(earlier, match); ok {
+				v.errorf(rp, "never matches: %s comes first and matches every request this one does", c.item(rsp, k))
+			}
+			if _, ok := earlier[match]; !ok {
+				earlier[match] = j
 			}
 		}
 	}
 	v.adminClash(addrs)
 }
 
-// shadows reports whether route a, tried first, takes every request route b
-// would match. Only certain cases count, whatever the proxy's exact matching:
+// shadowedBy returns the index of an earlier route that takes every request
+// route b would match. It looks the candidates up rather than comparing
+// with every earlier route, which would be quadratic in routes an alias can
+// multiply. Only certain cases count, whatever the proxy's exact matching:
 // an equal or empty host, and an equal, empty or "/"-terminated prefix.
-func shadows(a, b Route) bool {
-	hostCovers := a.Host == "" || a.Host == b.Host
-	prefixCovers := a.PathPrefix == "" || a.PathPrefix == b.PathPrefix ||
-		strings.HasSuffix(a.PathPrefix, "/") && strings.HasPrefix(b.PathPrefix, a.PathPrefix)
-	return hostCovers && prefixCovers
+func shadowedBy(earlier map[Route]int, b Route) (int, bool) {
+	prefixes := []string{"", b.PathPrefix}
+	for i := 0; i < len(b.PathPrefix); i++ {
+		if b.PathPrefix[i] == '/' {
+			prefixes = append(prefixes, b.PathPrefix[:i+1])
+		}
+	}
+	first, found := 0, false
+	for _, host := range []string{"", b.Host} {
+		for _, prefix := range prefixes {
+			if k, ok := earlier[Route{Host: host, PathPrefix: prefix}]; ok && (!found || k < first) {
+				first, found = k, true
+			}
+		}
+	}
+	return first, found
 }
 
 func (v *validator) admin() {
@@ -166,12 +181,12 @@ func (v *validator) admin() {
 }
 
 // adminClash reports an admin address that a listener already uses.
-func (v *validator) adminClash(addrs map[string]string) {
+func (v *validator) adminClash(addrs addrSet) {
 	norm, err := listenAddr(v.cfg.Admin.Address)
 	if err != nil {
 		return // reported by admin
 	}
-	if prev := clash(addrs, norm); prev != "" {
+	if prev := addrs.clash(norm); prev != "" {
 		v.errorf(v.c.key("admin", "address"), "%s is already used by %s", v.cfg.Admin.Address, prev)
 	}
 }
@@ -279,9 +294,9 @@ func parseStatus(s string) (lo, hi int, err error) {
 	return lo, hi, nil
 }
 
-// statusCode parses three digits, without the signs and spaces Atoi allows.
+// statusCode parses digits, without the signs and spaces Atoi allows.
 func statusCode(s string) (int, bool) {
-	if len(s) != 3 {
+	if s == "" || len(s) > 4 {
 		return 0, false
 	}
 	for _, r := range s {
@@ -308,20 +323,40 @@ func checkPoolName(name string) error {
 	return nil
 }
 
-// clash returns the path of the listener in addrs that binds the same port
-// as norm on an overlapping host (equal, or either one all interfaces).
-func clash(addrs map[string]string, norm string) string {
+// addrSet holds the listen addresses in use: by port, the path of the
+// first listener on it and of the listener on each host.
+type addrSet map[string]*portUse
+
+type portUse struct {
+	first string
+	hosts map[string]string
+}
+
+// clash returns the path of a listener that binds the same port as norm on
+// an overlapping host (equal, or either one all interfaces).
+func (s addrSet) clash(norm string) string {
 	host, port, _ := net.SplitHostPort(norm)
-	best := ""
-	for other, path := range addrs {
-		oh, op, _ := net.SplitHostPort(other)
-		if op == port && (oh == host || allInterfaces(oh) || allInterfaces(host)) {
-			if best == "" || path < best {
-				best = path
-			}
+	use := s[port]
+	if use == nil {
+		return ""
+	}
+	if allInterfaces(host) {
+		return use.first
+	}
+	for _, h := range []string{host, "", "0.0.0.0", "::"} {
+		if p, ok := use.hosts[h]; ok {
+			return p
 		}
 	}
-	return best
+	return ""
+}
+
+func (s addrSet) add(norm, path string) {
+	host, port, _ := net.SplitHostPort(norm)
+	if s[port] == nil {
+		s[port] = &portUse{first: path, hosts: map[string]string{}}
+	}
+	s[port].hosts[host] = path
 }
 
 func allInterfaces(host string) bool {

@@ -240,7 +240,11 @@ func (s *Server) handleAttach(w http.ResponseWriter, r *http.Request) {
 		weight = *req.Weight
 	}
 	t, err := s.Attach(name, req.Target, weight)
-	if s.answerChange(w, t, err) || !req.Wait {
+	if s.answerChange(w, t, err) {
+		return
+	}
+	if !req.Wait {
+		writeJSON(w, http.StatusOK, t.snapshot())
 		return
 	}
 	s.answerWait(w, r, t, stateHealthy, timeout)
@@ -258,7 +262,11 @@ func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t, err := s.Detach(name, req.Target)
-	if s.answerChange(w, t, err) || !req.Wait {
+	if s.answerChange(w, t, err) {
+		return
+	}
+	if !req.Wait {
+		writeJSON(w, http.StatusOK, t.snapshot())
 		return
 	}
 	s.answerWait(w, r, t, stateUnused, timeout)

@@ -341,3 +341,35 @@ func TestConcurrentAttachDetach(t *testing.T) {
 	}
 	eventually(t, 3*time.Second, "a unused", func() bool { return stateOf(srv, "app", hostPort(a.URL)) == "unused" })
 }
+
+// TestClientGoneDoesNotPoisonPool: clients that hang up mid-request make the
+// proxy close those upstream connections; none of them may be reused.
+func TestClientGoneDoesNotPoisonPool(t *testing.T) {
+	a := backend(t, "a")
+	cfg := testConfig(t, hostPort(a.URL))
+	srv, url := startServer(t, cfg)
+	eventually(t, 2*time.Second, "healthy", func() bool { return stateOf(srv, "app", hostPort(a.URL)) == "healthy" })
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", url+"/?sleep=200ms", nil)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	tg := srv.pool("app").lookup(hostPort(a.URL))
+	eventually(t, 2*time.Second, "in-flight back to zero", func() bool { return tg.inFlight.Load() == 0 })
+	client := &http.Client{}
+	for i := 0; i < 50; i++ {
+		code, body := get(t, client, url+"/")
+		if code != 200 {
+			t.Fatalf("request %d after clients hung up: %d %q", i, code, body)
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -203,7 +202,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusServiceUnavailable, "no healthy target in pool %s", p.name)
 			return
 		}
-		res, status, err := h.forward(w, r, p, t, body, upgrade)
+		res, status, err := h.forward(w, r, p, t, body, upgrade, attempts > 0)
 		switch res {
 		case done:
 			t.requests[status/100-1].Add(1)
@@ -244,14 +243,19 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // forward sends r to t once. It decrements t's in-flight count before it
 // returns.
-func (h *handler) forward(w http.ResponseWriter, r *http.Request, p *pool, t *target, body *reqBody, upgrade bool) (outcome, int, error) {
+// A retry uses a fresh connection: the idle ones may have been closed by the
+// target just like the one that failed.
+func (h *handler) forward(w http.ResponseWriter, r *http.Request, p *pool, t *target, body *reqBody, upgrade, fresh bool) (outcome, int, error) {
 	defer t.inFlight.Add(-1)
 	s := p.settings()
 	if t.detached.Load() {
 		return repick, 0, nil
 	}
 	now := time.Now()
-	c := t.takeIdle(now, s.idleTimeout)
+	var c *upConn
+	if !fresh {
+		c = t.takeIdle(now, s.idleTimeout)
+	}
 	reused := c != nil
 	if c == nil {
 		d := net.Dialer{Timeout: s.connectTimeout, KeepAlive: 30 * time.Second}
@@ -277,6 +281,11 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, p *pool, t *ta
 		t.putIdle(c, now, s.maxIdle)
 		return repick, 0, nil
 	}
+	// From here the watchdog closes the connection if the client goes away
+	// or no response head arrives in time; see watch.
+	wb := &watchBox{ctx: r.Context()}
+	wb.deadline.Store(now.Add(s.responseTimeout).UnixNano())
+	c.watch.Store(wb)
 	err := writeRequestHead(c, r, body, h.https, upgrade)
 	if err == nil && body.replayable && body.length > 0 {
 		_, err = c.bw.Write(body.buf)
@@ -299,31 +308,29 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, p *pool, t *ta
 			return done, 499, nil
 		}
 		t.errors.Add(1)
-		if c.cut.Load() {
+		switch {
+		case c.cut.Load():
 			writeError(w, http.StatusBadGateway, "target %s was removed while the request was in flight", t.addr)
 			return done, http.StatusBadGateway, nil
-		}
-		if body.replayable && (reused || isIdempotent(r.Method)) {
+		case wb.timedOut.Load():
+			writeError(w, http.StatusGatewayTimeout, "target %s did not take the request within %s", t.addr, s.responseTimeout)
+			return done, http.StatusGatewayTimeout, nil
+		case body.replayable && (reused || isIdempotent(r.Method)):
 			return retry, 0, fmt.Errorf("send to %s: %w", t.addr, err)
 		}
 		writeError(w, http.StatusBadGateway, "sending the request to the target failed: %v", err)
 		return done, http.StatusBadGateway, nil
 	}
-
-	// A client that goes away closes the upstream connection, which unblocks
-	// any read below; the connection is not reused then.
-	stop := context.AfterFunc(r.Context(), func() { c.conn.Close() })
-	res, status, err := h.relay(w, r, p, t, c, body, reused, upgrade)
-	if !stop() && res != done {
+	res, status, err := h.relay(w, r, p, t, c, wb, body, reused, upgrade)
+	if res != done && r.Context().Err() != nil {
 		return done, 499, nil
 	}
 	return res, status, err
 }
 
 // relay reads the target's answer and copies it to the client.
-func (h *handler) relay(w http.ResponseWriter, r *http.Request, p *pool, t *target, c *upConn, body *reqBody, reused, upgrade bool) (outcome, int, error) {
+func (h *handler) relay(w http.ResponseWriter, r *http.Request, p *pool, t *target, c *upConn, wb *watchBox, body *reqBody, reused, upgrade bool) (outcome, int, error) {
 	s := p.settings()
-	_ = c.conn.SetReadDeadline(time.Now().Add(s.responseTimeout))
 	for {
 		gotBytes, err := c.readHead()
 		if err != nil {
@@ -332,12 +339,11 @@ func (h *handler) relay(w http.ResponseWriter, r *http.Request, p *pool, t *targ
 				return done, 499, nil
 			}
 			t.errors.Add(1)
-			var ne net.Error
 			switch {
 			case c.cut.Load():
 				writeError(w, http.StatusBadGateway, "target %s was removed while the request was in flight", t.addr)
 				return done, http.StatusBadGateway, nil
-			case errors.As(err, &ne) && ne.Timeout():
+			case wb.timedOut.Load():
 				writeError(w, http.StatusGatewayTimeout, "target %s did not answer within %s", t.addr, s.responseTimeout)
 				return done, http.StatusGatewayTimeout, nil
 			case !gotBytes && body.replayable && (reused || isIdempotent(r.Method)) && isConnLoss(err):
@@ -349,6 +355,10 @@ func (h *handler) relay(w http.ResponseWriter, r *http.Request, p *pool, t *targ
 		hd := &c.head
 		if hd.status == http.StatusSwitchingProtocols {
 			if upgrade {
+				if !c.watch.CompareAndSwap(wb, nil) {
+					h.closeConn(t, c)
+					return done, 499, nil
+				}
 				return h.tunnel(w, t, c)
 			}
 			h.closeConn(t, c)
@@ -360,6 +370,9 @@ func (h *handler) relay(w http.ResponseWriter, r *http.Request, p *pool, t *targ
 		}
 		// 100 Continue and other interim answers: the body was sent already.
 	}
+	// The head is in: from now on only a client that goes away stops the
+	// exchange, however long the body takes.
+	wb.deadline.Store(0)
 	hd := &c.head
 	out := w.Header()
 	vals := make([]string, len(hd.headers))
@@ -390,23 +403,18 @@ func (h *handler) relay(w http.ResponseWriter, r *http.Request, p *pool, t *targ
 	noBody := r.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified
 	w.WriteHeader(status)
 	if noBody {
-		h.finish(t, c, p, closeConn)
+		h.finish(t, c, p, wb, closeConn)
 		return done, status, nil
 	}
 	var err error
 	reusable := !closeConn
 	switch {
 	case contentLength >= 0:
-		if int64(c.br.Buffered()) < contentLength {
-			_ = c.conn.SetReadDeadline(time.Time{})
-		}
 		err = copyLength(w, c, contentLength)
 	case chunked:
-		_ = c.conn.SetReadDeadline(time.Time{})
 		err = copyStreaming(w, &chunkedReader{c: c})
 	default:
 		// No framing: the body ends when the target closes the connection.
-		_ = c.conn.SetReadDeadline(time.Time{})
 		reusable = false
 		err = copyStreaming(w, c.br)
 	}
@@ -418,12 +426,14 @@ func (h *handler) relay(w http.ResponseWriter, r *http.Request, p *pool, t *targ
 		t.errors.Add(1)
 		return respWrote, status, err
 	}
-	h.finish(t, c, p, !reusable)
+	h.finish(t, c, p, wb, !reusable)
 	return done, status, nil
 }
 
-func (h *handler) finish(t *target, c *upConn, p *pool, closeIt bool) {
-	if closeIt || c.br.Buffered() > 0 {
+// finish returns c to the idle pool, unless it must close or the watchdog
+// already claimed it (then it is being closed and must not be reused).
+func (h *handler) finish(t *target, c *upConn, p *pool, wb *watchBox, closeIt bool) {
+	if !c.watch.CompareAndSwap(wb, nil) || closeIt || c.br.Buffered() > 0 {
 		h.closeConn(t, c)
 		return
 	}

@@ -53,6 +53,7 @@ type Server struct {
 	statePath string
 	stateErr  error
 	closed    bool
+	stopWatch chan struct{}
 }
 
 type poolMap struct {
@@ -228,6 +229,8 @@ func (s *Server) Start(ctx context.Context) error {
 		s.serve(l)
 	}
 	go func() { _ = s.admin.Serve(adminLn) }()
+	s.stopWatch = make(chan struct{})
+	go s.watchdog(s.stopWatch)
 	s.log.Info("load balancer started", "listeners", s.ListenerAddrs(), "admin", adminLn.Addr().String())
 	return nil
 }
@@ -606,6 +609,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			t.closeSockets()
 		}
 		p.shutdown()
+	}
+	if s.stopWatch != nil {
+		close(s.stopWatch)
 	}
 	if s.admin != nil {
 		actx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -46,6 +46,9 @@ func loadState(path string) (*savedState, error) {
 // or the new file, never a mix: temp file, fsync, rename, fsync the dir.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,8 @@ type upConn struct {
 	idleSince time.Time
 	uses      int
 	cut       atomic.Bool // closed because the deregistration delay ran out
+	// watch is set while a request uses the connection; see watchBox.
+	watch atomic.Pointer[watchBox]
 
 	head respHead // reused for every response on this connection
 }
@@ -42,6 +45,16 @@ func newUpConn(c net.Conn) *upConn {
 		br:   bufio.NewReaderSize(c, upReadBuffer),
 		bw:   bufio.NewWriterSize(c, upWriteBuffer),
 	}
+}
+
+// watchBox lets the server's watchdog end an exchange whose client went
+// away or whose response head is late, without a timer or context callback
+// per request. Whoever swaps it out of upConn.watch first owns the
+// connection's fate: the watchdog closes it, the request path pools it.
+type watchBox struct {
+	ctx      context.Context
+	deadline atomic.Int64 // unix nanoseconds for the response head; 0 once it arrived
+	timedOut atomic.Bool
 }
 
 // header is one response header line as received.

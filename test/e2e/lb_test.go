@@ -1,0 +1,300 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/lb/builtin"
+)
+
+type lbFixture struct {
+	proc    *proc
+	url     string
+	admin   string
+	token   string
+	client  *builtin.Client
+	cfgPath string
+	dir     string
+}
+
+const lbConfigTemplate = `listeners:
+  - name: web
+    address: %s
+    routes: [ { pool: hello } ]
+admin:
+  address: %s
+  token_file: %s
+state_file: %s
+shutdown_timeout: 10s
+pools:
+  hello:
+    targets: [%s]
+    health: { path: /healthz, interval: 100ms, timeout: 80ms, healthy_threshold: 2, unhealthy_threshold: 2 }
+    deregistration_delay: 20s
+`
+
+// startLB writes an lb.yaml for targets and runs `zerodown lb` on it.
+func startLB(t *testing.T, dir string, targets ...string) *lbFixture {
+	t.Helper()
+	f := &lbFixture{dir: dir, cfgPath: filepath.Join(dir, "lb.yaml")}
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := fmt.Sprintf(lbConfigTemplate, listen, admin, filepath.Join(dir, "admin.token"),
+		filepath.Join(dir, "state.json"), strings.Join(targets, ", "))
+	if err := os.WriteFile(f.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.url, f.admin = "http://"+listen, "http://"+admin
+	f.run(t)
+	return f
+}
+
+func (f *lbFixture) run(t *testing.T) {
+	t.Helper()
+	f.proc = start(t, "zerodown lb", bin.zerodown, "lb", "--config", f.cfgPath)
+	tokenPath := filepath.Join(f.dir, "admin.token")
+	eventually(t, 10*time.Second, "the generated admin token", func() bool {
+		b, err := os.ReadFile(tokenPath)
+		f.token = strings.TrimSpace(string(b))
+		return err == nil && f.token != ""
+	})
+	var err error
+	f.client, err = builtin.New(builtin.Config{Admin: f.admin, Token: f.token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the admin API", func() bool {
+		_, err := f.client.Pools(ctxFor(t, time.Second))
+		return err == nil
+	})
+}
+
+func (f *lbFixture) target(t *testing.T, addr string) builtin.Target {
+	t.Helper()
+	p, err := f.client.Pool(ctxFor(t, 5*time.Second), "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range p.Targets {
+		if tg.Address == addr {
+			return tg
+		}
+	}
+	return builtin.Target{Address: addr, State: "absent"}
+}
+
+func (f *lbFixture) waitState(t *testing.T, addr string, want lb.State, within time.Duration) {
+	t.Helper()
+	eventually(t, within, fmt.Sprintf("%s to be %s", addr, want), func() bool {
+		return f.target(t, addr).State == want
+	})
+}
+
+// TestLBZeroDowntime is the load balancer's promise with real processes:
+// under constant GET and POST load, detach a backend while 2-second
+// requests are in flight on it, re-attach it, detach the other, and SIGKILL
+// a backend: no request fails and the long requests complete.
+func TestLBZeroDowntime(t *testing.T) {
+	dir := t.TempDir()
+	procA, a := startHello(t, "a", "v1")
+	_, b := startHello(t, "b", "v1")
+	f := startLB(t, dir, a, b)
+	f.waitState(t, a, lb.StateHealthy, 10*time.Second)
+	f.waitState(t, b, lb.StateHealthy, 10*time.Second)
+
+	l := startLoad(f.url, 200, 20000, 90*time.Second)
+	defer func() {
+		if t.Failed() {
+			l.finish()
+		}
+	}()
+
+	// Long requests spread over both targets by least-outstanding balancing.
+	type longResult struct {
+		status int
+		body   string
+		err    error
+		took   time.Duration
+	}
+	const longCount = 6
+	results := make(chan longResult, longCount)
+	var longWG sync.WaitGroup
+	for i := 0; i < longCount; i++ {
+		longWG.Add(1)
+		go func() {
+			defer longWG.Done()
+			start := time.Now()
+			resp, err := http.Get(f.url + "/?sleep=2s")
+			if err != nil {
+				results <- longResult{err: err}
+				return
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results <- longResult{resp.StatusCode, string(body), err, time.Since(start)}
+		}()
+	}
+	eventually(t, 5*time.Second, "2-second requests in flight on "+a, func() bool {
+		return f.target(t, a).InFlight >= 2
+	})
+	ctx := ctxFor(t, 60*time.Second)
+	detached, err := f.client.Detach(ctx, "hello", builtin.DetachRequest{Target: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if detached.State != lb.StateDraining {
+		t.Fatalf("right after detach %s is %s, want draining", a, detached.State)
+	}
+	f.waitState(t, a, lb.StateUnused, 15*time.Second)
+	longWG.Wait()
+	close(results)
+	for r := range results {
+		if r.err != nil || r.status != 200 || !strings.HasPrefix(r.body, "hello from ") {
+			t.Fatalf("a 2-second request failed: status %d body %q err %v", r.status, r.body, r.err)
+		}
+		if r.took < 2*time.Second {
+			t.Fatalf("a 2-second request took %s", r.took)
+		}
+	}
+	if cut := f.target(t, a).Cut; cut != 0 {
+		t.Fatalf("%d requests cut on %s; draining should have let them finish", cut, a)
+	}
+
+	// Re-attach a, wait until healthy; then detach b and bring it back.
+	if _, err := f.client.Attach(ctx, "hello", builtin.AttachRequest{Target: a, Wait: true, Timeout: "10s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.client.Detach(ctx, "hello", builtin.DetachRequest{Target: b, Wait: true, Timeout: "10s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.client.Attach(ctx, "hello", builtin.AttachRequest{Target: b, Wait: true, Timeout: "10s"}); err != nil {
+		t.Fatal(err)
+	}
+	okBefore := l.ok.Load()
+	eventually(t, 10*time.Second, "traffic on both targets", func() bool {
+		return l.ok.Load() > okBefore+200
+	})
+
+	// SIGKILL a backend under load: requests on its connections are retried
+	// and connection failures take it out at once.
+	procA.signal(syscall.SIGKILL)
+	procA.wait(t, 5*time.Second)
+	f.waitState(t, a, lb.StateUnhealthy, 5*time.Second)
+	okAfter := l.ok.Load()
+	eventually(t, 10*time.Second, "load served after the kill", func() bool {
+		return l.ok.Load() > okAfter+300
+	})
+	l.finish()
+	if l.failed.Load() != 0 || l.ok.Load() < 600 {
+		t.Fatalf("load through the balancer: %s", l.report())
+	}
+	t.Logf("load: %s", l.report())
+}
+
+// TestLBSignals: SIGHUP reloads the config file without dropping
+// connections (a bad file is refused and changes nothing); SIGTERM lets an
+// in-flight request finish and exits 0; a restart keeps targets attached
+// through the admin API.
+func TestLBSignals(t *testing.T) {
+	dir := t.TempDir()
+	_, a := startHello(t, "a", "v1")
+	_, b := startHello(t, "b", "v2")
+	f := startLB(t, dir, a)
+	f.waitState(t, a, lb.StateHealthy, 10*time.Second)
+	ctx := ctxFor(t, 60*time.Second)
+
+	// A target attached through the API survives a restart.
+	if _, err := f.client.Attach(ctx, "hello", builtin.AttachRequest{Target: b, Wait: true, Timeout: "10s"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A broken config is refused on SIGHUP; the balancer keeps serving.
+	good, err := os.ReadFile(f.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.cfgPath, []byte("listeners: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.proc.signal(syscall.SIGHUP)
+	eventually(t, 5*time.Second, "the refused reload in the log", func() bool {
+		return strings.Contains(f.proc.out.String(), "reload refused")
+	})
+	waitHTTP(t, f.url+"/", 200, 5*time.Second)
+
+	// A good config with a second route is applied on SIGHUP, and a
+	// keep-alive connection opened before the reload keeps working.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	get := func(path string) (int, string) {
+		resp, err := client.Get(f.url + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, _ := get("/"); code != 200 {
+		t.Fatalf("before reload: %d", code)
+	}
+	reloaded := strings.Replace(string(good), "routes: [ { pool: hello } ]",
+		"routes: [ { path_prefix: /only-b/, pool: onlyb }, { pool: hello } ]", 1) +
+		fmt.Sprintf("  onlyb:\n    targets: [%s]\n    health: { path: /healthz, interval: 100ms, timeout: 80ms }\n", b)
+	if err := os.WriteFile(f.cfgPath, []byte(reloaded), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.proc.signal(syscall.SIGHUP)
+	eventually(t, 10*time.Second, "the new route to serve from b", func() bool {
+		code, body := get("/only-b/x")
+		return code == 200 && strings.Contains(body, "version v2")
+	})
+
+	// SIGTERM: the in-flight request completes, then the process exits 0.
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(f.url + "/?sleep=1s")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != 200 {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		done <- err
+	}()
+	eventually(t, 5*time.Second, "the 1-second request in flight", func() bool {
+		p, err := f.client.Pool(ctxFor(t, time.Second), "hello")
+		if err != nil {
+			return false
+		}
+		n := 0
+		for _, tg := range p.Targets {
+			n += tg.InFlight
+		}
+		return n > 0
+	})
+	f.proc.signal(syscall.SIGTERM)
+	if err := <-done; err != nil {
+		t.Fatalf("in-flight request during SIGTERM: %v", err)
+	}
+	if code := f.proc.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("zerodown lb exited %d after SIGTERM", code)
+	}
+
+	// Restart: both targets are still attached and serve at once.
+	f.run(t)
+	for _, addr := range []string{a, b} {
+		if st := f.target(t, addr).State; st != lb.StateHealthy {
+			t.Fatalf("after restart %s is %s, want healthy", addr, st)
+		}
+	}
+}
