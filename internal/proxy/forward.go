@@ -412,7 +412,7 @@ func (h *handler) relay(w http.ResponseWriter, r *http.Request, p *pool, t *targ
 	case contentLength >= 0:
 		err = copyLength(w, c, contentLength)
 	case chunked:
-		err = copyStreaming(w, &chunkedReader{c: c})
+		err = copyStreaming(w, &chunkedReader{br: c.br})
 	default:
 		// No framing: the body ends when the target closes the connection.
 		reusable = false

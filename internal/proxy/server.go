@@ -64,9 +64,21 @@ type poolMap struct {
 type listener struct {
 	cfg     config.Listener
 	handler *handler
-	srv     *http.Server
+	srv     *http.Server // HTTPS listeners
+	h1      *h1Server    // plain-HTTP listeners
 	ln      net.Listener
 	cert    atomic.Pointer[tls.Certificate]
+}
+
+func (l *listener) shutdown(ctx context.Context) error {
+	if l.h1 != nil {
+		return l.h1.Shutdown(ctx)
+	}
+	err := l.srv.Shutdown(ctx)
+	if err != nil {
+		l.srv.Close()
+	}
+	return err
 }
 
 // New builds a server from cfg, restoring attached targets from the state
@@ -278,6 +290,10 @@ func (s *Server) openListener(lc config.Listener) (*listener, error) {
 	}
 	l.ln = ln
 	c := s.cfg.Client
+	if lc.TLS == nil {
+		l.h1 = newH1Server(l.handler, s.log, time.Duration(c.ReadHeaderTimeout), time.Duration(c.IdleTimeout), int(c.MaxHeaderBytes))
+		return l, nil
+	}
 	l.srv = &http.Server{
 		Handler:           l.handler,
 		ReadHeaderTimeout: time.Duration(c.ReadHeaderTimeout),
@@ -299,10 +315,10 @@ func (s *Server) openListener(lc config.Listener) (*listener, error) {
 func (s *Server) serve(l *listener) {
 	go func() {
 		var err error
-		if l.cfg.TLS != nil {
-			err = l.srv.ServeTLS(l.ln, "", "")
+		if l.h1 != nil {
+			err = l.h1.Serve(l.ln)
 		} else {
-			err = l.srv.Serve(l.ln)
+			err = l.srv.ServeTLS(l.ln, "", "")
 		}
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("listener stopped", "address", l.cfg.Address, "err", err)
@@ -493,9 +509,7 @@ func (s *Server) applyTargetDiff(p *pool, oldCfg, newCfg *config.Pool) {
 func (s *Server) closeListener(l *listener, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := l.srv.Shutdown(ctx); err != nil {
-		l.srv.Close()
-	}
+	_ = l.shutdown(ctx)
 }
 
 // saveStateLocked writes the attached targets; s.mu is held. A failure is
@@ -590,24 +604,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 
+	// WebSockets live as long as their users want; they do not hold up a
+	// shutdown. Clients reconnect to another load balancer.
+	for _, p := range s.poolList() {
+		for _, t := range p.list() {
+			t.closeSockets()
+		}
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(listeners))
 	for _, l := range listeners {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.srv.Shutdown(ctx); err != nil {
-				l.srv.Close()
+			if err := l.shutdown(ctx); err != nil {
 				errs <- fmt.Errorf("listener %s: %w", l.cfg.Address, err)
 			}
 		}()
 	}
 	wg.Wait()
-	// Hijacked WebSocket tunnels are not tracked by http.Server.
 	for _, p := range s.poolList() {
-		for _, t := range p.list() {
-			t.closeSockets()
-		}
 		p.shutdown()
 	}
 	if s.stopWatch != nil {

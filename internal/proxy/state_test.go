@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -157,10 +158,13 @@ func TestStateReplacedAtomically(t *testing.T) {
 	if _, err := srv.SetWeight("app", hostPort(a.URL), 2); err != nil {
 		t.Fatal(err)
 	}
-	before, err := os.Stat(cfg.StateFile)
+	// Holding the old file open keeps its inode from being reused, so a
+	// replaced file is told apart from one rewritten in place.
+	old, err := os.Open(cfg.StateFile)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer old.Close()
 
 	// Readers never see a partly written file while saves go on.
 	var stop atomic.Bool
@@ -182,16 +186,20 @@ func TestStateReplacedAtomically(t *testing.T) {
 			}
 		}()
 	}
-	for w := 0; w <= 200; w++ {
+	for w := 0; w <= 40; w++ {
 		if _, err := srv.SetWeight("app", hostPort(a.URL), w%1000); err != nil {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Second, "readers ran", func() bool { return reads.Load() >= 50 })
+	eventually(t, 5*time.Second, "readers ran", func() bool { return reads.Load() >= 20 })
 	stop.Store(true)
 	wg.Wait()
 	if n := bad.Load(); n != 0 {
 		t.Fatalf("%d of %d reads saw a partial or missing state file, such as %q", n, reads.Load(), badSample.Load())
+	}
+	before, err := old.Stat()
+	if err != nil {
+		t.Fatal(err)
 	}
 	after, err := os.Stat(cfg.StateFile)
 	if err != nil {
@@ -200,8 +208,11 @@ func TestStateReplacedAtomically(t *testing.T) {
 	if os.SameFile(before, after) {
 		t.Error("the state file was rewritten in place, not replaced by a rename")
 	}
-	if st := readState(t, cfg.StateFile); st.Pools["app"][0].Weight != 200 {
-		t.Errorf("last saved weight %d, want 200", st.Pools["app"][0].Weight)
+	if data, err := io.ReadAll(old); err != nil || !strings.Contains(string(data), `"weight": 2`) {
+		t.Errorf("the file as it was before the saves changed: %q %v", data, err)
+	}
+	if st := readState(t, cfg.StateFile); st.Pools["app"][0].Weight != 40 {
+		t.Errorf("last saved weight %d, want 40", st.Pools["app"][0].Weight)
 	}
 	noTempFiles(t, dir, filepath.Base(cfg.StateFile))
 }

@@ -162,8 +162,10 @@ func (c *upConn) readHead() (gotBytes bool, err error) {
 
 // readLine returns one line without its CRLF; the slice is valid until the
 // next read.
-func (c *upConn) readLine() ([]byte, error) {
-	line, err := c.br.ReadSlice('\n')
+func (c *upConn) readLine() ([]byte, error) { return readLine(c.br) }
+
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
 			return line, &malformedError{"header line too long"}
@@ -290,7 +292,7 @@ var hopByHop = map[string]bool{
 // chunkedReader decodes a chunked body straight from the connection's
 // buffer, trailers included, so the connection can be reused after it.
 type chunkedReader struct {
-	c       *upConn
+	br      *bufio.Reader
 	left    int64 // bytes left in the current chunk
 	started bool
 	done    bool
@@ -307,7 +309,7 @@ func (cr *chunkedReader) Read(p []byte) (int, error) {
 			}
 		}
 		cr.started = true
-		line, err := cr.c.readLine()
+		line, err := readLine(cr.br)
 		if err != nil {
 			return 0, noEOF(err)
 		}
@@ -321,7 +323,7 @@ func (cr *chunkedReader) Read(p []byte) (int, error) {
 		if size == 0 {
 			// Trailers are dropped; read up to the empty line.
 			for {
-				line, err := cr.c.readLine()
+				line, err := readLine(cr.br)
 				if err != nil {
 					return 0, noEOF(err)
 				}
@@ -337,7 +339,7 @@ func (cr *chunkedReader) Read(p []byte) (int, error) {
 	if int64(len(p)) > cr.left {
 		p = p[:cr.left]
 	}
-	n, err := cr.c.br.Read(p)
+	n, err := cr.br.Read(p)
 	cr.left -= int64(n)
 	if err != nil {
 		return n, noEOF(err)
@@ -346,7 +348,7 @@ func (cr *chunkedReader) Read(p []byte) (int, error) {
 }
 
 func (cr *chunkedReader) expectCRLF() error {
-	line, err := cr.c.readLine()
+	line, err := readLine(cr.br)
 	if err != nil {
 		return noEOF(err)
 	}
