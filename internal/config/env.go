@@ -30,7 +30,7 @@ func expandEnv(file string, data []byte, lookup func(string) (string, bool)) ([]
 	}
 	// commentAt[line] is the column of the # that starts a comment on it.
 	commentAt := map[int]int{}
-	for _, tk := range lexer.Tokenize(string(data)) {
+	for _, tk := range tokenize(string(data)) {
 		if tk.Type == token.CommentType && tk.Position != nil {
 			if _, ok := commentAt[tk.Position.Line]; !ok {
 				commentAt[tk.Position.Line] = tk.Position.Column
@@ -61,6 +61,18 @@ func expandEnv(file string, data []byte, lookup func(string) (string, bool)) ([]
 		out.WriteString(line[end:])
 	}
 	return out.Bytes(), errs
+}
+
+// tokenize runs the library's lexer. Should it panic, comments are not
+// known and references in them are expanded too; the parser then reports
+// the broken file.
+func tokenize(src string) (tokens token.Tokens) {
+	defer func() {
+		if recover() != nil {
+			tokens = nil
+		}
+	}()
+	return lexer.Tokenize(src)
 }
 
 // expandLine expands one line (without its comment). fail gets the byte

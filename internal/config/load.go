@@ -31,8 +31,7 @@ func ParseLB(path string, data []byte) (*LB, error) {
 	expanded, envErrs := expandEnv(path, data, os.LookupEnv)
 	c := newChecker(path)
 
-	// Duplicate keys are left to the check, which names their key path.
-	file, err := parser.ParseBytes(expanded, 0, parser.AllowDuplicateMapKey())
+	file, err := parseYAML(expanded)
 	if err != nil {
 		return nil, append(envErrs, c.libraryError(err)).sorted()
 	}
@@ -63,12 +62,7 @@ func ParseLB(path string, data []byte) (*LB, error) {
 
 	cfg := &LB{}
 	if root != nil {
-		// The check above has seen every key and scalar; the library fills
-		// the structs. DisallowUnknownField stays on in case the two ever
-		// disagree about what a key is. The check refused duplicate keys;
-		// allowing them here lets a key override what a << merged, which
-		// the library otherwise calls a duplicate.
-		if err := yaml.NodeToValue(root, cfg, yaml.DisallowUnknownField(), yaml.AllowDuplicateMapKey()); err != nil {
+		if err := decodeYAML(root, cfg); err != nil {
 			return nil, Errors{c.libraryError(err)}
 		}
 	}
@@ -82,12 +76,39 @@ func ParseLB(path string, data []byte) (*LB, error) {
 	return cfg, nil
 }
 
+// parseYAML parses with the library. Duplicate keys are left to the check,
+// which names their key path.
+func parseYAML(data []byte) (file *ast.File, err error) {
+	defer recoverLibrary(&err)
+	return parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
+}
+
+// decodeYAML fills cfg from the tree the check has approved. The check has
+// seen every key and scalar; the library fills the structs.
+// DisallowUnknownField stays on in case the two ever disagree about what a
+// key is. The check refused duplicate keys; allowing them here lets a key
+// override what a << merged, which the library otherwise calls a duplicate.
+func decodeYAML(root ast.Node, cfg *LB) (err error) {
+	defer recoverLibrary(&err)
+	return yaml.NodeToValue(root, cfg, yaml.DisallowUnknownField(), yaml.AllowDuplicateMapKey())
+}
+
+// recoverLibrary turns a panic in the YAML library into an error: a broken
+// file must not crash a running balancer that reloads it on SIGHUP. None is
+// known; the fuzz test would report one as an error without a position.
+func recoverLibrary(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("the YAML library failed on this file: %v", r)
+	}
+}
+
 // body is the one document of the file; nil when it is empty.
 func (c *checker) body(file *ast.File) (ast.Node, *Error) {
 	var root ast.Node
 	for _, doc := range file.Docs {
 		body := doc.Body
-		if _, comment := body.(*ast.CommentGroupNode); comment || body == nil {
+		switch body.(type) {
+		case nil, *ast.CommentGroupNode, *ast.DirectiveNode:
 			continue
 		}
 		if root != nil {

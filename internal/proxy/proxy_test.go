@@ -25,7 +25,11 @@ func backend(t *testing.T, name string) *httptest.Server {
 			w.Write(b)
 		default:
 			if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil {
-				time.Sleep(d)
+				select {
+				case <-time.After(d):
+				case <-r.Context().Done():
+					return
+				}
 			}
 			w.Header().Set("X-Backend", name)
 			w.Write([]byte("hello from " + name))
@@ -169,5 +173,42 @@ func TestDetachWaitsForAdmittedRequests(t *testing.T) {
 	case <-returned:
 	case <-time.After(2 * time.Second):
 		t.Fatal("detach did not return after the admitted request was written")
+	}
+}
+
+// TestDeregistrationDelayCuts: requests still in flight when the
+// deregistration delay runs out are cut and counted.
+func TestDeregistrationDelayCuts(t *testing.T) {
+	a := backend(t, "a")
+	cfg := testConfig(t, hostPort(a.URL))
+	cfg.Pools["app"].DeregistrationDelay = 200_000_000
+	srv, url := startServer(t, cfg)
+	eventually(t, 2*time.Second, "healthy", func() bool { return stateOf(srv, "app", hostPort(a.URL)) == "healthy" })
+	status := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(url + "/?sleep=3s")
+		if err != nil {
+			status <- -1
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	tg := srv.pool("app").lookup(hostPort(a.URL))
+	eventually(t, 2*time.Second, "request in flight", func() bool { return tg.inFlight.Load() == 1 })
+	start := time.Now()
+	if _, err := srv.Detach("app", hostPort(a.URL)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "unused", func() bool { return stateOf(srv, "app", hostPort(a.URL)) == "unused" })
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Fatalf("drain took %s with a 200ms deregistration delay", took)
+	}
+	if got := <-status; got != http.StatusBadGateway {
+		t.Fatalf("cut request got %d, want 502", got)
+	}
+	if n := tg.cut.Load(); n != 1 {
+		t.Fatalf("cut count %d, want 1", n)
 	}
 }
