@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,17 +50,19 @@ type checker struct {
 	aliasAt   position
 	aliasPath string
 	// pools is the pool names in file order.
-	pools []string
+	pools    []string
+	poolSeen map[string]bool
 }
 
 func newChecker(file string) *checker {
 	return &checker{
-		file:    file,
-		at:      map[string]position{},
-		pathAt:  map[position]string{},
-		parent:  map[string]string{},
-		anchors: map[string]ast.Node{},
-		budget:  aliasBudget,
+		file:     file,
+		at:       map[string]position{},
+		pathAt:   map[position]string{},
+		parent:   map[string]string{},
+		anchors:  map[string]ast.Node{},
+		budget:   aliasBudget,
+		poolSeen: map[string]bool{},
 	}
 }
 
@@ -190,11 +191,8 @@ func (c *checker) value(n ast.Node, t reflect.Type, path string, at position, di
 	if n == nil || c.budget <= 0 {
 		return
 	}
-	if !direct {
-		if c.budget--; c.budget == 0 {
-			c.errorf(c.aliasAt, c.aliasPath, "aliases expand to more than %d nodes", aliasBudget)
-			return
-		}
+	if !direct && !c.spend(1) {
+		return
 	}
 	if direct {
 		c.mark(path, tokenPos(n), true)
@@ -271,6 +269,19 @@ func (c *checker) value(n ast.Node, t reflect.Type, path string, at position, di
 	}
 }
 
+// spend takes n nodes reached through aliases from the budget; false once
+// it is used up, which is reported once.
+func (c *checker) spend(n int) bool {
+	if c.budget <= 0 {
+		return false
+	}
+	if c.budget -= n; c.budget <= 0 {
+		c.errorf(c.aliasAt, c.aliasPath, "aliases expand to more than %d nodes", aliasBudget)
+		return false
+	}
+	return true
+}
+
 // entry is one key of a mapping, with merge keys (<<) already followed.
 type entry struct {
 	key    ast.MapKeyNode
@@ -313,6 +324,9 @@ func (c *checker) entries(n ast.Node, path string, at position, direct bool, dep
 			if !ok {
 				c.errorf(tokenPos(mv.Key), path, "<< wants a mapping or a list of mappings, got %s", describeNode(src))
 				continue
+			}
+			if !c.spend(len(sub)) {
+				return out, true
 			}
 			for i := range sub {
 				sub[i].merge = mv.Key
@@ -428,7 +442,8 @@ func (c *checker) mapping(n ast.Node, t reflect.Type, path string, at position, 
 			c.collectAnchors(e.value)
 			continue
 		}
-		if t == poolsType && !slices.Contains(c.pools, k) {
+		if t == poolsType && !c.poolSeen[k] {
+			c.poolSeen[k] = true
 			c.pools = append(c.pools, k)
 		}
 		c.value(e.value, t.Elem(), p, keyAt, e.direct, false)

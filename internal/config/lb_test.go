@@ -29,8 +29,8 @@ func docsExample(t testing.TB) string {
 	return block
 }
 
-// A pool "api" for the docs example: its first route names that pool, which
-// the example itself does not define.
+// The docs example's "api" pool, added when an older copy of the example
+// lacks it.
 const apiPool = `  api:
     targets: ["[::1]:8201", {address: backend.internal:8202, weight: 0}]
 `

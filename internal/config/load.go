@@ -142,14 +142,16 @@ func (c *checker) libraryError(err error) *Error {
 // decoder produced.
 func poolOrder(inFile []string, pools map[string]*Pool) []string {
 	order := make([]string, 0, len(pools))
+	seen := map[string]bool{}
 	for _, name := range inFile {
-		if _, ok := pools[name]; ok && !slices.Contains(order, name) {
+		if _, ok := pools[name]; ok && !seen[name] {
+			seen[name] = true
 			order = append(order, name)
 		}
 	}
 	var rest []string
 	for name := range pools {
-		if !slices.Contains(order, name) {
+		if !seen[name] {
 			rest = append(rest, name)
 		}
 	}

@@ -129,7 +129,7 @@ func (v *validator) listeners() {
 			case r.Pool == "":
 				v.errorf(c.key(rp, "pool"), "required")
 			case cfg.Pools[r.Pool] == nil:
-				v.errorf(c.key(rp, "pool"), "unknown pool %q (pools: %s)", r.Pool, strings.Join(cfg.PoolOrder, ", "))
+				v.errorf(c.key(rp, "pool"), "unknown pool %q (pools: %s)", r.Pool, listSome(cfg.PoolOrder))
 			}
 			if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
 				v.errorf(c.key(rp, "path_prefix"), "must start with /")
@@ -144,6 +144,15 @@ func (v *validator) listeners() {
 		}
 	}
 	v.adminClash(addrs)
+}
+
+// listSome joins the first few names, enough to spot a typo.
+func listSome(names []string) string {
+	const most = 10
+	if len(names) > most {
+		return strings.Join(names[:most], ", ") + fmt.Sprintf(" and %d more", len(names)-most)
+	}
+	return strings.Join(names, ", ")
 }
 
 // shadowedBy returns the index of an earlier route that takes every request

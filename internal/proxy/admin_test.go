@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -533,31 +534,34 @@ func TestAdminAttachNoWaitAnswersTarget(t *testing.T) {
 	}
 }
 
-// blockingBackend holds requests to /block until the returned func is called.
-func blockingBackend(t *testing.T) (*httptest.Server, func()) {
+// blockingBackend holds requests to /block until the returned release func
+// is called; arrived counts the requests to /block it has received.
+func blockingBackend(t *testing.T) (s *httptest.Server, release func(), arrived *atomic.Int64) {
 	t.Helper()
-	release := make(chan struct{})
+	ch := make(chan struct{})
 	var once sync.Once
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	arrived = new(atomic.Int64)
+	s = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/block" {
+			arrived.Add(1)
 			select {
-			case <-release:
+			case <-ch:
 			case <-r.Context().Done():
 			}
 		}
 		w.Write([]byte("ok"))
 	}))
-	unblock := func() { once.Do(func() { close(release) }) }
+	release = func() { once.Do(func() { close(ch) }) }
 	t.Cleanup(func() {
-		unblock()
+		release()
 		s.Close()
 	})
-	return s, unblock
+	return s, release, arrived
 }
 
 func TestAdminDetachWait(t *testing.T) {
 	a := backend(t, "a")
-	blk, release := blockingBackend(t)
+	blk, release, arrived := blockingBackend(t)
 	cfg := testConfig(t, hostPort(a.URL), hostPort(blk.URL))
 	srv, url := startServer(t, cfg)
 	for _, addr := range []string{hostPort(a.URL), hostPort(blk.URL)} {
@@ -595,8 +599,8 @@ func TestAdminDetachWait(t *testing.T) {
 		}
 		done <- err
 	}()
-	blocked := srv.pool("app").lookup(hostPort(blk.URL))
-	eventually(t, 5*time.Second, "request in flight on the blocking target", func() bool { return blocked.inFlight.Load() == 1 })
+	// Once the backend has the request, detach must wait for it.
+	eventually(t, 5*time.Second, "request at the blocking backend", func() bool { return arrived.Load() == 1 })
 	r = adminDo(t, srv, "POST", "/v1/pools/app/detach", "Bearer "+testToken, `{"target":"`+hostPort(blk.URL)+`","wait":true,"timeout":"200ms"}`)
 	if r.status != http.StatusGatewayTimeout {
 		t.Fatalf("detach wait with a request in flight: %d %s", r.status, r.body)
@@ -689,7 +693,7 @@ func metricValue(text, name string, labels map[string]string) (float64, bool) {
 
 func TestAdminMetrics(t *testing.T) {
 	a := backend(t, "a")
-	blk, release := blockingBackend(t)
+	blk, release, arrived := blockingBackend(t)
 	cfg := testConfig(t, hostPort(a.URL))
 	srv, url := startServer(t, cfg)
 	ta := hostPort(a.URL)
@@ -716,8 +720,7 @@ func TestAdminMetrics(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	bt := srv.pool("app").lookup(hostPort(blk.URL))
-	eventually(t, 5*time.Second, "request in flight", func() bool { return bt.inFlight.Load() == 1 })
+	eventually(t, 5*time.Second, "request at the blocking backend", func() bool { return arrived.Load() == 1 })
 
 	r = adminDo(t, srv, "GET", "/metrics", "Bearer "+testToken, "")
 	release()
