@@ -40,10 +40,10 @@ type h1Server struct {
 
 // Connection phases, for the watchdog.
 const (
-	phaseIdle int32 = iota // waiting for the next request
-	phaseHead              // reading a request head
-	phaseBusy              // handling a request
-	phaseHijacked          // handed to a WebSocket tunnel; not ours to time out
+	phaseIdle     int32 = iota // waiting for the next request
+	phaseHead                  // reading a request head
+	phaseBusy                  // handling a request
+	phaseHijacked              // handed to a WebSocket tunnel; not ours to time out
 )
 
 type h1Conn struct {
