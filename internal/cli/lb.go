@@ -6,6 +6,7 @@ import (
 	"runtime/pprof"
 
 	"github.com/spf13/cobra"
+	"github.com/zerodown/zerodown/internal/config"
 )
 
 // startCPUProfile profiles the process into path; the returned func stops
@@ -24,6 +25,7 @@ func startCPUProfile(path string) (func(), error) {
 
 func newLBCmd() *cobra.Command {
 	var configPath, cpuProfile string
+	var check bool
 	cmd := &cobra.Command{
 		Use:   "lb --config lb.yaml",
 		Short: "Run the built-in load balancer, or manage its targets",
@@ -41,10 +43,18 @@ accepting and finishes in-flight requests within shutdown_timeout.`,
 				}
 				defer stop()
 			}
+			if check {
+				if _, err := config.LoadLB(configPath); err != nil {
+					return badInput(err)
+				}
+				fmt.Fprintf(c.OutOrStdout(), "%s: ok\n", configPath)
+				return nil
+			}
 			return runLB(c, configPath)
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "lb.yaml", "load balancer config file")
+	cmd.Flags().BoolVar(&check, "check", false, "only check the config file and exit (0 if it is valid, 2 if not)")
 	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile to this file until the load balancer stops")
 	_ = cmd.Flags().MarkHidden("cpu-profile")
 	cmd.AddCommand(newLBTargetsCmd())

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"net"
 	"reflect"
 	"sort"
 	"strconv"
@@ -415,7 +416,13 @@ func (c *checker) structure(n ast.Node, t reflect.Type, path string, at position
 		c.mark(p, keyAt, e.direct)
 		ft, known := fields[k]
 		if !known || !isString {
-			c.errorf(keyAt, p, "unknown key%s", suggest(k, names))
+			hint := suggest(k, names)
+			if net.ParseIP(k) != nil || strings.HasPrefix(k, "[") {
+				// Inside a flow mapping, YAML reads 127.0.0.1:8101 as a key
+				// and a value; quoting keeps it one string.
+				hint = fmt.Sprintf(" (an address inside { } must be quoted: \"%s:...\")", k)
+			}
+			c.errorf(keyAt, p, "unknown key%s", hint)
 			c.collectAnchors(e.value)
 			continue
 		}

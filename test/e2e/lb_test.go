@@ -298,3 +298,38 @@ func TestLBSignals(t *testing.T) {
 		}
 	}
 }
+
+// TestLBBadConfig: a bad file is refused with its position and key, exit
+// code 2, before anything listens.
+func TestLBBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "listeners:\n  - address: 127.0.0.1:1\n    routes: [ { pool: p } ]\n    colour: red\npools:\n  p: { targets: [127.0.0.1:2] }\n",
+			"lb.yaml:4:5: listeners[0].colour: unknown key"},
+		{"duplicate target", "listeners:\n  - address: 127.0.0.1:1\n    routes: [ { pool: p } ]\npools:\n  p:\n    targets: [127.0.0.1:2, 127.0.0.1:2]\n",
+			"lb.yaml:6:28: pools.p.targets[1]: duplicate target 127.0.0.1:2 (also pools.p.targets[0])"},
+		{"unquoted address in flow mapping", "listeners:\n  - address: 127.0.0.1:1\n    routes: [ { pool: p } ]\npools:\n  p: { targets: [127.0.0.1:2] }\n",
+			`lb.yaml:5:18: pools.p.targets[0]."127.0.0.1": unknown key (an address inside { } must be quoted: "127.0.0.1:...")`},
+		{"bad address", "listeners:\n  - address: 127.0.0.1:1\n    routes: [ { pool: p } ]\npools:\n  p:\n    targets: [localhost]\n",
+			"lb.yaml:6:15: pools.p.targets[0]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(dir, "lb.yaml")
+			if err := os.WriteFile(path, []byte(c.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, args := range [][]string{{"lb", "--config", path, "--check"}, {"lb", "--config", path}} {
+				p := start(t, "zerodown lb", bin.zerodown, args...)
+				if code := p.wait(t, 10*time.Second); code != 2 {
+					t.Fatalf("%v: exit %d, want 2; output:\n%s", args, code, p.out.String())
+				}
+				if out := p.out.String(); !strings.Contains(out, c.want) {
+					t.Fatalf("%v: output lacks %q:\n%s", args, c.want, out)
+				}
+			}
+		})
+	}
+}
