@@ -240,6 +240,9 @@ func (v *validator) targets(pp string, p *Pool) {
 			v.errorf(ap, "duplicate target %s (also %s)", t.Address, prev)
 		} else {
 			seen[norm] = tp
+			// One spelling per target, so the admin API, the state file and
+			// the config agree on which target is which.
+			p.Targets[i].Address = norm
 		}
 		if w := *t.Weight; w < 0 || w > MaxWeight {
 			v.errorf(c.key(tp, "weight"), "must be between 0 and %d, got %d", MaxWeight, w)
@@ -389,6 +392,11 @@ func listenAddr(s string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
+// NormalizeTarget checks a target address (an IP address or host name with
+// a port) and returns its one canonical spelling: 127.0.0.1:08101 and
+// 127.0.0.1:8101 are the same target.
+func NormalizeTarget(s string) (string, error) { return targetAddr(s) }
+
 // targetAddr checks a target address, an IP address or host name with a
 // port, and returns it normalized for finding duplicates.
 func targetAddr(s string) (string, error) {
@@ -400,6 +408,9 @@ func targetAddr(s string) (string, error) {
 		return "", fmt.Errorf("invalid address %q: missing host", s)
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip.Zone() != "" {
+			return "", fmt.Errorf("invalid address %q: an IPv6 zone cannot be used in a target", s)
+		}
 		return net.JoinHostPort(ip.String(), port), nil
 	}
 	if err := checkHostname(host); err != nil {

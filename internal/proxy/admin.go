@@ -8,9 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -48,10 +46,11 @@ type WeightRequest struct {
 
 // poolView is what GET /v1/pools/{pool} answers.
 type poolView struct {
-	Name     string     `json:"name"`
-	Balance  string     `json:"balance"`
-	FailOpen bool       `json:"fail_open"`
-	Targets  []snapshot `json:"targets"`
+	Name        string     `json:"name"`
+	Balance     string     `json:"balance"`
+	FailOpen    bool       `json:"fail_open"`    // configured
+	FailingOpen bool       `json:"failing_open"` // now: no healthy target, sending to all
+	Targets     []snapshot `json:"targets"`
 }
 
 // decodeJSON reads exactly one JSON object with only known fields.
@@ -80,26 +79,13 @@ func decodeJSON(r io.Reader, v any) error {
 	return nil
 }
 
-// validTarget checks that a target is host:port with a usable port.
-func validTarget(addr string) error {
+// validTarget checks a target address and returns its canonical spelling,
+// the same the config loader uses.
+func validTarget(addr string) (string, error) {
 	if addr == "" {
-		return errors.New(`"target" is required, as "ip:port"`)
+		return "", errors.New(`"target" is required, as "ip:port"`)
 	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("target %q is not ip:port: %v", addr, err)
-	}
-	if host == "" {
-		return fmt.Errorf("target %q has no host", addr)
-	}
-	if strings.ContainsAny(host, " /\\@?#") {
-		return fmt.Errorf("target %q has a bad host", addr)
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("target %q has a bad port (want 1-65535)", addr)
-	}
-	return nil
+	return config.NormalizeTarget(addr)
 }
 
 func validWeight(w *int) error {
@@ -132,9 +118,11 @@ func DecodeAttach(r io.Reader) (AttachRequest, time.Duration, error) {
 	if err := decodeJSON(r, &req); err != nil {
 		return req, 0, err
 	}
-	if err := validTarget(req.Target); err != nil {
+	norm, err := validTarget(req.Target)
+	if err != nil {
 		return req, 0, err
 	}
+	req.Target = norm
 	if err := validWeight(req.Weight); err != nil {
 		return req, 0, err
 	}
@@ -148,9 +136,11 @@ func DecodeDetach(r io.Reader) (DetachRequest, time.Duration, error) {
 	if err := decodeJSON(r, &req); err != nil {
 		return req, 0, err
 	}
-	if err := validTarget(req.Target); err != nil {
+	norm, err := validTarget(req.Target)
+	if err != nil {
 		return req, 0, err
 	}
+	req.Target = norm
 	d, err := waitTimeout(req.Wait, req.Timeout)
 	return req, d, err
 }
@@ -161,9 +151,11 @@ func DecodeWeight(r io.Reader) (WeightRequest, error) {
 	if err := decodeJSON(r, &req); err != nil {
 		return req, err
 	}
-	if err := validTarget(req.Target); err != nil {
+	norm, err := validTarget(req.Target)
+	if err != nil {
 		return req, err
 	}
+	req.Target = norm
 	if req.Weight == nil {
 		return req, errors.New(`"weight" is required`)
 	}
@@ -185,10 +177,11 @@ func (s *Server) adminHandler() http.Handler {
 }
 
 func (s *Server) requireToken(next http.Handler) http.Handler {
-	want := []byte("Bearer " + s.token)
+	want := []byte(s.token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		// The scheme name is case-insensitive (RFC 9110 section 11.1).
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(token), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="zerodown lb"`)
 			writeJSONError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 			return
@@ -198,7 +191,8 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 }
 
 func (s *Server) viewPool(p *pool) poolView {
-	v := poolView{Name: p.name, Balance: p.settings().balance, FailOpen: p.routes.Load().failOpen, Targets: []snapshot{}}
+	v := poolView{Name: p.name, Balance: p.settings().balance, FailOpen: p.settings().failOpen,
+		FailingOpen: p.routes.Load().failOpen, Targets: []snapshot{}}
 	for _, t := range p.list() {
 		v.Targets = append(v.Targets, t.snapshot())
 	}
@@ -299,6 +293,8 @@ func (s *Server) answerChange(w http.ResponseWriter, t *target, err error) bool 
 		return false
 	case errors.As(err, &up), errors.Is(err, errUnknownTarget):
 		writeJSONError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, errShuttingDown):
+		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
 	case t != nil:
 		writeJSONError(w, http.StatusInternalServerError, "the change is applied but was not saved, so a restart would lose it: "+err.Error())
 	default:

@@ -239,18 +239,18 @@ func TestAdminPoolShape(t *testing.T) {
 		t.Fatalf("pools is not a list: %s", r.body)
 	}
 
-	poolKeys := []string{"balance", "fail_open", "name", "targets"}
+	poolKeys := []string{"balance", "fail_open", "failing_open", "name", "targets"}
 	targetKeys := []string{"address", "cut", "errors", "in_flight", "last_health_error", "requests", "state", "state_since", "weight"}
 	type wantTarget struct{ addr, state string }
 	want := []struct {
-		name, balance string
-		failOpen      bool
-		targets       []wantTarget
+		name, balance     string
+		failOpen, failing bool // configured, and happening now
+		targets           []wantTarget
 	}{
-		{"app", "least_outstanding", false, []wantTarget{{hostPort(a.URL), "healthy"}}},
-		{"api", "round_robin", true, []wantTarget{{hostPort(sick.URL), "unhealthy"}}},
-		{"shut", "round_robin", false, []wantTarget{{hostPort(sick.URL), "unhealthy"}}},
-		{"empty", "least_outstanding", false, nil},
+		{"app", "least_outstanding", true, false, []wantTarget{{hostPort(a.URL), "healthy"}}},
+		{"api", "round_robin", true, true, []wantTarget{{hostPort(sick.URL), "unhealthy"}}},
+		{"shut", "round_robin", false, false, []wantTarget{{hostPort(sick.URL), "unhealthy"}}},
+		{"empty", "least_outstanding", true, false, nil},
 	}
 	if len(pools) != len(want) {
 		t.Fatalf("%d pools, want %d: %s", len(pools), len(want), r.body)
@@ -264,8 +264,8 @@ func TestAdminPoolShape(t *testing.T) {
 			if got := keys(p); !slices.Equal(got, poolKeys) {
 				t.Errorf("pool keys %v, want %v", got, poolKeys)
 			}
-			if p["name"] != w.name || p["balance"] != w.balance || p["fail_open"] != w.failOpen {
-				t.Errorf("pool %v, want name %s balance %s fail_open %v", p, w.name, w.balance, w.failOpen)
+			if p["name"] != w.name || p["balance"] != w.balance || p["fail_open"] != w.failOpen || p["failing_open"] != w.failing {
+				t.Errorf("pool %v, want name %s balance %s fail_open %v failing_open %v", p, w.name, w.balance, w.failOpen, w.failing)
 			}
 			targets, ok := p["targets"].([]any)
 			if !ok {
@@ -388,13 +388,16 @@ func TestAdminBadBodies(t *testing.T) {
 		"null target":          {"detach", `{"target":null}`, `"target" is required`},
 		"empty object":         {"weight", `{}`, `"target" is required`},
 		"target not a string":  {"attach", `{"target":8080}`, "not valid JSON"},
-		"no port":              {"attach", `{"target":"localhost"}`, `"localhost" is not ip:port`},
-		"port zero":            {"attach", `{"target":"1.2.3.4:0"}`, "bad port"},
-		"port too big":         {"detach", `{"target":"1.2.3.4:99999"}`, "bad port"},
-		"port not a number":    {"weight", `{"target":"1.2.3.4:http","weight":1}`, "bad port"},
-		"no host":              {"attach", `{"target":":80"}`, "no host"},
+		"no port":              {"attach", `{"target":"localhost"}`, `invalid address "localhost": missing port`},
+		"port zero":            {"attach", `{"target":"1.2.3.4:0"}`, "the port must be a number from 1 to 65535"},
+		"port too big":         {"detach", `{"target":"1.2.3.4:99999"}`, "the port must be a number from 1 to 65535"},
+		"port not a number":    {"weight", `{"target":"1.2.3.4:http","weight":1}`, "the port must be a number from 1 to 65535"},
+		"no host":              {"attach", `{"target":":80"}`, "missing host"},
 		"URL":                  {"attach", `{"target":"http://1.2.3.4:80"}`, "http://1.2.3.4:80"},
-		"IPv6 no brackets":     {"attach", `{"target":"::1:80"}`, "not ip:port"},
+		"signed port":          {"attach", `{"target":"1.2.3.4:+80"}`, "the port must be a number from 1 to 65535"},
+		"IPv6 zone":            {"attach", `{"target":"[fe80::1%eth0]:8080"}`, "an IPv6 zone cannot be used"},
+		"bad IPv4":             {"attach", `{"target":"10.0.0.256:80"}`, "not a valid IP address"},
+		"IPv6 no brackets":     {"attach", `{"target":"::1:80"}`, "an IPv6 address needs brackets"},
 		"weight -1":            {"attach", `{"target":"` + ta + `","weight":-1}`, "weight -1 is out of range 0-1000"},
 		"weight 1001":          {"weight", `{"target":"` + ta + `","weight":1001}`, "weight 1001 is out of range 0-1000"},
 		"weight fraction":      {"weight", `{"target":"` + ta + `","weight":1.5}`, "not valid JSON"},
@@ -928,8 +931,8 @@ func FuzzDecodeAttach(f *testing.F) {
 		if len(body) > maxAdminBody {
 			t.Fatalf("accepted a body of %d bytes", len(body))
 		}
-		if err := validTarget(req.Target); err != nil {
-			t.Fatalf("accepted target %q: %v", req.Target, err)
+		if norm, err := validTarget(req.Target); err != nil || norm != req.Target {
+			t.Fatalf("accepted target %q (canonical %q): %v", req.Target, norm, err)
 		}
 		if req.Weight != nil && (*req.Weight < 0 || *req.Weight > config.MaxWeight) {
 			t.Fatalf("accepted weight %d", *req.Weight)
@@ -959,8 +962,8 @@ func FuzzDecodeDetach(f *testing.F) {
 		if len(body) > maxAdminBody {
 			t.Fatalf("accepted a body of %d bytes", len(body))
 		}
-		if err := validTarget(req.Target); err != nil {
-			t.Fatalf("accepted target %q: %v", req.Target, err)
+		if norm, err := validTarget(req.Target); err != nil || norm != req.Target {
+			t.Fatalf("accepted target %q (canonical %q): %v", req.Target, norm, err)
 		}
 		checkTimeout(t, req.Wait, req.Timeout, d)
 		again, d2, err := DecodeDetach(bytes.NewReader(mustJSON(t, req)))
@@ -982,8 +985,8 @@ func FuzzDecodeWeight(f *testing.F) {
 		if len(body) > maxAdminBody {
 			t.Fatalf("accepted a body of %d bytes", len(body))
 		}
-		if err := validTarget(req.Target); err != nil {
-			t.Fatalf("accepted target %q: %v", req.Target, err)
+		if norm, err := validTarget(req.Target); err != nil || norm != req.Target {
+			t.Fatalf("accepted target %q (canonical %q): %v", req.Target, norm, err)
 		}
 		if req.Weight == nil {
 			t.Fatal("accepted a body without a weight; the handler dereferences it")
@@ -1025,4 +1028,20 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestAdminTargetSpellings: one target has one spelling, whichever the
+// caller used.
+func TestAdminTargetSpellings(t *testing.T) {
+	a := backend(t, "a")
+	cfg := testConfig(t, hostPort(a.URL))
+	srv, _ := startServer(t, cfg)
+	host, port, _ := net.SplitHostPort(hostPort(a.URL))
+	code, body := adminCall(t, srv, "POST", "/v1/pools/app/attach", "test-token", `{"target":"`+host+`:0`+port+`"}`)
+	if code != 200 || !strings.Contains(body, `"address": "`+hostPort(a.URL)+`"`) {
+		t.Fatalf("attach with a leading zero: %d %s", code, body)
+	}
+	if n := len(srv.pool("app").list()); n != 1 {
+		t.Fatalf("pool has %d targets, want 1", n)
+	}
 }

@@ -122,6 +122,9 @@ func New(cfg *config.LB, opts Options) (*Server, error) {
 		targets := seedTargets(cfg.Pools[name])
 		if saved != nil {
 			if st, ok := saved.Pools[name]; ok {
+				if before, ok := saved.Config[name]; ok {
+					st = mergeConfigEdits(st, before, targets)
+				}
 				targets = st
 			}
 		}
@@ -367,7 +370,7 @@ func (s *Server) Reload(cfg *config.LB) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return errors.New("load balancer is shutting down")
+		return errShuttingDown
 	}
 	old := s.cfg
 	oldPools := s.pools.Load()
@@ -515,11 +518,14 @@ func (s *Server) closeListener(l *listener, timeout time.Duration) {
 // saveStateLocked writes the attached targets; s.mu is held. A failure is
 // logged and reported by the admin API.
 func (s *Server) saveStateLocked() error {
-	st := savedState{Version: stateVersion, Pools: map[string][]savedTarget{}}
+	st := savedState{Version: stateVersion, Pools: map[string][]savedTarget{}, Config: map[string][]savedTarget{}}
 	for _, p := range s.poolList() {
 		st.Pools[p.name] = p.attached()
 		if st.Pools[p.name] == nil {
 			st.Pools[p.name] = []savedTarget{}
+		}
+		if pc, ok := s.cfg.Pools[p.name]; ok {
+			st.Config[p.name] = seedTargets(pc)
 		}
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
@@ -538,6 +544,9 @@ func (s *Server) saveStateLocked() error {
 func (s *Server) Attach(pool, addr string, weight int) (*target, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errShuttingDown
+	}
 	p := s.pool(pool)
 	if p == nil {
 		return nil, errUnknownPool(pool)
@@ -555,6 +564,9 @@ func (s *Server) Attach(pool, addr string, weight int) (*target, error) {
 func (s *Server) Detach(pool, addr string) (*target, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errShuttingDown
+	}
 	p := s.pool(pool)
 	if p == nil {
 		return nil, errUnknownPool(pool)
@@ -571,6 +583,9 @@ func (s *Server) Detach(pool, addr string) (*target, error) {
 func (s *Server) SetWeight(pool, addr string, weight int) (*target, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errShuttingDown
+	}
 	p := s.pool(pool)
 	if p == nil {
 		return nil, errUnknownPool(pool)
@@ -582,6 +597,10 @@ func (s *Server) SetWeight(pool, addr string, weight int) (*target, error) {
 	s.log.Info("target weight changed", "pool", pool, "target", addr, "weight", weight)
 	return t, s.saveStateLocked()
 }
+
+// errShuttingDown refuses changes once Shutdown has begun, so nothing starts
+// that the shutdown would not stop.
+var errShuttingDown = errors.New("load balancer is shutting down")
 
 type unknownPoolError struct{ name string }
 

@@ -14,6 +14,45 @@ import (
 type savedState struct {
 	Version int                      `json:"version"`
 	Pools   map[string][]savedTarget `json:"pools"`
+	// Config holds each pool's targets as the config file listed them when
+	// the state was saved, so a restart applies what was edited in the file
+	// since, the way a reload does.
+	Config map[string][]savedTarget `json:"config,omitempty"`
+}
+
+// mergeConfigEdits applies to a pool's saved targets the edits made to its
+// config targets between then (before) and now (after).
+func mergeConfigEdits(saved, before, after []savedTarget) []savedTarget {
+	was := map[string]int{}
+	for _, t := range before {
+		was[t.Address] = t.Weight
+	}
+	now := map[string]int{}
+	for _, t := range after {
+		now[t.Address] = t.Weight
+	}
+	out := make([]savedTarget, 0, len(saved)+len(after))
+	have := map[string]bool{}
+	for _, t := range saved {
+		if _, listed := was[t.Address]; listed {
+			if _, still := now[t.Address]; !still {
+				continue // removed from the file
+			}
+		}
+		if w, ok := now[t.Address]; ok && w != was[t.Address] {
+			if _, listed := was[t.Address]; listed {
+				t.Weight = w // weight edited in the file
+			}
+		}
+		have[t.Address] = true
+		out = append(out, t)
+	}
+	for _, t := range after {
+		if _, listed := was[t.Address]; !listed && !have[t.Address] {
+			out = append(out, t) // added to the file
+		}
+	}
+	return out
 }
 
 type savedTarget struct {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -319,6 +320,36 @@ func TestRestoredTargetTrusted(t *testing.T) {
 				if rs := again.pool("app").routes.Load(); len(rs.targets) != 1 || rs.targets[0] != restored || rs.failOpen {
 					t.Errorf("restored healthy target is not routable: %+v", rs)
 				}
+			}
+		})
+	}
+}
+
+func TestMergeConfigEdits(t *testing.T) {
+	st := func(pairs ...any) []savedTarget {
+		var out []savedTarget
+		for i := 0; i < len(pairs); i += 2 {
+			out = append(out, savedTarget{Address: pairs[i].(string), Weight: pairs[i+1].(int)})
+		}
+		return out
+	}
+	cases := []struct {
+		name                 string
+		saved, before, after []savedTarget
+		want                 []savedTarget
+	}{
+		{"no edits keep API changes", st("a:1", 1, "x:1", 5), st("a:1", 1, "b:1", 1), st("a:1", 1, "b:1", 1), st("a:1", 1, "x:1", 5)},
+		{"added in file", st("a:1", 1), st("a:1", 1), st("a:1", 1, "c:1", 2), st("a:1", 1, "c:1", 2)},
+		{"removed from file", st("a:1", 1, "b:1", 1), st("a:1", 1, "b:1", 1), st("a:1", 1), st("a:1", 1)},
+		{"weight edited in file", st("a:1", 3), st("a:1", 1), st("a:1", 7), st("a:1", 7)},
+		{"API weight kept when file unchanged", st("a:1", 3), st("a:1", 1), st("a:1", 1), st("a:1", 3)},
+		{"added in file, already attached by API", st("a:1", 4), st(), st("a:1", 1), st("a:1", 4)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := mergeConfigEdits(c.saved, c.before, c.after)
+			if fmt.Sprint(got) != fmt.Sprint(c.want) {
+				t.Fatalf("got %v, want %v", got, c.want)
 			}
 		})
 	}

@@ -238,7 +238,7 @@ type snapshot struct {
 	Requests        uint64    `json:"requests"`
 	Errors          uint64    `json:"errors"`
 	Cut             uint64    `json:"cut"`
-	LastHealthError string    `json:"last_health_error,omitempty"`
+	LastHealthError string    `json:"last_health_error"`
 	StateSince      time.Time `json:"state_since"`
 }
 

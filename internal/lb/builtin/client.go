@@ -92,10 +92,11 @@ func New(cfg Config) (*Client, error) {
 
 // Pool is a pool as the admin API reports it.
 type Pool struct {
-	Name     string   `json:"name"`
-	Balance  string   `json:"balance"`
-	FailOpen bool     `json:"fail_open"`
-	Targets  []Target `json:"targets"`
+	Name        string   `json:"name"`
+	Balance     string   `json:"balance"`
+	FailOpen    bool     `json:"fail_open"`    // configured
+	FailingOpen bool     `json:"failing_open"` // no healthy target now: sending to all
+	Targets     []Target `json:"targets"`
 }
 
 // Target is one backend of a pool as the admin API reports it.

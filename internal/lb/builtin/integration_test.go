@@ -154,7 +154,7 @@ func TestIntegrationClientCalls(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Pools: %v", err)
 	}
-	if len(pools) != 1 || pools[0].Name != "app" || pools[0].Balance != config.BalanceRoundRobin || pools[0].FailOpen {
+	if len(pools) != 1 || pools[0].Name != "app" || pools[0].Balance != config.BalanceRoundRobin || !pools[0].FailOpen || pools[0].FailingOpen {
 		t.Fatalf("Pools = %+v, want one healthy round_robin pool app", pools)
 	}
 	if ta, ok := findTarget(pools[0].Targets, a); !ok || ta.Weight != 1 || ta.StateSince.IsZero() || time.Since(ta.StateSince) > time.Minute {
