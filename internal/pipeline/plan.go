@@ -1,0 +1,99 @@
+package pipeline
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// WriteYAML writes p in the hand-written form of zerodown.yaml, so a
+// generated plan can be read, reviewed, and pasted into the file as is.
+func WriteYAML(w io.Writer, p *Pipeline) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pipelines:\n  %s:\n    environment: %s\n    stages:\n", yamlString(p.Name), yamlString(p.Environment))
+	for _, st := range p.Stages {
+		fmt.Fprintf(&b, "      - name: %s\n        jobs:\n", yamlString(st.Name))
+		for _, j := range st.Jobs {
+			parts := make([]string, 0, len(j.Tasks))
+			for _, t := range j.Tasks {
+				parts = append(parts, taskYAML(t))
+			}
+			fmt.Fprintf(&b, "          - { name: %s, tasks: [ %s ] }\n", yamlString(j.Name), strings.Join(parts, ", "))
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func taskYAML(t Task) string {
+	var fields []string
+	switch {
+	case t.Host != "":
+		fields = append(fields, string(t.Kind)+": "+yamlString(t.Host))
+	case t.Kind == KindSleep:
+		fields = append(fields, "sleep: "+durationString(t.Sleep))
+	case t.Kind == KindExec && t.Exec != nil:
+		args := make([]string, len(t.Exec.Command))
+		for i, a := range t.Exec.Command {
+			args[i] = yamlString(a)
+		}
+		fields = append(fields, "exec: { command: ["+strings.Join(args, ", ")+"] }")
+	case t.Kind == KindSmoke && t.Smoke != nil:
+		fields = append(fields, fmt.Sprintf("smoke: { url: %s, status: %d }", yamlString(t.Smoke.URL), t.Smoke.Status))
+	case t.Kind == KindApprove:
+		msg := ""
+		if t.Approve != nil {
+			msg = t.Approve.Message
+		}
+		fields = append(fields, "approve: { message: "+yamlString(msg)+" }")
+	default:
+		fields = append(fields, string(t.Kind)+": {}")
+	}
+	if t.Timeout > 0 {
+		fields = append(fields, "timeout: "+durationString(t.Timeout))
+	}
+	if t.RunIf != "" && t.RunIf != "passed" {
+		fields = append(fields, "run_if: "+t.RunIf)
+	}
+	if t.OnCancel != nil {
+		fields = append(fields, "on_cancel: "+taskYAML(*t.OnCancel))
+	}
+	return "{" + strings.Join(fields, ", ") + "}"
+}
+
+func durationString(d time.Duration) string {
+	s := d.String()
+	// 1m0s reads better as 1m, 1h0m0s as 1h.
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// yamlString writes s plain when YAML reads it back as the same string, and
+// double-quoted otherwise.
+func yamlString(s string) string {
+	if s == "" {
+		return `""`
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '/'
+		if !ok {
+			return strconv.Quote(s)
+		}
+	}
+	switch strings.ToLower(s) {
+	case "true", "false", "yes", "no", "on", "off", "null", "~":
+		return strconv.Quote(s)
+	}
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return strconv.Quote(s)
+	}
+	return s
+}
