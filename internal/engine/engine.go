@@ -1,0 +1,404 @@
+// Package engine executes pipelines: it detaches hosts from the load
+// balancer, waits until they are drained, deploys, attaches them again and
+// waits until the load balancer reports them healthy, journaling every step,
+// and rolls back every host it changed when a step fails.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/host"
+	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/pipeline"
+)
+
+// Journal is what the engine records as it goes. A task's start is written
+// before the task acts, so a crashed run can be resumed or rolled back.
+type Journal interface {
+	TaskStarted(ctx context.Context, k TaskKey, t pipeline.Task) error
+	TaskFinished(ctx context.Context, k TaskKey, status TaskStatus, err error) error
+	Event(ctx context.Context, e Event) error
+	// AbortRequested reports whether `zerodown abort RUN` asked this run to
+	// stop.
+	AbortRequested(ctx context.Context) (bool, error)
+	// Approved reports whether a person approved the stage.
+	Approved(ctx context.Context, stage string) (bool, error)
+}
+
+// TaskKey names a task within a run.
+type TaskKey struct {
+	Stage string
+	Job   string
+	Index int
+}
+
+func (k TaskKey) String() string { return fmt.Sprintf("%s/%s/%d", k.Stage, k.Job, k.Index) }
+
+// TaskStatus is how a task ended.
+type TaskStatus string
+
+// Task statuses.
+const (
+	TaskPassed    TaskStatus = "passed"
+	TaskFailed    TaskStatus = "failed"
+	TaskSkipped   TaskStatus = "skipped"
+	TaskCancelled TaskStatus = "cancelled"
+)
+
+// Event is one thing that happened during a run, for the journal, the live
+// view and the load verifier's report.
+type Event struct {
+	At      time.Time `json:"at"`
+	Host    string    `json:"host,omitempty"`
+	Type    string    `json:"type"`
+	Message string    `json:"message"`
+	// InFlight is the target's in-flight count, for draining events.
+	InFlight int `json:"in_flight,omitempty"`
+}
+
+// Event types.
+const (
+	EvStage      = "stage"
+	EvTask       = "task"
+	EvDetaching  = "detaching"
+	EvDraining   = "draining"
+	EvDrained    = "drained"
+	EvDeploying  = "deploying"
+	EvActivated  = "activated"
+	EvAttaching  = "attaching"
+	EvChecking   = "checking-health"
+	EvHealthy    = "healthy"
+	EvDone       = "done"
+	EvFailed     = "failed"
+	EvRollback   = "rolling-back"
+	EvRolledBack = "rolled-back"
+	EvDetached   = "left-detached"
+	EvWaiting    = "waiting"
+	EvInfo       = "info"
+)
+
+// Host is one host the engine may act on.
+type Host struct {
+	Name     string
+	Target   string // ip:port in the load balancer
+	Deployer host.Deployer
+}
+
+// Engine runs pipelines for one environment and one release.
+type Engine struct {
+	LB      lb.Balancer
+	Hosts   map[string]Host
+	Release host.Release
+	Journal Journal
+	// MinHealthy is how many targets must stay healthy in the load balancer;
+	// a detach that would go below it fails.
+	MinHealthy int
+	// Rollback is config.RollbackAuto or config.RollbackManual.
+	Rollback       string
+	UploadParallel int
+	// HealthTimeout bounds the wait for a host to be healthy again during a
+	// rollback.
+	HealthTimeout time.Duration
+	// OnEvent, if set, sees every event as it happens (the live view).
+	OnEvent func(Event)
+
+	detachMu  sync.Mutex // one min_healthy check and detach at a time
+	uploadSem chan struct{}
+	byTarget  map[string]string // target address → host name
+
+	mu      sync.Mutex
+	touched map[string]bool // hosts this run detached or deployed to
+	order   []string
+}
+
+// Status of a finished run.
+type Status string
+
+// Run statuses, with the exit codes the CLI gives them.
+const (
+	StatusSucceeded      Status = "succeeded"       // exit 0
+	StatusRolledBack     Status = "rolled_back"     // exit 1
+	StatusFailed         Status = "failed"          // exit 1: failed, nothing to roll back
+	StatusNeedsAttention Status = "needs_attention" // exit 3
+)
+
+// Result is how a run ended.
+type Result struct {
+	Status Status
+	// Err is the first failure, nil on success.
+	Err error
+	// Changed are the hosts the run touched.
+	Changed []string
+	// Stranded are hosts left detached or on a half-done version, each with
+	// the reason, when even the rollback could not fix them.
+	Stranded map[string]string
+	// Aborted is set when the run stopped because it was asked to.
+	Aborted bool
+}
+
+// ErrAborted is the failure of a run stopped by SIGINT, SIGTERM or
+// `zerodown abort`.
+var ErrAborted = errors.New("run aborted")
+
+// Run executes p. skip holds tasks that already passed in an earlier attempt
+// of the same run (resume). ctx ending, or the journal's abort flag, stops
+// the run at the next safe point and rolls back.
+func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey]bool) Result {
+	e.init()
+	stop, stopRun := context.WithCancelCause(context.Background())
+	defer stopRun(nil)
+	go func() {
+		select {
+		case <-ctx.Done():
+			stopRun(ErrAborted)
+		case <-stop.Done():
+		}
+	}()
+	go e.watchAbort(stop, stopRun)
+
+	var failure error
+	for _, st := range p.Stages {
+		if stop.Err() != nil {
+			failure = ErrAborted
+			break
+		}
+		e.emit(Event{Type: EvStage, Message: "stage " + st.Name})
+		if err := e.runStage(stop, st, skip); err != nil {
+			failure = err
+			break
+		}
+	}
+	stopRun(nil)
+	res := Result{Changed: e.changed()}
+	if failure == nil {
+		res.Status = StatusSucceeded
+		return res
+	}
+	res.Err = failure
+	res.Aborted = errors.Is(failure, ErrAborted)
+	e.emit(Event{Type: EvFailed, Message: failure.Error()})
+	if len(res.Changed) == 0 {
+		res.Status = StatusFailed
+		return res
+	}
+	if e.Rollback == config.RollbackManual {
+		res.Stranded = e.describeLeftovers(res.Changed, "rollback: manual; left for a person")
+		res.Status = StatusNeedsAttention
+		return res
+	}
+	res.Stranded = e.RollBack(context.Background(), res.Changed)
+	if len(res.Stranded) > 0 {
+		res.Status = StatusNeedsAttention
+	} else {
+		res.Status = StatusRolledBack
+	}
+	return res
+}
+
+func (e *Engine) init() {
+	if e.touched == nil {
+		e.touched = map[string]bool{}
+	}
+	if e.UploadParallel <= 0 {
+		e.UploadParallel = config.DefaultUploadParallel
+	}
+	if e.uploadSem == nil {
+		e.uploadSem = make(chan struct{}, e.UploadParallel)
+	}
+	if e.HealthTimeout <= 0 {
+		e.HealthTimeout = config.DefaultRolloutHealthTimeout
+	}
+	if e.byTarget == nil {
+		e.byTarget = make(map[string]string, len(e.Hosts))
+		for _, h := range e.Hosts {
+			e.byTarget[h.Target] = h.Name
+		}
+	}
+}
+
+// abortPoll is how often the journal's abort flag is read.
+const abortPoll = 250 * time.Millisecond
+
+func (e *Engine) watchAbort(stop context.Context, stopRun context.CancelCauseFunc) {
+	if e.Journal == nil {
+		return
+	}
+	tick := time.NewTicker(abortPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop.Done():
+			return
+		case <-tick.C:
+			if yes, err := e.Journal.AbortRequested(stop); err == nil && yes {
+				e.emit(Event{Type: EvInfo, Message: "abort requested; stopping at the next safe point"})
+				stopRun(ErrAborted)
+				return
+			}
+		}
+	}
+}
+
+func (e *Engine) emit(ev Event) {
+	if ev.At.IsZero() {
+		ev.At = time.Now()
+	}
+	if e.Journal != nil {
+		_ = e.Journal.Event(context.Background(), ev)
+	}
+	if e.OnEvent != nil {
+		e.OnEvent(ev)
+	}
+}
+
+func (e *Engine) touch(h string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.touched[h] {
+		e.touched[h] = true
+		e.order = append(e.order, h)
+	}
+}
+
+func (e *Engine) changed() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.order...)
+}
+
+// runStage runs the stage's jobs in parallel and fails if any job failed.
+func (e *Engine) runStage(stop context.Context, st pipeline.Stage, skip map[TaskKey]bool) error {
+	errs := make([]error, len(st.Jobs))
+	var wg sync.WaitGroup
+	for i, j := range st.Jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = e.runJob(stop, st.Name, j, skip)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("stage %s, job %s: %w", st.Name, st.Jobs[i].Name, err)
+		}
+	}
+	return nil
+}
+
+// runJob runs tasks in order; run_if decides which run after a failure.
+func (e *Engine) runJob(stop context.Context, stage string, j pipeline.Job, skip map[TaskKey]bool) error {
+	var failed error
+	for i, t := range j.Tasks {
+		k := TaskKey{Stage: stage, Job: j.Name, Index: i}
+		runIf := t.RunIf
+		if runIf == "" {
+			runIf = config.RunIfPassed
+		}
+		run := runIf == config.RunIfAny || (runIf == config.RunIfPassed) == (failed == nil)
+		if skip[k] {
+			continue
+		}
+		if !run || (stop.Err() != nil && failed == nil) {
+			if stop.Err() != nil && failed == nil {
+				failed = ErrAborted
+			}
+			e.finish(k, TaskSkipped, nil)
+			continue
+		}
+		if e.Journal != nil {
+			if err := e.Journal.TaskStarted(context.Background(), k, t); err != nil {
+				// Acting without a journal entry would make the run
+				// impossible to resume or roll back from the journal.
+				return fmt.Errorf("journal %s before acting: %w", t.Label(), err)
+			}
+		}
+		e.emit(Event{Host: t.Host, Type: EvTask, Message: "start " + t.Label()})
+		err := e.runTask(stop, stage, t)
+		switch {
+		case err == nil:
+			e.finish(k, TaskPassed, nil)
+		case errors.Is(err, ErrAborted) || stop.Err() != nil && errors.Is(err, context.Canceled):
+			e.finish(k, TaskCancelled, err)
+			if t.OnCancel != nil {
+				e.emit(Event{Host: t.Host, Type: EvInfo, Message: "on_cancel of " + t.Label() + ": " + t.OnCancel.Label()})
+				if cerr := e.runTask(context.Background(), stage, *t.OnCancel); cerr != nil {
+					e.emit(Event{Host: t.Host, Type: EvFailed, Message: "on_cancel failed: " + cerr.Error()})
+				}
+			}
+			if failed == nil {
+				failed = ErrAborted
+			}
+		default:
+			e.finish(k, TaskFailed, err)
+			e.emit(Event{Host: t.Host, Type: EvFailed, Message: t.Label() + ": " + err.Error()})
+			if failed == nil {
+				failed = fmt.Errorf("%s: %w", t.Label(), err)
+			}
+		}
+	}
+	return failed
+}
+
+func (e *Engine) finish(k TaskKey, st TaskStatus, err error) {
+	if e.Journal != nil {
+		_ = e.Journal.TaskFinished(context.Background(), k, st, err)
+	}
+}
+
+// hostOf resolves a task's host.
+func (e *Engine) hostOf(name string) (Host, error) {
+	h, ok := e.Hosts[name]
+	if !ok {
+		return Host{}, fmt.Errorf("unknown host %q", name)
+	}
+	return h, nil
+}
+
+// targetState reads one target from the load balancer; a target the
+// balancer does not list is reported as unused.
+func (e *Engine) targetState(ctx context.Context, addr string) (lb.Target, error) {
+	ts, err := e.LB.Targets(ctx)
+	if err != nil {
+		return lb.Target{}, fmt.Errorf("read load balancer targets: %w", err)
+	}
+	for _, t := range ts {
+		if t.Address == addr {
+			return t, nil
+		}
+	}
+	return lb.Target{Address: addr, State: lb.StateUnused}, nil
+}
+
+// describeLeftovers says, for each changed host, what state it is left in.
+func (e *Engine) describeLeftovers(hosts []string, why string) map[string]string {
+	out := map[string]string{}
+	for _, h := range hosts {
+		out[h] = why
+	}
+	return out
+}
+
+// Summary is one line per stranded host, sorted, for people.
+func (r Result) Summary() string {
+	if len(r.Stranded) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(r.Stranded))
+	for h := range r.Stranded {
+		names = append(names, h)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, h := range names {
+		fmt.Fprintf(&b, "%s: %s\n", h, r.Stranded[h])
+	}
+	return b.String()
+}

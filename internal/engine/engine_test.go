@@ -1,0 +1,300 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/engine"
+	"github.com/zerodown/zerodown/internal/engine/enginetest"
+	"github.com/zerodown/zerodown/internal/host"
+	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/pipeline"
+)
+
+type fleet struct {
+	lb      *enginetest.LB
+	hosts   map[string]*enginetest.Host
+	journal *enginetest.Journal
+	env     *config.Environment
+	eng     *engine.Engine
+}
+
+// newFleet is n hosts on v1 behind an in-memory balancer with short,
+// realistic delays.
+func newFleet(t *testing.T, n int, minHealthy int) *fleet {
+	t.Helper()
+	f := &fleet{hosts: map[string]*enginetest.Host{}, journal: enginetest.NewJournal()}
+	f.env = &config.Environment{Name: "staging", Strategy: config.Strategy{Rolling: &config.Rolling{
+		DrainTimeout: config.Duration(2 * time.Second), HealthTimeout: config.Duration(2 * time.Second),
+	}}}
+	var addrs []string
+	hosts := map[string]engine.Host{}
+	for i := 1; i <= n; i++ {
+		name, addr := fmt.Sprintf("staging-%d", i), fmt.Sprintf("127.0.0.1:81%02d", i)
+		addrs = append(addrs, addr)
+		f.env.Hosts = append(f.env.Hosts, config.Host{Name: name, Target: addr})
+		f.hosts[name] = enginetest.NewHost("v1")
+		hosts[name] = engine.Host{Name: name, Target: addr, Deployer: f.hosts[name]}
+	}
+	f.lb = enginetest.NewLB(addrs...)
+	f.lb.DrainDelay, f.lb.HealthDelay, f.lb.InFlight = 30*time.Millisecond, 30*time.Millisecond, 3
+	f.eng = &engine.Engine{
+		LB: f.lb, Hosts: hosts, Journal: f.journal, MinHealthy: minHealthy,
+		Release:       host.Release{Version: "v2"},
+		Rollback:      config.RollbackAuto,
+		HealthTimeout: 2 * time.Second,
+	}
+	return f
+}
+
+func (f *fleet) rolling(t *testing.T) *pipeline.Pipeline {
+	t.Helper()
+	p, err := pipeline.Rolling(f.env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (f *fleet) allOn(t *testing.T, version string) {
+	t.Helper()
+	for name, h := range f.hosts {
+		if v := h.Version(); v != version {
+			t.Errorf("%s runs %s, want %s", name, v, version)
+		}
+	}
+	for _, h := range f.env.Hosts {
+		if st := f.lb.State(h.Target); st != lb.StateHealthy {
+			t.Errorf("%s is %s in the load balancer, want healthy", h.Name, st)
+		}
+	}
+}
+
+func TestRollingSucceeds(t *testing.T) {
+	f := newFleet(t, 3, 1)
+	res := f.eng.Run(context.Background(), f.rolling(t), nil)
+	if res.Status != engine.StatusSucceeded || res.Err != nil {
+		t.Fatalf("status %s, err %v", res.Status, res.Err)
+	}
+	f.allOn(t, "v2")
+	// One host at a time: each detach comes after the previous attach.
+	want := []string{
+		"detach 127.0.0.1:8101", "attach 127.0.0.1:8101",
+		"detach 127.0.0.1:8102", "attach 127.0.0.1:8102",
+		"detach 127.0.0.1:8103", "attach 127.0.0.1:8103",
+	}
+	if got := strings.Join(f.lb.Calls, ","); got != strings.Join(want, ",") {
+		t.Fatalf("balancer calls %s", got)
+	}
+	// The artifact went to every host before the first detach.
+	for name, h := range f.hosts {
+		if h.Uploads < 1 {
+			t.Errorf("%s got no upload", name)
+		}
+	}
+	if !f.journal.HasEvent("staging-2", engine.EvDraining) || !f.journal.HasEvent("staging-2", engine.EvDrained) {
+		t.Errorf("no draining events: %v", f.journal.EventTypes())
+	}
+	for k, st := range f.journal.Finished {
+		if st != engine.TaskPassed {
+			t.Errorf("task %s ended %s", k, st)
+		}
+	}
+}
+
+func TestMinHealthyRefusesBatch(t *testing.T) {
+	f := newFleet(t, 2, 2)
+	res := f.eng.Run(context.Background(), f.rolling(t), nil)
+	if res.Status != engine.StatusFailed {
+		t.Fatalf("status %s, want failed (nothing changed)", res.Status)
+	}
+	want := "detach staging-1 (127.0.0.1:8101) refused: it would leave 1 healthy target(s) (staging-2), min_healthy is 2"
+	if res.Err == nil || !strings.Contains(res.Err.Error(), want) {
+		t.Fatalf("error %v, want it to contain %q", res.Err, want)
+	}
+	if len(f.lb.Calls) != 0 {
+		t.Fatalf("balancer was changed: %v", f.lb.Calls)
+	}
+	f.allOn(t, "v1")
+}
+
+// TestFailureRollsBackEveryChangedHost: v2 fails on the second host; the
+// first, already on v2, goes back to v1 and both end attached and healthy.
+func TestFailureRollsBackEveryChangedHost(t *testing.T) {
+	f := newFleet(t, 3, 1)
+	f.hosts["staging-2"].Bad["v2"] = true
+	res := f.eng.Run(context.Background(), f.rolling(t), nil)
+	if res.Status != engine.StatusRolledBack {
+		t.Fatalf("status %s, err %v, stranded %v", res.Status, res.Err, res.Stranded)
+	}
+	if !errors.Is(res.Err, enginetest.ErrUnhealthy) {
+		t.Fatalf("error %v does not say why", res.Err)
+	}
+	if got := strings.Join(res.Changed, ","); got != "staging-1,staging-2" {
+		t.Fatalf("changed %s", got)
+	}
+	f.allOn(t, "v1")
+	if !f.journal.HasEvent("staging-1", engine.EvRolledBack) || !f.journal.HasEvent("staging-2", engine.EvRolledBack) {
+		t.Fatalf("rollback events missing: %v", f.journal.EventTypes())
+	}
+	if f.hosts["staging-3"].Version() != "v1" || strings.Contains(strings.Join(f.lb.Calls, ","), "detach 127.0.0.1:8103") {
+		t.Fatal("staging-3 was touched after the failure")
+	}
+}
+
+func TestDrainTimeoutSaysWhatItSaw(t *testing.T) {
+	f := newFleet(t, 2, 1)
+	f.lb.DrainDelay = time.Hour
+	f.env.Strategy.Rolling.DrainTimeout = config.Duration(300 * time.Millisecond)
+	res := f.eng.Run(context.Background(), f.rolling(t), nil)
+	if res.Status != engine.StatusRolledBack {
+		t.Fatalf("status %s, err %v", res.Status, res.Err)
+	}
+	var we *engine.WaitError
+	if !errors.As(res.Err, &we) {
+		t.Fatalf("error %v is not a wait error", res.Err)
+	}
+	for _, want := range []string{"staging-1 (127.0.0.1:8101) to drain", "expected unused", "draining with 3 requests still in flight"} {
+		if !strings.Contains(res.Err.Error(), want) {
+			t.Errorf("error %q lacks %q", res.Err, want)
+		}
+	}
+	f.allOn(t, "v1")
+}
+
+func TestAbortStopsAndRollsBack(t *testing.T) {
+	f := newFleet(t, 2, 1)
+	f.lb.DrainDelay = time.Hour
+	f.env.Strategy.Rolling.DrainTimeout = config.Duration(time.Minute)
+	done := make(chan engine.Result, 1)
+	go func() { done <- f.eng.Run(context.Background(), f.rolling(t), nil) }()
+	deadline := time.After(5 * time.Second)
+	for !f.journal.HasEvent("staging-1", engine.EvDraining) {
+		select {
+		case <-deadline:
+			t.Fatal("run never started draining")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	f.journal.Abort()
+	var res engine.Result
+	select {
+	case res = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("abort did not stop the run")
+	}
+	if !res.Aborted || res.Status != engine.StatusRolledBack {
+		t.Fatalf("aborted %v status %s err %v", res.Aborted, res.Status, res.Err)
+	}
+	f.allOn(t, "v1")
+}
+
+func TestManualRollbackLeavesItToAPerson(t *testing.T) {
+	f := newFleet(t, 2, 1)
+	f.hosts["staging-1"].Bad["v2"] = true
+	f.eng.Rollback = config.RollbackManual
+	res := f.eng.Run(context.Background(), f.rolling(t), nil)
+	if res.Status != engine.StatusNeedsAttention || !strings.Contains(res.Summary(), "staging-1: rollback: manual") {
+		t.Fatalf("status %s, summary %q", res.Status, res.Summary())
+	}
+	if st := f.lb.State("127.0.0.1:8101"); st != lb.StateUnused {
+		t.Fatalf("staging-1 is %s; manual rollback should not attach it", st)
+	}
+}
+
+// TestRunIfAndOnCancel checks GoCD's semantics: a run_if: failed task runs
+// only after a failure, on_cancel runs when a task is cancelled.
+func TestRunIfAndOnCancel(t *testing.T) {
+	f := newFleet(t, 1, 0)
+	p := &pipeline.Pipeline{Name: "p", Environment: "staging", Stages: []pipeline.Stage{{Name: "s", Jobs: []pipeline.Job{{Name: "j", Tasks: []pipeline.Task{
+		{Kind: pipeline.KindExec, Exec: &config.ExecTask{Command: []string{"false"}}},
+		{Kind: pipeline.KindExec, Exec: &config.ExecTask{Command: []string{"true"}}},
+		{Kind: pipeline.KindSleep, Sleep: time.Millisecond, RunIf: config.RunIfFailed},
+		{Kind: pipeline.KindSleep, Sleep: time.Millisecond, RunIf: config.RunIfAny},
+	}}}}}}
+	res := f.eng.Run(context.Background(), p, nil)
+	if res.Status != engine.StatusFailed {
+		t.Fatalf("status %s", res.Status)
+	}
+	want := map[string]engine.TaskStatus{"s/j/0": engine.TaskFailed, "s/j/1": engine.TaskSkipped, "s/j/2": engine.TaskPassed, "s/j/3": engine.TaskPassed}
+	for k, st := range want {
+		if f.journal.Finished[k] != st {
+			t.Errorf("task %s ended %s, want %s", k, f.journal.Finished[k], st)
+		}
+	}
+
+	f = newFleet(t, 1, 0)
+	marker := t.TempDir() + "/cancelled"
+	p = &pipeline.Pipeline{Name: "p", Environment: "staging", Stages: []pipeline.Stage{{Name: "s", Jobs: []pipeline.Job{{Name: "j", Tasks: []pipeline.Task{
+		{Kind: pipeline.KindSleep, Sleep: time.Hour, OnCancel: &pipeline.Task{Kind: pipeline.KindExec, Exec: &config.ExecTask{Command: []string{"touch", marker}}}},
+	}}}}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Cancel once the sleep task has started (its start event is out).
+		deadline := time.Now().Add(5 * time.Second)
+		for len(f.journal.EventTypes()) < 2 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	res = f.eng.Run(ctx, p, nil)
+	if !res.Aborted || f.journal.Finished["s/j/0"] != engine.TaskCancelled {
+		t.Fatalf("aborted %v, task %s", res.Aborted, f.journal.Finished["s/j/0"])
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("on_cancel did not run: %v", err)
+	}
+}
+
+// TestResumeSkipsPassedTasks: tasks that passed in an earlier attempt are
+// not run again.
+func TestResumeSkipsPassedTasks(t *testing.T) {
+	f := newFleet(t, 2, 1)
+	p := f.rolling(t)
+	skip := map[engine.TaskKey]bool{}
+	for i := range p.Stages[1].Jobs[0].Tasks {
+		skip[engine.TaskKey{Stage: p.Stages[1].Name, Job: p.Stages[1].Jobs[0].Name, Index: i}] = true
+	}
+	// Pretend staging-1 was done before the crash.
+	f.hosts["staging-1"].Activate(context.Background(), "v2")
+	res := f.eng.Run(context.Background(), p, skip)
+	if res.Status != engine.StatusSucceeded {
+		t.Fatalf("status %s err %v", res.Status, res.Err)
+	}
+	if got := strings.Join(f.lb.Calls, ","); got != "detach 127.0.0.1:8102,attach 127.0.0.1:8102" {
+		t.Fatalf("balancer calls %s", got)
+	}
+	f.allOn(t, "v2")
+}
+
+func TestApprove(t *testing.T) {
+	f := newFleet(t, 1, 0)
+	p := &pipeline.Pipeline{Name: "p", Environment: "staging", Stages: []pipeline.Stage{{Name: "gate", Jobs: []pipeline.Job{{Name: "j", Tasks: []pipeline.Task{
+		{Kind: pipeline.KindApprove, Approve: &config.ApproveTask{Message: "ship it?"}},
+	}}}}}}
+	done := make(chan engine.Result, 1)
+	go func() { done <- f.eng.Run(context.Background(), p, nil) }()
+	deadline := time.After(5 * time.Second)
+	for !f.journal.HasEvent("", engine.EvWaiting) {
+		select {
+		case <-deadline:
+			t.Fatal("never waited for approval")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	f.journal.Approve("gate")
+	select {
+	case res := <-done:
+		if res.Status != engine.StatusSucceeded {
+			t.Fatalf("status %s err %v", res.Status, res.Err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("approval did not let the run go on")
+	}
+}

@@ -1,0 +1,333 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/pipeline"
+)
+
+// Bounds of steps that have no timeout of their own in the pipeline.
+const (
+	defaultLBCallTimeout  = 30 * time.Second
+	defaultUploadTimeout  = 10 * time.Minute
+	defaultActivateBound  = 10 * time.Minute
+	defaultDrainTimeout   = config.DefaultDrainTimeout
+	defaultHealthyTimeout = config.DefaultRolloutHealthTimeout
+	execOutputTail        = 4 << 10
+)
+
+// runTask does one task. stop ends waits early (a safe point); steps that
+// change a host or the load balancer run to completion under their own
+// bound, so an abort never leaves one half-done.
+func (e *Engine) runTask(stop context.Context, stage string, t pipeline.Task) error {
+	switch t.Kind {
+	case pipeline.KindUpload:
+		return e.upload(t)
+	case pipeline.KindDetach:
+		return e.detach(t)
+	case pipeline.KindWaitDrained:
+		return e.waitDrained(stop, t)
+	case pipeline.KindDeploy:
+		return e.deploy(t)
+	case pipeline.KindAttach:
+		return e.attach(t)
+	case pipeline.KindWaitHealthy:
+		return e.waitHealthy(stop, t)
+	case pipeline.KindSleep:
+		return sleep(stop, t.Sleep)
+	case pipeline.KindExec:
+		return e.exec(stop, t)
+	case pipeline.KindSmoke:
+		return smoke(stop, t)
+	case pipeline.KindApprove:
+		return e.approve(stop, stage, t)
+	}
+	return fmt.Errorf("unknown task kind %q", t.Kind)
+}
+
+func bound(t pipeline.Task, def time.Duration) time.Duration {
+	if t.Timeout > 0 {
+		return t.Timeout
+	}
+	return def
+}
+
+func (e *Engine) upload(t pipeline.Task) error {
+	h, err := e.hostOf(t.Host)
+	if err != nil {
+		return err
+	}
+	e.uploadSem <- struct{}{}
+	defer func() { <-e.uploadSem }()
+	ctx, cancel := context.WithTimeout(context.Background(), bound(t, defaultUploadTimeout))
+	defer cancel()
+	start := time.Now()
+	if err := h.Deployer.Upload(ctx, e.Release); err != nil {
+		return fmt.Errorf("upload %s to %s: %w", e.Release.Version, h.Name, err)
+	}
+	e.emit(Event{Host: h.Name, Type: EvInfo, Message: fmt.Sprintf("uploaded %s in %s", e.Release.Version, time.Since(start).Round(time.Millisecond))})
+	return nil
+}
+
+// detach takes a host out of the load balancer after checking, against the
+// balancer's real state, that enough others stay healthy.
+func (e *Engine) detach(t pipeline.Task) error {
+	h, err := e.hostOf(t.Host)
+	if err != nil {
+		return err
+	}
+	e.detachMu.Lock()
+	defer e.detachMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), bound(t, defaultLBCallTimeout))
+	defer cancel()
+	targets, err := e.LB.Targets(ctx)
+	if err != nil {
+		return fmt.Errorf("detach %s (%s): read load balancer targets: %w", h.Name, h.Target, err)
+	}
+	healthy := 0
+	self := lb.Target{Address: h.Target, State: lb.StateUnused}
+	for _, tg := range targets {
+		if tg.Address == h.Target {
+			self = tg
+			continue
+		}
+		if tg.State == lb.StateHealthy {
+			healthy++
+		}
+	}
+	if self.State == lb.StateDraining || self.State == lb.StateUnused {
+		e.touch(h.Name)
+		return nil // already out: detach is idempotent for resume
+	}
+	if healthy < e.MinHealthy {
+		var names []string
+		for _, tg := range targets {
+			if tg.Address != h.Target && tg.State == lb.StateHealthy {
+				names = append(names, e.nameOf(tg.Address))
+			}
+		}
+		return fmt.Errorf("detach %s (%s) refused: it would leave %d healthy target(s) (%s), min_healthy is %d",
+			h.Name, h.Target, healthy, strings.Join(names, ", "), e.MinHealthy)
+	}
+	e.emit(Event{Host: h.Name, Type: EvDetaching, Message: "detaching " + h.Target})
+	e.touch(h.Name)
+	if err := e.LB.Detach(ctx, h.Target); err != nil {
+		return fmt.Errorf("detach %s (%s): %w", h.Name, h.Target, err)
+	}
+	return nil
+}
+
+func (e *Engine) nameOf(addr string) string {
+	if name, ok := e.byTarget[addr]; ok {
+		return name
+	}
+	return addr
+}
+
+func (e *Engine) waitDrained(stop context.Context, t pipeline.Task) error {
+	h, err := e.hostOf(t.Host)
+	if err != nil {
+		return err
+	}
+	lastInFlight := -1
+	return waitFor(stop, bound(t, defaultDrainTimeout), fmt.Sprintf("%s (%s) to drain", h.Name, h.Target), "unused",
+		func(ctx context.Context) (bool, string, error) {
+			tg, err := e.targetState(ctx, h.Target)
+			if err != nil {
+				return false, "", err
+			}
+			if tg.State == lb.StateUnused {
+				e.emit(Event{Host: h.Name, Type: EvDrained, Message: "drained"})
+				return true, "", nil
+			}
+			if tg.InFlight != lastInFlight {
+				lastInFlight = tg.InFlight
+				e.emit(Event{Host: h.Name, Type: EvDraining, Message: fmt.Sprintf("draining, %d in flight", tg.InFlight), InFlight: tg.InFlight})
+			}
+			obs := string(tg.State)
+			if tg.State == lb.StateDraining {
+				obs = fmt.Sprintf("draining with %d requests still in flight", tg.InFlight)
+			} else if tg.State == lb.StateHealthy || tg.State == lb.StateInitial {
+				obs = string(tg.State) + " (still attached: was it re-attached by someone else?)"
+			}
+			return false, obs, nil
+		})
+}
+
+func (e *Engine) deploy(t pipeline.Task) error {
+	h, err := e.hostOf(t.Host)
+	if err != nil {
+		return err
+	}
+	e.touch(h.Name)
+	e.emit(Event{Host: h.Name, Type: EvDeploying, Message: "deploying " + e.Release.Version})
+	ctx, cancel := context.WithTimeout(context.Background(), bound(t, defaultActivateBound))
+	defer cancel()
+	if err := h.Deployer.Upload(ctx, e.Release); err != nil {
+		return fmt.Errorf("upload %s to %s: %w", e.Release.Version, h.Name, err)
+	}
+	if err := h.Deployer.Activate(ctx, e.Release.Version); err != nil {
+		return fmt.Errorf("activate %s on %s: %w", e.Release.Version, h.Name, err)
+	}
+	e.emit(Event{Host: h.Name, Type: EvActivated, Message: "activated " + e.Release.Version})
+	return nil
+}
+
+func (e *Engine) attach(t pipeline.Task) error {
+	h, err := e.hostOf(t.Host)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bound(t, defaultLBCallTimeout))
+	defer cancel()
+	e.emit(Event{Host: h.Name, Type: EvAttaching, Message: "attaching " + h.Target})
+	if err := e.LB.Attach(ctx, h.Target); err != nil {
+		return fmt.Errorf("attach %s (%s): %w", h.Name, h.Target, err)
+	}
+	return nil
+}
+
+func (e *Engine) waitHealthy(stop context.Context, t pipeline.Task) error {
+	h, err := e.hostOf(t.Host)
+	if err != nil {
+		return err
+	}
+	e.emit(Event{Host: h.Name, Type: EvChecking, Message: "waiting for the load balancer to report it healthy"})
+	err = waitFor(stop, bound(t, defaultHealthyTimeout), fmt.Sprintf("%s (%s) to be healthy", h.Name, h.Target), "healthy",
+		func(ctx context.Context) (bool, string, error) {
+			tg, err := e.targetState(ctx, h.Target)
+			if err != nil {
+				return false, "", err
+			}
+			obs := string(tg.State)
+			if tg.Reason != "" {
+				obs += " (" + tg.Reason + ")"
+			}
+			return tg.State == lb.StateHealthy, obs, nil
+		})
+	if err == nil {
+		e.emit(Event{Host: h.Name, Type: EvHealthy, Message: "healthy"})
+	}
+	return err
+}
+
+func sleep(stop context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-stop.Done():
+		return ErrAborted
+	case <-timer.C:
+		return nil
+	}
+}
+
+func (e *Engine) exec(stop context.Context, t pipeline.Task) error {
+	if t.Exec == nil || len(t.Exec.Command) == 0 {
+		return errors.New("exec: no command")
+	}
+	ctx, cancel := context.WithTimeout(stop, bound(t, config.DefaultExecTimeout))
+	defer cancel()
+	cmd := exec.CommandContext(ctx, t.Exec.Command[0], t.Exec.Command[1:]...)
+	cmd.Dir = t.Exec.Dir
+	cmd.Env = os.Environ()
+	cmd.Env = append(cmd.Env, "ZERODOWN_VERSION="+e.Release.Version)
+	for k, v := range t.Exec.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out := &tailBuffer{max: execOutputTail}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	if stop.Err() != nil {
+		return ErrAborted
+	}
+	if output := strings.TrimSpace(out.String()); output != "" {
+		e.emit(Event{Type: EvInfo, Message: fmt.Sprintf("exec %s output:\n%s", t.Exec.Command[0], output)})
+	}
+	if ctx.Err() == context.DeadlineExceeded {
+		return fmt.Errorf("exec %s: did not finish within %s", strings.Join(t.Exec.Command, " "), bound(t, config.DefaultExecTimeout))
+	}
+	if err != nil {
+		return fmt.Errorf("exec %s: %w", strings.Join(t.Exec.Command, " "), err)
+	}
+	return nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - b.max; over > 0 {
+		b.buf = append(b.buf[:0], b.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string { return string(b.buf) }
+
+func smoke(stop context.Context, t pipeline.Task) error {
+	if t.Smoke == nil {
+		return errors.New("smoke: no url")
+	}
+	ctx, cancel := context.WithTimeout(stop, bound(t, config.DefaultSmokeTimeout))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.Smoke.URL, nil)
+	if err != nil {
+		return fmt.Errorf("smoke %s: %w", t.Smoke.URL, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		if stop.Err() != nil {
+			return ErrAborted
+		}
+		return fmt.Errorf("smoke %s: %w", t.Smoke.URL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("smoke %s: reading the body: %w", t.Smoke.URL, err)
+	}
+	want := t.Smoke.Status
+	if want == 0 {
+		want = http.StatusOK
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("smoke %s: status %d, want %d", t.Smoke.URL, resp.StatusCode, want)
+	}
+	if t.Smoke.Body != "" && !bytes.Contains(body, []byte(t.Smoke.Body)) {
+		return fmt.Errorf("smoke %s: body does not contain %q", t.Smoke.URL, t.Smoke.Body)
+	}
+	return nil
+}
+
+func (e *Engine) approve(stop context.Context, stage string, t pipeline.Task) error {
+	if e.Journal == nil {
+		return errors.New("approve: this run has no journal to record approvals in")
+	}
+	msg := "waiting for approval of stage " + stage
+	if t.Approve != nil && t.Approve.Message != "" {
+		msg += ": " + t.Approve.Message
+	}
+	e.emit(Event{Type: EvWaiting, Message: msg})
+	return waitFor(stop, bound(t, config.DefaultApproveTimeout), "approval of stage "+stage, "approved",
+		func(ctx context.Context) (bool, string, error) {
+			ok, err := e.Journal.Approved(ctx, stage)
+			return ok, "not approved", err
+		})
+}
