@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -296,5 +297,42 @@ func TestApprove(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("approval did not let the run go on")
+	}
+}
+
+// TestFirstDeployOntoUnhealthyFleet: hosts that serve nothing yet can be
+// detached whatever min_healthy says, so a first deploy is possible.
+func TestFirstDeployOntoUnhealthyFleet(t *testing.T) {
+	f := newFleet(t, 2, 1)
+	var up sync.Map
+	f.lb.Healthy = func(addr string) bool { _, ok := up.Load(addr); return ok }
+	for _, h := range f.env.Hosts {
+		eventuallyState(t, f.lb, h.Target, lb.StateUnhealthy)
+	}
+	// A host becomes healthy once it runs v2.
+	for _, h := range f.env.Hosts {
+		mh, addr := f.hosts[h.Name], h.Target
+		go func() {
+			for mh.Version() != "v2" {
+				time.Sleep(time.Millisecond)
+			}
+			up.Store(addr, true)
+		}()
+	}
+	res := f.eng.Run(context.Background(), f.rolling(t), nil)
+	if res.Status != engine.StatusSucceeded {
+		t.Fatalf("status %s: %v", res.Status, res.Err)
+	}
+	f.allOn(t, "v2")
+}
+
+func eventuallyState(t *testing.T, l *enginetest.LB, addr string, want lb.State) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.State(addr) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never became %s", addr, want)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

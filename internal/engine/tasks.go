@@ -110,7 +110,9 @@ func (e *Engine) detach(t pipeline.Task) error {
 		e.touch(h.Name)
 		return nil // already out: detach is idempotent for resume
 	}
-	if healthy < e.MinHealthy {
+	// Taking out a target that serves nothing (a first deploy, a broken
+	// host) costs no healthy capacity, so only a healthy one is checked.
+	if self.State == lb.StateHealthy && healthy < e.MinHealthy {
 		var names []string
 		for _, tg := range targets {
 			if tg.Address != h.Target && tg.State == lb.StateHealthy {

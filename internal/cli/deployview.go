@@ -1,0 +1,167 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/engine"
+)
+
+// Output modes of the commands that run pipelines.
+const (
+	outputAuto = "auto" // live view on a terminal, log lines elsewhere
+	outputLive = "live"
+	outputLog  = "log"
+	outputJSON = "json"
+)
+
+// runView shows a run's events: a live view with one line per host on a
+// terminal, one log line per transition elsewhere, or JSON lines for CD
+// servers and scripts.
+type runView struct {
+	mu     sync.Mutex
+	w      io.Writer
+	mode   string
+	hosts  []string
+	status map[string]string
+	total  int
+	done   int
+	header string
+	drawn  int // lines of the live view on screen
+	last   time.Time
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func newRunView(w io.Writer, mode, header string, hosts []string, totalTasks int) *runView {
+	if mode == outputAuto || mode == "" {
+		mode = outputLog
+		if isTerminal(w) {
+			mode = outputLive
+		}
+	}
+	v := &runView{w: w, mode: mode, hosts: hosts, status: map[string]string{}, total: totalTasks, header: header}
+	for _, h := range hosts {
+		v.status[h] = "waiting"
+	}
+	if mode == outputLog {
+		fmt.Fprintln(w, header)
+	}
+	return v
+}
+
+// hostStatus is what a host's line says after an event.
+func hostStatus(e engine.Event) string {
+	switch e.Type {
+	case engine.EvDetaching:
+		return "detaching"
+	case engine.EvDraining:
+		return fmt.Sprintf("draining, %d in flight", e.InFlight)
+	case engine.EvDrained:
+		return "drained"
+	case engine.EvDeploying:
+		return "deploying"
+	case engine.EvActivated:
+		return e.Message
+	case engine.EvAttaching:
+		return "attaching"
+	case engine.EvChecking:
+		return "checking health"
+	case engine.EvHealthy:
+		return "done"
+	case engine.EvRollback:
+		return "rolling back"
+	case engine.EvRolledBack:
+		return "rolled back"
+	case engine.EvDetached:
+		return "NEEDS ATTENTION: " + e.Message
+	case engine.EvFailed:
+		return "failed: " + firstLine(e.Message)
+	case engine.EvTask:
+		if strings.HasPrefix(e.Message, "start upload") {
+			return "uploading"
+		}
+	}
+	return ""
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// Event shows one event.
+func (v *runView) Event(e engine.Event) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if e.Type == engine.EvTask {
+		v.done++
+	}
+	if e.Host != "" {
+		if st := hostStatus(e); st != "" {
+			v.status[e.Host] = st
+		}
+	}
+	switch v.mode {
+	case outputJSON:
+		b, _ := json.Marshal(e)
+		fmt.Fprintf(v.w, "%s\n", b)
+	case outputLog:
+		if e.Type == engine.EvTask {
+			return // the transitions below say it better
+		}
+		who := e.Host
+		if who == "" {
+			who = "run"
+		}
+		fmt.Fprintf(v.w, "%s %-12s %s\n", e.At.Format("15:04:05.000"), who, e.Message)
+	default:
+		// Redraw at most every 100ms, and always for the final states.
+		if time.Since(v.last) >= 100*time.Millisecond || e.Type == engine.EvFailed || e.Type == engine.EvHealthy ||
+			e.Type == engine.EvRolledBack || e.Type == engine.EvDetached {
+			v.draw()
+		}
+	}
+}
+
+// draw rewrites the live view in place.
+func (v *runView) draw() {
+	v.last = time.Now()
+	var b strings.Builder
+	if v.drawn > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", v.drawn)
+	}
+	width := 0
+	for _, h := range v.hosts {
+		width = max(width, len(h))
+	}
+	fmt.Fprintf(&b, "\x1b[2K%s  [%d/%d tasks]\n", v.header, min(v.done, v.total), v.total)
+	for _, h := range v.hosts {
+		fmt.Fprintf(&b, "\x1b[2K  %-*s  %s\n", width, h, v.status[h])
+	}
+	v.drawn = len(v.hosts) + 1
+	io.WriteString(v.w, b.String())
+}
+
+// Close draws the final state of the live view.
+func (v *runView) Close() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.mode == outputLive {
+		v.draw()
+	}
+}
