@@ -241,7 +241,8 @@ func holdLock(ctx context.Context, st store.Store, env, runID string, takeOver b
 	var le *store.LockedError
 	if errors.As(err, &le) && (takeOver || le.Lock.RunID == runID) && (le.Stale || ownerGone(le.Lock.Owner)) {
 		fmt.Fprintf(w, "taking over the lock of environment %s from %s (run %s), which is gone\n", env, le.Lock.Owner, le.Lock.RunID)
-		_, err = st.TakeOverLock(ctx, env, owner, runID, 0)
+		// The owner is gone even if its last heartbeat is recent.
+		_, err = st.TakeOverLock(ctx, env, owner, runID, time.Nanosecond)
 	}
 	if err != nil {
 		if errors.As(err, &le) && le.Stale && !takeOver {
