@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/zerodown/zerodown/internal/engine/enginetest"
 	"github.com/zerodown/zerodown/internal/host"
 	"github.com/zerodown/zerodown/internal/pipeline"
+	"github.com/zerodown/zerodown/internal/store"
+	"github.com/zerodown/zerodown/internal/store/sqlite"
 )
 
 // BenchmarkRollingOverhead measures the engine's own cost per host: a
@@ -20,7 +23,33 @@ import (
 // per host.
 func BenchmarkRollingOverhead(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
-		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("hosts=%d/journal=memory", n), func(b *testing.B) {
+			benchRolling(b, n, func(*testing.B) engine.Journal { return enginetest.NewJournal() })
+		})
+	}
+	// The real journal: SQLite in WAL mode, a commit per task start, task end
+	// and event.
+	for _, n := range []int{10, 100} {
+		b.Run(fmt.Sprintf("hosts=%d/journal=sqlite", n), func(b *testing.B) {
+			benchRolling(b, n, func(b *testing.B) engine.Journal {
+				st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "state.db"), sqlite.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { st.Close() })
+				run, err := st.CreateRun(context.Background(), store.Run{Env: "prod", Version: "v2"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				return engine.StoreJournal{Store: st, RunID: run.ID}
+			})
+		})
+	}
+}
+
+func benchRolling(b *testing.B, n int, journal func(*testing.B) engine.Journal) {
+	{
+		{
 			var perHost time.Duration
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
@@ -34,7 +63,7 @@ func BenchmarkRollingOverhead(b *testing.B) {
 					addrs = append(addrs, addr)
 				}
 				eng := &engine.Engine{
-					LB: enginetest.NewLB(addrs...), Hosts: hosts, Journal: enginetest.NewJournal(),
+					LB: enginetest.NewLB(addrs...), Hosts: hosts, Journal: journal(b),
 					MinHealthy: 1, Release: host.Release{Version: "v2"}, Rollback: config.RollbackAuto,
 				}
 				b.StartTimer()
@@ -50,6 +79,6 @@ func BenchmarkRollingOverhead(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(perHost.Microseconds())/float64(b.N), "µs/host")
-		})
+		}
 	}
 }

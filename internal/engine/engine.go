@@ -116,6 +116,40 @@ type Engine struct {
 	mu      sync.Mutex
 	touched map[string]bool // hosts this run detached or deployed to
 	order   []string
+
+	// Events go to the journal from a queue, off the run's critical path;
+	// task starts and ends stay synchronous.
+	evMu sync.RWMutex
+	evq  chan Event
+}
+
+// eventQueue is how many events may wait for the journal.
+const eventQueue = 4096
+
+// journalEvents starts writing events to the journal in the background and
+// returns the func that flushes and stops it. Nested calls share one writer.
+func (e *Engine) journalEvents() (flush func()) {
+	e.evMu.Lock()
+	defer e.evMu.Unlock()
+	if e.Journal == nil || e.evq != nil {
+		return func() {}
+	}
+	q := make(chan Event, eventQueue)
+	done := make(chan struct{})
+	e.evq = q
+	go func() {
+		defer close(done)
+		for ev := range q {
+			_ = e.Journal.Event(context.Background(), ev)
+		}
+	}()
+	return func() {
+		e.evMu.Lock()
+		e.evq = nil
+		close(q)
+		e.evMu.Unlock()
+		<-done
+	}
 }
 
 // Status of a finished run.
@@ -152,6 +186,8 @@ var ErrAborted = errors.New("run aborted")
 // the run at the next safe point and rolls back.
 func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey]bool) Result {
 	e.init()
+	flush := e.journalEvents()
+	defer flush()
 	stop, stopRun := context.WithCancelCause(context.Background())
 	defer stopRun(nil)
 	go func() {
@@ -250,12 +286,20 @@ func (e *Engine) emit(ev Event) {
 	if ev.At.IsZero() {
 		ev.At = time.Now()
 	}
-	if e.Journal != nil {
-		_ = e.Journal.Event(context.Background(), ev)
-	}
 	if e.OnEvent != nil {
 		e.OnEvent(ev)
 	}
+	if e.Journal == nil {
+		return
+	}
+	e.evMu.RLock()
+	if e.evq != nil {
+		e.evq <- ev
+		e.evMu.RUnlock()
+		return
+	}
+	e.evMu.RUnlock()
+	_ = e.Journal.Event(context.Background(), ev)
 }
 
 func (e *Engine) touch(h string) {

@@ -17,6 +17,8 @@ import (
 // returns the hosts it could not restore, with the reason.
 func (e *Engine) RollBack(ctx context.Context, hosts []string) map[string]string {
 	e.init()
+	flush := e.journalEvents()
+	defer flush()
 	stranded := map[string]string{}
 	for i := len(hosts) - 1; i >= 0; i-- {
 		name := hosts[i]
