@@ -114,18 +114,19 @@ func runDeploy(c *cobra.Command, cfgPath, envName, version, artifact, pipelineNa
 		return err
 	}
 	defer st.Close()
+	// The lock comes first, so a refused deploy leaves no run behind.
+	runID := store.NewRunID(time.Now())
+	release, err := holdLock(ctx, st, env.Name, runID, takeOver, c.ErrOrStderr())
+	if err != nil {
+		return &exitError{code: ExitFailed, err: fmt.Errorf("deploy refused: %w", err)}
+	}
+	defer release()
 	plan, _ := json.Marshal(p)
-	run, err := st.CreateRun(ctx, store.Run{Env: env.Name, Pipeline: p.Name, Version: version, Artifact: artifact,
+	run, err := st.CreateRun(ctx, store.Run{ID: runID, Env: env.Name, Pipeline: p.Name, Version: version, Artifact: artifact,
 		SHA256: rel.SHA256, Owner: store.ProcessOwner(), Plan: plan})
 	if err != nil {
 		return err
 	}
-	release, err := holdLock(ctx, st, env.Name, run.ID, takeOver, c.ErrOrStderr())
-	if err != nil {
-		_ = st.UpdateRun(context.Background(), run.ID, store.RunUpdate{Status: store.RunFailed, EndedAt: time.Now(), Error: err.Error()})
-		return &exitError{code: ExitFailed, err: fmt.Errorf("deploy refused: %w", err)}
-	}
-	defer release()
 	eng := newEngine(env, hosts, bal, rel, st, run.ID)
 	return execute(ctx, c, eng, st, run, p, nil, output)
 }

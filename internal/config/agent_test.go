@@ -164,6 +164,57 @@ func TestParseAgentErrors(t *testing.T) {
 	}
 }
 
+// agentDocBlocks are the yaml blocks of docs/agent.md: agent.yaml, then
+// an app spec.
+func agentDocBlocks(t *testing.T) []string {
+	t.Helper()
+	md, err := os.ReadFile(filepath.Join("..", "..", "docs", "agent.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []string
+	rest := string(md)
+	for {
+		_, after, ok := strings.Cut(rest, "```yaml\n")
+		if !ok {
+			break
+		}
+		block, tail, ok := strings.Cut(after, "```")
+		if !ok {
+			t.Fatal("docs/agent.md: unterminated ```yaml block")
+		}
+		blocks = append(blocks, block)
+		rest = tail
+	}
+	if len(blocks) < 2 {
+		t.Fatalf("docs/agent.md has %d yaml blocks, want agent.yaml and an app spec", len(blocks))
+	}
+	return blocks
+}
+
+func TestAgentDocsExamples(t *testing.T) {
+	blocks := agentDocBlocks(t)
+	a, err := ParseAgent("agent.yaml", []byte(blocks[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The example spells out the defaults; keep them in step.
+	def, err := ParseAgent("agent.yaml", []byte("root: /var/lib/zerodown/hello\nport: 8101\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(a, def) {
+		t.Errorf("the documented values differ from the defaults:\n doc %+v\n def %+v", a, def)
+	}
+	app, err := ParseApp("app.yaml", []byte(blocks[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app.Run[2] != "127.0.0.1:${PORT}" || app.Hooks.BeforeStart[0][2] != "${VERSION}" || app.Health.Path != "/healthz" {
+		t.Errorf("app spec %+v", app)
+	}
+}
+
 func TestLoadAgent(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "agent.yaml")
 	if err := os.WriteFile(path, []byte("root: /r\nport: 8101\n"), 0o600); err != nil {

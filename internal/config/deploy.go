@@ -1,6 +1,13 @@
 package config
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Deploy is zerodown.yaml: how the app runs, the environments it is deployed
 // to, and optional hand-written pipelines.
@@ -66,7 +73,7 @@ type Strategy struct {
 type Rolling struct {
 	// Batch is the batch size, or a list of sizes for successive batches
 	// (the last repeats): 1, "25%", [1, "50%", "100%"].
-	Batch []Quantity `yaml:"batch"`
+	Batch BatchSpec `yaml:"batch"`
 	// MinHealthy is how many hosts must stay healthy in the load balancer
 	// while a batch is out: a count or a percentage of the environment.
 	MinHealthy    Quantity `yaml:"min_healthy"`
@@ -77,7 +84,46 @@ type Rolling struct {
 	UploadParallel int `yaml:"upload_parallel"`
 }
 
-// Quantity is a count or a percentage, written 2 or "50%".
+// BatchSpec is the batch sizes of a rolling update: entry i sizes batch i
+// and the last entry repeats. In YAML it is one size (1, "25%") or a list
+// of sizes ([1, "50%", "100%"]).
+type BatchSpec []Quantity
+
+// UnmarshalYAML implements yaml.InterfaceUnmarshaler: a scalar is a list of
+// one. The loader checks the same values with their positions first.
+func (b *BatchSpec) UnmarshalYAML(unmarshal func(any) error) error {
+	var v any
+	if err := unmarshal(&v); err != nil {
+		return err
+	}
+	items, isList := v.([]any)
+	if !isList {
+		if v == nil {
+			*b = nil
+			return nil
+		}
+		items = []any{v}
+	}
+	out := make(BatchSpec, 0, len(items))
+	for i, item := range items {
+		q, err := parseQuantity(item)
+		if err == nil && item == nil {
+			err = errors.New("an empty entry; want a batch size")
+		}
+		if err != nil {
+			if isList {
+				return fmt.Errorf("batch[%d]: %w", i, err)
+			}
+			return err
+		}
+		out = append(out, q)
+	}
+	*b = out
+	return nil
+}
+
+// Quantity is a count or a percentage, written 2 or "50%". A percentage is
+// from 1 to 100; a count is not negative.
 type Quantity struct {
 	N       int
 	Percent bool
@@ -90,6 +136,86 @@ func (q Quantity) Of(total int) int {
 		return q.N
 	}
 	return (q.N*total + 99) / 100
+}
+
+// String writes q as the config does: 2 or 50%.
+func (q Quantity) String() string {
+	if q.Percent {
+		return strconv.Itoa(q.N) + "%"
+	}
+	return strconv.Itoa(q.N)
+}
+
+// UnmarshalYAML implements yaml.InterfaceUnmarshaler: an integer, or a
+// string such as "25%".
+func (q *Quantity) UnmarshalYAML(unmarshal func(any) error) error {
+	var v any
+	if err := unmarshal(&v); err != nil {
+		return err
+	}
+	got, err := parseQuantity(v)
+	if err != nil {
+		return err
+	}
+	*q = got
+	return nil
+}
+
+// quantityHint is what a quantity looks like.
+const quantityHint = `want a count such as 2 or a percentage such as "25%"`
+
+// parseQuantity converts what the YAML library decoded a scalar to; nil is
+// the zero Quantity (not set).
+func parseQuantity(v any) (Quantity, error) {
+	switch v := v.(type) {
+	case nil:
+		return Quantity{}, nil
+	case int64:
+		if v < 0 {
+			return Quantity{}, fmt.Errorf("must not be negative, got %d", v)
+		}
+		if v > math.MaxInt {
+			return Quantity{}, fmt.Errorf("%d is too large", v)
+		}
+		return Quantity{N: int(v)}, nil
+	case uint64:
+		if v > math.MaxInt {
+			return Quantity{}, fmt.Errorf("%d is too large", v)
+		}
+		return Quantity{N: int(v)}, nil
+	case float64:
+		return Quantity{}, fmt.Errorf("invalid quantity %v: a count is a whole number of hosts", v)
+	case string:
+		num, percent := strings.CutSuffix(v, "%")
+		if !allDigits(num) {
+			return Quantity{}, fmt.Errorf("invalid quantity %q: %s", v, quantityHint)
+		}
+		n, err := strconv.Atoi(num)
+		switch {
+		case percent && (err != nil || n < 1 || n > 100):
+			return Quantity{}, fmt.Errorf("invalid percentage %q: want 1%% to 100%%", v)
+		case percent:
+			return Quantity{N: n, Percent: true}, nil
+		case err != nil:
+			// The YAML library reads an integer too large for 64 bits as a
+			// string.
+			return Quantity{}, fmt.Errorf("%s is too large", v)
+		}
+		return Quantity{}, fmt.Errorf("invalid quantity %q: write a count without quotes, as %d", v, n)
+	}
+	return Quantity{}, fmt.Errorf("%s, got %s", quantityHint, describeValue(v))
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Verify is the load fired at the load balancer during a run.

@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const validDeployConfig = `app: {run: [./hello]}
+environments:
+  web:
+    lb: {admin: 'http://127.0.0.1:9100', pool: hello}
+    hosts: [{name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}]
+`
+
+func writeDeployConfig(t *testing.T, dir, content string) string {
+	t.Helper()
+	path := filepath.Join(dir, "zerodown.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func runValidate(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = Main(append([]string{"validate"}, args...), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestValidateOK(t *testing.T) {
+	path := writeDeployConfig(t, t.TempDir(), validDeployConfig)
+	code, stdout, stderr := runValidate(t, "--config", path)
+	if code != ExitOK || stdout != path+": ok (1 environment, 0 pipelines)\n" || stderr != "" {
+		t.Errorf("exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
+	}
+}
+
+func TestValidateExample(t *testing.T) {
+	t.Setenv("ZERODOWN_LB_TOKEN", "lb-token-for-tests")
+	path := filepath.Join("..", "..", "examples", "zerodown.yaml")
+	code, stdout, stderr := runValidate(t, "-c", path)
+	if code != ExitOK || stdout != path+": ok (2 environments, 1 pipeline)\n" || stderr != "" {
+		t.Errorf("exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
+	}
+}
+
+func TestValidateDefaultPath(t *testing.T) {
+	dir := t.TempDir()
+	writeDeployConfig(t, dir, validDeployConfig)
+	t.Chdir(dir)
+	code, stdout, stderr := runValidate(t)
+	if code != ExitOK || stdout != "zerodown.yaml: ok (1 environment, 0 pipelines)\n" || stderr != "" {
+		t.Errorf("exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
+	}
+}
+
+func TestValidateProblems(t *testing.T) {
+	dir := t.TempDir()
+	path := writeDeployConfig(t, dir, `app: {run: [./hello]}
+environments:
+  web:
+    lb: {driver: haproxy}
+    hosts:
+      - {name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}
+      - {name: web-1, agent: 'http://127.0.0.1:7102', target: '127.0.0.1:8101'}
+pipelines:
+  by-hand:
+    environment: web
+    stages: [{name: one, jobs: [{tasks: [{detach: web-9}]}]}]
+`)
+	code, stdout, stderr := runValidate(t, "--config", path)
+	want := path + `:4:10: environments.web.lb.driver: driver haproxy is not available yet (available: builtin)
+` + path + `:7:10: environments.web.hosts[1].name: duplicate host name web-1 (also environments.web.hosts[0].name)
+` + path + `:7:55: environments.web.hosts[1].target: duplicate target 127.0.0.1:8101 (also environments.web.hosts[0].target)
+` + path + `:11:43: pipelines.by-hand.stages[0].jobs[0].tasks[0].detach: unknown host "web-9" (hosts of web: web-1)
+zerodown: ` + path + `: 4 problems
+`
+	if code != ExitBadInput || stdout != "" || stderr != want {
+		t.Errorf("exit %d\nstdout %q\nstderr:\n%s\nwant:\n%s", code, stdout, stderr, want)
+	}
+
+	// More problems than Errors.Error shows: every one is printed.
+	var doc strings.Builder
+	doc.WriteString("app: {run: [./hello]}\nenvironments:\n")
+	for i := range 25 {
+		doc.WriteString("  Env" + string(rune('a'+i)) + ": {lb: {admin: 'http://x', pool: p}, hosts: [{name: h, agent: 'http://h', target: 'h:1'}]}\n")
+	}
+	path = writeDeployConfig(t, dir, doc.String())
+	code, _, stderr = runValidate(t, "--config", path)
+	if lines := strings.Count(stderr, "\n"); code != ExitBadInput || lines != 26 || !strings.HasSuffix(stderr, "zerodown: "+path+": 25 problems\n") {
+		t.Errorf("exit %d, %d lines:\n%s", code, lines, stderr)
+	}
+}
+
+func TestValidateBadInput(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing file", []string{"--config", missing}, "zerodown: read deploy config: open " + missing + ": no such file or directory\n"},
+		{"argument", []string{"staging"}, `zerodown: unknown command "staging" for "zerodown validate"` + "\n"},
+		{"unknown flag", []string{"--conf", "x"}, "zerodown: zerodown validate: unknown flag: --conf (see 'zerodown validate --help')\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runValidate(t, tt.args...)
+			if code != ExitBadInput || stdout != "" || stderr != tt.want {
+				t.Errorf("exit %d\nstdout %q\nstderr %q\nwant   %q", code, stdout, stderr, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateHelp(t *testing.T) {
+	code, stdout, _ := runValidate(t, "--help")
+	for _, want := range []string{"zerodown validate [--config zerodown.yaml]", "file:line:col", "exits 2", `(default "zerodown.yaml")`} {
+		if code != ExitOK || !strings.Contains(stdout, want) {
+			t.Errorf("exit %d, help without %q:\n%s", code, want, stdout)
+		}
+	}
+}

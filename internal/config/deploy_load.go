@@ -1,0 +1,802 @@
+package config
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+)
+
+// LoadDeploy reads and parses zerodown.yaml at path; see ParseDeploy.
+func LoadDeploy(path string) (*Deploy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read deploy config: %w", err)
+	}
+	return ParseDeploy(path, data)
+}
+
+// ParseDeploy parses zerodown.yaml the way ParseLB parses lb.yaml: ${VAR}
+// from the environment (an unset variable is an error; ${PORT} and
+// ${VERSION} stay for the agent to fill in when it starts the app), strict
+// keys and types, defaults, and validation that reports every problem as
+// an Errors with file:line:col and key path. path is used in errors only.
+//
+// On success the config is complete: every environment and pipeline has
+// its Name, EnvOrder and PipelineOrder list them in file order, every
+// environment has a rolling strategy with its defaults, host targets are
+// normalized (NormalizeTarget), hosts without a token inherit the agents:
+// one, and every task has exactly one kind and its RunIf.
+func ParseDeploy(path string, data []byte) (*Deploy, error) {
+	cfg, c, raw, err := parseDeployFile(path, data, deployLookup(os.LookupEnv))
+	if err != nil {
+		return nil, err
+	}
+	cfg.Path = path
+	d := &deployValidator{validator: validator{c: c}, cfg: cfg, raw: raw}
+	d.prepare()
+	d.validate()
+	if len(d.errs) > 0 {
+		return nil, d.errs.sorted()
+	}
+	return cfg, nil
+}
+
+// deployLookup leaves ${PORT} and ${VERSION} as written: the agent sets
+// them when it starts the app (see ParseApp).
+func deployLookup(lookup func(string) (string, bool)) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		if slices.Contains(appReserved, name) {
+			return "${" + name + "}", true
+		}
+		return lookup(name)
+	}
+}
+
+// parseDeployFile is parseConfig for zerodown.yaml. The check walks the
+// file along the Deploy type; it does not know quantities (a count or a
+// percentage, and a batch that is one of them or a list), so its type
+// errors about them are dropped and checkQuantities reports those values
+// instead, from the document decoded without types. That untyped document
+// is returned too: validation needs to know which keys are written, also
+// through aliases and merge keys, such as a min_healthy: 0 or an approve:
+// without a message.
+func parseDeployFile(path string, data []byte, lookup func(string) (string, bool)) (*Deploy, *checker, any, error) {
+	expanded, envErrs := expandEnv(path, data, lookup)
+	c := newChecker(path)
+	file, err := parseYAML(expanded)
+	if err != nil {
+		return nil, nil, nil, append(envErrs, c.libraryError(err)).sorted()
+	}
+	root, docErr := c.body(file)
+	if docErr != nil {
+		return nil, nil, nil, append(envErrs, docErr).sorted()
+	}
+	c.at[""] = position{1, 1}
+	if p := startPos(root); p.Line > 0 {
+		c.at[""] = p
+	}
+	if root != nil {
+		c.value(root, reflect.TypeFor[Deploy](), "", c.at[""], true, false)
+	}
+	if len(envErrs) > 0 {
+		pathOn := c.pathsOn()
+		for _, e := range envErrs {
+			e.Path = pathOn(e.Line, e.Column)
+		}
+		return nil, nil, nil, envErrs.sorted()
+	}
+	errs := Errors{}
+	for _, e := range c.errs {
+		if !quantityTypeError(e) {
+			errs = append(errs, e)
+		}
+	}
+	var raw any
+	// A document whose aliases expand too far is not decoded at all.
+	if root != nil && c.budget > 0 {
+		if err := decodeUntyped(root, &raw); err != nil {
+			if len(errs) == 0 {
+				return nil, nil, nil, Errors{c.libraryError(err)}
+			}
+			return nil, nil, nil, errs.sorted()
+		}
+	}
+	v := &validator{c: c}
+	checkQuantities(v, raw)
+	errs = append(errs, v.errs...)
+	if len(errs) > 0 {
+		return nil, nil, nil, errs.sorted()
+	}
+	cfg := &Deploy{}
+	if root != nil {
+		if err := decodeNode(root, cfg); err != nil {
+			return nil, nil, nil, Errors{c.libraryError(err)}
+		}
+	}
+	return cfg, c, raw, nil
+}
+
+// decodeUntyped decodes the document into maps, lists and scalars. Aliases
+// decode to the value their anchor decoded to, so they do not multiply.
+func decodeUntyped(root ast.Node, v *any) (err error) {
+	defer recoverLibrary(&err)
+	return yaml.NodeToValue(root, v, yaml.AllowDuplicateMapKey())
+}
+
+// quantityTypeError reports an error of the check that only says a
+// quantity is not the struct or list it is in Go: checkQuantities judges
+// those values itself.
+func quantityTypeError(e *Error) bool {
+	if !strings.HasPrefix(e.Msg, "want a mapping") && !strings.HasPrefix(e.Msg, "want a list") && !strings.HasPrefix(e.Msg, "unknown key") {
+		return false
+	}
+	rest, ok := strings.CutPrefix(e.Path, "environments.")
+	if !ok {
+		return false
+	}
+	if strings.HasPrefix(rest, `"`) {
+		name, err := strconv.QuotedPrefix(rest)
+		if err != nil {
+			return false
+		}
+		rest = rest[len(name):]
+	} else if i := strings.IndexByte(rest, '.'); i >= 0 {
+		rest = rest[i:] // plain keys have no dots
+	} else {
+		return false
+	}
+	for _, k := range []string{".strategy.rolling.batch", ".strategy.rolling.min_healthy"} {
+		if after, ok := strings.CutPrefix(rest, k); ok && (after == "" || after[0] == '.' || after[0] == '[') {
+			return true
+		}
+	}
+	return false
+}
+
+// checkQuantities reports batch and min_healthy values that are not
+// quantities, with their positions.
+func checkQuantities(v *validator, raw any) {
+	c := v.c
+	envs, _ := rawKey(raw, "environments").(map[string]any)
+	for _, name := range slices.Sorted(maps.Keys(envs)) {
+		rolling, _ := rawKey(rawKey(envs[name], "strategy"), "rolling").(map[string]any)
+		if rolling == nil {
+			continue
+		}
+		rp := c.key(c.key(c.key("environments", name), "strategy"), "rolling")
+		bp := c.key(rp, "batch")
+		switch b := rolling["batch"].(type) {
+		case nil:
+		case []any:
+			if len(b) == 0 {
+				v.errorf(bp, "want a batch size or a list of them, got an empty list")
+			}
+			for i, item := range b {
+				checkBatchSize(v, c.item(bp, i), item)
+			}
+		default:
+			checkBatchSize(v, bp, b)
+		}
+		if mh := rolling["min_healthy"]; mh != nil {
+			if _, err := parseQuantity(mh); err != nil {
+				v.errorf(c.key(rp, "min_healthy"), "%v", err)
+			}
+		}
+	}
+}
+
+func checkBatchSize(v *validator, path string, item any) {
+	q, err := parseQuantity(item)
+	switch {
+	case item == nil:
+		v.errorf(path, "an empty entry; want a batch size")
+	case err != nil:
+		v.errorf(path, "%v", err)
+	case q.N == 0:
+		v.errorf(path, "a batch needs at least 1 host, got 0")
+	}
+}
+
+// rawKey is the value of key k of an untyped mapping; nil when v is not a
+// mapping or has no such key.
+func rawKey(v any, k string) any {
+	m, _ := v.(map[string]any)
+	return m[k]
+}
+
+// rawItem is item i of an untyped list; nil when there is none.
+func rawItem(v any, i int) any {
+	l, _ := v.([]any)
+	if i < 0 || i >= len(l) {
+		return nil
+	}
+	return l[i]
+}
+
+// rawHas reports whether the untyped mapping v has key k, even with a null
+// value.
+func rawHas(v any, k string) bool {
+	m, _ := v.(map[string]any)
+	_, ok := m[k]
+	return ok
+}
+
+type deployValidator struct {
+	validator
+	cfg *Deploy
+	raw any
+}
+
+// prepare gives every environment and pipeline its own structs (an alias
+// decodes to the same pointer as its anchor), its name and its defaults,
+// and records the file order.
+func (d *deployValidator) prepare() {
+	cfg := d.cfg
+	cfg.EnvOrder = fileOrder(d.c, "environments", cfg.Environments)
+	cfg.PipelineOrder = fileOrder(d.c, "pipelines", cfg.Pipelines)
+	orDefault(&cfg.State, DefaultStatePath)
+	cfg.App.ApplyDefaults()
+	for _, name := range cfg.EnvOrder {
+		e := cloneEnvironment(cfg.Environments[name])
+		e.Name = name
+		cfg.Environments[name] = e
+		envDefaults(e, rawKey(rawKey(d.raw, "environments"), name))
+	}
+	for _, name := range cfg.PipelineOrder {
+		p := clonePipeline(cfg.Pipelines[name])
+		p.Name = name
+		cfg.Pipelines[name] = p
+		rawStages := rawKey(rawKey(rawKey(d.raw, "pipelines"), name), "stages")
+		for si := range p.Stages {
+			rawJobs := rawKey(rawItem(rawStages, si), "jobs")
+			for ji := range p.Stages[si].Jobs {
+				rawTasks := rawKey(rawItem(rawJobs, ji), "tasks")
+				for ti := range p.Stages[si].Jobs[ji].Tasks {
+					taskDefaults(&p.Stages[si].Jobs[ji].Tasks[ti], rawItem(rawTasks, ti))
+				}
+			}
+		}
+	}
+}
+
+// fileOrder is the names of m in the order the file writes them; names
+// that come from a merge key (<<), which have no place of their own, follow
+// in alphabetical order.
+func fileOrder[T any](c *checker, parent string, m map[string]T) []string {
+	names := slices.Collect(maps.Keys(m))
+	slices.SortFunc(names, func(a, b string) int {
+		pa, okA := c.at[c.key(parent, a)]
+		pb, okB := c.at[c.key(parent, b)]
+		switch {
+		case okA && okB:
+			return cmp.Or(cmp.Compare(pa.Line, pb.Line), cmp.Compare(pa.Column, pb.Column), strings.Compare(a, b))
+		case okA:
+			return -1
+		case okB:
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	return names
+}
+
+func envDefaults(e *Environment, raw any) {
+	orDefault(&e.Rollback, RollbackAuto)
+	orDefault(&e.LB.Driver, DriverBuiltin)
+	for i := range e.Hosts {
+		h := &e.Hosts[i]
+		if h.Token == "" && h.TokenFile == "" {
+			h.Token, h.TokenFile = e.Agents.Token, e.Agents.TokenFile
+		}
+	}
+	if e.Strategy.Rolling == nil {
+		e.Strategy.Rolling = &Rolling{}
+	}
+	r := e.Strategy.Rolling
+	if len(r.Batch) == 0 {
+		r.Batch = BatchSpec{{N: 1}}
+	}
+	if rawKey(rawKey(rawKey(raw, "strategy"), "rolling"), "min_healthy") == nil {
+		r.MinHealthy = Quantity{}
+		if len(e.Hosts) > 1 {
+			r.MinHealthy = Quantity{N: 1}
+		}
+	}
+	orDefault(&r.DrainTimeout, Duration(DefaultDrainTimeout))
+	orDefault(&r.HealthTimeout, Duration(DefaultRolloutHealthTimeout))
+	orDefault(&r.UploadParallel, DefaultUploadParallel)
+	if e.Verify != nil {
+		ptrDefault(&e.Verify.MaxFailed, 0)
+		ptrDefault(&e.Verify.MaxDropped, 0)
+	}
+}
+
+// taskDefaults fills RunIf and the smoke status, and turns an approve:
+// written without a message into an approval.
+func taskDefaults(t *Task, raw any) {
+	orDefault(&t.RunIf, RunIfPassed)
+	if t.Approve == nil && rawHas(raw, "approve") {
+		t.Approve = &ApproveTask{}
+	}
+	if t.Smoke != nil {
+		orDefault(&t.Smoke.Status, 200)
+	}
+	if t.OnCancel != nil {
+		taskDefaults(t.OnCancel, rawKey(raw, "on_cancel"))
+	}
+}
+
+func cloneEnvironment(e *Environment) *Environment {
+	if e == nil {
+		return &Environment{}
+	}
+	cp := *e
+	cp.Hosts = slices.Clone(e.Hosts)
+	if e.Strategy.Rolling != nil {
+		r := *e.Strategy.Rolling
+		r.Batch = slices.Clone(r.Batch)
+		cp.Strategy.Rolling = &r
+	}
+	if e.Verify != nil {
+		v := *e.Verify
+		v.MaxFailed = clonePtr(v.MaxFailed)
+		v.MaxDropped = clonePtr(v.MaxDropped)
+		cp.Verify = &v
+	}
+	return &cp
+}
+
+func clonePipeline(p *Pipeline) *Pipeline {
+	if p == nil {
+		return &Pipeline{}
+	}
+	cp := *p
+	cp.Stages = slices.Clone(p.Stages)
+	for si := range cp.Stages {
+		st := &cp.Stages[si]
+		st.Jobs = slices.Clone(st.Jobs)
+		for ji := range st.Jobs {
+			j := &st.Jobs[ji]
+			j.Tasks = slices.Clone(j.Tasks)
+			for ti := range j.Tasks {
+				cloneTaskParts(&j.Tasks[ti])
+			}
+		}
+	}
+	return &cp
+}
+
+// cloneTaskParts replaces what t points to with copies.
+func cloneTaskParts(t *Task) {
+	if t.Exec != nil {
+		e := *t.Exec
+		e.Command = slices.Clone(e.Command)
+		e.Env = maps.Clone(e.Env)
+		t.Exec = &e
+	}
+	t.Smoke = clonePtr(t.Smoke)
+	t.Approve = clonePtr(t.Approve)
+	if t.OnCancel != nil {
+		oc := *t.OnCancel
+		cloneTaskParts(&oc)
+		t.OnCancel = &oc
+	}
+}
+
+func (d *deployValidator) validate() {
+	c, cfg := d.c, d.cfg
+	validateApp(&cfg.App, "app", c, d.errorf)
+	if len(cfg.Environments) == 0 {
+		d.errorf(c.key("", "environments"), "at least one environment is required")
+	}
+	for _, name := range cfg.EnvOrder {
+		d.environment(cfg.Environments[name], c.key("environments", name))
+	}
+	for _, name := range cfg.PipelineOrder {
+		d.pipeline(cfg.Pipelines[name], c.key("pipelines", name))
+	}
+}
+
+// checkName accepts names for environments, hosts and pipelines: they
+// appear on command lines, in the journal and in file names.
+func checkName(name string) error {
+	ok := name != ""
+	for i, r := range name {
+		alnum := '0' <= r && r <= '9' || 'a' <= r && r <= 'z'
+		if !alnum && (i == 0 || r != '.' && r != '_' && r != '-') {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("invalid name %q: use lowercase letters, digits, '.', '_' and '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// checkURL accepts an http:// or https:// URL with a host.
+func checkURL(s, example string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Hostname() == "" {
+		return fmt.Errorf("invalid URL %q: want http:// or https:// and a host, such as %s", s, example)
+	}
+	return nil
+}
+
+func (d *deployValidator) tokens(parent, token, tokenFile string) {
+	if token != "" && tokenFile != "" {
+		d.errorf(d.c.key(parent, "token_file"), "token and token_file are both set; use one")
+	}
+}
+
+func (d *deployValidator) environment(e *Environment, ep string) {
+	c := d.c
+	if err := checkName(e.Name); err != nil {
+		d.errorf(ep, "%v", err)
+	}
+	d.lb(e, c.key(ep, "lb"))
+	ap := c.key(ep, "agents")
+	d.tokens(ap, e.Agents.Token, e.Agents.TokenFile)
+	d.hosts(e, ep)
+	d.rolling(e, c.key(c.key(ep, "strategy"), "rolling"))
+	if e.Verify != nil {
+		d.verify(e.Verify, c.key(ep, "verify"))
+	}
+	if e.Rollback != RollbackAuto && e.Rollback != RollbackManual {
+		d.errorf(c.key(ep, "rollback"), "unknown rollback policy %q (want %s or %s)", e.Rollback, RollbackAuto, RollbackManual)
+	}
+}
+
+// lbDrivers are the load balancer drivers zerodown knows, in the order
+// error messages list them.
+var lbDrivers = []string{DriverBuiltin, DriverHAProxy, DriverNginx, DriverAWSELB, DriverAWSALB}
+
+func (d *deployValidator) lb(e *Environment, lp string) {
+	c, lb := d.c, &e.LB
+	switch lb.Driver {
+	case DriverBuiltin:
+		admin := c.key(lp, "admin")
+		if lb.Admin == "" {
+			d.errorf(admin, "required by the builtin driver: the URL of the admin API of zerodown lb, such as http://127.0.0.1:9100")
+		} else if err := checkURL(lb.Admin, "http://127.0.0.1:9100"); err != nil {
+			d.errorf(admin, "%v", err)
+		}
+		pool := c.key(lp, "pool")
+		if lb.Pool == "" {
+			d.errorf(pool, "required by the builtin driver: the pool of zerodown lb that serves this environment")
+		} else if err := checkPoolName(lb.Pool); err != nil {
+			d.errorf(pool, "%v", err)
+		}
+	case DriverHAProxy, DriverNginx, DriverAWSELB, DriverAWSALB:
+		d.errorf(c.key(lp, "driver"), "driver %s is not available yet (available: %s)", lb.Driver, DriverBuiltin)
+	default:
+		d.errorf(c.key(lp, "driver"), "unknown driver %q (want one of: %s)", lb.Driver, strings.Join(lbDrivers, ", "))
+	}
+	d.tokens(lp, lb.Token, lb.TokenFile)
+}
+
+func (d *deployValidator) hosts(e *Environment, ep string) {
+	c := d.c
+	hsp := c.key(ep, "hosts")
+	if len(e.Hosts) == 0 {
+		d.errorf(hsp, "at least one host is required")
+	}
+	names := map[string]string{}
+	agents := map[string]string{}
+	targets := map[string]string{}
+	for i := range e.Hosts {
+		h := &e.Hosts[i]
+		hp := c.item(hsp, i)
+		np := c.key(hp, "name")
+		if h.Name == "" {
+			d.errorf(np, "required: a name such as %s-%d", cmp.Or(e.Name, "web"), i+1)
+		} else if err := checkName(h.Name); err != nil {
+			d.errorf(np, "%v", err)
+		} else if prev, dup := names[h.Name]; dup {
+			d.errorf(np, "duplicate host name %s (also %s)", h.Name, prev)
+		} else {
+			names[h.Name] = np
+		}
+
+		agp := c.key(hp, "agent")
+		if h.Agent == "" {
+			d.errorf(agp, "required: the URL of the host's zerodown agent, such as http://10.0.0.11:7101")
+		} else if err := checkURL(h.Agent, "http://10.0.0.11:7101"); err != nil {
+			d.errorf(agp, "%v", err)
+		} else {
+			u, _ := url.Parse(h.Agent)
+			key := u.Scheme + "://" + strings.ToLower(u.Host) + strings.TrimSuffix(u.Path, "/")
+			if prev, dup := agents[key]; dup {
+				d.errorf(agp, "duplicate agent %s (also %s)", h.Agent, prev)
+			} else {
+				agents[key] = agp
+			}
+		}
+
+		tp := c.key(hp, "target")
+		if h.Target == "" {
+			d.errorf(tp, "required: the address the load balancer sends this host's traffic to, such as 10.0.0.11:8080")
+		} else if norm, err := NormalizeTarget(h.Target); err != nil {
+			d.errorf(tp, "%v", err)
+		} else if prev, dup := targets[norm]; dup {
+			d.errorf(tp, "duplicate target %s (also %s)", h.Target, prev)
+		} else {
+			targets[norm] = tp
+			h.Target = norm
+		}
+		d.tokens(hp, h.Token, h.TokenFile)
+	}
+}
+
+// rolling checks min_healthy against the hosts: it must leave at least one
+// host to update, and every batch must leave min_healthy hosts in service.
+func (d *deployValidator) rolling(e *Environment, rp string) {
+	c, r, n := d.c, e.Strategy.Rolling, len(e.Hosts)
+	if n == 0 {
+		return
+	}
+	mhp := c.key(rp, "min_healthy")
+	rawRolling := rawKey(rawKey(rawKey(rawKey(d.raw, "environments"), e.Name), "strategy"), "rolling")
+	written := rawKey(rawRolling, "min_healthy") != nil
+	mh := r.MinHealthy.Of(n)
+	if mh >= n {
+		// Only a written value gets here: the default is less than n.
+		what := r.MinHealthy.String()
+		if r.MinHealthy.Percent {
+			what = fmt.Sprintf("%s (%d hosts)", what, mh)
+		}
+		d.errorf(mhp, "%s must be less than the number of hosts (%d), or no host can be updated", what, n)
+		return
+	}
+	left := n
+	for k := 0; left > 0; k++ {
+		entry := min(k, len(r.Batch)-1)
+		size := min(r.Batch[entry].Of(n), left)
+		if size < 1 {
+			return // reported by checkQuantities
+		}
+		if n-size < mh {
+			if written {
+				d.errorf(mhp, "min_healthy %s needs %d of %d hosts in service, but batch %d takes %d out, leaving %d",
+					r.MinHealthy, mh, n, k+1, size, n-size)
+				return
+			}
+			bp := c.key(rp, "batch")
+			if _, isList := rawKey(rawRolling, "batch").([]any); isList {
+				bp = c.item(bp, entry)
+			}
+			d.errorf(bp, "batch %d takes %d of %d hosts out, leaving %d, but the default min_healthy is %d; set min_healthy: 0 to allow it",
+				k+1, size, n, n-size, mh)
+			return
+		}
+		left -= size
+	}
+}
+
+func (d *deployValidator) verify(vf *Verify, vp string) {
+	c := d.c
+	up := c.key(vp, "url")
+	if vf.URL == "" {
+		d.errorf(up, "required: the URL the load is fired at, through the load balancer, such as http://127.0.0.1:8080/")
+	} else if err := checkURL(vf.URL, "http://127.0.0.1:8080/"); err != nil {
+		d.errorf(up, "%v", err)
+	}
+	if vf.Rate <= 0 {
+		d.errorf(c.key(vp, "rate"), "required: requests per second, such as 200")
+	}
+	if *vf.MaxFailed < 0 {
+		d.errorf(c.key(vp, "max_failed"), "must not be negative, got %d", *vf.MaxFailed)
+	}
+	if *vf.MaxDropped < 0 {
+		d.errorf(c.key(vp, "max_dropped"), "must not be negative, got %d", *vf.MaxDropped)
+	}
+}
+
+func (d *deployValidator) pipeline(p *Pipeline, pp string) {
+	c, cfg := d.c, d.cfg
+	if err := checkName(p.Name); err != nil {
+		d.errorf(pp, "%v", err)
+	}
+	ep := c.key(pp, "environment")
+	env := cfg.Environments[p.Environment]
+	if p.Environment == "" {
+		d.errorf(ep, "required: the environment the pipeline deploys to (environments: %s)", listSome(cfg.EnvOrder))
+	} else if env == nil {
+		d.errorf(ep, "unknown environment %q (environments: %s)", p.Environment, listSome(cfg.EnvOrder))
+	}
+	ssp := c.key(pp, "stages")
+	if len(p.Stages) == 0 {
+		d.errorf(ssp, "at least one stage is required")
+	}
+	rawStages := rawKey(rawKey(rawKey(d.raw, "pipelines"), p.Name), "stages")
+	stages := map[string]string{}
+	for si := range p.Stages {
+		st := &p.Stages[si]
+		sp := c.item(ssp, si)
+		np := c.key(sp, "name")
+		if st.Name == "" {
+			d.errorf(np, "required: a name such as update-web-1")
+		} else if prev, dup := stages[st.Name]; dup {
+			d.errorf(np, "duplicate stage name %s (also %s)", st.Name, prev)
+		} else {
+			stages[st.Name] = np
+		}
+		jsp := c.key(sp, "jobs")
+		if len(st.Jobs) == 0 {
+			d.errorf(jsp, "at least one job is required")
+		}
+		rawJobs := rawKey(rawItem(rawStages, si), "jobs")
+		jobs := map[string]string{}
+		for ji := range st.Jobs {
+			j := &st.Jobs[ji]
+			jp := c.item(jsp, ji)
+			if j.Name != "" {
+				jnp := c.key(jp, "name")
+				if prev, dup := jobs[j.Name]; dup {
+					d.errorf(jnp, "duplicate job name %s in this stage (also %s)", j.Name, prev)
+				} else {
+					jobs[j.Name] = jnp
+				}
+			}
+			tsp := c.key(jp, "tasks")
+			if len(j.Tasks) == 0 {
+				d.errorf(tsp, "at least one task is required")
+			}
+			rawTasks := rawKey(rawItem(rawJobs, ji), "tasks")
+			for ti := range j.Tasks {
+				d.task(&j.Tasks[ti], rawItem(rawTasks, ti), c.item(tsp, ti), env, false)
+			}
+		}
+	}
+}
+
+// TaskKinds are the keys that say what a task does, in the order error
+// messages list them; a task has exactly one.
+var TaskKinds = []string{"detach", "attach", "deploy", "wait-healthy", "wait-drained", "sleep", "exec", "smoke", "approve"}
+
+// hostOf is the host a task of a host kind names.
+func (t *Task) hostOf(kind string) *string {
+	switch kind {
+	case "detach":
+		return &t.Detach
+	case "attach":
+		return &t.Attach
+	case "deploy":
+		return &t.Deploy
+	case "wait-healthy":
+		return &t.WaitHealthy
+	case "wait-drained":
+		return &t.WaitDrained
+	}
+	return nil
+}
+
+// kinds lists the task kinds set: written in the file (also as null) or
+// with a value.
+func (t *Task) kinds(raw any) []string {
+	var out []string
+	for _, k := range TaskKinds {
+		set := rawHas(raw, k)
+		switch k {
+		case "sleep":
+			set = set || t.Sleep != 0
+		case "exec":
+			set = set || t.Exec != nil
+		case "smoke":
+			set = set || t.Smoke != nil
+		case "approve":
+			set = set || t.Approve != nil
+		default:
+			set = set || *t.hostOf(k) != ""
+		}
+		if set {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// task checks one task; env is the pipeline's environment, nil when it is
+// missing (reported already). onCancel is true for the task of an
+// on_cancel, which cannot have its own.
+func (d *deployValidator) task(t *Task, raw any, tp string, env *Environment, onCancel bool) {
+	c := d.c
+	kinds := t.kinds(raw)
+	switch len(kinds) {
+	case 0:
+		d.errorf(tp, "no task kind; want one of %s", strings.Join(TaskKinds, ", "))
+	case 1:
+	default:
+		d.errorf(tp, "more than one task kind: %s; write a task for each", strings.Join(kinds, ", "))
+	}
+	for _, k := range kinds {
+		kp := c.key(tp, k)
+		switch k {
+		case "sleep":
+			if t.Sleep <= 0 {
+				d.errorf(kp, "want a duration such as 30s")
+			}
+		case "exec":
+			d.exec(t.Exec, kp)
+		case "smoke":
+			d.smoke(t.Smoke, kp)
+		case "approve":
+		default:
+			d.taskHost(*t.hostOf(k), kp, env)
+		}
+	}
+	if t.RunIf != RunIfPassed && t.RunIf != RunIfFailed && t.RunIf != RunIfAny {
+		d.errorf(c.key(tp, "run_if"), "unknown run_if %q (want %s, %s or %s)", t.RunIf, RunIfPassed, RunIfFailed, RunIfAny)
+	}
+	if t.OnCancel != nil {
+		ocp := c.key(tp, "on_cancel")
+		if onCancel {
+			d.errorf(ocp, "an on_cancel task cannot have its own on_cancel")
+		} else {
+			d.task(t.OnCancel, rawKey(raw, "on_cancel"), ocp, env, true)
+		}
+	}
+}
+
+func (d *deployValidator) taskHost(name, kp string, env *Environment) {
+	var hosts []string
+	if env != nil {
+		for _, h := range env.Hosts {
+			if h.Name == name && name != "" {
+				return
+			}
+			if !slices.Contains(hosts, h.Name) {
+				hosts = append(hosts, h.Name)
+			}
+		}
+	}
+	switch {
+	case name == "" && env != nil:
+		d.errorf(kp, "want a host name (hosts of %s: %s)", env.Name, listSome(hosts))
+	case name == "":
+		d.errorf(kp, "want a host name")
+	case env != nil:
+		d.errorf(kp, "unknown host %q (hosts of %s: %s)", name, env.Name, listSome(hosts))
+	}
+}
+
+func (d *deployValidator) exec(x *ExecTask, kp string) {
+	c := d.c
+	cp := c.key(kp, "command")
+	switch {
+	case x == nil || len(x.Command) == 0:
+		d.errorf(cp, "required: the command line to run, such as [./smoke-test.sh, --quick]")
+		return
+	case strings.TrimSpace(x.Command[0]) == "":
+		d.errorf(c.item(cp, 0), "the program is empty")
+	}
+	ep := c.key(kp, "env")
+	for _, k := range slices.Sorted(maps.Keys(x.Env)) {
+		if !validEnvName(k) {
+			d.errorf(c.key(ep, k), "invalid variable name: use letters, digits and _, not starting with a digit")
+		}
+	}
+}
+
+func (d *deployValidator) smoke(s *SmokeTask, kp string) {
+	c := d.c
+	up := c.key(kp, "url")
+	if s == nil || s.URL == "" {
+		d.errorf(up, "required: the URL to check, such as http://127.0.0.1:8080/healthz")
+		return
+	}
+	if err := checkURL(s.URL, "http://127.0.0.1:8080/healthz"); err != nil {
+		d.errorf(up, "%v", err)
+	}
+	if s.Status < 100 || s.Status > 599 {
+		d.errorf(c.key(kp, "status"), "must be from 100 to 599, got %d", s.Status)
+	}
+}

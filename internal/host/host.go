@@ -1,0 +1,94 @@
+// Package host declares what the deploy engine needs from a host: put a
+// release on it, switch to it behind a health gate, roll back, and report.
+// Drivers: the agent client (internal/agent), later ssh.
+package host
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/config"
+)
+
+// Artifact formats.
+const (
+	FormatTarGz = "tar.gz"
+	FormatZip   = "zip"
+	// FormatFile is a single file, such as an executable, stored under
+	// Release.Name in the release directory.
+	FormatFile = "file"
+)
+
+// Release is one version of the app as the engine hands it to a host.
+type Release struct {
+	Version string
+	// SHA256 is the artifact's hex digest; the host refuses an artifact
+	// that does not match it.
+	SHA256 string
+	// Format is FormatTarGz, FormatZip or FormatFile.
+	Format string
+	// Name is the file name of a FormatFile artifact, such as "hello".
+	Name string
+	// Size is the artifact's length in bytes, or -1 when unknown.
+	Size int64
+	// Open returns the artifact from its start; it is called once per
+	// attempt to send it, and the caller closes what it returns.
+	Open func() (io.ReadCloser, error)
+	// Spec is how the release runs. It travels with the release, so a
+	// rollback also restores the old start command.
+	Spec config.App
+}
+
+// Status is what a host reports about its app.
+type Status struct {
+	// Version is the current release; empty before the first activation.
+	Version string
+	// Previous is the release a rollback would go back to.
+	Previous string
+	// Running is true while the app's process is up; PID is its process.
+	Running bool
+	PID     int
+	// Healthy is the result of the last health check.
+	Healthy bool
+	Uptime  time.Duration
+	// Restarts counts restarts after the app exited on its own.
+	Restarts int
+	// Releases are the versions stored on the host, oldest first.
+	Releases []string
+	// Activating is the version an activation in progress is switching to.
+	Activating string
+}
+
+// Deployer puts releases on one host and switches between them. Every call
+// returns once the host has done it, or failed: Activate and Rollback
+// return only after the app is healthy or the previous release is back.
+type Deployer interface {
+	// Upload stores a release on the host. Uploading a version the host
+	// has with the same digest does nothing; with another digest it fails
+	// with ErrConflict.
+	Upload(ctx context.Context, r Release) error
+	// Activate makes version the running release once it passes its health
+	// check. If it does not, the host puts the previous release back and
+	// the error wraps ErrUnhealthy.
+	Activate(ctx context.Context, version string) error
+	// Rollback activates the previous release.
+	Rollback(ctx context.Context) error
+	Status(ctx context.Context) (Status, error)
+}
+
+// Errors a Deployer's errors wrap, for errors.Is.
+var (
+	// ErrNotFound: the host does not have that release (or no previous).
+	ErrNotFound = errors.New("no such release")
+	// ErrConflict: the version exists with another digest or spec.
+	ErrConflict = errors.New("release conflicts with the stored one")
+	// ErrBusy: another activation is in progress on the host.
+	ErrBusy = errors.New("another activation is in progress")
+	// ErrUnhealthy: the release did not pass its health check; the host
+	// went back to the previous release.
+	ErrUnhealthy = errors.New("release did not become healthy")
+	// ErrChecksum: the artifact the host received does not match SHA256.
+	ErrChecksum = errors.New("artifact checksum mismatch")
+)

@@ -1,0 +1,393 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/zerodown/zerodown/internal/store"
+)
+
+const runColumns = `id, env, pipeline, version, artifact, sha256, status, started_at, ended_at, owner, plan, error, abort`
+
+// CreateRun implements store.Store.
+func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, error) {
+	if r.Status == "" {
+		r.Status = store.RunRunning
+	}
+	if err := checkRun(r); err != nil {
+		return store.Run{}, fmt.Errorf("create run: %w", err)
+	}
+	r.StartedAt = s.nowOr(r.StartedAt)
+	r.EndedAt = norm(r.EndedAt)
+	generated := r.ID == ""
+	for attempt := 0; ; attempt++ {
+		if generated {
+			r.ID = store.NewRunID(r.StartedAt)
+		}
+		_, err := s.db.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, r.Env, r.Pipeline, r.Version, r.Artifact, r.SHA256, string(r.Status),
+			us(r.StartedAt), us(r.EndedAt), r.Owner, blob(r.Plan), r.Error, r.Abort)
+		if code(err) == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY {
+			if generated && attempt < 10 {
+				continue // two runs in the same second drew the same suffix
+			}
+			err = store.ErrExists
+		}
+		if err != nil {
+			return store.Run{}, fmt.Errorf("create run %s: %w", r.ID, err)
+		}
+		return r, nil
+	}
+}
+
+func checkRun(r store.Run) error {
+	switch {
+	case r.Env == "":
+		return errors.New("no environment")
+	case !r.Status.Valid():
+		return fmt.Errorf("unknown status %q", r.Status)
+	case len(r.Plan) > 0 && !json.Valid(r.Plan):
+		return errors.New("plan is not valid JSON")
+	}
+	return nil
+}
+
+// GetRun implements store.Store.
+func (s *Store) GetRun(ctx context.Context, id string) (store.Run, error) {
+	r, err := scanRun(s.db.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return store.Run{}, fmt.Errorf("read run %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// ListRuns implements store.Store.
+func (s *Store) ListRuns(ctx context.Context, env string, limit int) ([]store.Run, error) {
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	q := `SELECT ` + runColumns + ` FROM runs ORDER BY started_at DESC, id DESC LIMIT ?`
+	args := []any{limit}
+	if env != "" {
+		q = `SELECT ` + runColumns + ` FROM runs WHERE env = ? ORDER BY started_at DESC, id DESC LIMIT ?`
+		args = []any{env, limit}
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var runs []store.Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		runs = append(runs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	return runs, nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRun(sc scanner) (store.Run, error) {
+	var (
+		r              store.Run
+		status         string
+		started, ended sql.NullInt64
+	)
+	err := sc.Scan(&r.ID, &r.Env, &r.Pipeline, &r.Version, &r.Artifact, &r.SHA256, &status,
+		&started, &ended, &r.Owner, &r.Plan, &r.Error, &r.Abort)
+	r.Status = store.RunStatus(status)
+	r.StartedAt, r.EndedAt = fromUs(started), fromUs(ended)
+	return r, err
+}
+
+// UpdateRun implements store.Store.
+func (s *Store) UpdateRun(ctx context.Context, id string, u store.RunUpdate) error {
+	if !u.Status.Valid() {
+		return fmt.Errorf("update run %s: unknown status %q", id, u.Status)
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE id = ?`,
+		string(u.Status), us(u.EndedAt), u.Error, id)
+	if err == nil {
+		err = oneRow(res)
+	}
+	if err != nil {
+		return fmt.Errorf("update run %s: %w", id, err)
+	}
+	return nil
+}
+
+// RequestAbort implements store.Store.
+func (s *Store) RequestAbort(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE runs SET abort = 1 WHERE id = ?`, id)
+	if err == nil {
+		err = oneRow(res)
+	}
+	if err != nil {
+		return fmt.Errorf("request abort of run %s: %w", id, err)
+	}
+	return nil
+}
+
+// oneRow is store.ErrNotFound when an UPDATE matched no row.
+func oneRow(res sql.Result) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+const taskColumns = `run_id, stage, job, idx, kind, host, status, started_at, ended_at, error, attempt`
+
+// StartTask implements store.Store.
+func (s *Store) StartTask(ctx context.Context, t store.TaskRecord) (store.TaskRecord, error) {
+	if err := checkTask(t); err != nil {
+		return store.TaskRecord{}, fmt.Errorf("start task %s: %w", taskName(t), err)
+	}
+	t.Status = store.TaskRunning
+	t.StartedAt = s.nowOr(t.StartedAt)
+	t.EndedAt, t.Error = time.Time{}, ""
+	err := s.db.QueryRowContext(ctx, `INSERT INTO tasks (`+taskColumns+`)
+VALUES (?, ?, ?, ?, ?, ?, 'running', ?, NULL, '', 1)
+ON CONFLICT (run_id, stage, job, idx) DO UPDATE SET
+	kind = excluded.kind, host = excluded.host, status = 'running',
+	started_at = excluded.started_at, ended_at = NULL, error = '', attempt = tasks.attempt + 1
+RETURNING attempt`,
+		t.RunID, t.Stage, t.Job, t.Index, t.Kind, t.Host, us(t.StartedAt)).Scan(&t.Attempt)
+	if err != nil {
+		return store.TaskRecord{}, fmt.Errorf("start task %s: %w", taskName(t), noRun(err))
+	}
+	return t, nil
+}
+
+// FinishTask implements store.Store.
+func (s *Store) FinishTask(ctx context.Context, t store.TaskRecord) error {
+	err := checkTask(t)
+	if err == nil && !t.Status.Finished() {
+		err = fmt.Errorf("status %q is not an outcome", t.Status)
+	}
+	if err != nil {
+		return fmt.Errorf("finish task %s: %w", taskName(t), err)
+	}
+	t.EndedAt = s.nowOr(t.EndedAt)
+	if t.Status == store.TaskSkipped || t.Status == store.TaskCancelled {
+		// May never have started: insert it with Attempt 0.
+		if t.StartedAt.IsZero() {
+			t.StartedAt = t.EndedAt
+		}
+		_, err = s.db.ExecContext(ctx, `INSERT INTO tasks (`+taskColumns+`)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+ON CONFLICT (run_id, stage, job, idx) DO UPDATE SET
+	status = excluded.status, ended_at = excluded.ended_at, error = excluded.error`,
+			t.RunID, t.Stage, t.Job, t.Index, t.Kind, t.Host, string(t.Status),
+			us(norm(t.StartedAt)), us(t.EndedAt), t.Error)
+		err = noRun(err)
+	} else {
+		var res sql.Result
+		res, err = s.db.ExecContext(ctx, `UPDATE tasks SET status = ?, ended_at = ?, error = ?
+WHERE run_id = ? AND stage = ? AND job = ? AND idx = ?`,
+			string(t.Status), us(t.EndedAt), t.Error, t.RunID, t.Stage, t.Job, t.Index)
+		if err == nil {
+			if err = oneRow(res); err != nil {
+				err = fmt.Errorf("it was never started: %w", err)
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("finish task %s: %w", taskName(t), err)
+	}
+	return nil
+}
+
+func checkTask(t store.TaskRecord) error {
+	switch {
+	case t.RunID == "":
+		return errors.New("no run ID")
+	case t.Index < 0:
+		return fmt.Errorf("negative index %d", t.Index)
+	}
+	return nil
+}
+
+// taskName names a task in errors: "r-…/stage/job/2 (deploy staging-1)".
+func taskName(t store.TaskRecord) string {
+	name := fmt.Sprintf("%s/%s/%s/%d", t.RunID, t.Stage, t.Job, t.Index)
+	if t.Kind != "" || t.Host != "" {
+		name += " (" + strings.TrimSpace(t.Kind+" "+t.Host) + ")"
+	}
+	return name
+}
+
+// Tasks implements store.Store.
+func (s *Store) Tasks(ctx context.Context, runID string) ([]store.TaskRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE run_id = ?
+ORDER BY started_at, id`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("read tasks of run %s: %w", runID, err)
+	}
+	defer func() { _ = rows.Close() }()
+	var tasks []store.TaskRecord
+	for rows.Next() {
+		var (
+			t              store.TaskRecord
+			status         string
+			started, ended sql.NullInt64
+		)
+		if err := rows.Scan(&t.RunID, &t.Stage, &t.Job, &t.Index, &t.Kind, &t.Host, &status,
+			&started, &ended, &t.Error, &t.Attempt); err != nil {
+			return nil, fmt.Errorf("read tasks of run %s: %w", runID, err)
+		}
+		t.Status = store.TaskStatus(status)
+		t.StartedAt, t.EndedAt = fromUs(started), fromUs(ended)
+		tasks = append(tasks, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read tasks of run %s: %w", runID, err)
+	}
+	if len(tasks) == 0 {
+		if err := s.runExists(ctx, runID); err != nil {
+			return nil, fmt.Errorf("read tasks of run %s: %w", runID, err)
+		}
+	}
+	return tasks, nil
+}
+
+// AppendEvent implements store.Store.
+func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, error) {
+	switch {
+	case e.RunID == "":
+		return store.Event{}, errors.New("append event: no run ID")
+	case e.Type == "":
+		return store.Event{}, fmt.Errorf("append event to run %s: no type", e.RunID)
+	case len(e.Data) > 0 && !json.Valid(e.Data):
+		return store.Event{}, fmt.Errorf("append %s event to run %s: data is not valid JSON", e.Type, e.RunID)
+	}
+	e.At = s.nowOr(e.At)
+	// One statement: it holds the write lock from the read of the last
+	// sequence number to the insert, so concurrent appends cannot collide.
+	err := s.db.QueryRowContext(ctx, `INSERT INTO events (run_id, seq, at, host, type, message, data)
+SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6 FROM events WHERE run_id = ?1
+RETURNING seq`,
+		e.RunID, us(e.At), e.Host, e.Type, e.Message, blob(e.Data)).Scan(&e.Seq)
+	if err != nil {
+		return store.Event{}, fmt.Errorf("append %s event to run %s: %w", e.Type, e.RunID, noRun(err))
+	}
+	return e, nil
+}
+
+// Events implements store.Store.
+func (s *Store) Events(ctx context.Context, runID string, afterSeq int64) ([]store.Event, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT run_id, seq, at, host, type, message, data
+FROM events WHERE run_id = ? AND seq > ? ORDER BY seq`, runID, afterSeq)
+	if err != nil {
+		return nil, fmt.Errorf("read events of run %s: %w", runID, err)
+	}
+	defer func() { _ = rows.Close() }()
+	var events []store.Event
+	for rows.Next() {
+		var (
+			e  store.Event
+			at sql.NullInt64
+		)
+		if err := rows.Scan(&e.RunID, &e.Seq, &at, &e.Host, &e.Type, &e.Message, &e.Data); err != nil {
+			return nil, fmt.Errorf("read events of run %s: %w", runID, err)
+		}
+		e.At = fromUs(at)
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read events of run %s: %w", runID, err)
+	}
+	if len(events) == 0 {
+		if err := s.runExists(ctx, runID); err != nil {
+			return nil, fmt.Errorf("read events of run %s: %w", runID, err)
+		}
+	}
+	return events, nil
+}
+
+// Approve implements store.Store.
+func (s *Store) Approve(ctx context.Context, runID, stage, by string) (store.Approval, error) {
+	if by == "" {
+		return store.Approval{}, fmt.Errorf("approve stage %s of run %s: no approver", stage, runID)
+	}
+	a := store.Approval{RunID: runID, Stage: stage}
+	var at sql.NullInt64
+	// The no-op update makes RETURNING give the first approval's row.
+	err := s.db.QueryRowContext(ctx, `INSERT INTO approvals (run_id, stage, approved_by, approved_at)
+VALUES (?, ?, ?, ?)
+ON CONFLICT (run_id, stage) DO UPDATE SET approved_by = approvals.approved_by
+RETURNING approved_by, approved_at`,
+		runID, stage, by, us(s.nowOr(time.Time{}))).Scan(&a.By, &at)
+	if err != nil {
+		return store.Approval{}, fmt.Errorf("approve stage %s of run %s: %w", stage, runID, noRun(err))
+	}
+	a.At = fromUs(at)
+	return a, nil
+}
+
+// Approved implements store.Store.
+func (s *Store) Approved(ctx context.Context, runID, stage string) (store.Approval, bool, error) {
+	a := store.Approval{RunID: runID, Stage: stage}
+	var at sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT approved_by, approved_at FROM approvals
+WHERE run_id = ? AND stage = ?`, runID, stage).Scan(&a.By, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = s.runExists(ctx, runID)
+		if err == nil {
+			return store.Approval{}, false, nil
+		}
+	}
+	if err != nil {
+		return store.Approval{}, false, fmt.Errorf("read approval of stage %s of run %s: %w", stage, runID, err)
+	}
+	a.At = fromUs(at)
+	return a, true, nil
+}
+
+// runExists is nil for a known run, store.ErrNotFound for an unknown one.
+func (s *Store) runExists(ctx context.Context, runID string) error {
+	var one int
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM runs WHERE id = ?`, runID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// noRun turns the foreign key failure of a write for an unknown run into
+// store.ErrNotFound.
+func noRun(err error) error {
+	if code(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
+		return fmt.Errorf("run %w", store.ErrNotFound)
+	}
+	return err
+}
+
+// blob stores empty JSON as NULL, so that it reads back as nil.
+func blob(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}

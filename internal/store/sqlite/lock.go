@@ -1,0 +1,142 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/store"
+)
+
+// AcquireLock implements store.Store.
+func (s *Store) AcquireLock(ctx context.Context, env, owner, runID string, staleAfter time.Duration) (store.Lock, error) {
+	return s.lock(ctx, env, owner, runID, staleAfter, false)
+}
+
+// TakeOverLock implements store.Store.
+func (s *Store) TakeOverLock(ctx context.Context, env, owner, runID string, staleAfter time.Duration) (store.Lock, error) {
+	return s.lock(ctx, env, owner, runID, staleAfter, true)
+}
+
+// lock reads and writes the lock in one BEGIN IMMEDIATE transaction: it
+// holds the database's write lock from the read on, so of any number of
+// processes and goroutines exactly one finds the lock free (or stale) and
+// takes it.
+func (s *Store) lock(ctx context.Context, env, owner, runID string, staleAfter time.Duration, takeOver bool) (store.Lock, error) {
+	what := "acquire"
+	if takeOver {
+		what = "take over"
+	}
+	switch {
+	case env == "" || owner == "" || runID == "":
+		return store.Lock{}, fmt.Errorf("%s lock: environment %q, owner %q and run %q must all be set", what, env, owner, runID)
+	case staleAfter <= 0:
+		return store.Lock{}, fmt.Errorf("%s lock of environment %s: staleAfter %v is not positive", what, env, staleAfter)
+	}
+	l, err := s.lockTx(ctx, env, owner, runID, staleAfter, takeOver)
+	var locked *store.LockedError
+	if err != nil && !errors.As(err, &locked) {
+		return store.Lock{}, fmt.Errorf("%s lock of environment %s: %w", what, env, err)
+	}
+	return l, err // a *LockedError says it all
+}
+
+func (s *Store) lockTx(ctx context.Context, env, owner, runID string, staleAfter time.Duration, takeOver bool) (store.Lock, error) {
+	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE (see dataSource)
+	if err != nil {
+		return store.Lock{}, err
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	now := norm(s.now())
+	mine := store.Lock{Env: env, Owner: owner, RunID: runID, Since: now, Heartbeat: now}
+	cur, err := readLock(ctx, tx, env)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		_, err = tx.ExecContext(ctx, `INSERT INTO locks (env, owner, run_id, since, heartbeat) VALUES (?, ?, ?, ?, ?)`,
+			env, owner, runID, us(now), us(now))
+	case err != nil:
+		return store.Lock{}, err
+	case cur.Owner == owner && cur.RunID == runID:
+		mine.Since = cur.Since
+		_, err = tx.ExecContext(ctx, `UPDATE locks SET heartbeat = ? WHERE env = ?`, us(now), env)
+	default:
+		age := now.Sub(cur.Heartbeat)
+		stale := age > staleAfter
+		if !takeOver || !stale {
+			return store.Lock{}, &store.LockedError{Lock: cur, Age: age, Stale: stale}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE locks SET owner = ?, run_id = ?, since = ?, heartbeat = ? WHERE env = ?`,
+			owner, runID, us(now), us(now), env)
+	}
+	if err != nil {
+		return store.Lock{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return store.Lock{}, err
+	}
+	return mine, nil
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func readLock(ctx context.Context, q querier, env string) (store.Lock, error) {
+	l := store.Lock{Env: env}
+	var since, hb sql.NullInt64
+	err := q.QueryRowContext(ctx, `SELECT owner, run_id, since, heartbeat FROM locks WHERE env = ?`, env).
+		Scan(&l.Owner, &l.RunID, &since, &hb)
+	l.Since, l.Heartbeat = fromUs(since), fromUs(hb)
+	return l, err
+}
+
+// Heartbeat implements store.Store.
+func (s *Store) Heartbeat(ctx context.Context, env, owner, runID string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE locks SET heartbeat = ? WHERE env = ? AND owner = ? AND run_id = ?`,
+		us(norm(s.now())), env, owner, runID)
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil && n == 0 {
+			err = s.lost(ctx, env)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("heartbeat of the lock of environment %s for run %s: %w", env, runID, err)
+	}
+	return nil
+}
+
+// ReleaseLock implements store.Store.
+func (s *Store) ReleaseLock(ctx context.Context, env, owner, runID string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM locks WHERE env = ? AND owner = ? AND run_id = ?`, env, owner, runID)
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil && n == 0 {
+			if err = s.lost(ctx, env); errors.Is(err, errFree) {
+				err = nil // already released
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("release the lock of environment %s for run %s: %w", env, runID, err)
+	}
+	return nil
+}
+
+var errFree = fmt.Errorf("%w: the environment is not locked", store.ErrLockLost)
+
+// lost says who holds the lock that the caller lost.
+func (s *Store) lost(ctx context.Context, env string) error {
+	cur, err := readLock(ctx, s.db, env)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return errFree
+	case err != nil:
+		return err
+	}
+	return fmt.Errorf("%w: now held by %s (run %s) since %s", store.ErrLockLost,
+		cur.Owner, cur.RunID, cur.Since.Local().Format(time.DateTime))
+}

@@ -1,0 +1,149 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// migrations[i] brings the schema from version i to i+1. Append only: a
+// released migration is never edited.
+//
+// Times are INTEGER microseconds since the Unix epoch (UTC); NULL is "not
+// yet". Tables are STRICT so that a wrong type is an error, not a surprise.
+var migrations = []string{
+	// 1: runs, tasks, events, approvals, locks.
+	`
+CREATE TABLE runs (
+	id         TEXT PRIMARY KEY,
+	env        TEXT NOT NULL,
+	pipeline   TEXT NOT NULL,
+	version    TEXT NOT NULL,
+	artifact   TEXT NOT NULL,
+	sha256     TEXT NOT NULL,
+	status     TEXT NOT NULL CHECK (status IN
+	           ('running', 'succeeded', 'failed', 'rolled_back', 'needs_attention', 'aborted')),
+	started_at INTEGER NOT NULL,
+	ended_at   INTEGER,
+	owner      TEXT NOT NULL,
+	plan       BLOB,
+	error      TEXT NOT NULL,
+	abort      INTEGER NOT NULL DEFAULT 0 CHECK (abort IN (0, 1))
+) STRICT;
+CREATE INDEX runs_by_start ON runs (started_at DESC, id DESC);
+CREATE INDEX runs_by_env_start ON runs (env, started_at DESC, id DESC);
+
+CREATE TABLE tasks (
+	id         INTEGER PRIMARY KEY,
+	run_id     TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	stage      TEXT NOT NULL,
+	job        TEXT NOT NULL,
+	idx        INTEGER NOT NULL CHECK (idx >= 0),
+	kind       TEXT NOT NULL,
+	host       TEXT NOT NULL,
+	status     TEXT NOT NULL CHECK (status IN
+	           ('running', 'passed', 'failed', 'skipped', 'cancelled')),
+	started_at INTEGER NOT NULL,
+	ended_at   INTEGER,
+	error      TEXT NOT NULL,
+	attempt    INTEGER NOT NULL,
+	UNIQUE (run_id, stage, job, idx)
+) STRICT;
+
+CREATE TABLE events (
+	run_id  TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	seq     INTEGER NOT NULL CHECK (seq > 0),
+	at      INTEGER NOT NULL,
+	host    TEXT NOT NULL,
+	type    TEXT NOT NULL,
+	message TEXT NOT NULL,
+	data    BLOB,
+	PRIMARY KEY (run_id, seq)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE approvals (
+	run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	stage       TEXT NOT NULL,
+	approved_by TEXT NOT NULL,
+	approved_at INTEGER NOT NULL,
+	PRIMARY KEY (run_id, stage)
+) STRICT;
+
+-- No foreign key to runs: a deploy takes the lock before it writes its run,
+-- so that a refused deploy leaves no trace in the history.
+CREATE TABLE locks (
+	env       TEXT PRIMARY KEY,
+	owner     TEXT NOT NULL,
+	run_id    TEXT NOT NULL,
+	since     INTEGER NOT NULL,
+	heartbeat INTEGER NOT NULL
+) STRICT;
+`,
+}
+
+// schemaVersion is the schema this build writes.
+var schemaVersion = len(migrations)
+
+// migrate brings the database to schemaVersion in one transaction, so two
+// processes opening a new file at once apply each migration once. It refuses
+// a newer schema, and a database holding tables but no schema_version (some
+// other program's database).
+func migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE (see dataSource)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	version := 0
+	err = tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&version)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("not a zerodown state database: schema_version is empty")
+	case err != nil:
+		if !isNoSuchTable(ctx, tx) {
+			return err
+		}
+		var tables string
+		if err := tx.QueryRowContext(ctx,
+			`SELECT coalesce(group_concat(name, ', '), '') FROM
+			(SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name)`,
+		).Scan(&tables); err != nil {
+			return err
+		}
+		if tables != "" {
+			return fmt.Errorf("not a zerodown state database: it has tables (%s) but no schema_version", tables)
+		}
+		if _, err := tx.ExecContext(ctx, `
+CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT;
+INSERT INTO schema_version (version) VALUES (0);`); err != nil {
+			return err
+		}
+	}
+	if version > schemaVersion {
+		return fmt.Errorf("%w: it has schema version %d, this zerodown knows up to %d; use a newer zerodown",
+			ErrSchemaTooNew, version, schemaVersion)
+	}
+	if version == schemaVersion {
+		return nil // the deferred rollback ends the transaction; nothing was written
+	}
+	for v := version; v < schemaVersion; v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrate schema from version %d to %d: %w", v, v+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, schemaVersion); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// isNoSuchTable reports whether schema_version is missing, as opposed to the
+// query failing for another reason (a corrupt file, a locked one).
+func isNoSuchTable(ctx context.Context, tx *sql.Tx) bool {
+	var n int
+	err := tx.QueryRowContext(ctx,
+		`SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_version'`).Scan(&n)
+	return err == nil && n == 0
+}
