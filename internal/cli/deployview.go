@@ -128,7 +128,12 @@ func (v *runView) Event(e engine.Event) {
 		if who == "" {
 			who = "run"
 		}
-		fmt.Fprintf(v.w, "%s %-12s %s\n", e.At.Format("15:04:05.000"), who, e.Message)
+		msg := e.Message
+		if e.Type == engine.EvFailed {
+			// The details come once, in the run's final error.
+			msg = firstLine(msg)
+		}
+		fmt.Fprintf(v.w, "%s %-12s %s\n", e.At.Format("15:04:05.000"), who, msg)
 	default:
 		// Redraw at most every 100ms, and always for the final states.
 		if time.Since(v.last) >= 100*time.Millisecond || e.Type == engine.EvFailed || e.Type == engine.EvHealthy ||

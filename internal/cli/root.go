@@ -69,6 +69,7 @@ built-in load verifier proves that no request failed.`,
 	})
 	root.AddCommand(newVersionCmd(), newLBCmd(), newAgentCmd(), newValidateCmd())
 	root.AddCommand(newDeployCmds()...)
+	root.AddCommand(newDemoCmd())
 	return root
 }
 

@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/zerodown/zerodown/internal/demo"
+)
+
+func newDemoCmd() *cobra.Command {
+	var hosts, rate int
+	var strategy, app string
+	var fail, keep bool
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole system on loopback: a load balancer, hosts, and a rollout under load",
+		Long: `Start zerodown lb and a few agents on free loopback ports in a temporary
+directory, deploy v1 of the sample app, then deploy v2 under constant load with
+the live view, and print the load verifier's report: requests, failed 0,
+latency percentiles and the version mix moving from v1 to v2. Nothing is left
+running afterwards (the directory with the reports stays).
+
+--fail makes v2 fail its health check: watch the automatic rollback, still with
+zero failed requests. --keep leaves the sandbox running and prints its
+addresses and a ready zerodown.yaml for trying zerodown deploy by hand.
+
+The sample app is built from ./examples/hello with the Go toolchain (run the
+demo from the zerodown repository, as go run ./cmd/zerodown demo does), or
+given with --app.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if hosts < 1 || hosts > 20 {
+				return badInput(fmt.Errorf("--hosts %d: want 1 to 20", hosts))
+			}
+			if rate < 1 || rate > 20000 {
+				return badInput(fmt.Errorf("--rate %d: want 1 to 20000 requests per second", rate))
+			}
+			if strategy != "rolling" {
+				return badInput(fmt.Errorf("--strategy %q: the demo knows rolling", strategy))
+			}
+			return runDemo(c, hosts, rate, app, fail, keep)
+		},
+	}
+	cmd.Flags().IntVar(&hosts, "hosts", 2, "hosts in the fleet")
+	cmd.Flags().IntVar(&rate, "rate", 200, "requests per second the verifier fires through the load balancer")
+	cmd.Flags().StringVar(&strategy, "strategy", "rolling", "deploy strategy")
+	cmd.Flags().StringVar(&app, "app", "", "the sample app's executable (default: build ./examples/hello)")
+	cmd.Flags().BoolVar(&fail, "fail", false, "v2 fails its health check: show the automatic rollback")
+	cmd.Flags().BoolVar(&keep, "keep", false, "keep the sandbox running and print how to use it")
+	return cmd
+}
+
+func runDemo(c *cobra.Command, hosts, rate int, app string, fail, keep bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out := c.OutOrStdout()
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the zerodown executable: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "zerodown-demo-")
+	if err != nil {
+		return err
+	}
+	if app == "" {
+		fmt.Fprintln(out, "building the sample app (examples/hello)…")
+		app = filepath.Join(dir, "hello-bin")
+		build := exec.CommandContext(ctx, "go", "build", "-o", app, "github.com/zerodown/zerodown/examples/hello")
+		build.Stderr = c.ErrOrStderr()
+		if err := build.Run(); err != nil {
+			return badInput(fmt.Errorf("could not build the sample app (%v); run the demo from the zerodown repository, or pass --app PATH", err))
+		}
+	}
+	fmt.Fprintf(out, "starting a load balancer and %d hosts on loopback in %s\n", hosts, dir)
+	sb, err := demo.Start(ctx, demo.Options{Hosts: hosts, Rate: rate, Zerodown: self, Hello: app, Dir: dir, Log: out})
+	if err != nil {
+		return err
+	}
+	defer sb.Close()
+
+	fmt.Fprintln(out, "\ndeploying v1 (the first release, before any traffic)")
+	if code := runSelf(ctx, self, out, c.ErrOrStderr(), "deploy", "staging", "--version", "v1", "--artifact", sb.Artifact, "-c", sb.Bootstrap); code != 0 {
+		return &exitError{code: ExitFailed, err: fmt.Errorf("the first deploy failed (exit %d); logs are in %s", code, dir)}
+	}
+	cfg, what := sb.Config, "deploying v2 under load"
+	if fail {
+		cfg, what = sb.FailConfig, "deploying v2, which fails its health check, under load"
+	}
+	fmt.Fprintf(out, "\n%s (%d requests/s through the load balancer)\n", what, rate)
+	code := runSelf(ctx, self, out, c.ErrOrStderr(), "deploy", "staging", "--version", "v2", "--artifact", sb.Artifact, "-c", cfg)
+	switch {
+	case !fail && code != 0:
+		return &exitError{code: code, err: fmt.Errorf("the v2 deploy failed (exit %d); logs are in %s", code, dir)}
+	case fail && code != ExitFailed:
+		return &exitError{code: ExitFailed, err: fmt.Errorf("the failing v2 should have been rolled back (exit 1), got exit %d; logs are in %s", code, dir)}
+	case fail:
+		fmt.Fprintln(out, "\nv2 failed its health check and every host is back on v1, attached and healthy.")
+	}
+	fmt.Fprintf(out, "\nthe run's journal, reports and logs are in %s\n", dir)
+	if keep {
+		fmt.Fprintf(out, `
+the sandbox keeps running until Ctrl-C:
+  load balancer   %s   (admin API %s)
+  zerodown.yaml   %s
+try:
+  zerodown deploy staging --version v3 --artifact %s -c %s
+  zerodown history -c %s
+`, sb.LB, sb.Admin, sb.Config, sb.Artifact, sb.Config, sb.Config)
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// runSelf runs another zerodown command with the terminal, and returns its
+// exit code.
+func runSelf(ctx context.Context, self string, stdout, stderr io.Writer, args ...string) int {
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = stdout, stderr, nil
+	if f, ok := stdout.(*os.File); ok {
+		cmd.Stdout = f
+	}
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "zerodown:", err)
+		return ExitFailed
+	}
+	return 0
+}
