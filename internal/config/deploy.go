@@ -225,6 +225,10 @@ type Verify struct {
 	MaxFailed  *int     `yaml:"max_failed"`
 	MaxDropped *int     `yaml:"max_dropped"`
 	P99        Duration `yaml:"p99"`
+	// PostEcho also POSTs a small body to URL, half of the requests, and
+	// requires it echoed back: proxies retry failed GETs silently, a failed
+	// POST shows.
+	PostEcho bool `yaml:"post_echo"`
 }
 
 // Pipeline is a hand-written pipeline, GoCD style: stages in order, jobs of
