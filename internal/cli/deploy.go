@@ -116,7 +116,9 @@ func runDeploy(c *cobra.Command, cfgPath, envName, version, artifact, pipelineNa
 	defer st.Close()
 	// The lock comes first, so a refused deploy leaves no run behind.
 	runID := store.NewRunID(time.Now())
-	release, err := holdLock(ctx, st, env.Name, runID, takeOver, c.ErrOrStderr())
+	ctx, lockLost := context.WithCancelCause(ctx)
+	defer lockLost(nil)
+	release, err := holdLock(ctx, st, env.Name, runID, takeOver, c.ErrOrStderr(), lockLost)
 	if err != nil {
 		return &exitError{code: ExitFailed, err: fmt.Errorf("deploy refused: %w", err)}
 	}
@@ -398,7 +400,9 @@ func continueRun(c *cobra.Command, cfgPath, runID, output string, rollback bool)
 	if err != nil {
 		return badInput(err)
 	}
-	release, err := holdLock(ctx, st, env.Name, run.ID, true, c.ErrOrStderr())
+	ctx, lockLost := context.WithCancelCause(ctx)
+	defer lockLost(nil)
+	release, err := holdLock(ctx, st, env.Name, run.ID, true, c.ErrOrStderr(), lockLost)
 	if err != nil {
 		return &exitError{code: ExitFailed, err: err}
 	}

@@ -233,16 +233,19 @@ func processAlive(pid int) bool {
 }
 
 // holdLock takes env's lock for runID; takeOver also takes a stale lock, or
-// one whose owner process on this machine is gone. It returns a release
-// func that stops the heartbeat.
-func holdLock(ctx context.Context, st store.Store, env, runID string, takeOver bool, w io.Writer) (func(), error) {
+// one whose owner process on this machine is gone. onLost is called if the
+// lock is taken from this process while it runs (the run must stop). It
+// returns a release func that stops the heartbeat.
+func holdLock(ctx context.Context, st store.Store, env, runID string, takeOver bool, w io.Writer, onLost func(error)) (func(), error) {
 	owner := store.ProcessOwner()
 	_, err := st.AcquireLock(ctx, env, owner, runID, lockStale)
 	var le *store.LockedError
 	if errors.As(err, &le) && (takeOver || le.Lock.RunID == runID) && (le.Stale || ownerGone(le.Lock.Owner)) {
 		fmt.Fprintf(w, "taking over the lock of environment %s from %s (run %s), which is gone\n", env, le.Lock.Owner, le.Lock.RunID)
-		// The owner is gone even if its last heartbeat is recent.
-		_, err = st.TakeOverLock(ctx, env, owner, runID, time.Nanosecond)
+		// Only a heartbeat as old as the one just seen counts as stale, so
+		// if someone else took the lock meanwhile (a fresh heartbeat) this
+		// fails instead of taking it from a live process.
+		_, err = st.TakeOverLock(ctx, env, owner, runID, max(le.Age, time.Millisecond))
 	}
 	if err != nil {
 		if errors.As(err, &le) && le.Stale && !takeOver {
@@ -262,10 +265,18 @@ func holdLock(ctx context.Context, st store.Store, env, runID string, takeOver b
 				return
 			case <-tick.C:
 				hctx, cancel := context.WithTimeout(context.Background(), lockHeartbeat)
-				if err := st.Heartbeat(hctx, env, owner, runID); err != nil {
+				err := st.Heartbeat(hctx, env, owner, runID)
+				cancel()
+				if errors.Is(err, store.ErrLockLost) {
+					fmt.Fprintf(w, "the lock of environment %s was taken by someone else: stopping this run\n", env)
+					if onLost != nil {
+						onLost(fmt.Errorf("%w: lock of environment %s lost", engine.ErrAborted, env))
+					}
+					return
+				}
+				if err != nil {
 					fmt.Fprintf(w, "warning: lock heartbeat: %v\n", err)
 				}
-				cancel()
 			}
 		}
 	}()

@@ -313,6 +313,7 @@ func (s *Sandbox) Close() {
 			_ = p.Kill()
 		}
 	}
+	killUnder(s.Dir)
 }
 
 // waitExit waits until pid is gone or the bound passes.

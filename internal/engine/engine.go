@@ -348,6 +348,11 @@ func (e *Engine) runJob(stop context.Context, stage string, j pipeline.Job, skip
 		}
 		run := runIf == config.RunIfAny || (runIf == config.RunIfPassed) == (failed == nil)
 		if skip[k] {
+			// Done by an earlier attempt of this run: the host is changed all
+			// the same, and a rollback must include it.
+			if t.Kind == pipeline.KindDetach || t.Kind == pipeline.KindDeploy || t.Kind == pipeline.KindAttach {
+				e.touch(t.Host)
+			}
 			continue
 		}
 		if !run || (stop.Err() != nil && failed == nil) {

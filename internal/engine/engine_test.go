@@ -336,3 +336,24 @@ func eventuallyState(t *testing.T, l *enginetest.LB, addr string, want lb.State)
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestResumedRunRollsBackEarlierHosts: a host done before the crash is
+// rolled back too when the resumed run fails.
+func TestResumedRunRollsBackEarlierHosts(t *testing.T) {
+	f := newFleet(t, 2, 1)
+	p := f.rolling(t)
+	skip := map[engine.TaskKey]bool{}
+	for i := range p.Stages[1].Jobs[0].Tasks {
+		skip[engine.TaskKey{Stage: p.Stages[1].Name, Job: p.Stages[1].Jobs[0].Name, Index: i}] = true
+	}
+	f.hosts["staging-1"].Activate(context.Background(), "v2")
+	f.hosts["staging-2"].Bad["v2"] = true
+	res := f.eng.Run(context.Background(), p, skip)
+	if res.Status != engine.StatusRolledBack {
+		t.Fatalf("status %s: %v", res.Status, res.Err)
+	}
+	if got := strings.Join(res.Changed, ","); got != "staging-1,staging-2" {
+		t.Fatalf("changed %s", got)
+	}
+	f.allOn(t, "v1")
+}

@@ -22,6 +22,11 @@ func (e *Engine) RollBack(ctx context.Context, hosts []string) map[string]string
 	stranded := map[string]string{}
 	for i := len(hosts) - 1; i >= 0; i-- {
 		name := hosts[i]
+		if ctx.Err() != nil {
+			stranded[name] = "the rollback was interrupted before this host; run zerodown rollback RUN again"
+			e.emit(Event{Host: name, Type: EvDetached, Message: stranded[name]})
+			continue
+		}
 		e.emit(Event{Host: name, Type: EvRollback, Message: "rolling back"})
 		if err := e.rollBackHost(ctx, name); err != nil {
 			stranded[name] = err.Error()
@@ -38,7 +43,9 @@ func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	callCtx, cancel := context.WithTimeout(ctx, defaultActivateBound)
+	// A change under way completes under its own bound even when ctx ends;
+	// ctx only cuts the wait for health at the end.
+	callCtx, cancel := context.WithTimeout(context.Background(), defaultActivateBound)
 	defer cancel()
 	st, err := h.Deployer.Status(callCtx)
 	if err != nil {

@@ -33,7 +33,7 @@ const (
 func (e *Engine) runTask(stop context.Context, stage string, t pipeline.Task) error {
 	switch t.Kind {
 	case pipeline.KindUpload:
-		return e.upload(t)
+		return e.upload(stop, t)
 	case pipeline.KindDetach:
 		return e.detach(t)
 	case pipeline.KindWaitDrained:
@@ -63,13 +63,20 @@ func bound(t pipeline.Task, def time.Duration) time.Duration {
 	return def
 }
 
-func (e *Engine) upload(t pipeline.Task) error {
+func (e *Engine) upload(stop context.Context, t pipeline.Task) error {
 	h, err := e.hostOf(t.Host)
 	if err != nil {
 		return err
 	}
-	e.uploadSem <- struct{}{}
+	select {
+	case e.uploadSem <- struct{}{}:
+	case <-stop.Done():
+		return ErrAborted
+	}
 	defer func() { <-e.uploadSem }()
+	if stop.Err() != nil {
+		return ErrAborted
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), bound(t, defaultUploadTimeout))
 	defer cancel()
 	start := time.Now()

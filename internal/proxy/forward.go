@@ -14,6 +14,9 @@ import (
 	"time"
 )
 
+// statusClientGone is nginx's 499: the client went away before the answer.
+const statusClientGone = 499
+
 // outcome of one attempt to forward a request to one target.
 type outcome int
 
@@ -207,6 +210,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case done:
 			t.requests[status/100-1].Add(1)
 			p.latency.Observe(time.Since(start).Seconds())
+			if status == statusClientGone {
+				// Nobody reads an answer; end the connection rather than
+				// finish a response that would look complete.
+				panic(http.ErrAbortHandler)
+			}
 			return
 		case respWrote:
 			t.requests[classIndexErr].Add(1)
@@ -262,7 +270,7 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, p *pool, t *ta
 		conn, err := d.DialContext(r.Context(), "tcp", t.addr)
 		if err != nil {
 			if r.Context().Err() != nil {
-				return done, 499, nil
+				return done, statusClientGone, nil
 			}
 			t.errors.Add(1)
 			p.connectFailed(t, err)
@@ -305,7 +313,7 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, p *pool, t *ta
 			return done, http.StatusRequestEntityTooLarge, nil
 		}
 		if r.Context().Err() != nil {
-			return done, 499, nil
+			return done, statusClientGone, nil
 		}
 		t.errors.Add(1)
 		switch {
@@ -323,7 +331,7 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, p *pool, t *ta
 	}
 	res, status, err := h.relay(w, r, p, t, c, wb, body, reused, upgrade)
 	if res != done && r.Context().Err() != nil {
-		return done, 499, nil
+		return done, statusClientGone, nil
 	}
 	return res, status, err
 }
@@ -336,7 +344,7 @@ func (h *handler) relay(w http.ResponseWriter, r *http.Request, p *pool, t *targ
 		if err != nil {
 			h.closeConn(t, c)
 			if r.Context().Err() != nil {
-				return done, 499, nil
+				return done, statusClientGone, nil
 			}
 			t.errors.Add(1)
 			switch {
@@ -357,7 +365,7 @@ func (h *handler) relay(w http.ResponseWriter, r *http.Request, p *pool, t *targ
 			if upgrade {
 				if !c.watch.CompareAndSwap(wb, nil) {
 					h.closeConn(t, c)
-					return done, 499, nil
+					return done, statusClientGone, nil
 				}
 				return h.tunnel(w, t, c)
 			}
@@ -421,7 +429,7 @@ func (h *handler) relay(w http.ResponseWriter, r *http.Request, p *pool, t *targ
 	if err != nil {
 		h.closeConn(t, c)
 		if r.Context().Err() != nil {
-			return done, 499, nil
+			return done, statusClientGone, nil
 		}
 		t.errors.Add(1)
 		return respWrote, status, err

@@ -286,8 +286,13 @@ func (c *h1Conn) handle(req *http.Request) (keep bool) {
 		return false
 	}
 	// Whatever body the handler left unread must go before the next request.
-	if b, ok := req.Body.(*h1Body); ok && !b.drain() {
-		return false
+	if b, ok := req.Body.(*h1Body); ok {
+		if !b.drain() {
+			return false
+		}
+		if b.armed {
+			_ = c.conn.SetReadDeadline(time.Time{})
+		}
 	}
 	return w.keepAlive
 }
@@ -316,6 +321,11 @@ func (c *h1Conn) readRequest() (*http.Request, error) {
 		return nil, badHead(http.StatusBadRequest, "malformed request line")
 	}
 	method, uri, proto := line[:sp1], line[sp1+1:sp2], line[sp2+1:]
+	if len(uri) == 0 || bytes.IndexByte(uri, ' ') >= 0 {
+		// A target with a space would reach the backend as a different
+		// request line than the one parsed here (RFC 9112 section 3.2).
+		return nil, badHead(http.StatusBadRequest, "malformed request target")
+	}
 	var minor int
 	switch string(proto) {
 	case "HTTP/1.1":
@@ -490,6 +500,7 @@ type h1Body struct {
 	cr             chunkedReader
 	expectContinue bool
 	err            error
+	armed          bool // a read deadline was set; cleared after the request
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
@@ -503,6 +514,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		}
 	}
 	if b.chunked {
+		b.deadline()
 		n, err := b.cr.Read(p)
 		if err != nil {
 			b.err = err
@@ -516,6 +528,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	if int64(len(p)) > b.left {
 		p = p[:b.left]
 	}
+	b.deadline()
 	n, err := b.c.br.Read(p)
 	b.left -= int64(n)
 	if err != nil {
@@ -526,6 +539,15 @@ func (b *h1Body) Read(p []byte) (int, error) {
 }
 
 func (b *h1Body) Close() error { return nil }
+
+// deadline bounds a pause in the body by the header timeout when nothing is
+// buffered, so a client trickling a body cannot hold a connection forever.
+func (b *h1Body) deadline() {
+	if b.c.br.Buffered() == 0 && b.c.srv.readHeaderTimeout > 0 {
+		_ = b.c.conn.SetReadDeadline(time.Now().Add(b.c.srv.readHeaderTimeout))
+		b.armed = true
+	}
+}
 
 // maxDrain bounds how much of an unread request body is read and dropped to
 // keep the connection; beyond it the connection is closed.

@@ -57,6 +57,7 @@ func TestH1ServerProtocol(t *testing.T) {
 		{"gzip transfer coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", []string{"501 Not Implemented"}, ""},
 		{"bad request line", "GARBAGE\r\n\r\n", []string{"400 Bad Request", "malformed request line"}, ""},
 		{"bad protocol", "GET / HTTP/2.0\r\n\r\n", []string{"505 HTTP Version Not Supported"}, ""},
+		{"space in target", "GET /a HTTP/1.0 HTTP/1.1\r\nHost: x\r\n\r\n", []string{"400 Bad Request", "malformed request target"}, ""},
 		{"bad header", "GET / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n", []string{"400 Bad Request", "malformed header line"}, ""},
 		{"control char", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n", []string{"400 Bad Request", "invalid character"}, ""},
 		{"huge header", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 20000) + "\r\n\r\n", []string{"431 Request Header Fields Too Large"}, ""},

@@ -118,7 +118,9 @@ func (t *target) takeIdle(now time.Time, idleTimeout time.Duration) *upConn {
 		c := t.idle[n-1]
 		t.idle[n-1] = nil
 		t.idle = t.idle[:n-1]
-		if now.Sub(c.idleSince) < idleTimeout {
+		// A connection the target closed while it sat idle would fail the
+		// request; a non-blocking peek finds most of them first.
+		if now.Sub(c.idleSince) < idleTimeout && !peerClosed(c.conn) {
 			t.mu.Unlock()
 			return c
 		}

@@ -150,9 +150,17 @@ func (c *upConn) readHead() (gotBytes bool, err error) {
 		}
 		h.headers = append(h.headers, header{key, value})
 	}
-	if h.chunked {
-		// A length next to chunked framing is ignored, as RFC 9112 says.
+	if h.chunked && h.contentLength >= 0 {
+		// A length next to chunked framing is ignored, as RFC 9112 says,
+		// and not passed on.
 		h.contentLength = -1
+		kept := h.headers[:0]
+		for _, hv := range h.headers {
+			if hv.key != "Content-Length" {
+				kept = append(kept, hv)
+			}
+		}
+		h.headers = kept
 	}
 	if h.proto10 && !h.keepAlive10 {
 		h.closeConn = true
