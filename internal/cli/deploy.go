@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -130,7 +131,7 @@ func runDeploy(c *cobra.Command, cfgPath, envName, version, artifact, pipelineNa
 		return err
 	}
 	eng := newEngine(env, hosts, bal, rel, st, run.ID)
-	return execute(ctx, c, eng, st, run, p, nil, output)
+	return execute(ctx, c, eng, st, run, p, nil, output, env.Verify, reportDir(cfg))
 }
 
 func newEngine(env *config.Environment, hosts map[string]engine.Host, bal lb.Balancer, rel host.Release, st store.Store, runID string) *engine.Engine {
@@ -145,12 +146,51 @@ func newEngine(env *config.Environment, hosts map[string]engine.Host, bal lb.Bal
 	return e
 }
 
-// execute runs p, shows it, journals the outcome and maps it to an exit code.
-func execute(ctx context.Context, c *cobra.Command, eng *engine.Engine, st store.Store, run store.Run, p *pipeline.Pipeline, skip map[engine.TaskKey]bool, output string) error {
+// execute runs p, shows it, journals the outcome and maps it to an exit
+// code. With a verify block, the load verifier fires at the load balancer
+// for the whole run: a failed request beyond its thresholds stops the run
+// and rolls it back, and its report is written beside the journal.
+func execute(ctx context.Context, c *cobra.Command, eng *engine.Engine, st store.Store, run store.Run, p *pipeline.Pipeline,
+	skip map[engine.TaskKey]bool, output string, verify *config.Verify, reportDir string) error {
 	header := fmt.Sprintf("run %s: %s %s to %s", run.ID, p.Name, run.Version, run.Env)
 	view := newRunView(c.OutOrStdout(), output, header, p.Hosts(), countTasks(p))
 	eng.OnEvent = view.Event
-	res := eng.Run(ctx, p, skip)
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	var ver *verifier
+	if verify != nil {
+		var err error
+		if ver, err = startVerifier(verify, reportDir, run.ID); err != nil {
+			return badInput(err)
+		}
+		eng.OnEvent = func(e engine.Event) { view.Event(e); ver.mark(e) }
+		go ver.watch(runCtx, stopRun)
+	}
+	res := eng.Run(runCtx, p, skip)
+	if cause := context.Cause(runCtx); res.Err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		// Say why the run stopped: the verifier, or a lost lock.
+		res.Err = fmt.Errorf("%w (%v)", cause, res.Err)
+	}
+	if ver != nil {
+		summary := c.OutOrStdout()
+		if output == outputJSON {
+			summary = c.ErrOrStderr()
+		}
+		pass, err := ver.finish(summary)
+		if err != nil {
+			fmt.Fprintf(c.ErrOrStderr(), "warning: %v\n", err)
+		}
+		if !pass && res.Status == engine.StatusSucceeded {
+			// The hosts are on the new version but requests failed on the
+			// way: that is not a deploy to keep.
+			res.Err = errors.New("the load verifier's thresholds failed (see its report above)")
+			res.Stranded = eng.RollBack(context.Background(), res.Changed)
+			res.Status = engine.StatusRolledBack
+			if len(res.Stranded) > 0 {
+				res.Status = engine.StatusNeedsAttention
+			}
+		}
+	}
 	view.Close()
 	upd := store.RunUpdate{Status: storeStatus(res), EndedAt: time.Now()}
 	if res.Err != nil {
@@ -163,6 +203,11 @@ func execute(ctx context.Context, c *cobra.Command, eng *engine.Engine, st store
 		fmt.Fprintf(c.OutOrStdout(), "run %s %s\n", run.ID, upd.Status)
 	}
 	return exitFor(res)
+}
+
+// reportDir is where a run's verifier reports go: beside the journal.
+func reportDir(cfg *config.Deploy) string {
+	return filepath.Join(filepath.Dir(cfg.State), "reports")
 }
 
 func printPlan(c *cobra.Command, p *pipeline.Pipeline, skip map[string]bool) error {
@@ -414,7 +459,7 @@ func continueRun(c *cobra.Command, cfgPath, runID, output string, rollback bool)
 		if err != nil {
 			return err
 		}
-		return execute(ctx, c, eng, st, run, &p, skip, output)
+		return execute(ctx, c, eng, st, run, &p, skip, output, env.Verify, reportDir(cfg))
 	}
 	touched, err := engine.TouchedHosts(ctx, st, run.ID)
 	if err != nil {

@@ -233,11 +233,11 @@ environments:
     lb: { driver: builtin, admin: %q, pool: hello, token_file: %q }
     hosts:
 %s    strategy:
-      rolling: { batch: 1, min_healthy: %d }
+      rolling: { batch: 1, min_healthy: %d, bake: 1s }
 `, extraArgs, filepath.Join(s.Dir, "state.db"), s.Admin, filepath.Join(s.Dir, "lb-admin.token"),
 		hosts.String(), min(1, len(s.Hosts)-1))
 	if verify {
-		cfg += fmt.Sprintf("    verify: { url: %q, rate: %d, max_failed: 0, max_dropped: 0 }\n", s.LB+"/", o.Rate)
+		cfg += fmt.Sprintf("    verify: { url: %q, rate: %d, max_failed: 0, max_dropped: 0, post_echo: true }\n", s.LB+"/", o.Rate)
 	}
 	p := filepath.Join(s.Dir, name)
 	return p, os.WriteFile(p, []byte(cfg), 0o644)
