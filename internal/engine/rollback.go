@@ -67,17 +67,7 @@ func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 		}
 	}
 	err = waitFor(ctx, e.HealthTimeout, fmt.Sprintf("%s (%s) to be healthy again", name, h.Target), "healthy",
-		func(ctx context.Context) (bool, string, error) {
-			tg, err := e.targetState(ctx, h.Target)
-			if err != nil {
-				return false, "", err
-			}
-			obs := string(tg.State)
-			if tg.Reason != "" {
-				obs += " (" + tg.Reason + ")"
-			}
-			return tg.State == lb.StateHealthy, obs, nil
-		})
+		e.isHealthy(h.Target))
 	var we *WaitError
 	if errors.As(err, &we) {
 		return fmt.Errorf("attached but not healthy after %s: %w", e.HealthTimeout.Round(time.Second), err)

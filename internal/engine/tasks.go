@@ -214,21 +214,27 @@ func (e *Engine) waitHealthy(stop context.Context, t pipeline.Task) error {
 	}
 	e.emit(Event{Host: h.Name, Type: EvChecking, Message: "waiting for the load balancer to report it healthy"})
 	err = waitFor(stop, bound(t, defaultHealthyTimeout), fmt.Sprintf("%s (%s) to be healthy", h.Name, h.Target), "healthy",
-		func(ctx context.Context) (bool, string, error) {
-			tg, err := e.targetState(ctx, h.Target)
-			if err != nil {
-				return false, "", err
-			}
-			obs := string(tg.State)
-			if tg.Reason != "" {
-				obs += " (" + tg.Reason + ")"
-			}
-			return tg.State == lb.StateHealthy, obs, nil
-		})
+		e.isHealthy(h.Target))
 	if err == nil {
 		e.emit(Event{Host: h.Name, Type: EvHealthy, Message: "healthy"})
 	}
 	return err
+}
+
+// isHealthy checks that the balancer reports addr healthy; what it observes
+// otherwise carries the balancer's reason, such as a failed health check.
+func (e *Engine) isHealthy(addr string) check {
+	return func(ctx context.Context) (bool, string, error) {
+		tg, err := e.targetState(ctx, addr)
+		if err != nil {
+			return false, "", err
+		}
+		obs := string(tg.State)
+		if tg.Reason != "" {
+			obs += " (" + tg.Reason + ")"
+		}
+		return tg.State == lb.StateHealthy, obs, nil
+	}
 }
 
 func sleep(stop context.Context, d time.Duration) error {
