@@ -24,7 +24,7 @@
 #
 # Progress goes to stderr; the machine description and the tables to stdout.
 # Everything listens on 127.0.0.1 only; every process this script starts is
-# killed on exit, including on failure and Ctrl-C. See bench/README.md.
+# killed on exit, including on failure and Ctrl-C. See docs/load.md.
 set -euo pipefail
 
 DURATION=${DURATION:-10s}

@@ -97,7 +97,12 @@ Examples:
   zerodown load http://lb:8080/ --rate 500 --json --html report.html --jtl results.jtl
 
 See docs/load.md for the outcomes, the JSON report and the JTL columns.`,
-		Args: cobra.MinimumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return badInput(errors.New("load: give at least one URL, such as http://127.0.0.1:8080/ (see 'zerodown load --help')"))
+			}
+			return nil
+		},
 		RunE: func(c *cobra.Command, args []string) error {
 			return runLoad(c, args, &o)
 		},

@@ -79,7 +79,7 @@ func TestLoadExitCodes(t *testing.T) {
 		{"refused", []string{closedURL(t), "--rate", "50", "--duration", "100ms", "--progress", "0"}, ExitFailed,
 			[]string{"refused 5"}, nil, false},
 
-		{"no URL", []string{}, ExitBadInput, nil, []string{"requires at least 1 arg"}, true},
+		{"no URL", []string{}, ExitBadInput, nil, []string{"give at least one URL"}, true},
 		{"bad URL", []string{"127.0.0.1:1", "--progress", "0"}, ExitBadInput, nil, []string{"want an absolute http://"}, true},
 		{"unknown flag", []string{url, "--rat", "1"}, ExitBadInput, nil, []string{"unknown flag: --rat"}, true},
 		{"bad rate", []string{url, "--rate", "-5"}, ExitBadInput, nil, []string{"--rate must be a positive"}, true},

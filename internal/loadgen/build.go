@@ -96,7 +96,7 @@ func (g *Generator) buildReport() *Report {
 	// Samples: the earliest few of each outcome.
 	slices.SortStableFunc(samples, func(a, b ErrorSample) int {
 		if a.Outcome != b.Outcome {
-			return compareStrings(a.Outcome, b.Outcome)
+			return outcomeIndex(a.Outcome) - outcomeIndex(b.Outcome)
 		}
 		return compareFloats(a.T, b.T)
 	})
@@ -151,14 +151,14 @@ func roundRate(r float64) float64 {
 	return float64(int64(r*100+0.5)) / 100
 }
 
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// outcomeIndex is the report order of an outcome name.
+func outcomeIndex(name string) int {
+	for i, n := range outcomeNames {
+		if n == name {
+			return i
+		}
 	}
-	return 0
+	return len(outcomeNames)
 }
 
 func compareFloats(a, b float64) int {

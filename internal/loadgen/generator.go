@@ -54,6 +54,7 @@ type Generator struct {
 	schedEnd chan struct{}
 	collStop chan struct{}
 	collEnd  chan struct{}
+	durTimer *time.Timer // closed loop: ends issuing after Duration
 
 	workers    atomic.Int64
 	idle       atomic.Int64
@@ -201,7 +202,7 @@ func (g *Generator) Start() error {
 			g.spawn(g.closedWorker)
 		}
 		if g.cfg.Duration > 0 {
-			time.AfterFunc(g.cfg.Duration, func() { g.endIssue(true) })
+			g.durTimer = time.AfterFunc(g.cfg.Duration, func() { g.endIssue(true) })
 		}
 		return nil
 	}
@@ -268,6 +269,9 @@ func (g *Generator) Stop(ctx context.Context) (*Report, error) {
 	}
 	g.mu.Unlock()
 
+	if g.durTimer != nil {
+		g.durTimer.Stop()
+	}
 	g.endIssue(false)
 	close(g.stopCh)
 	<-g.schedEnd
