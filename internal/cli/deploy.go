@@ -167,6 +167,7 @@ func execute(ctx context.Context, c *cobra.Command, eng *engine.Engine, st store
 		go ver.watch(runCtx, stopRun)
 	}
 	res := eng.Run(runCtx, p, skip)
+	view.Close()
 	if cause := context.Cause(runCtx); res.Err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		// Say why the run stopped: the verifier, or a lost lock.
 		res.Err = fmt.Errorf("%w (%v)", cause, res.Err)
@@ -191,7 +192,6 @@ func execute(ctx context.Context, c *cobra.Command, eng *engine.Engine, st store
 			}
 		}
 	}
-	view.Close()
 	upd := store.RunUpdate{Status: storeStatus(res), EndedAt: time.Now()}
 	if res.Err != nil {
 		upd.Error = res.Err.Error()

@@ -93,8 +93,24 @@ func hostStatus(e engine.Event) string {
 		if strings.HasPrefix(e.Message, "start upload") {
 			return "uploading"
 		}
+	case engine.EvInfo:
+		if strings.HasPrefix(e.Message, "uploaded ") {
+			return firstLine(e.Message)
+		}
 	}
 	return ""
+}
+
+// liveWidth is the width the live view keeps its lines within.
+const liveWidth = 78
+
+// clip shortens s to n characters, marking the cut.
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
 
 func firstLine(s string) string {
@@ -154,19 +170,24 @@ func (v *runView) draw() {
 	for _, h := range v.hosts {
 		width = max(width, len(h))
 	}
-	fmt.Fprintf(&b, "\x1b[2K%s  [%d/%d tasks]\n", v.header, min(v.done, v.total), v.total)
+	fmt.Fprintf(&b, "\x1b[2K%s\n", clip(fmt.Sprintf("%s  [%d/%d tasks]", v.header, min(v.done, v.total), v.total), liveWidth))
 	for _, h := range v.hosts {
-		fmt.Fprintf(&b, "\x1b[2K  %-*s  %s\n", width, h, v.status[h])
+		// A line that wrapped would throw off the cursor moves of the
+		// next redraw, so statuses are cut to fit a narrow terminal.
+		fmt.Fprintf(&b, "\x1b[2K  %-*s  %s\n", width, h, clip(v.status[h], max(20, liveWidth-width-4)))
 	}
 	v.drawn = len(v.hosts) + 1
 	io.WriteString(v.w, b.String())
 }
 
-// Close draws the final state of the live view.
+// Close draws the final state of the live view. Events after it (a
+// rollback the verifier asked for) print as log lines below whatever was
+// written since, instead of redrawing over it.
 func (v *runView) Close() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.mode == outputLive {
 		v.draw()
+		v.mode = outputLog
 	}
 }
