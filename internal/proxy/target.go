@@ -81,6 +81,10 @@ type target struct {
 	drainCancel chan struct{}
 }
 
+// peekAfter is how long a connection sits idle before its reuse is preceded
+// by a check that the target has not closed it.
+const peekAfter = 250 * time.Millisecond
+
 func newTarget(p *pool, addr string, weight int) *target {
 	t := &target{
 		addr:       addr,
@@ -119,8 +123,11 @@ func (t *target) takeIdle(now time.Time, idleTimeout time.Duration) *upConn {
 		t.idle[n-1] = nil
 		t.idle = t.idle[:n-1]
 		// A connection the target closed while it sat idle would fail the
-		// request; a non-blocking peek finds most of them first.
-		if now.Sub(c.idleSince) < idleTimeout && !peerClosed(c.conn) {
+		// request; a non-blocking peek finds most of them first. Targets
+		// close idle connections after their keep-alive timeout, seconds,
+		// so one reused within peekAfter is not worth the system call.
+		idle := now.Sub(c.idleSince)
+		if idle < idleTimeout && (idle < peekAfter || !peerClosed(c.conn)) {
 			t.mu.Unlock()
 			return c
 		}
