@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -222,7 +224,7 @@ func printPlan(c *cobra.Command, p *pipeline.Pipeline, skip map[string]bool) err
 	}
 	fmt.Fprintln(out)
 	if len(skip) > 0 {
-		fmt.Fprintf(out, "# skipped, already on the version and healthy: %s\n", strings.Join(sortedKeys(skip), ", "))
+		fmt.Fprintf(out, "# skipped, already on the version and healthy: %s\n", strings.Join(slices.Sorted(maps.Keys(skip)), ", "))
 	}
 	return nil
 }
@@ -273,6 +275,17 @@ func withStore(cfgPath string, fn func(ctx context.Context, cfg *config.Deploy, 
 	}
 	defer st.Close()
 	return fn(ctx, cfg, st)
+}
+
+// withRun opens the journal and finds one run, for the commands about a run.
+func withRun(cfgPath, id string, fn func(ctx context.Context, st store.Store, r store.Run) error) error {
+	return withStore(cfgPath, func(ctx context.Context, _ *config.Deploy, st store.Store) error {
+		r, err := getRun(ctx, st, id)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, st, r)
+	})
 }
 
 func getRun(ctx context.Context, st store.Store, id string) (store.Run, error) {
@@ -326,11 +339,7 @@ func newShowCmd() *cobra.Command {
 		Short: "Show a run: every task with its duration, and its events",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return withStore(cfgPath, func(ctx context.Context, _ *config.Deploy, st store.Store) error {
-				r, err := getRun(ctx, st, args[0])
-				if err != nil {
-					return err
-				}
+			return withRun(cfgPath, args[0], func(ctx context.Context, st store.Store, r store.Run) error {
 				out := c.OutOrStdout()
 				fmt.Fprintf(out, "run %s: %s %s to %s, %s\n", r.ID, r.Pipeline, r.Version, r.Env, r.Status)
 				fmt.Fprintf(out, "started %s by %s\n", r.StartedAt.Local().Format(time.RFC3339), r.Owner)
@@ -488,11 +497,7 @@ func newApproveCmd() *cobra.Command {
 		Short: "Let a run waiting at a manual gate go on",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return withStore(cfgPath, func(ctx context.Context, _ *config.Deploy, st store.Store) error {
-				r, err := getRun(ctx, st, args[0])
-				if err != nil {
-					return err
-				}
+			return withRun(cfgPath, args[0], func(ctx context.Context, st store.Store, r store.Run) error {
 				if stage == "" {
 					tasks, err := st.Tasks(ctx, r.ID)
 					if err != nil {
@@ -528,11 +533,7 @@ func newAbortCmd() *cobra.Command {
 		Short: "Ask a running deploy to stop at its next safe point and roll back",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return withStore(cfgPath, func(ctx context.Context, _ *config.Deploy, st store.Store) error {
-				r, err := getRun(ctx, st, args[0])
-				if err != nil {
-					return err
-				}
+			return withRun(cfgPath, args[0], func(ctx context.Context, st store.Store, r store.Run) error {
 				if r.Status != store.RunRunning {
 					return badInput(fmt.Errorf("run %s is not running (%s)", r.ID, r.Status))
 				}

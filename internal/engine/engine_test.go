@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -304,20 +303,14 @@ func TestApprove(t *testing.T) {
 // detached whatever min_healthy says, so a first deploy is possible.
 func TestFirstDeployOntoUnhealthyFleet(t *testing.T) {
 	f := newFleet(t, 2, 1)
-	var up sync.Map
-	f.lb.Healthy = func(addr string) bool { _, ok := up.Load(addr); return ok }
+	// A host serves, and so passes its checks, once it runs v2.
+	byTarget := map[string]*enginetest.Host{}
+	for _, h := range f.env.Hosts {
+		byTarget[h.Target] = f.hosts[h.Name]
+	}
+	f.lb.Healthy = func(addr string) bool { return byTarget[addr].Version() == "v2" }
 	for _, h := range f.env.Hosts {
 		eventuallyState(t, f.lb, h.Target, lb.StateUnhealthy)
-	}
-	// A host becomes healthy once it runs v2.
-	for _, h := range f.env.Hosts {
-		mh, addr := f.hosts[h.Name], h.Target
-		go func() {
-			for mh.Version() != "v2" {
-				time.Sleep(time.Millisecond)
-			}
-			up.Store(addr, true)
-		}()
 	}
 	res := f.eng.Run(context.Background(), f.rolling(t), nil)
 	if res.Status != engine.StatusSucceeded {

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -341,7 +343,7 @@ func rawRequest(l *lane, closeConn bool) []byte {
 	var b strings.Builder
 	uri := l.u.RequestURI()
 	b.WriteString(l.method + " " + uri + " HTTP/1.1\r\nHost: " + l.host + "\r\n")
-	keys := sortedKeys(l.header)
+	keys := slices.Sorted(maps.Keys(l.header))
 	for _, k := range keys {
 		if k == "Content-Length" || k == "Connection" || k == "Transfer-Encoding" {
 			continue

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -184,7 +185,7 @@ svg text{font:11px system-ui,sans-serif;fill:#555}
 
 	if len(r.StatusCodes) > 0 {
 		p("<h2>Status codes</h2>\n<table>\n")
-		codes := sortedKeys(r.StatusCodes)
+		codes := slices.Sorted(maps.Keys(r.StatusCodes))
 		for _, k := range codes {
 			p(`<tr><th>%s</th><td class="n">%d</td></tr>`+"\n", esc(k), r.StatusCodes[k])
 		}
@@ -513,7 +514,7 @@ func (c *chartData) versionChart() string {
 	}
 	body.WriteString(c.hoverBars(func(r Row) string {
 		var parts []string
-		for _, k := range sortedKeys(r.Versions) {
+		for _, k := range slices.Sorted(maps.Keys(r.Versions)) {
 			parts = append(parts, fmt.Sprintf("%s %d", k, r.Versions[k]))
 		}
 		return fmt.Sprintf("%ds: %s", r.T, strings.Join(parts, ", "))

@@ -3,6 +3,8 @@ package loadgen
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -110,7 +112,7 @@ func (r *Report) outcomeLine() string {
 		s := fmt.Sprintf("%s %d", o, n)
 		if o == HTTP5xx || o == HTTP4xx || o == HTTP3xx {
 			var codes []string
-			for _, c := range sortedKeys(r.StatusCodes) {
+			for _, c := range slices.Sorted(maps.Keys(r.StatusCodes)) {
 				code, _ := strconv.Atoi(c)
 				if statusOutcome(code) == o {
 					codes = append(codes, fmt.Sprintf("%s: %d", c, r.StatusCodes[c]))
@@ -149,7 +151,7 @@ func versionMix(tl Timeline, maxSegments int) string {
 		if len(row.Versions) == 0 {
 			continue
 		}
-		keys := sortedKeys(row.Versions)
+		keys := slices.Sorted(maps.Keys(row.Versions))
 		set := strings.Join(keys, "+")
 		end := row.T + row.Seconds - 1
 		if n := len(segs); n > 0 && segs[n-1].set == set {

@@ -1,6 +1,9 @@
 package loadgen
 
 import (
+	"maps"
+	"slices"
+
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
@@ -107,7 +110,7 @@ func (t *timeline) addLate(sec int64, sr *shardRow) {
 	addOutcomes(row, &sr.outcomes)
 	if len(sr.versions.order) > 0 {
 		bc := newBoundedCounts(maxRowVersions)
-		for _, k := range sortedKeys(row.Versions) {
+		for _, k := range slices.Sorted(maps.Keys(row.Versions)) {
 			bc.add(k, row.Versions[k])
 		}
 		bc.merge(&sr.versions)
@@ -132,10 +135,10 @@ func mergeRow(a, b *Row) {
 	a.Max = max(a.Max, b.Max)
 	if len(b.Versions) > 0 {
 		bc := newBoundedCounts(maxRowVersions)
-		for _, k := range sortedKeys(a.Versions) {
+		for _, k := range slices.Sorted(maps.Keys(a.Versions)) {
 			bc.add(k, a.Versions[k])
 		}
-		for _, k := range sortedKeys(b.Versions) {
+		for _, k := range slices.Sorted(maps.Keys(b.Versions)) {
 			bc.add(k, b.Versions[k])
 		}
 		a.Versions = bc.asMap()

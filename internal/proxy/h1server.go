@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -488,9 +489,16 @@ func internMethod(b []byte) string {
 	return string(b)
 }
 
-func isTokenByte(b byte) bool {
-	return b > ' ' && b < 0x7f && !bytes.ContainsRune([]byte(`"(),/:;<=>?@[\]{}`), rune(b))
-}
+// tokenBytes marks the bytes allowed in methods and header names (RFC 9110
+// tchar); a table keeps the check cheap on every request.
+var tokenBytes = func() (t [256]bool) {
+	for b := '!'; b < 0x7f; b++ {
+		t[b] = !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, b)
+	}
+	return t
+}()
+
+func isTokenByte(b byte) bool { return tokenBytes[b] }
 
 // h1Body is a request body read from the client connection.
 type h1Body struct {
