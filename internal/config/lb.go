@@ -28,6 +28,9 @@ type Listener struct {
 	Address string  `yaml:"address"`
 	TLS     *TLS    `yaml:"tls"`
 	Routes  []Route `yaml:"routes"`
+	// MaxConns caps this listener's client connections; 0 leaves only the
+	// global client.max_conns.
+	MaxConns int `yaml:"max_conns"`
 }
 
 // TLS names PEM files; both are required when the block is present.
@@ -50,6 +53,10 @@ type Admin struct {
 	Address   string `yaml:"address"`
 	Token     string `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
+	TLS       *TLS   `yaml:"tls"`
+	// AllowPlaintext lets the admin API listen beyond loopback without TLS,
+	// for networks that are private already.
+	AllowPlaintext bool `yaml:"allow_plaintext"`
 }
 
 // Client holds limits toward clients of the load balancer.
@@ -58,6 +65,12 @@ type Client struct {
 	IdleTimeout       Duration `yaml:"idle_timeout"`
 	MaxBodyBytes      ByteSize `yaml:"max_body"`
 	MaxHeaderBytes    ByteSize `yaml:"max_header"`
+	// MaxHeaders bounds the number of header lines of a request.
+	MaxHeaders int `yaml:"max_headers"`
+	// MaxConns caps client connections over all listeners; beyond it new
+	// connections wait in the kernel's accept queue, as with HAProxy's
+	// maxconn. It is lowered at start to what the open-files limit allows.
+	MaxConns int `yaml:"max_conns"`
 }
 
 // Pool is a set of targets that share balancing, health checks and upstream
@@ -121,7 +134,9 @@ const (
 	DefaultReadHeaderTimeout   = 10 * time.Second
 	DefaultClientIdleTimeout   = 60 * time.Second
 	DefaultMaxBodyBytes        = 10 << 20
-	DefaultMaxHeaderBytes      = 1 << 20
+	DefaultMaxHeaderBytes      = 64 << 10
+	DefaultMaxHeaders          = 100
+	DefaultMaxConns            = 10000
 	DefaultShutdownTimeout     = 30 * time.Second
 	DefaultHealthPath          = "/"
 	DefaultHealthInterval      = 5 * time.Second

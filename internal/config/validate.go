@@ -18,6 +18,8 @@ func applyDefaults(cfg *LB) {
 	orDefault(&cfg.Client.IdleTimeout, Duration(DefaultClientIdleTimeout))
 	orDefault(&cfg.Client.MaxBodyBytes, DefaultMaxBodyBytes)
 	orDefault(&cfg.Client.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	orDefault(&cfg.Client.MaxHeaders, DefaultMaxHeaders)
+	orDefault(&cfg.Client.MaxConns, DefaultMaxConns)
 	for _, p := range cfg.Pools {
 		orDefault(&p.Balance, DefaultBalance)
 		for i := range p.Targets {
@@ -181,8 +183,20 @@ func shadowedBy(earlier map[Route]int, b Route) (int, bool) {
 func (v *validator) admin() {
 	c, a := v.c, &v.cfg.Admin
 	ap := c.key("admin", "address")
-	if _, err := listenAddr(a.Address); err != nil {
+	if norm, err := listenAddr(a.Address); err != nil {
 		v.errorf(ap, "%v", err)
+	} else if !loopbackHost(norm) && a.TLS == nil && !a.AllowPlaintext {
+		// The token would cross the network in the clear.
+		v.errorf(ap, "%s is reachable beyond this machine: set tls (cert and key), or allow_plaintext: true if the network is private", a.Address)
+	}
+	if a.TLS != nil {
+		tp := c.key("admin", "tls")
+		if a.TLS.Cert == "" {
+			v.errorf(c.key(tp, "cert"), "required when tls is set")
+		}
+		if a.TLS.Key == "" {
+			v.errorf(c.key(tp, "key"), "required when tls is set")
+		}
 	}
 	if a.Token != "" && a.TokenFile != "" {
 		v.errorf(c.key("admin", "token_file"), "token and token_file are both set; use one")

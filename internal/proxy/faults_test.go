@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,12 +16,16 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/zerodown/zerodown/internal/config"
 )
 
 // TestRetryOnStaleKeepAlive reproduces the classic 502: the backend closes
 // idle keep-alive connections sooner than the proxy's idle timeout. Each
 // request reuses a connection the backend may just have closed; the proxy
-// must retry it instead of failing.
+// must find it closed before use, or retry what may be retried. POSTs carry
+// an Idempotency-Key: without one, a POST lost after it was written is
+// never replayed (TestPostNeverReplayed).
 func TestRetryOnStaleKeepAlive(t *testing.T) {
 	a := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -42,7 +47,9 @@ func TestRetryOnStaleKeepAlive(t *testing.T) {
 		if i%2 == 0 {
 			resp, err = http.Get(url + "/")
 		} else {
-			resp, err = http.Post(url+"/", "text/plain", strings.NewReader("body"))
+			req, _ := http.NewRequest(http.MethodPost, url+"/", strings.NewReader("body"))
+			req.Header.Set("Idempotency-Key", strconv.Itoa(i))
+			resp, err = http.DefaultClient.Do(req)
 		}
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
@@ -73,7 +80,7 @@ func TestErrorStatuses(t *testing.T) {
 		srv, url := startServer(t, cfg)
 		eventually(t, 2*time.Second, "healthy", func() bool { return stateOf(srv, "app", hostPort(slow.URL)) == "healthy" })
 		code, body := get(t, http.DefaultClient, url+"/")
-		if code != 504 || !strings.Contains(body, "did not answer within 100ms") {
+		if code != 504 || !strings.Contains(body, "did not answer in time") || strings.Contains(body, hostPort(slow.URL)) {
 			t.Fatalf("got %d %q", code, body)
 		}
 	})
@@ -81,7 +88,7 @@ func TestErrorStatuses(t *testing.T) {
 		cfg := testConfig(t)
 		_, url := startServer(t, cfg)
 		code, body := get(t, http.DefaultClient, url+"/")
-		if code != 503 || !strings.Contains(body, "no healthy target in pool app") {
+		if code != 503 || !strings.Contains(body, "no healthy target") {
 			t.Fatalf("got %d %q", code, body)
 		}
 	})
@@ -116,9 +123,10 @@ func TestErrorStatuses(t *testing.T) {
 		ln.Close()
 		cfg := testConfig(t, dead)
 		_, url := startServer(t, cfg)
-		// Fail open: the unhealthy target is still tried, and fails.
+		// Fail open: the unhealthy target is still tried, and fails. The
+		// answer does not tell the client where targets live.
 		code, body := get(t, http.DefaultClient, url+"/")
-		if code != 502 || !strings.Contains(body, "connect to "+dead) {
+		if code != 502 || strings.Contains(body, dead) || strings.Contains(body, "127.0.0.1") {
 			t.Fatalf("got %d %q", code, body)
 		}
 	})
@@ -409,5 +417,90 @@ func TestLengthBesideChunkedIsDropped(t *testing.T) {
 	code, body := get(t, http.DefaultClient, url+"/")
 	if code != 200 || body != "hello" {
 		t.Fatalf("got %d %q", code, body)
+	}
+}
+
+// TestPostNeverReplayed: a target that takes a request and dies before
+// answering may have acted on it. A GET is retried elsewhere; a POST is
+// not, unless it carries an Idempotency-Key; and no request is ever
+// executed twice because the proxy replayed it.
+func TestPostNeverReplayed(t *testing.T) {
+	var mu sync.Mutex
+	runs := map[string]int{}
+	// Both targets count executions per request id. The dying one answers
+	// every other request, so its connections are pooled and reused, and
+	// drops the others without an answer, as a process killed mid-request
+	// does: the request was written on a reused connection, the case a
+	// proxy is most tempted to retry.
+	mk := func(dies bool) *httptest.Server {
+		var served atomic.Int64
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/healthz" {
+				return
+			}
+			io.Copy(io.Discard, r.Body)
+			mu.Lock()
+			runs[r.URL.Query().Get("id")]++
+			mu.Unlock()
+			if dies && served.Add(1)%2 == 0 {
+				panic(http.ErrAbortHandler)
+			}
+			io.WriteString(w, "done")
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	dying, fine := mk(true), mk(false)
+	cfg := testConfig(t, hostPort(dying.URL), hostPort(fine.URL))
+	cfg.Pools["app"].Balance = config.BalanceRoundRobin
+	srv, url := startServer(t, cfg)
+	for _, b := range []*httptest.Server{dying, fine} {
+		eventually(t, 2*time.Second, "healthy", func() bool { return stateOf(srv, "app", hostPort(b.URL)) == "healthy" })
+	}
+	cases := []struct {
+		method, key string
+		maxRuns     int
+		wantOK      bool // every request answered 200 (retried on the fine target)
+	}{
+		{http.MethodPost, "", 1, false},
+		{http.MethodPatch, "", 1, false},
+		{http.MethodGet, "", 2, true},
+		{http.MethodPost, "k", 2, true},
+	}
+	for _, c := range cases {
+		t.Run(c.method+"/key="+c.key, func(t *testing.T) {
+			failed := 0
+			for i := 0; i < 20; i++ {
+				id := c.method + c.key + strconv.Itoa(i)
+				req, _ := http.NewRequest(c.method, url+"/work?id="+id, strings.NewReader("payload"))
+				if c.key != "" {
+					req.Header.Set("Idempotency-Key", id)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed++
+				}
+				mu.Lock()
+				n := runs[id]
+				mu.Unlock()
+				if n > c.maxRuns {
+					t.Fatalf("request %s ran %d times", id, n)
+				}
+				if resp.StatusCode != 200 && n > 1 {
+					t.Fatalf("request %s ran %d times and still failed", id, n)
+				}
+			}
+			if c.wantOK && failed > 0 {
+				t.Fatalf("%d of 20 requests failed; they may be retried", failed)
+			}
+			if !c.wantOK && failed == 0 {
+				t.Fatal("no request met the dying target; the test proves nothing")
+			}
+		})
 	}
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,12 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/zerodown/zerodown/internal/proxy/h1"
 )
 
 // h1Server serves plain-HTTP listeners. It is a lean HTTP/1.1 server: one
@@ -29,7 +29,12 @@ type h1Server struct {
 	log               *slog.Logger
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
-	maxHeaderBytes    int
+	limits            h1.Limits
+	// slots caps this listener's connections and global all listeners';
+	// nil means no cap. A slot is taken before Accept, so connections over
+	// the cap wait in the kernel's accept queue instead of being taken and
+	// dropped.
+	slots, global connSlots
 
 	mu       sync.Mutex
 	conns    map[*h1Conn]struct{}
@@ -58,23 +63,90 @@ type h1Conn struct {
 
 	phase      atomic.Int32
 	phaseSince atomic.Int64
-	hijacked   bool
+	served     atomic.Int64 // requests answered, for the first request's timeout
+	headLate   atomic.Bool  // the watchdog ended a head that took too long
+	// bodyStopped is set when the handler stopped reading the request body
+	// (the target answered early); see h1Body.deadline.
+	bodyStopped atomic.Bool
+	hijacked    bool
+	abort       bool // the response was cut short: reset, do not close cleanly
 
 	header http.Header   // request header map, cleared per request
 	tmpl   *http.Request // empty request carrying ctx
 	resp   h1Response
 }
 
-func newH1Server(handler http.Handler, log *slog.Logger, readHeader, idle time.Duration, maxHeader int) *h1Server {
+// connSlots is a counting semaphore of connections; nil is unlimited.
+type connSlots chan struct{}
+
+func newConnSlots(n int) connSlots {
+	if n <= 0 {
+		return nil
+	}
+	return make(connSlots, n)
+}
+
+func (s connSlots) release() {
+	if s != nil {
+		<-s
+	}
+}
+
+func newH1Server(handler http.Handler, log *slog.Logger, readHeader, idle time.Duration, limits h1.Limits, slots, global connSlots) *h1Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &h1Server{
 		handler:           handler,
 		log:               log,
 		readHeaderTimeout: readHeader,
 		idleTimeout:       idle,
-		maxHeaderBytes:    maxHeader,
+		limits:            limits,
+		slots:             slots,
+		global:            global,
 		conns:             make(map[*h1Conn]struct{}),
 		done:              make(chan struct{}),
 	}
+}
+
+// acquire takes a listener slot and a global one, waiting while either cap
+// is reached; false once the server is closing.
+func (s *h1Server) acquire() bool {
+	for _, sl := range []connSlots{s.slots, s.global} {
+		if sl == nil {
+			continue
+		}
+		select {
+		case sl <- struct{}{}:
+		case <-s.done:
+			if sl == s.global {
+				s.slots.release()
+			}
+			return false
+		}
+	}
+	return true
+}
+
+func (s *h1Server) releaseSlots() {
+	s.global.release()
+	s.slots.release()
+}
+
+// temporaryAcceptError reports accept errors that pass: out of file
+// descriptors or memory, a connection aborted before it was taken. The
+// listener must keep serving through them.
+func temporaryAcceptError(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Serve accepts connections until the listener is closed.
@@ -85,26 +157,42 @@ func (s *h1Server) Serve(ln net.Listener) error {
 	go s.watchdog()
 	var backoff time.Duration
 	for {
+		if !s.acquire() {
+			return http.ErrServerClosed
+		}
 		c, err := ln.Accept()
 		if err != nil {
+			s.releaseSlots()
 			if s.closing.Load() {
 				return http.ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors and the like: back off, as net/http does.
+			if temporaryAcceptError(err) {
+				// Out of file descriptors and the like: back off and try
+				// again, as net/http does; connections that close meanwhile
+				// give descriptors back.
+				if backoff == 0 {
+					s.log.Warn("accepting connections failed; backing off", "err", err)
+				}
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
+				select {
+				case <-time.After(backoff):
+				case <-s.done:
+					return http.ErrServerClosed
+				}
 				continue
 			}
 			return err
 		}
-		backoff = 0
+		if backoff != 0 {
+			s.log.Info("accepting connections again")
+			backoff = 0
+		}
 		hc := s.newConn(c)
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
 			c.Close()
+			s.releaseSlots()
 			continue
 		}
 		s.conns[hc] = struct{}{}
@@ -113,18 +201,27 @@ func (s *h1Server) Serve(ln net.Listener) error {
 	}
 }
 
+// Buffers of connections are pooled: an idle server keeps none, a busy one
+// does not allocate 32 KiB per new connection.
+var (
+	h1ReaderPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+	h1WriterPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+)
+
 func (s *h1Server) newConn(c net.Conn) *h1Conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	hc := &h1Conn{
 		srv:    s,
 		conn:   c,
-		br:     bufio.NewReaderSize(c, 16<<10),
-		bw:     bufio.NewWriterSize(c, 16<<10),
+		br:     h1ReaderPool.Get().(*bufio.Reader),
+		bw:     h1WriterPool.Get().(*bufio.Writer),
 		ctx:    ctx,
 		cancel: cancel,
 		remote: c.RemoteAddr().String(),
 		header: make(http.Header, 16),
 	}
+	hc.br.Reset(c)
+	hc.bw.Reset(c)
 	hc.tmpl = (&http.Request{}).WithContext(ctx)
 	hc.resp.c = hc
 	hc.resp.header = make(http.Header, 16)
@@ -208,16 +305,28 @@ func (s *h1Server) watchdog() {
 			since := now - c.phaseSince.Load()
 			switch c.phase.Load() {
 			case phaseIdle:
-				if s.idleTimeout > 0 && since > int64(s.idleTimeout) {
+				limit := s.idleTimeout
+				if c.served.Load() == 0 {
+					// A connection that never sent a request is held no
+					// longer than a slow request head would be.
+					limit = s.readHeaderTimeout
+				}
+				if limit > 0 && since > int64(limit) {
 					closing = append(closing, c)
 				}
 			case phaseHead:
-				if s.readHeaderTimeout > 0 && since > int64(s.readHeaderTimeout) {
-					closing = append(closing, c)
+				if s.readHeaderTimeout > 0 && since > int64(s.readHeaderTimeout) && !c.headLate.Load() {
+					// Wake the reader with a deadline in the past; it
+					// answers 408 itself, owning the connection's writer.
+					c.headLate.Store(true)
+					_ = c.conn.SetReadDeadline(time.Unix(1, 0))
 				}
 			case phaseBusy:
-				if since > int64(livenessAfter) && c.ctx.Err() == nil && peerClosed(c.conn) {
-					// The client hung up: cancel so the upstream request ends.
+				if since > int64(livenessAfter) && c.ctx.Err() == nil && peerOf(c.conn) == peerReset {
+					// The client reset the connection: cancel so the
+					// upstream request ends. A client that only closed its
+					// sending side (FIN) may still read the answer, as
+					// HAProxy assumes too, so that does not cancel.
 					c.cancel()
 				}
 			}
@@ -232,11 +341,23 @@ func (s *h1Server) watchdog() {
 func (c *h1Conn) close() {
 	c.cancel()
 	if !c.hijacked {
+		if c.abort {
+			// A reset tells even a client reading to the end of the
+			// connection (HTTP/1.0, no length) that the answer is cut short.
+			if tc, ok := c.conn.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+		}
 		c.conn.Close()
+		c.br.Reset(nil)
+		c.bw.Reset(nil)
+		h1ReaderPool.Put(c.br)
+		h1WriterPool.Put(c.bw)
 	}
 	c.srv.mu.Lock()
 	delete(c.srv.conns, c)
 	c.srv.mu.Unlock()
+	c.srv.releaseSlots()
 }
 
 func (c *h1Conn) serve() {
@@ -249,14 +370,19 @@ func (c *h1Conn) serve() {
 		c.setPhase(phaseHead)
 		req, err := c.readRequest()
 		if err != nil {
-			var he *headError
-			if errors.As(err, &he) {
-				c.replyError(he.status, he.msg)
+			var he *h1.HeadError
+			switch {
+			case errors.As(err, &he):
+				c.replyError(he.Status, he.Msg)
+			case c.headLate.Load():
+				_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+				c.replyError(http.StatusRequestTimeout, "request head not received in time")
 			}
 			return
 		}
 		c.setPhase(phaseBusy)
 		keep := c.handle(req)
+		c.served.Add(1)
 		if c.hijacked || !keep || c.srv.closing.Load() {
 			if !c.hijacked {
 				_ = c.bw.Flush()
@@ -271,11 +397,13 @@ func (c *h1Conn) serve() {
 func (c *h1Conn) handle(req *http.Request) (keep bool) {
 	w := &c.resp
 	w.reset(req)
+	c.bodyStopped.Store(false)
 	defer func() {
 		if v := recover(); v != nil {
 			if v != http.ErrAbortHandler {
 				c.srv.log.Error("panic serving request", "remote", c.remote, "panic", fmt.Sprint(v))
 			}
+			c.abort = true
 			keep = false
 		}
 	}()
@@ -298,174 +426,33 @@ func (c *h1Conn) handle(req *http.Request) (keep bool) {
 	return w.keepAlive
 }
 
-// headError is a malformed request head, answered before closing.
-type headError struct {
-	status int
-	msg    string
-}
-
-func (e *headError) Error() string { return e.msg }
-
-func badHead(status int, format string, args ...any) error {
-	return &headError{status, fmt.Sprintf(format, args...)}
-}
-
 func (c *h1Conn) readRequest() (*http.Request, error) {
-	limit := c.srv.maxHeaderBytes
-	line, err := c.readLine(&limit)
-	if err != nil {
-		return nil, err
-	}
-	sp1 := bytes.IndexByte(line, ' ')
-	sp2 := bytes.LastIndexByte(line, ' ')
-	if sp1 <= 0 || sp2 <= sp1 {
-		return nil, badHead(http.StatusBadRequest, "malformed request line")
-	}
-	method, uri, proto := line[:sp1], line[sp1+1:sp2], line[sp2+1:]
-	if len(uri) == 0 || bytes.IndexByte(uri, ' ') >= 0 {
-		// A target with a space would reach the backend as a different
-		// request line than the one parsed here (RFC 9112 section 3.2).
-		return nil, badHead(http.StatusBadRequest, "malformed request target")
-	}
-	var minor int
-	switch string(proto) {
-	case "HTTP/1.1":
-		minor = 1
-	case "HTTP/1.0":
-		minor = 0
-	default:
-		return nil, badHead(http.StatusHTTPVersionNotSupported, "unsupported protocol")
-	}
-	for _, b := range method {
-		if !isTokenByte(b) {
-			return nil, badHead(http.StatusBadRequest, "malformed method")
-		}
-	}
 	// Copying the template carries the connection's context without the
 	// second allocation WithContext would make.
 	req := new(http.Request)
 	*req = *c.tmpl
-	req.Method = internMethod(method)
-	req.Proto = string(proto)
-	req.ProtoMajor, req.ProtoMinor = 1, minor
-	req.RemoteAddr = c.remote
-	req.RequestURI = string(uri)
-	req.URL, err = url.ParseRequestURI(req.RequestURI)
-	if err != nil {
-		return nil, badHead(http.StatusBadRequest, "malformed request target")
-	}
 	h := c.header
 	clear(h)
 	req.Header = h
-	var contentLength int64 = -1
-	chunked, hasLength, hostSeen := false, false, false
-	for {
-		line, err := c.readLine(&limit)
-		if err != nil {
-			return nil, err
-		}
-		if len(line) == 0 {
-			break
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || line[0] == ' ' || line[0] == '\t' {
-			return nil, badHead(http.StatusBadRequest, "malformed header line")
-		}
-		for _, b := range line[:colon] {
-			if !isTokenByte(b) {
-				return nil, badHead(http.StatusBadRequest, "malformed header name")
-			}
-		}
-		key := canonicalKey(line[:colon])
-		value := string(bytes.TrimSpace(line[colon+1:]))
-		for i := 0; i < len(value); i++ {
-			if b := value[i]; (b < ' ' && b != '\t') || b == 0x7f {
-				return nil, badHead(http.StatusBadRequest, "invalid character in header value")
-			}
-		}
-		switch key {
-		case "Host":
-			if hostSeen {
-				return nil, badHead(http.StatusBadRequest, "more than one Host header")
-			}
-			hostSeen = true
-			req.Host = value
-			continue
-		case "Content-Length":
-			n, err := strconv.ParseInt(value, 10, 64)
-			if err != nil || n < 0 || (hasLength && n != contentLength) {
-				return nil, badHead(http.StatusBadRequest, "bad Content-Length")
-			}
-			contentLength, hasLength = n, true
-		case "Transfer-Encoding":
-			if !asciiEqualFold(value, "chunked") || chunked {
-				return nil, badHead(http.StatusNotImplemented, "unsupported Transfer-Encoding")
-			}
-			chunked = true
-		}
-		h[key] = append(h[key], value)
-	}
-	if minor == 1 && !hostSeen {
-		return nil, badHead(http.StatusBadRequest, "missing Host header")
-	}
-	if chunked && hasLength {
-		// Both framings at once is the classic request-smuggling vector.
-		return nil, badHead(http.StatusBadRequest, "both Content-Length and Transfer-Encoding")
-	}
-	if req.URL.Host != "" {
-		req.Host = req.URL.Host
-	}
-	switch {
-	case chunked:
-		req.ContentLength = -1
-		req.TransferEncoding = []string{"chunked"}
-		req.Body = &h1Body{c: c, chunked: true, cr: chunkedReader{br: c.br}}
-	case contentLength > 0:
-		req.ContentLength = contentLength
-		req.Body = &h1Body{c: c, left: contentLength}
-	default:
-		req.Body = http.NoBody
-	}
-	if req.Body != http.NoBody && asciiEqualFold(h.Get("Expect"), "100-continue") && minor == 1 {
-		req.Body.(*h1Body).expectContinue = true
-	}
-	req.Close = wantsClose(minor, h)
-	return req, nil
-}
-
-func wantsClose(minor int, h http.Header) bool {
-	closeTok, keepTok := false, false
-	for _, v := range h["Connection"] {
-		for _, tok := range splitTokens(v) {
-			switch {
-			case asciiEqualFold(tok, "close"):
-				closeTok = true
-			case asciiEqualFold(tok, "keep-alive"):
-				keepTok = true
-			}
-		}
-	}
-	if minor == 0 {
-		return !keepTok
-	}
-	return closeTok
-}
-
-// readLine reads one CRLF- or LF-terminated line within the header budget.
-func (c *h1Conn) readLine(limit *int) ([]byte, error) {
-	line, err := c.br.ReadSlice('\n')
-	*limit -= len(line)
-	if *limit < 0 || errors.Is(err, bufio.ErrBufferFull) {
-		return nil, badHead(http.StatusRequestHeaderFieldsTooLarge, "request head too large")
-	}
+	req.RemoteAddr = c.remote
+	fr, err := h1.ReadRequest(c.br, c.srv.limits, req)
 	if err != nil {
 		return nil, err
 	}
-	line = line[:len(line)-1]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
+	switch {
+	case fr.Chunked:
+		b := &h1Body{c: c, chunked: true}
+		b.cr.Reset(c.br)
+		req.Body = b
+	case fr.ContentLength > 0:
+		req.Body = &h1Body{c: c, left: fr.ContentLength}
+	default:
+		req.Body = http.NoBody
 	}
-	return line, nil
+	if fr.ExpectContinue {
+		req.Body.(*h1Body).expectContinue = true
+	}
+	return req, nil
 }
 
 func (c *h1Conn) replyError(status int, msg string) {
@@ -474,38 +461,12 @@ func (c *h1Conn) replyError(status int, msg string) {
 	_ = c.bw.Flush()
 }
 
-var methods = map[string]string{}
-
-func init() {
-	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"} {
-		methods[m] = m
-	}
-}
-
-func internMethod(b []byte) string {
-	if m, ok := methods[string(b)]; ok {
-		return m
-	}
-	return string(b)
-}
-
-// tokenBytes marks the bytes allowed in methods and header names (RFC 9110
-// tchar); a table keeps the check cheap on every request.
-var tokenBytes = func() (t [256]bool) {
-	for b := '!'; b < 0x7f; b++ {
-		t[b] = !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, b)
-	}
-	return t
-}()
-
-func isTokenByte(b byte) bool { return tokenBytes[b] }
-
 // h1Body is a request body read from the client connection.
 type h1Body struct {
 	c              *h1Conn
 	left           int64
 	chunked        bool
-	cr             chunkedReader
+	cr             h1.ChunkedReader
 	expectContinue bool
 	err            error
 	armed          bool // a read deadline was set; cleared after the request
@@ -540,7 +501,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	n, err := b.c.br.Read(p)
 	b.left -= int64(n)
 	if err != nil {
-		b.err = noEOF(err)
+		b.err = h1.NoEOF(err)
 		return n, b.err
 	}
 	return n, nil
@@ -554,6 +515,10 @@ func (b *h1Body) deadline() {
 	if b.c.br.Buffered() == 0 && b.c.srv.readHeaderTimeout > 0 {
 		_ = b.c.conn.SetReadDeadline(time.Now().Add(b.c.srv.readHeaderTimeout))
 		b.armed = true
+		if b.c.bodyStopped.Load() {
+			// Stopped while this deadline was being set: keep it stopped.
+			_ = b.c.conn.SetReadDeadline(time.Unix(1, 0))
+		}
 	}
 }
 
@@ -630,7 +595,7 @@ func (w *h1Response) WriteHeader(code int) {
 	}
 	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
 	if cl, ok := w.header["Content-Length"]; ok && len(cl) > 0 {
-		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
+		if n, ok := h1.ParseContentLength(cl[0]); ok {
 			w.declared = n
 		}
 	}
@@ -640,6 +605,11 @@ func (w *h1Response) WriteHeader(code int) {
 		} else {
 			w.keepAlive = false
 		}
+	}
+	if conn, ok := w.header["Connection"]; ok && len(conn) > 0 && h1.HasToken(conn[0], "close") {
+		// The handler asks to end the connection (an early answer left the
+		// request body unread).
+		w.keepAlive = false
 	}
 	for k, vv := range w.header {
 		if k == "Transfer-Encoding" || k == "Connection" {
@@ -704,6 +674,14 @@ func (w *h1Response) FlushError() error {
 }
 
 func (w *h1Response) Flush() { _ = w.FlushError() }
+
+// SetReadDeadline bounds reading the request body; http.ResponseController
+// uses it. A deadline in the past stops a body read for good, even one
+// that would arm its own deadline after this call.
+func (w *h1Response) SetReadDeadline(t time.Time) error {
+	w.c.bodyStopped.Store(!t.IsZero() && time.Now().After(t))
+	return w.c.conn.SetReadDeadline(t)
+}
 
 // Hijack hands the connection to the caller (WebSocket tunnels).
 func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {

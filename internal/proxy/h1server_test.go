@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/zerodown/zerodown/internal/proxy/h1"
 )
 
 // rawExchange sends raw bytes on a fresh connection and returns everything
@@ -108,10 +110,10 @@ func TestH1ServerIdleTimeout(t *testing.T) {
 	}
 }
 
-// TestClientHangUpCancelsUpstream: a client that hangs up during a long
-// request ends the upstream request too, so the target's in-flight count
-// does not wait for an answer nobody reads.
-func TestClientHangUpCancelsUpstream(t *testing.T) {
+// TestClientResetCancelsUpstream: a client that resets its connection
+// during a long request ends the upstream request too, so the target's
+// in-flight count does not wait for an answer nobody reads.
+func TestClientResetCancelsUpstream(t *testing.T) {
 	var canceled atomic.Bool
 	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
@@ -134,9 +136,48 @@ func TestClientHangUpCancelsUpstream(t *testing.T) {
 	fmt.Fprint(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	tg := srv.pool("app").lookup(hostPort(a.URL))
 	eventually(t, 2*time.Second, "request in flight", func() bool { return tg.inFlight.Load() == 1 })
+	_ = c.(*net.TCPConn).SetLinger(0)
 	c.Close()
 	eventually(t, 5*time.Second, "upstream request canceled", canceled.Load)
 	eventually(t, 2*time.Second, "in flight back to 0", func() bool { return tg.inFlight.Load() == 0 })
+}
+
+// TestHalfCloseGetsSlowAnswer: a client that closes its sending side after
+// the request (shutdown(SHUT_WR), as `nc -N` and some batch clients do)
+// still reads an answer that takes longer than the watchdog's first look.
+func TestHalfCloseGetsSlowAnswer(t *testing.T) {
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		select {
+		case <-time.After(time.Second):
+			io.WriteString(w, "slow answer")
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(a.Close)
+	cfg := testConfig(t, hostPort(a.URL))
+	srv, url := startServer(t, cfg)
+	eventually(t, 2*time.Second, "healthy", func() bool { return stateOf(srv, "app", hostPort(a.URL)) == "healthy" })
+	c, err := net.Dial("tcp", hostPort(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("half-closed client got no answer: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 || string(body) != "slow answer" {
+		t.Fatalf("got %d %q %v", resp.StatusCode, body, err)
+	}
 }
 
 // FuzzH1ReadRequest feeds arbitrary bytes to the request parser: it must
@@ -155,7 +196,7 @@ func FuzzH1ReadRequest(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	s := newH1Server(http.NotFoundHandler(), nil, time.Second, time.Second, 64<<10)
+	s := newH1Server(http.NotFoundHandler(), nil, time.Second, time.Second, h1.Limits{MaxHeaderBytes: 64 << 10, MaxHeaders: 100}, nil, nil)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		client, server := net.Pipe()
 		defer client.Close()

@@ -4,6 +4,7 @@ package proxy
 
 import "net"
 
-// peerClosed cannot peek without blocking here; a client that hangs up is
-// noticed when its answer is written.
-func peerClosed(net.Conn) bool { return false }
+// peerOf cannot peek without blocking here: a client that hangs up is
+// noticed when its answer is written, and an idle upstream connection the
+// target wrote to or closed is noticed when it is used.
+func peerOf(net.Conn) peerState { return peerQuiet }

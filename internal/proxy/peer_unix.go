@@ -7,29 +7,30 @@ import (
 	"syscall"
 )
 
-// peerClosed reports whether the other end of c has closed or reset the
-// connection, by peeking without blocking and without taking the read lock
-// of a goroutine that may be reading c.
-func peerClosed(c net.Conn) bool {
+// peerOf peeks at c without blocking and without taking the read lock of a
+// goroutine that may be reading it, and says what the other end has done.
+func peerOf(c net.Conn) peerState {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return false
+		return peerQuiet
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return peerQuiet
 	}
-	closed := false
+	st := peerQuiet
 	_ = rc.Control(func(fd uintptr) {
 		var buf [1]byte
 		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
+		case err == nil && n > 0:
+			st = peerData
 		case err == nil:
-			closed = n == 0
+			st = peerClosed
 		case err == syscall.EAGAIN || err == syscall.EINTR:
 		default:
-			closed = true
+			st = peerReset
 		}
 	})
-	return closed
+	return st
 }

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/proxy/h1"
 )
 
 // Options are what New needs besides the config.
@@ -41,6 +42,9 @@ type Server struct {
 	out          io.Writer
 	metrics      *metrics
 	healthClient *http.Client
+
+	// conns caps client connections over all listeners (client.max_conns).
+	conns connSlots
 
 	mu        sync.Mutex // serialises Start, Reload, Shutdown and state saves
 	cfg       *config.LB
@@ -100,6 +104,7 @@ func New(cfg *config.LB, opts Options) (*Server, error) {
 	}
 	s.metrics = newMetrics(s)
 	s.maxBodyV.Store(int64(cfg.Client.MaxBodyBytes))
+	s.conns = newConnSlots(s.connCap(cfg.Client.MaxConns))
 	token, err := s.loadToken(cfg)
 	if err != nil {
 		return nil, err
@@ -216,7 +221,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.waitFirstChecks(ctx)
 	opened := map[string]*listener{}
 	for _, lc := range s.cfg.Listeners {
-		l, err := s.openListener(lc)
+		l, err := s.openListener(lc, s.pools.Load())
 		if err != nil {
 			for _, o := range opened {
 				o.ln.Close()
@@ -225,12 +230,12 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		opened[lc.Address] = l
 	}
-	adminLn, err := net.Listen("tcp", s.cfg.Admin.Address)
+	adminLn, err := s.listenAdmin()
 	if err != nil {
 		for _, o := range opened {
 			o.ln.Close()
 		}
-		return fmt.Errorf("admin API: listen on %s: %w", s.cfg.Admin.Address, err)
+		return err
 	}
 	s.adminLn = adminLn
 	s.admin = &http.Server{
@@ -272,7 +277,28 @@ func (s *Server) waitFirstChecks(ctx context.Context) {
 	}
 }
 
-func (s *Server) openListener(lc config.Listener) (*listener, error) {
+// listenAdmin opens the admin API's socket, with TLS when configured.
+func (s *Server) listenAdmin() (net.Listener, error) {
+	a := s.cfg.Admin
+	var cert tls.Certificate
+	if a.TLS != nil {
+		var err error
+		if cert, err = tls.LoadX509KeyPair(a.TLS.Cert, a.TLS.Key); err != nil {
+			return nil, fmt.Errorf("admin API: load TLS certificate %s and key %s: %w", a.TLS.Cert, a.TLS.Key, err)
+		}
+	}
+	ln, err := net.Listen("tcp", a.Address)
+	if err != nil {
+		return nil, fmt.Errorf("admin API: listen on %s: %w", a.Address, err)
+	}
+	if a.TLS != nil {
+		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
+	}
+	return ln, nil
+}
+
+// openListener opens a listener whose routes point into pm.
+func (s *Server) openListener(lc config.Listener, pm *poolMap) (*listener, error) {
 	l := &listener{cfg: lc}
 	if lc.TLS != nil {
 		cert, err := tls.LoadX509KeyPair(lc.TLS.Cert, lc.TLS.Key)
@@ -282,7 +308,7 @@ func (s *Server) openListener(lc config.Listener) (*listener, error) {
 		l.cert.Store(&cert)
 	}
 	l.handler = &handler{srv: s, https: lc.TLS != nil, name: lc.Name}
-	routes, err := s.compileRoutes(lc, s.pools.Load())
+	routes, err := s.compileRoutes(lc, pm)
 	if err != nil {
 		return nil, err
 	}
@@ -294,9 +320,19 @@ func (s *Server) openListener(lc config.Listener) (*listener, error) {
 	l.ln = ln
 	c := s.cfg.Client
 	if lc.TLS == nil {
-		l.h1 = newH1Server(l.handler, s.log, time.Duration(c.ReadHeaderTimeout), time.Duration(c.IdleTimeout), int(c.MaxHeaderBytes))
+		limits := h1.Limits{MaxHeaderBytes: int(c.MaxHeaderBytes), MaxHeaders: c.MaxHeaders}
+		if limits.MaxHeaders <= 0 {
+			limits.MaxHeaders = h1.DefaultMaxHeaders
+		}
+		if limits.MaxHeaderBytes <= 0 {
+			limits.MaxHeaderBytes = h1.DefaultMaxHeaderBytes
+		}
+		l.h1 = newH1Server(l.handler, s.log, time.Duration(c.ReadHeaderTimeout), time.Duration(c.IdleTimeout), limits, newConnSlots(lc.MaxConns), s.conns)
 		return l, nil
 	}
+	// net/http serves HTTPS; the caps apply to it through the listener.
+	ln = &cappedListener{Listener: ln, slots: newConnSlots(lc.MaxConns), global: s.conns, done: make(chan struct{})}
+	l.ln = ln
 	l.srv = &http.Server{
 		Handler:           l.handler,
 		ReadHeaderTimeout: time.Duration(c.ReadHeaderTimeout),
@@ -425,7 +461,7 @@ func (s *Server) Reload(cfg *config.LB) error {
 		} else if ok {
 			return fail(fmt.Errorf("listener %s: switching between HTTP and HTTPS needs a restart", lc.Address))
 		}
-		l, err := s.openListener(lc)
+		l, err := s.openListener(lc, pm)
 		if err != nil {
 			return fail(err)
 		}

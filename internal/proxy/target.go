@@ -81,10 +81,6 @@ type target struct {
 	drainCancel chan struct{}
 }
 
-// peekAfter is how long a connection sits idle before its reuse is preceded
-// by a check that the target has not closed it.
-const peekAfter = 250 * time.Millisecond
-
 func newTarget(p *pool, addr string, weight int) *target {
 	t := &target{
 		addr:       addr,
@@ -122,12 +118,12 @@ func (t *target) takeIdle(now time.Time, idleTimeout time.Duration) *upConn {
 		c := t.idle[n-1]
 		t.idle[n-1] = nil
 		t.idle = t.idle[:n-1]
-		// A connection the target closed while it sat idle would fail the
-		// request; a non-blocking peek finds most of them first. Targets
-		// close idle connections after their keep-alive timeout, seconds,
-		// so one reused within peekAfter is not worth the system call.
+		// A non-blocking peek must find the connection quiet: a target
+		// that closed it would fail the request, and one that sent bytes
+		// nobody asked for (a body after a HEAD answer, bytes past its
+		// length) would have them read as the next client's answer.
 		idle := now.Sub(c.idleSince)
-		if idle < idleTimeout && (idle < peekAfter || !peerClosed(c.conn)) {
+		if idle < idleTimeout && peerOf(c.conn) == peerQuiet {
 			t.mu.Unlock()
 			return c
 		}

@@ -29,7 +29,8 @@ func (h *handler) tunnel(w http.ResponseWriter, t *target, c *upConn) (outcome, 
 	clientConn, clientBuf, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		c.conn.Close()
-		writeError(w, http.StatusInternalServerError, "cannot take over the client connection: %v", err)
+		t.pool.srv.log.Warn("cannot take over the client connection for a WebSocket", "err", err)
+		writeError(w, http.StatusInternalServerError, "the connection cannot be upgraded")
 		return done, http.StatusInternalServerError, nil
 	}
 	_ = clientConn.SetDeadline(time.Time{})
@@ -47,12 +48,12 @@ func (h *handler) tunnel(w http.ResponseWriter, t *target, c *upConn) (outcome, 
 
 	hd := &c.head
 	bw := clientBuf.Writer
-	bw.WriteString(hd.statusLine)
+	bw.WriteString(hd.StatusLine)
 	bw.WriteString("\r\n")
-	for _, hv := range hd.headers {
-		bw.WriteString(hv.key)
+	for _, f := range hd.Fields {
+		bw.WriteString(f.Key)
 		bw.WriteString(": ")
-		bw.WriteString(hv.value)
+		bw.WriteString(f.Value)
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("\r\n")
