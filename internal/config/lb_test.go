@@ -678,6 +678,22 @@ pools: {p: {}}
 			"lb.yaml:5:3: admin.token_file: token and token_file are both set; use one",
 	},
 	{
+		name: "admin API beyond loopback in plain text",
+		yaml: `listeners: [{address: ":1", routes: [{pool: p}]}]
+admin: {address: "0.0.0.0:9100"}
+pools: {p: {}}
+`,
+		want: "lb.yaml:2:9: admin.address: 0.0.0.0:9100 is reachable beyond this machine: set tls (cert and key), or allow_plaintext: true if the network is private",
+	},
+	{
+		name: "admin tls without key",
+		yaml: `listeners: [{address: ":1", routes: [{pool: p}]}]
+admin: {address: "0.0.0.0:9100", tls: {cert: c.pem}}
+pools: {p: {}}
+`,
+		want: "lb.yaml:2:34: admin.tls.key: required when tls is set",
+	},
+	{
 		name: "bad admin address",
 		yaml: `listeners: [{address: ":1", routes: [{pool: p}]}]
 admin: {address: "10.0.0.1"}

@@ -70,6 +70,7 @@ type h1Conn struct {
 	bodyStopped atomic.Bool
 	hijacked    bool
 	abort       bool // the response was cut short: reset, do not close cleanly
+	linger      bool // the client may still be sending a body nobody read
 
 	header http.Header   // request header map, cleared per request
 	tmpl   *http.Request // empty request carrying ctx
@@ -341,11 +342,21 @@ func (s *h1Server) watchdog() {
 func (c *h1Conn) close() {
 	c.cancel()
 	if !c.hijacked {
-		if c.abort {
+		tc, _ := c.conn.(*net.TCPConn)
+		switch {
+		case c.abort && tc != nil:
 			// A reset tells even a client reading to the end of the
 			// connection (HTTP/1.0, no length) that the answer is cut short.
-			if tc, ok := c.conn.(*net.TCPConn); ok {
-				_ = tc.SetLinger(0)
+			_ = tc.SetLinger(0)
+		case c.linger && tc != nil:
+			// Closing with unread bytes would reset the connection and
+			// could destroy the answer before the client reads it; send
+			// FIN and drop what still comes for a while, as nginx's
+			// lingering close does.
+			_ = c.bw.Flush()
+			if tc.CloseWrite() == nil {
+				_ = tc.SetReadDeadline(time.Now().Add(lingerTimeout))
+				_, _ = io.CopyN(io.Discard, tc, maxLinger)
 			}
 		}
 		c.conn.Close()
@@ -417,6 +428,7 @@ func (c *h1Conn) handle(req *http.Request) (keep bool) {
 	// Whatever body the handler left unread must go before the next request.
 	if b, ok := req.Body.(*h1Body); ok {
 		if !b.drain() {
+			c.linger = true
 			return false
 		}
 		if b.armed {
@@ -521,6 +533,13 @@ func (b *h1Body) deadline() {
 		}
 	}
 }
+
+// lingerTimeout and maxLinger bound the lingering close: how long and how
+// much of a body nobody reads is dropped before the connection closes.
+const (
+	lingerTimeout = 5 * time.Second
+	maxLinger     = 256 << 20
+)
 
 // maxDrain bounds how much of an unread request body is read and dropped to
 // keep the connection; beyond it the connection is closed.
