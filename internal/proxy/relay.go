@@ -203,14 +203,23 @@ func (h *handler) finish(t *target, c *upConn, p *pool, wb *watchBox, closeIt bo
 }
 
 // copyLength copies exactly n body bytes from the target's buffer to w,
-// without an intermediate buffer.
+// without an intermediate buffer. What was copied is flushed before
+// waiting for more, so a slow answer with a length streams as it comes;
+// an answer that arrives whole is written once.
 func copyLength(w http.ResponseWriter, c *upConn, n int64) error {
+	wrote := false
 	for n > 0 {
 		if c.br.Buffered() == 0 {
+			if wrote {
+				if f, ok := w.(http.Flusher); ok {
+					f.Flush()
+				}
+			}
 			if _, err := c.br.Peek(1); err != nil {
 				return h1.NoEOF(err)
 			}
 		}
+		wrote = true
 		k := c.br.Buffered()
 		if int64(k) > n {
 			k = int(n)
