@@ -339,6 +339,11 @@ func (a *app) echo(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength >= 0 {
 		h["Content-Length"] = []string{strconv.FormatInt(r.ContentLength, 10)}
 	}
+	// The echo is written while the body is still arriving. Without full
+	// duplex, net/http discards the unread rest of a body smaller than 256 KiB
+	// as soon as the answer's head goes out, cutting the echo short whenever
+	// the body comes in more than one piece.
+	_ = http.NewResponseController(w).EnableFullDuplex()
 	_, _ = io.Copy(w, r.Body)
 }
 

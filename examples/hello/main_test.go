@@ -312,6 +312,49 @@ func TestStreamFlushes(t *testing.T) {
 	}
 }
 
+// TestEchoBodyInPieces checks that the echo is whole when the body arrives
+// in several pieces, with a length or chunked: net/http drops the unread rest
+// of a small body once the answer's head is written, unless the handler asks
+// for full duplex.
+func TestEchoBodyInPieces(t *testing.T) {
+	srv := httptest.NewServer(newApp(testConfig()))
+	defer srv.Close()
+	body := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+	for _, chunked := range []bool{false, true} {
+		t.Run("chunked="+strconv.FormatBool(chunked), func(t *testing.T) {
+			pr, pw := io.Pipe()
+			go func() {
+				for i := 0; i < len(body); i += 1000 {
+					if _, err := pw.Write(body[i:min(i+1000, len(body))]); err != nil {
+						return
+					}
+				}
+				pw.Close()
+			}()
+			req, err := http.NewRequest("POST", srv.URL+"/echo", pr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.ContentLength = int64(len(body))
+			if chunked {
+				req.ContentLength = -1
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			got, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("echo after %d of %d bytes: %v", len(got), len(body), err)
+			}
+			if !bytes.Equal(got, body) {
+				t.Errorf("echo is %d bytes, want the %d sent", len(got), len(body))
+			}
+		})
+	}
+}
+
 func TestStreamLines(t *testing.T) {
 	srv := httptest.NewServer(newApp(testConfig()))
 	defer srv.Close()
