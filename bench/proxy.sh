@@ -3,11 +3,15 @@
 #
 # One backend (examples/hello) is started once; then each proxy in turn is
 # started in front of it on loopback, warmed up, loaded with wrk, measured and
-# stopped before the next one starts, so only one proxy runs at a time.
+# stopped before the next one starts, so only one proxy runs at a time. Each
+# proxy is measured twice: behind a plain HTTP listener, and behind a TLS
+# listener (rows zerodown-tls, haproxy-tls, ...) with a self-signed
+# certificate; wrk speaks HTTP/1.1 on both.
 #
-#   bench/proxy.sh                          # all five rows, 10s each
+#   bench/proxy.sh                          # all nine rows, 10s each
 #   DURATION=30s CONNS=100 bench/proxy.sh
-#   ONLY="direct haproxy zerodown" bench/proxy.sh
+#   ONLY="direct haproxy zerodown" TLS=0 bench/proxy.sh
+#   BASE_REF=main ONLY="haproxy zerodown" ROUNDS=3 bench/proxy.sh
 #
 # Knobs (environment):
 #   DURATION     measured wrk run per target (default 10s; Go syntax s/m)
@@ -18,6 +22,11 @@
 #   ROUNDS       repeat the whole sequence N times, interleaved, and report
 #                each target's median round by req/s (default 1)
 #   ONLY         space-separated subset of: direct zerodown haproxy nginx caddy
+#   TLS          0: plain HTTP rows only; 1: plain and TLS rows; only: TLS
+#                rows only, without direct (default 1)
+#   BASE_REF     a git commit (main, HEAD~1, a tag or sha): also build zerodown
+#                at that commit and measure it as zerodown-base (and
+#                zerodown-base-tls) in the same rounds; adds "vs base" columns
 #   BACKEND_BIN  use this prebuilt backend instead of building ./examples/hello
 #   ZERODOWN_BIN use this prebuilt zerodown instead of building ./cmd/zerodown
 #   KEEP_TMP=1   keep the temp dir (configs, logs, raw wrk output) and print it
@@ -34,6 +43,8 @@ THREADS=${THREADS:-1}
 SIZE=${SIZE:-1024}
 ROUNDS=${ROUNDS:-1}
 ONLY=${ONLY:-}
+TLS=${TLS:-1}
+BASE_REF=${BASE_REF:-}
 KEEP_TMP=${KEEP_TMP:-0}
 ALL_NAMES="direct zerodown haproxy nginx caddy"
 # Idle upstream connections each proxy may keep: never fewer than the client
@@ -65,8 +76,9 @@ WARM_S=$(to_seconds "$WARMUP")
 (( CONNS >= THREADS )) || die "CONNS must be >= THREADS (wrk requirement)"
 [[ $SIZE =~ ^[0-9]+$ ]] || die "SIZE must be a non-negative integer"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+[[ $TLS == 0 || $TLS == 1 || $TLS == only ]] || die "TLS must be 0, 1 or only"
 
-NAMES=()
+NAMES=() # the proxies asked for, from ONLY
 if [[ -z $ONLY ]]; then
 	read -r -a NAMES <<<"$ALL_NAMES"
 else
@@ -79,13 +91,38 @@ else
 fi
 selected() { [[ " ${NAMES[*]} " == *" $1 "* ]]; }
 
+# ROWS are what gets measured, in this order in every round and in the table:
+# the plain rows, then the TLS rows. zerodown-base sits next to zerodown.
+ROWS=()
+add_rows() { # SUFFIX
+	local n
+	for n in "${NAMES[@]}"; do
+		[[ $n == direct && -n $1 ]] && continue # the backend speaks plain HTTP only
+		ROWS+=("$n$1")
+		[[ $n == zerodown && -n $BASE_REF ]] && ROWS+=("zerodown-base$1")
+	done
+	return 0
+}
+[[ $TLS == only ]] || add_rows ""
+[[ $TLS == 0 ]] || add_rows -tls
+(( ${#ROWS[@]} )) || die "nothing to measure with ONLY=\"$ONLY\" and TLS=$TLS"
+row_kind() { local k=${1%-tls}; echo "${k%-base}"; } # zerodown-base-tls -> zerodown
+
 command -v wrk >/dev/null || die "wrk not found (apt-get install -y wrk)"
 command -v curl >/dev/null || die "curl not found"
 command -v ps >/dev/null || die "ps not found (procps)"
+if [[ $TLS != 0 ]]; then
+	command -v openssl >/dev/null || die "openssl not found (apt-get install -y openssl, or TLS=0)"
+fi
+if [[ -n $BASE_REF ]]; then
+	BASE_COMMIT=$(git -C "$REPO" rev-parse --verify --quiet "$BASE_REF^{commit}") ||
+		die "BASE_REF=$BASE_REF is not a commit of $REPO"
+fi
 
 # ------------------------------------------------------- process bookkeeping
 
 TMP=$(mktemp -d /tmp/zerodown-bench.XXXXXX)
+mkdir -p "$TMP/bin"
 STARTED=() # every pid we started, in order
 
 # All pids in the process tree rooted at $1 (the root first).
@@ -209,12 +246,13 @@ pick_port() {
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # wait_http URL PID DEADLINE_S [LOGFILE] — poll until URL answers 200; fail
-# early if PID died. The poll interval is 50ms; the deadline bounds it.
+# early if PID died. The poll interval is 50ms; the deadline bounds it. curl
+# runs with -k here and below: the TLS rows use a self-signed certificate.
 wait_http() {
 	local url=$1 pid=$2 secs=$3 logf=${4:-} end code
 	end=$(( $(now_ms) + secs * 1000 ))
 	while :; do
-		code=$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "$url" 2>/dev/null || true)
+		code=$(curl -s -k -o /dev/null --max-time 1 -w '%{http_code}' "$url" 2>/dev/null || true)
 		[[ $code == 200 ]] && return 0
 		if ! alive "$pid"; then
 			log "process $pid exited before $url answered"
@@ -233,7 +271,7 @@ wait_http() {
 # Check the response through a target: 200 and exactly SIZE body bytes.
 check_response() {
 	local url=$1 out
-	out=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' "$url" 2>/dev/null || true)
+	out=$(curl -s -k -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' "$url" 2>/dev/null || true)
 	if [[ $out != "200 $SIZE" ]]; then
 		log "$url answered '$out', want '200 $SIZE'"
 		return 1
@@ -357,7 +395,7 @@ bench() {
 # note the spread when there was more than one round.
 pick_medians() {
 	local name r rounds n mid best lo hi
-	for name in "${NAMES[@]}"; do
+	for name in "${ROWS[@]}"; do
 		rounds=()
 		for (( r = 1; r <= ROUNDS; r++ )); do
 			[[ -n ${RPS[$name#$r]:-} ]] && rounds+=("${RPS[$name#$r]} $r")
@@ -385,7 +423,7 @@ if [[ -n ${BACKEND_BIN:-} ]]; then
 	[[ -x $BACKEND_BIN ]] || die "BACKEND_BIN=$BACKEND_BIN is not executable"
 	HELLO=$BACKEND_BIN
 else
-	HELLO=$TMP/hello
+	HELLO=$TMP/bin/hello
 	log "building ./examples/hello"
 	run_bounded 600 "$TMP/build-hello.log" go build -o "$HELLO" ./examples/hello ||
 		{ cat "$TMP/build-hello.log" >&2; die "go build ./examples/hello failed (set BACKEND_BIN to use another backend)"; }
@@ -397,7 +435,7 @@ if selected zerodown; then
 		ZD=$ZERODOWN_BIN
 		[[ -x $ZD ]] && ZD_BUILD_OK=1
 	else
-		ZD=$TMP/zerodown
+		ZD=$TMP/bin/zerodown
 		log "building ./cmd/zerodown"
 		if run_bounded 600 "$TMP/build-zerodown.log" go build -o "$ZD" ./cmd/zerodown; then
 			ZD_BUILD_OK=1
@@ -407,6 +445,51 @@ if selected zerodown; then
 		fi
 	fi
 fi
+
+# zerodown at BASE_REF: that commit's tree, exported with `git archive` (no
+# worktree, nothing changes in the repository), built with its own go.mod.
+ZD_BASE_OK=0
+if selected zerodown && [[ -n $BASE_REF ]]; then
+	ZD_BASE=$TMP/bin/zerodown-base
+	log "building ./cmd/zerodown at $BASE_REF (${BASE_COMMIT:0:12})"
+	mkdir -p "$TMP/base-src"
+	if git -C "$REPO" archive --format=tar "$BASE_COMMIT" | tar -x -C "$TMP/base-src" &&
+		run_bounded 600 "$TMP/build-zerodown-base.log" go -C "$TMP/base-src" build -o "$ZD_BASE" ./cmd/zerodown; then
+		ZD_BASE_OK=1
+	else
+		log "building zerodown at $BASE_REF failed; its rows will read n/a:"
+		tail -n 10 "$TMP/build-zerodown-base.log" 2>/dev/null | sed 's/^/    | /' >&2
+	fi
+fi
+
+# One self-signed certificate for every TLS listener: ECDSA P-256, the
+# cheapest common choice for the handshake (wrk's connections are kept alive,
+# so handshakes are few anyway). HAProxy wants certificate and key in one file.
+if [[ $TLS != 0 ]]; then
+	CERT=$TMP/tls/cert.pem; KEY=$TMP/tls/key.pem
+	mkdir -p "$TMP/tls"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+		-keyout "$KEY" -out "$CERT" >"$TMP/tls/openssl.log" 2>&1 ||
+		{ cat "$TMP/tls/openssl.log" >&2; die "openssl could not make a certificate"; }
+	cat "$CERT" "$KEY" >"$TMP/tls/cert+key.pem"
+fi
+# Go's TLS server (zerodown, Caddy) picks TLS_AES_128_GCM_SHA256 on CPUs with
+# AES instructions and cannot be told otherwise; OpenSSL's default order puts
+# AES-256 first. HAProxy and nginx are told to prefer the same suite as Go, so
+# every TLS row pays for the same cipher.
+TLS13_SUITES=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
+
+# tls_info ADDR — the protocol and cipher suite openssl's client negotiates
+# with ADDR. wrk uses the same library (libssl) with its default settings, so
+# it gets the same.
+declare -A TLSINFO
+tls_info() {
+	timeout 10 openssl s_client -connect "$1" -brief </dev/null 2>&1 | awk -F': *' '
+		$1 == "Protocol version" { p = $2 }
+		$1 == "Ciphersuite" { c = $2 }
+		END { if (p != "") print p " " c; else print "unknown" }'
+}
 
 # ----------------------------------------------------------------- backend
 
@@ -420,24 +503,28 @@ log "backend $BACKEND (pid $BACKEND_PID)"
 URL_PATH="/?size=$SIZE"
 
 # ----------------------------------------------------------------- proxies
-# Each start_* sets PROXY_PID and PROXY_ADDR and returns non-zero on failure.
-# set -e does not apply inside them (they are called from `if`), so every
-# step checks its own status.
+# Each start_KIND ROW starts the row's proxy with a listener for SCHEME (http
+# or https), its config in $TMP/ROW; it sets PROXY_PID and PROXY_ADDR and
+# returns non-zero on failure, with the reason in NOTE[ROW]. set -e does not
+# apply inside them (they are called from `if`), so every step checks its own
+# status.
 
-PROXY_PID=; PROXY_ADDR=; PROXY_LOG=
+PROXY_PID=; PROXY_ADDR=; PROXY_LOG=; SCHEME=http
 
 start_zerodown() {
-	(( ZD_BUILD_OK )) || { NOTE[zerodown]="n/a (build failed)"; return 1; }
-	local d=$TMP/zerodown-lb admin
+	local row=$1 bin=$ZD ok=$ZD_BUILD_OK d=$TMP/$1 admin tls=""
+	[[ $row == zerodown-base* ]] && { bin=${ZD_BASE:-}; ok=$ZD_BASE_OK; }
+	(( ok )) || { NOTE[$row]="n/a (build failed)"; return 1; }
 	mkdir -p "$d" || return 1
 	pick_port; PROXY_ADDR=$HOST:$PORT
 	pick_port; admin=$HOST:$PORT
+	[[ $SCHEME == https ]] && tls=$(printf '\n    tls: { cert: %s, key: %s }' "$CERT" "$KEY")
 	( umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$d/lb.token" ) || return 1
 	cat >"$d/lb.yaml" <<-EOF || return 1
 	# generated by bench/proxy.sh
 	listeners:
 	  - name: bench
-	    address: $PROXY_ADDR
+	    address: $PROXY_ADDR$tls
 	    routes:
 	      - { pool: bench }
 	admin:
@@ -458,19 +545,21 @@ start_zerodown() {
 	      max_idle_per_target: $KEEPALIVE
 	EOF
 	PROXY_LOG=$d/lb.log
-	start_bg "$PROXY_LOG" "$ZD" lb --config "$d/lb.yaml"
+	start_bg "$PROXY_LOG" "$bin" lb --config "$d/lb.yaml"
 	PROXY_PID=$PID
 	# The target starts in state "initial" (no traffic); wait for it to turn
 	# healthy, i.e. for the listener to answer 200.
-	wait_http "http://$PROXY_ADDR/" "$PROXY_PID" 20 "$d/lb.log" ||
-		{ NOTE[zerodown]="n/a (lb did not serve)"; return 1; }
+	wait_http "$SCHEME://$PROXY_ADDR/" "$PROXY_PID" 20 "$d/lb.log" ||
+		{ NOTE[$row]="n/a (lb did not serve)"; return 1; }
 }
 
 start_haproxy() {
-	command -v haproxy >/dev/null || { NOTE[haproxy]="n/a (not installed)"; return 1; }
-	local d=$TMP/haproxy
+	local row=$1 d=$TMP/$1 tls=""
+	command -v haproxy >/dev/null || { NOTE[$row]="n/a (not installed)"; return 1; }
 	mkdir -p "$d" || return 1
 	pick_port; PROXY_ADDR=$HOST:$PORT
+	# HAProxy applies its own cipher order by default (no prefer-client-ciphers).
+	[[ $SCHEME == https ]] && tls=" ssl crt $TMP/tls/cert+key.pem ciphersuites $TLS13_SUITES"
 	# nbthread is left at its default: one thread per CPU the process may run on.
 	cat >"$d/haproxy.cfg" <<-EOF || return 1
 	global
@@ -484,25 +573,30 @@ start_haproxy() {
 	    timeout server 60s
 	    timeout http-keep-alive 60s
 	frontend bench
-	    bind $PROXY_ADDR
+	    bind $PROXY_ADDR$tls
 	    default_backend bench
 	backend bench
 	    server hello $BACKEND
 	EOF
 	haproxy -c -q -f "$d/haproxy.cfg" >"$d/check.log" 2>&1 ||
-		{ cat "$d/check.log" >&2; NOTE[haproxy]="n/a (bad config)"; return 1; }
+		{ cat "$d/check.log" >&2; NOTE[$row]="n/a (bad config)"; return 1; }
 	PROXY_LOG=$d/haproxy.log
 	start_bg "$PROXY_LOG" haproxy -db -f "$d/haproxy.cfg"
 	PROXY_PID=$PID
-	wait_http "http://$PROXY_ADDR$URL_PATH" "$PROXY_PID" 20 "$d/haproxy.log" ||
-		{ NOTE[haproxy]="n/a (did not start)"; return 1; }
+	wait_http "$SCHEME://$PROXY_ADDR$URL_PATH" "$PROXY_PID" 20 "$d/haproxy.log" ||
+		{ NOTE[$row]="n/a (did not start)"; return 1; }
 }
 
 start_nginx() {
-	command -v nginx >/dev/null || { NOTE[nginx]="n/a (not installed)"; return 1; }
-	local d=$TMP/nginx
+	local row=$1 d=$TMP/$1 tls=""
+	command -v nginx >/dev/null || { NOTE[$row]="n/a (not installed)"; return 1; }
 	mkdir -p "$d" || return 1
 	pick_port; PROXY_ADDR=$HOST:$PORT
+	# nginx 1.22 leaves TLS 1.3 out of its default ssl_protocols; the others
+	# offer it, so it is asked for here.
+	[[ $SCHEME == https ]] && tls=$(printf ' ssl;\n        %s;\n        %s;\n        %s;\n        %s;\n        %s' \
+		"ssl_certificate $CERT" "ssl_certificate_key $KEY" "ssl_protocols TLSv1.2 TLSv1.3" \
+		"ssl_prefer_server_ciphers on" "ssl_conf_command Ciphersuites $TLS13_SUITES")
 	# worker_processes auto = one worker per CPU (2 here): HAProxy (nbthread
 	# default), Caddy and zerodown (GOMAXPROCS default) may use every CPU too.
 	# keepalive_requests is raised from nginx's default of 1000 because the
@@ -532,7 +626,7 @@ start_nginx() {
 	        keepalive_timeout 60s;
 	    }
 	    server {
-	        listen $PROXY_ADDR;
+	        listen $PROXY_ADDR$tls;
 	        location / {
 	            proxy_pass http://bench;
 	            proxy_http_version 1.1;
@@ -542,28 +636,34 @@ start_nginx() {
 	}
 	EOF
 	nginx -t -q -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >"$d/check.log" 2>&1 ||
-		{ cat "$d/check.log" >&2; NOTE[nginx]="n/a (bad config)"; return 1; }
+		{ cat "$d/check.log" >&2; NOTE[$row]="n/a (bad config)"; return 1; }
 	PROXY_LOG=$d/error.log
 	start_bg "$d/nginx.log" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf"
 	PROXY_PID=$PID
-	wait_http "http://$PROXY_ADDR$URL_PATH" "$PROXY_PID" 20 "$d/error.log" ||
-		{ NOTE[nginx]="n/a (did not start)"; return 1; }
+	wait_http "$SCHEME://$PROXY_ADDR$URL_PATH" "$PROXY_PID" 20 "$d/error.log" ||
+		{ NOTE[$row]="n/a (did not start)"; return 1; }
 }
 
 start_caddy() {
-	command -v caddy >/dev/null || { NOTE[caddy]="n/a (not installed)"; return 1; }
-	local d=$TMP/caddy
+	local row=$1 d=$TMP/$1 tls=""
+	command -v caddy >/dev/null || { NOTE[$row]="n/a (not installed)"; return 1; }
 	mkdir -p "$d/home" || return 1
 	pick_port; PROXY_ADDR=$HOST:$PORT
+	[[ $SCHEME == https ]] && tls=$(printf '\n    tls %s %s' "$CERT" "$KEY")
 	# admin off, no automatic HTTPS, storage in $TMP; keep-alive toward the
 	# backend is on by default, its idle pool per host raised like nginx's.
+	# `protocols h1 h2` leaves out HTTP/3, whose UDP listener nobody here
+	# speaks to and the other proxies do not open.
 	cat >"$d/Caddyfile" <<-EOF || return 1
 	{
 	    admin off
 	    auto_https off
 	    storage file_system $d/storage
+	    servers {
+	        protocols h1 h2
+	    }
 	}
-	http://$PROXY_ADDR {
+	$SCHEME://$PROXY_ADDR {$tls
 	    reverse_proxy $BACKEND {
 	        transport http {
 	            keepalive 60s
@@ -574,29 +674,34 @@ start_caddy() {
 	EOF
 	HOME=$d/home XDG_DATA_HOME=$d/home XDG_CONFIG_HOME=$d/home \
 		caddy validate --config "$d/Caddyfile" --adapter caddyfile >"$d/check.log" 2>&1 ||
-		{ cat "$d/check.log" >&2; NOTE[caddy]="n/a (bad config)"; return 1; }
+		{ cat "$d/check.log" >&2; NOTE[$row]="n/a (bad config)"; return 1; }
 	PROXY_LOG=$d/caddy.log
 	start_bg "$PROXY_LOG" env HOME="$d/home" XDG_DATA_HOME="$d/home" XDG_CONFIG_HOME="$d/home" \
 		caddy run --config "$d/Caddyfile" --adapter caddyfile
 	PROXY_PID=$PID
-	wait_http "http://$PROXY_ADDR$URL_PATH" "$PROXY_PID" 20 "$d/caddy.log" ||
-		{ NOTE[caddy]="n/a (did not start)"; return 1; }
+	wait_http "$SCHEME://$PROXY_ADDR$URL_PATH" "$PROXY_PID" 20 "$d/caddy.log" ||
+		{ NOTE[$row]="n/a (did not start)"; return 1; }
 }
 
 # Rounds are interleaved (all targets, then all targets again) so a slow
 # drift in machine load hits every target alike.
 for (( ROUND = 1; ROUND <= ROUNDS; ROUND++ )); do
 	(( ROUNDS == 1 )) || log "=== round $ROUND of $ROUNDS"
-	for name in "${NAMES[@]}"; do
+	for name in "${ROWS[@]}"; do
 		if [[ $name == direct ]]; then
 			bench direct "http://$BACKEND$URL_PATH" "" || NOTE[direct]="n/a (run failed in round $ROUND)"
 			continue
 		fi
+		SCHEME=http; [[ $name == *-tls ]] && SCHEME=https
 		log "$name: starting"
 		PROXY_PID=
-		if "start_$name"; then
-			log "$name: listening on $PROXY_ADDR (pid $PROXY_PID)"
-			if ! bench "$name" "http://$PROXY_ADDR$URL_PATH" "$PROXY_PID"; then
+		if "start_$(row_kind "$name")" "$name"; then
+			log "$name: listening on $SCHEME://$PROXY_ADDR (pid $PROXY_PID)"
+			if [[ $SCHEME == https && -z ${TLSINFO[$name]:-} ]]; then
+				TLSINFO[$name]=$(tls_info "$PROXY_ADDR")
+				log "$name: TLS ${TLSINFO[$name]}"
+			fi
+			if ! bench "$name" "$SCHEME://$PROXY_ADDR$URL_PATH" "$PROXY_PID"; then
 				NOTE[$name]="n/a (run failed in round $ROUND)"
 				log "$name: last lines of $PROXY_LOG:"
 				tail -n 10 "$PROXY_LOG" | sed 's/^/    | /' >&2 || true
@@ -627,12 +732,32 @@ echo "- CPUs: $(nproc) × $(awk -F': ' '/^model name/ { print $2; exit }' /proc/
 echo "- kernel: $(uname -sr)"
 echo "- $(go version 2>/dev/null || echo 'go: not found')"
 echo "- zerodown: $ver_zd"
+if [[ -n $BASE_REF ]] && selected zerodown; then
+	ver_base="n/a (build failed)"
+	(( ZD_BASE_OK )) && ver_base="built from $(git -C "$REPO" rev-parse --short "$BASE_COMMIT")"
+	echo "- zerodown-base: $ver_base (BASE_REF=$BASE_REF)"
+fi
 echo "- haproxy: $(ver haproxy haproxy -v)"
 echo "- nginx: $(ver nginx nginx -v)"
 caddy_go=$(caddy build-info 2>/dev/null | awk '$1 == "go" { print ", built with " $2; exit }' || true)
 echo "- caddy: $(ver caddy caddy version)$caddy_go"
 echo "- wrk: $(first_line wrk -v)"
 echo "- load: wrk -t$THREADS -c$CONNS -d${DUR_S}s --latency (after ${WARM_S}s warm-up), GET $URL_PATH; upstream keep-alive pool $KEEPALIVE"
+if [[ $TLS != 0 ]]; then
+	echo "- TLS: $(first_line openssl version); self-signed ECDSA P-256 certificate; wrk speaks HTTP/1.1 over TLS (no ALPN, so no HTTP/2)"
+	# What each TLS row negotiated: one line when all agree.
+	tls_seen=()
+	for name in "${ROWS[@]}"; do
+		[[ -n ${TLSINFO[$name]:-} ]] && tls_seen+=("$name: ${TLSINFO[$name]}")
+	done
+	if (( ${#tls_seen[@]} )); then
+		if (( $(printf '%s\n' "${tls_seen[@]}" | sed 's/^[^:]*: //' | sort -u | wc -l) == 1 )); then
+			echo "- TLS negotiated: ${tls_seen[0]#*: } (every TLS row)"
+		else
+			echo "- TLS negotiated: $(printf '%s; ' "${tls_seen[@]}" | sed 's/; $//')"
+		fi
+	fi
+fi
 if (( ROUNDS > 1 )); then
 	echo "- rounds: $ROUNDS, interleaved; each row is the round with the median req/s"
 fi
@@ -643,22 +768,41 @@ ratio() { # a b -> a/b as "0.97x", or "–"
 	[[ -n $1 && -n $2 ]] || { echo "–"; return; }
 	awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "–"; else printf "%.2fx", a / b }'
 }
-echo "| name | req/s | p50 ms | p99 ms | proxy CPU µs/req | backend CPU µs/req | errors | req/s vs HAProxy | req/s vs Caddy | p99 vs HAProxy |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-for name in "${NAMES[@]}"; do
+# A TLS row is compared with the TLS rows of HAProxy, Caddy and zerodown-base;
+# a plain row with the plain ones.
+head="| name | req/s | p50 ms | p99 ms | proxy CPU µs/req | backend CPU µs/req | errors | req/s vs HAProxy | req/s vs Caddy | p99 vs HAProxy |"
+rule="| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+empty="| | | | | | | | |"
+if [[ -n $BASE_REF ]]; then
+	head+=" req/s vs base | CPU vs base |"
+	rule+=" ---: | ---: |"
+	empty+=" | |"
+fi
+echo "$head"
+echo "$rule"
+for name in "${ROWS[@]}"; do
 	if [[ -z ${RPS[$name]:-} ]]; then
-		echo "| $name | ${NOTE[$name]:-n/a} | | | | | | | | |"
+		echo "| $name | ${NOTE[$name]:-n/a} $empty"
 		continue
 	fi
-	printf '| %s | %.0f | %.2f | %.2f | %s | %s | %s | %s | %s | %s |\n' \
+	sfx=; [[ $name == *-tls ]] && sfx=-tls
+	line=$(printf '| %s | %.0f | %.2f | %.2f | %s | %s | %s | %s | %s | %s |' \
 		"$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" \
 		"${PCPU[$name]:-–}" "${BCPU[$name]}" "${ERRS[$name]}" \
-		"$(ratio "${RPS[$name]}" "${RPS[haproxy]:-}")" \
-		"$(ratio "${RPS[$name]}" "${RPS[caddy]:-}")" \
-		"$(ratio "${P99[$name]}" "${P99[haproxy]:-}")"
+		"$(ratio "${RPS[$name]}" "${RPS[haproxy$sfx]:-}")" \
+		"$(ratio "${RPS[$name]}" "${RPS[caddy$sfx]:-}")" \
+		"$(ratio "${P99[$name]}" "${P99[haproxy$sfx]:-}")")
+	if [[ -n $BASE_REF ]]; then
+		if [[ $name == zerodown || $name == zerodown-tls ]]; then
+			line+=" $(ratio "${RPS[$name]}" "${RPS[zerodown-base$sfx]:-}") | $(ratio "${PCPU[$name]:-}" "${PCPU[zerodown-base$sfx]:-}") |"
+		else
+			line+=" – | – |"
+		fi
+	fi
+	echo "$line"
 done
 notes=()
-for name in "${NAMES[@]}"; do
+for name in "${ROWS[@]}"; do
 	[[ -n ${RPS[$name]:-} ]] || continue
 	[[ -n ${NOTE[$name]:-} ]] && notes+=("$name: ${NOTE[$name]}")
 	[[ -n ${SPREAD[$name]:-} ]] && notes+=("$name: ${SPREAD[$name]}")
