@@ -25,7 +25,7 @@ func (s *Server) connCap(configured int) int {
 		fit = 1
 	}
 	if fit < configured {
-		s.log.Warn("client.max_conns lowered to fit the open-files limit",
+		s.log.Info("client.max_conns lowered to fit the open-files limit",
 			"configured", configured, "max_conns", fit, "open_files_limit", limit)
 		return fit
 	}

@@ -215,6 +215,9 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, p *pool, t *ta
 	if err == nil && body.stream != nil {
 		// A body too large to hold is streamed while the answer is awaited,
 		// so an early answer (a 413, a 401) is seen and relayed at once.
+		if b, ok := r.Body.(*h1Body); ok {
+			b.sendContinue()
+		}
 		x.bodyDone = make(chan error, 1)
 		go func() { x.bodyDone <- writeStreamBody(c, body) }()
 	}

@@ -488,12 +488,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
-	if b.expectContinue {
-		b.expectContinue = false
-		if _, err := b.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n"); err == nil {
-			_ = b.c.bw.Flush()
-		}
-	}
+	b.sendContinue()
 	if b.chunked {
 		b.deadline()
 		n, err := b.cr.Read(p)
@@ -520,6 +515,18 @@ func (b *h1Body) Read(p []byte) (int, error) {
 }
 
 func (b *h1Body) Close() error { return nil }
+
+// sendContinue answers Expect: 100-continue, once. The proxy calls it
+// before a body is streamed from another goroutine, so the interim answer
+// is never written while the final one is.
+func (b *h1Body) sendContinue() {
+	if b.expectContinue {
+		b.expectContinue = false
+		if _, err := b.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n"); err == nil {
+			_ = b.c.bw.Flush()
+		}
+	}
+}
 
 // deadline bounds a pause in the body by the header timeout when nothing is
 // buffered, so a client trickling a body cannot hold a connection forever.

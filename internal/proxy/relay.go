@@ -111,17 +111,33 @@ func (h *handler) relay(x *exchange) (outcome, int, error) {
 	// The head is in: from now on only a client that goes away stops the
 	// exchange, however long the body takes.
 	wb.deadline.Store(0)
-	early := x.sendErr != nil
-	if bodyErr := x.stopBody(); bodyErr != nil {
-		var cbe clientBodyError
-		if errors.As(bodyErr, &cbe) {
-			h.closeConn(t, c)
-			if errors.Is(bodyErr, errBodyTooLarge) {
-				return done, h.fail(w, p, t, http.StatusRequestEntityTooLarge, bodyErr), nil
+	early := false
+	if x.bodyDone != nil {
+		select {
+		case bodyErr := <-x.bodyDone:
+			x.bodyDone = nil
+			var cbe clientBodyError
+			if errors.As(bodyErr, &cbe) {
+				// The client's body broke off before the answer came; the
+				// target answered a request it did not get whole.
+				h.closeConn(t, c)
+				if errors.Is(bodyErr, errBodyTooLarge) {
+					return done, h.fail(w, p, t, http.StatusRequestEntityTooLarge, bodyErr), nil
+				}
+				return done, h.fail(w, p, t, http.StatusBadRequest, bodyErr), nil
 			}
-			return done, h.fail(w, p, t, http.StatusBadRequest, bodyErr), nil
+			if bodyErr != nil {
+				x.sendErr = bodyErr
+			}
+		default:
+			// An answer while the body is still being sent: an early answer
+			// (413, 401) or a target that answers as it reads (an echo).
+			// The body goes on streaming while the answer is relayed, as
+			// HAProxy does, and is stopped once the answer is complete. The
+			// client is told the connection ends with this answer: its
+			// body may not be read to the end.
+			early = true
 		}
-		early = true
 	}
 	hd := &c.head
 	out := w.Header()
@@ -148,19 +164,15 @@ func (h *handler) relay(x *exchange) (outcome, int, error) {
 		out["Date"] = nil
 	}
 	if early {
-		// The target answered before it had the whole body; the rest of
-		// the body may still be on its way from the client, so neither
-		// connection can carry another request (HAProxy and nginx do the
-		// same).
 		out["Connection"] = connectionClose
 	}
 	// Once finish hands the connection back, another request may reuse its
 	// head: copy what is needed first.
 	status, contentLength, chunked := hd.Status, hd.ContentLength, hd.Chunked
-	reusable := !hd.Close && !early
+	reusable := !hd.Close && x.sendErr == nil
 	w.WriteHeader(status)
 	if !h1.BodyAllowed(r.Method, status) {
-		h.finish(t, c, p, wb, !reusable)
+		h.finish(t, c, p, wb, !x.bodyComplete() || !reusable)
 		return done, status, nil
 	}
 	var err error
@@ -177,17 +189,26 @@ func (h *handler) relay(x *exchange) (outcome, int, error) {
 	}
 	if err != nil {
 		h.closeConn(t, c)
+		_ = x.stopBody()
 		if r.Context().Err() != nil {
 			return done, statusClientGone, nil
 		}
 		t.errors.Add(1)
 		return respWrote, status, err
 	}
-	h.finish(t, c, p, wb, !reusable)
+	h.finish(t, c, p, wb, !x.bodyComplete() || !reusable)
 	return done, status, nil
 }
 
 var connectionClose = []string{"close"}
+
+// bodyComplete stops a body still streaming once the answer is complete,
+// and reports whether the target got all of it: only then can the
+// connection carry another request. A body cut short also leaves the
+// client's connection unusable; the server closes it after the answer.
+func (x *exchange) bodyComplete() bool {
+	return x.stopBody() == nil
+}
 
 // finish returns c to the idle pool only when it is provably clean: the
 // answer was framed and read to its end, the target asked for nothing
