@@ -368,7 +368,22 @@ func (c *h1Conn) close() {
 	c.srv.mu.Lock()
 	delete(c.srv.conns, c)
 	c.srv.mu.Unlock()
-	c.srv.releaseSlots()
+	if !c.hijacked {
+		c.srv.releaseSlots()
+	}
+}
+
+// slotConn gives a connection's slot back when it is closed.
+type slotConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *slotConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
 
 func (c *h1Conn) serve() {
@@ -389,6 +404,12 @@ func (c *h1Conn) serve() {
 				_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))
 				c.replyError(http.StatusRequestTimeout, "request head not received in time")
 			}
+			return
+		}
+		if c.headLate.Load() {
+			// The head was complete just as the watchdog woke the reader:
+			// the connection's read deadline is gone, so end it as late.
+			c.replyError(http.StatusRequestTimeout, "request head not received in time")
 			return
 		}
 		c.setPhase(phaseBusy)
@@ -717,7 +738,10 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.c.hijacked = true
 	w.c.setPhase(phaseHijacked)
 	_ = w.c.conn.SetDeadline(time.Time{})
-	return w.c.conn, bufio.NewReadWriter(w.c.br, w.c.bw), nil
+	// The connection keeps its slot under the caps until the tunnel
+	// closes it.
+	conn := &slotConn{Conn: w.c.conn, release: w.c.srv.releaseSlots}
+	return conn, bufio.NewReadWriter(w.c.br, w.c.bw), nil
 }
 
 // finish ends the response: the last chunk, or a check that the declared
