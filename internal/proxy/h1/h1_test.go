@@ -56,6 +56,10 @@ func TestReadRequest(t *testing.T) {
 		{"space in target", "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400, 0, false, ""},
 		{"control in target", "GET /a\x01b HTTP/1.1\r\nHost: a\r\n\r\n", 400, 0, false, ""},
 		{"bad method", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400, 0, false, ""},
+		{"authority form without CONNECT", "GET h:443 HTTP/1.1\r\nHost: h\r\n\r\n", 400, 0, false, ""},
+		{"star without OPTIONS", "GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400, 0, false, ""},
+		{"other scheme", "GET ftp://h/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, 0, false, ""},
+		{"scheme without slashes", "GET http:x HTTP/1.1\r\nHost: h\r\n\r\n", 400, 0, false, ""},
 		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, 0, false, ""},
 	}
 	for _, c := range cases {

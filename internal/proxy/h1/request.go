@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // Limits bound what one request head may cost.
@@ -98,7 +99,7 @@ func ReadRequest(br *bufio.Reader, lim Limits, req *http.Request) (Framing, erro
 	req.Proto = string(proto)
 	req.ProtoMajor, req.ProtoMinor = 1, minor
 	req.RequestURI = target
-	if req.URL, err = url.ParseRequestURI(target); err != nil {
+	if req.URL, err = url.ParseRequestURI(target); err != nil || !targetForm(req.Method, target, req.URL) {
 		return fr, badHead(http.StatusBadRequest, "malformed request target")
 	}
 	h := req.Header
@@ -217,4 +218,21 @@ func WantsClose(minor int, connection []string) bool {
 		return closeTok || !keepTok
 	}
 	return closeTok
+}
+
+// targetForm reports whether target has a form RFC 9112 section 3.2 allows
+// for method: origin form ("/path"), absolute form ("http://host/path"),
+// "*" for OPTIONS, and authority form ("host:port") for CONNECT only.
+// Anything else would be read one way here and another way by the target.
+func targetForm(method, target string, u *url.URL) bool {
+	switch {
+	case target[0] == '/':
+		return true
+	case target == "*":
+		return method == http.MethodOptions
+	case method == http.MethodConnect:
+		return u.Opaque != "" || u.Host != ""
+	}
+	return (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Opaque == "" &&
+		strings.HasPrefix(target[len(u.Scheme):], "://")
 }
