@@ -158,7 +158,7 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, p *pool, t *ta
 	if t.detached.Load() {
 		return repick, 0, nil
 	}
-	now := time.Now()
+	now := p.srv.clock.now()
 	var c *upConn
 	if !fresh {
 		c = t.takeIdle(now, s.idleTimeout)
@@ -190,7 +190,7 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, p *pool, t *ta
 	// From here the watchdog closes the connection if the client goes away
 	// or no response head arrives in time; see watch.
 	wb := &watchBox{ctx: r.Context()}
-	wb.deadline.Store(now.Add(s.responseTimeout).UnixNano())
+	wb.deadline.Store(now + int64(s.responseTimeout))
 	c.watch.Store(wb)
 	sentBefore := c.sent
 	err := writeRequestHead(c, r, body, h.https, upgrade)
@@ -218,8 +218,9 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, p *pool, t *ta
 		if b, ok := r.Body.(*h1Body); ok {
 			b.sendContinue()
 		}
-		x.bodyDone = make(chan error, 1)
-		go func() { x.bodyDone <- writeStreamBody(c, body) }()
+		done := make(chan error, 1)
+		x.bodyDone = done
+		go func() { done <- writeStreamBody(c, body) }()
 	}
 	res, status, err := h.relay(x)
 	if res != done && r.Context().Err() != nil {

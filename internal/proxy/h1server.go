@@ -30,6 +30,7 @@ type h1Server struct {
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 	limits            h1.Limits
+	clock             *coarseClock // nil: real time
 	// slots caps this listener's connections and global all listeners';
 	// nil means no cap. A slot is taken before Accept, so connections over
 	// the cap wait in the kernel's accept queue instead of being taken and
@@ -231,7 +232,7 @@ func (s *h1Server) newConn(c net.Conn) *h1Conn {
 }
 
 func (c *h1Conn) setPhase(p int32) {
-	c.phaseSince.Store(time.Now().UnixNano())
+	c.phaseSince.Store(c.srv.clock.now())
 	c.phase.Store(p)
 }
 

@@ -355,7 +355,7 @@ func (p *pool) detach(addr string) (*target, error) {
 	for t.dispatching.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Microsecond)
 	}
-	t.closeIdle(time.Now(), 0)
+	t.closeIdle(time.Now().UnixNano(), 0)
 	go p.drain(t, gen, cancel)
 	return t, nil
 }
@@ -401,7 +401,7 @@ func (p *pool) drain(t *target, gen uint64, cancel <-chan struct{}) {
 	p.mu.Lock()
 	if t.generation.Load() == gen {
 		t.setState(stateUnused)
-		t.closeIdle(time.Now(), 0)
+		t.closeIdle(time.Now().UnixNano(), 0)
 		p.srv.log.Info("target drained", "pool", p.name, "target", t.addr, "took", time.Since(start).Round(time.Millisecond))
 	}
 	p.mu.Unlock()
@@ -491,6 +491,6 @@ func (p *pool) shutdown() {
 	for _, t := range p.targets {
 		p.stopHealth(t)
 		t.generation.Add(1)
-		t.closeIdle(time.Now(), 0)
+		t.closeIdle(time.Now().UnixNano(), 0)
 	}
 }

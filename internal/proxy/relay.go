@@ -143,7 +143,7 @@ func (h *handler) relay(x *exchange) (outcome, int, error) {
 	out := w.Header()
 	vals := make([]string, len(hd.Fields))
 	for i, f := range hd.Fields {
-		if h1.HopByHop[f.Key] {
+		if h1.HopByHop(f.Key) {
 			continue
 		}
 		vals[i] = f.Value
@@ -220,7 +220,7 @@ func (h *handler) finish(t *target, c *upConn, p *pool, wb *watchBox, closeIt bo
 		h.closeConn(t, c)
 		return
 	}
-	t.putIdle(c, time.Now(), p.settings().maxIdle)
+	t.putIdle(c, p.srv.clock.now(), p.settings().maxIdle)
 }
 
 // copyLength copies exactly n body bytes from the target's buffer to w,

@@ -84,7 +84,7 @@ func writeRequestHead(c *upConn, r *http.Request, body *reqBody, https, upgrade 
 		}
 	}
 	for k, vv := range r.Header {
-		if h1.HopByHop[k] || skipRequestHeader[k] {
+		if h1.HopByHop(k) || skipRequestHeader(k) {
 			continue
 		}
 		if len(dropped) > 0 && listed(dropped, k) {
@@ -132,12 +132,13 @@ func writeRequestHead(c *upConn, r *http.Request, body *reqBody, https, upgrade 
 	return err
 }
 
-// skipRequestHeader are headers writeRequestHead writes itself.
-var skipRequestHeader = map[string]bool{
-	"Host":              true,
-	"Content-Length":    true,
-	"X-Forwarded-For":   true,
-	"X-Forwarded-Proto": true,
+// skipRequestHeader reports the headers writeRequestHead writes itself.
+func skipRequestHeader(key string) bool {
+	switch key {
+	case "Host", "Content-Length", "X-Forwarded-For", "X-Forwarded-Proto":
+		return true
+	}
+	return false
 }
 
 func listed(tokens []string, key string) bool {

@@ -45,6 +45,7 @@ type Server struct {
 
 	// conns caps client connections over all listeners (client.max_conns).
 	conns connSlots
+	clock *coarseClock
 
 	mu        sync.Mutex // serialises Start, Reload, Shutdown and state saves
 	cfg       *config.LB
@@ -105,6 +106,7 @@ func New(cfg *config.LB, opts Options) (*Server, error) {
 	s.metrics = newMetrics(s)
 	s.maxBodyV.Store(int64(cfg.Client.MaxBodyBytes))
 	s.conns = newConnSlots(s.connCap(cfg.Client.MaxConns))
+	s.clock = newCoarseClock()
 	token, err := s.loadToken(cfg)
 	if err != nil {
 		return nil, err
@@ -251,6 +253,7 @@ func (s *Server) Start(ctx context.Context) error {
 	go func() { _ = s.admin.Serve(adminLn) }()
 	s.stopWatch = make(chan struct{})
 	go s.watchdog(s.stopWatch)
+	go s.clock.run()
 	s.log.Info("load balancer started", "listeners", s.ListenerAddrs(), "admin", adminLn.Addr().String())
 	return nil
 }
@@ -328,6 +331,7 @@ func (s *Server) openListener(lc config.Listener, pm *poolMap) (*listener, error
 			limits.MaxHeaderBytes = h1.DefaultMaxHeaderBytes
 		}
 		l.h1 = newH1Server(l.handler, s.log, time.Duration(c.ReadHeaderTimeout), time.Duration(c.IdleTimeout), limits, newConnSlots(lc.MaxConns), s.conns)
+		l.h1.clock = s.clock
 		return l, nil
 	}
 	// net/http serves HTTPS; the caps apply to it through the listener.
@@ -684,6 +688,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.stopWatch != nil {
 		close(s.stopWatch)
 	}
+	s.clock.close()
 	if s.admin != nil {
 		actx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = s.admin.Shutdown(actx)

@@ -112,7 +112,7 @@ func (t *target) setState(s targetState) bool {
 
 // takeIdle returns a pooled connection that is still within the idle
 // timeout, closing the expired ones it meets.
-func (t *target) takeIdle(now time.Time, idleTimeout time.Duration) *upConn {
+func (t *target) takeIdle(now int64, idleTimeout time.Duration) *upConn {
 	t.mu.Lock()
 	for n := len(t.idle); n > 0; n = len(t.idle) {
 		c := t.idle[n-1]
@@ -122,8 +122,8 @@ func (t *target) takeIdle(now time.Time, idleTimeout time.Duration) *upConn {
 		// that closed it would fail the request, and one that sent bytes
 		// nobody asked for (a body after a HEAD answer, bytes past its
 		// length) would have them read as the next client's answer.
-		idle := now.Sub(c.idleSince)
-		if idle < idleTimeout && peerOf(c.conn) == peerQuiet {
+		idle := time.Duration(now - c.idleSince)
+		if idle < idleTimeout && c.peekIdle() == peerQuiet {
 			t.mu.Unlock()
 			return c
 		}
@@ -138,7 +138,7 @@ func (t *target) takeIdle(now time.Time, idleTimeout time.Duration) *upConn {
 
 // putIdle keeps c for reuse unless the target is detached or the pool of
 // idle connections is full.
-func (t *target) putIdle(c *upConn, now time.Time, maxIdle int) {
+func (t *target) putIdle(c *upConn, now int64, maxIdle int) {
 	t.mu.Lock()
 	if t.detached.Load() || len(t.idle) >= maxIdle {
 		delete(t.conns, c)
@@ -165,12 +165,12 @@ func (t *target) forget(c *upConn) {
 
 // closeIdle closes idle connections; with olderThan > 0 only those idle for
 // longer.
-func (t *target) closeIdle(now time.Time, olderThan time.Duration) {
+func (t *target) closeIdle(now int64, olderThan time.Duration) {
 	t.mu.Lock()
 	keep := t.idle[:0]
 	var closing []*upConn
 	for _, c := range t.idle {
-		if olderThan > 0 && now.Sub(c.idleSince) < olderThan {
+		if olderThan > 0 && time.Duration(now-c.idleSince) < olderThan {
 			keep = append(keep, c)
 			continue
 		}

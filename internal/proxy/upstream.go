@@ -5,7 +5,6 @@ import (
 	"context"
 	"net"
 	"sync/atomic"
-	"time"
 
 	"github.com/zerodown/zerodown/internal/proxy/h1"
 )
@@ -16,9 +15,10 @@ import (
 // request, which is most of the cost of httputil.ReverseProxy.
 type upConn struct {
 	conn      net.Conn
+	fd        int // conn's descriptor for peekIdle; -1 when unknown
 	br        *bufio.Reader
 	bw        *bufio.Writer
-	idleSince time.Time
+	idleSince int64 // Unix nanoseconds
 	uses      int
 	cut       atomic.Bool // closed because the deregistration delay ran out
 	// watch is set while a request uses the connection; see watchBox.
@@ -37,6 +37,7 @@ const (
 func newUpConn(c net.Conn) *upConn {
 	uc := &upConn{
 		conn: c,
+		fd:   upstreamFD(c),
 		br:   bufio.NewReaderSize(c, upReadBuffer),
 	}
 	uc.bw = bufio.NewWriterSize(uc, upWriteBuffer)

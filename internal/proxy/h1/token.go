@@ -197,17 +197,14 @@ func TrimOWS[T ~string | ~[]byte](s T) T {
 	return s
 }
 
-// HopByHop lists headers that belong to one connection and are never
-// forwarded (RFC 9110 section 7.6.1), plus the framing headers the proxy
-// writes itself: Content-Length and Host are rebuilt, never passed on.
-var HopByHop = map[string]bool{
-	"Connection":          true,
-	"Proxy-Connection":    true,
-	"Keep-Alive":          true,
-	"Proxy-Authenticate":  true,
-	"Proxy-Authorization": true,
-	"Te":                  true,
-	"Trailer":             true,
-	"Transfer-Encoding":   true,
-	"Upgrade":             true,
+// HopByHop reports whether a canonical header name belongs to one
+// connection and is never forwarded (RFC 9110 section 7.6.1). A switch,
+// not a map: it runs for every header of every message.
+func HopByHop(key string) bool {
+	switch key {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
 }
