@@ -182,15 +182,7 @@ func (v *validator) agent(cfg *Agent) {
 	case strings.ContainsFunc(cfg.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }):
 		v.errorf(c.key("", "token"), "contains spaces or control characters")
 	}
-	if cfg.TLS != nil {
-		tp := c.key("", "tls")
-		if cfg.TLS.Cert == "" {
-			v.errorf(c.key(tp, "cert"), "required when tls is set")
-		}
-		if cfg.TLS.Key == "" {
-			v.errorf(c.key(tp, "key"), "required when tls is set")
-		}
-	}
+	v.tls(c.key("", "tls"), cfg.TLS)
 	if cfg.Root == "" {
 		v.errorf(c.key("", "root"), "required: the directory for releases, such as /var/lib/zerodown/hello")
 	}

@@ -111,15 +111,7 @@ func (v *validator) listeners() {
 		} else {
 			addrs.add(norm, lp)
 		}
-		if l.TLS != nil {
-			tp := c.key(lp, "tls")
-			if l.TLS.Cert == "" {
-				v.errorf(c.key(tp, "cert"), "required when tls is set")
-			}
-			if l.TLS.Key == "" {
-				v.errorf(c.key(tp, "key"), "required when tls is set")
-			}
-		}
+		v.tls(c.key(lp, "tls"), l.TLS)
 		rsp := c.key(lp, "routes")
 		if len(l.Routes) == 0 {
 			v.errorf(rsp, "at least one route is required")
@@ -189,17 +181,22 @@ func (v *validator) admin() {
 		// The token would cross the network in the clear.
 		v.errorf(ap, "%s is reachable beyond this machine: set tls (cert and key), or allow_plaintext: true if the network is private", a.Address)
 	}
-	if a.TLS != nil {
-		tp := c.key("admin", "tls")
-		if a.TLS.Cert == "" {
-			v.errorf(c.key(tp, "cert"), "required when tls is set")
-		}
-		if a.TLS.Key == "" {
-			v.errorf(c.key(tp, "key"), "required when tls is set")
-		}
-	}
+	v.tls(c.key("admin", "tls"), a.TLS)
 	if a.Token != "" && a.TokenFile != "" {
 		v.errorf(c.key("admin", "token_file"), "token and token_file are both set; use one")
+	}
+}
+
+// tls checks a tls block at path: both files are required once it is set.
+func (v *validator) tls(path string, t *TLS) {
+	if t == nil {
+		return
+	}
+	if t.Cert == "" {
+		v.errorf(v.c.key(path, "cert"), "required when tls is set")
+	}
+	if t.Key == "" {
+		v.errorf(v.c.key(path, "key"), "required when tls is set")
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zerodown/zerodown/internal/proctest"
 )
 
 // TestAcceptSurvivesEMFILE: running out of file descriptors stops accepting
@@ -23,7 +25,7 @@ import (
 func TestAcceptSurvivesEMFILE(t *testing.T) {
 	b := newScriptedBackend(t, func(r rawRequest) script { return script{parts: []string{okFor(r)}} })
 	cfg := testConfig(t, b.addr())
-	logs := &syncBuffer{}
+	logs := &proctest.Buffer{}
 	srv, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)

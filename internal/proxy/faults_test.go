@@ -385,36 +385,10 @@ func TestClientGoneDoesNotPoisonPool(t *testing.T) {
 // TestLengthBesideChunkedIsDropped: a target that sends Content-Length next
 // to chunked framing is read as chunked, and the length is not passed on.
 func TestLengthBesideChunkedIsDropped(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
-				}
-			}()
-		}
-	}()
-	cfg := testConfig(t, ln.Addr().String())
-	cfg.Pools["app"].Health.Path = "/"
-	srv, url := startServer(t, cfg)
-	eventually(t, 2*time.Second, "healthy", func() bool { return stateOf(srv, "app", ln.Addr().String()) == "healthy" })
-	code, body := get(t, http.DefaultClient, url+"/")
+	_, _, addr := startScripted(t, func(r rawRequest) script {
+		return script{parts: []string{"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"}}
+	})
+	code, body := get(t, http.DefaultClient, "http://"+addr+"/")
 	if code != 200 || body != "hello" {
 		t.Fatalf("got %d %q", code, body)
 	}

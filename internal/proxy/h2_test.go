@@ -3,15 +3,11 @@ package proxy
 import (
 	"bytes"
 	"crypto/tls"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
-
-	"github.com/zerodown/zerodown/internal/config"
 )
 
 // h2Exchange sends one HTTP/2 request with exactly the header fields given
@@ -74,11 +70,7 @@ func h2Exchange(t *testing.T, addr string, fields [][2]string) string {
 func TestH2RequestsValidated(t *testing.T) {
 	b := newScriptedBackend(t, func(r rawRequest) script { return script{parts: []string{okFor(r)}} })
 	cfg := testConfig(t, b.addr())
-	dir := t.TempDir()
-	certPEM, keyPEM := selfSigned(t)
-	cfg.Listeners[0].TLS = &config.TLS{Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")}
-	os.WriteFile(cfg.Listeners[0].TLS.Cert, certPEM, 0o600)
-	os.WriteFile(cfg.Listeners[0].TLS.Key, keyPEM, 0o600)
+	withTLS(t, cfg)
 	srv, _ := startServer(t, cfg)
 	eventually(t, 2*time.Second, "healthy", func() bool { return stateOf(srv, "app", b.addr()) == "healthy" })
 	addr := srv.ListenerAddrs()[0]

@@ -3,17 +3,10 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"encoding/xml"
 	"errors"
 	"io"
 	"maps"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,8 +18,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/zerodown/zerodown/internal/config"
 )
 
 // h2specInstall is how CI and developers get the conformance checker.
@@ -71,9 +62,8 @@ func TestH2spec(t *testing.T) {
 	t.Cleanup(backend.Close)
 
 	dir := t.TempDir()
-	certFile, keyFile := writeSelfSignedCert(t, dir)
 	cfg := testConfig(t, hostPort(backend.URL))
-	cfg.Listeners[0].TLS = &config.TLS{Cert: certFile, Key: keyFile}
+	withTLS(t, cfg)
 	srv, _ := startServer(t, cfg)
 	eventually(t, 5*time.Second, "backend healthy", func() bool {
 		return stateOf(srv, "app", hostPort(backend.URL)) == "healthy"
@@ -228,40 +218,4 @@ func readH2specReport(path string) ([]h2specCase, error) {
 		}
 	}
 	return cases, nil
-}
-
-// writeSelfSignedCert writes a certificate for 127.0.0.1 and its key as PEM
-// files into dir.
-func writeSelfSignedCert(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -134,3 +136,20 @@ func adminCall(t *testing.T, srv *Server, method, path, token, body string) (int
 func hostPort(url string) string { return strings.TrimPrefix(url, "http://") }
 
 var _ = fmt.Sprintf
+
+// withTLS makes cfg's first listener HTTPS with a fresh self-signed
+// certificate for 127.0.0.1 and returns the certificate.
+func withTLS(t *testing.T, cfg *config.LB) (certPEM []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSigned(t)
+	tc := &config.TLS{Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")}
+	if err := os.WriteFile(tc.Cert, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tc.Key, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listeners[0].TLS = tc
+	return certPEM
+}

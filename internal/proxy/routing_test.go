@@ -12,8 +12,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -148,11 +146,7 @@ func TestSmoothSequence(t *testing.T) {
 func TestHTTPSListener(t *testing.T) {
 	a := backend(t, "a")
 	cfg := testConfig(t, hostPort(a.URL))
-	dir := t.TempDir()
-	certPEM, keyPEM := selfSigned(t)
-	cfg.Listeners[0].TLS = &config.TLS{Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")}
-	os.WriteFile(cfg.Listeners[0].TLS.Cert, certPEM, 0o600)
-	os.WriteFile(cfg.Listeners[0].TLS.Key, keyPEM, 0o600)
+	certPEM := withTLS(t, cfg)
 	srv, url := startServer(t, cfg)
 	eventually(t, 2*time.Second, "healthy", func() bool { return stateOf(srv, "app", hostPort(a.URL)) == "healthy" })
 	pool := x509.NewCertPool()

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/zerodown/zerodown/internal/proctest"
 )
 
 var helloBin string
@@ -58,7 +60,7 @@ type streamSpec struct {
 type backend struct {
 	name string
 	// run starts the backend listening on addr (127.0.0.1:port).
-	run func(t *testing.T, addr string) *proc
+	run func(t *testing.T, addr string) *proctest.Proc
 
 	getPath string
 	wantGet []byte
@@ -126,9 +128,9 @@ var backends = []*backend{
 	},
 	{
 		name: "node",
-		run: func(t *testing.T, addr string) *proc {
+		run: func(t *testing.T, addr string) *proctest.Proc {
 			node := program(t, "nodejs", "/usr/bin/node", "node", "nodejs")
-			return start(t, "node", node, script(t, "node-server.js"), port(addr))
+			return proctest.Start(t, "node", node, script(t, "node-server.js"), port(addr))
 		},
 		getPath:  "/hello",
 		wantGet:  []byte("hello from node\n"),
@@ -139,9 +141,9 @@ var backends = []*backend{
 	},
 	{
 		name: "python",
-		run: func(t *testing.T, addr string) *proc {
+		run: func(t *testing.T, addr string) *proctest.Proc {
 			python := program(t, "python3", "/usr/bin/python3", "python3")
-			return start(t, "python", python, script(t, "python-server.py"), port(addr))
+			return proctest.Start(t, "python", python, script(t, "python-server.py"), port(addr))
 		},
 		getPath:  "/hello",
 		wantGet:  []byte("hello from python\n"),
@@ -152,8 +154,8 @@ var backends = []*backend{
 	},
 	{
 		name: "hello",
-		run: func(t *testing.T, addr string) *proc {
-			return start(t, "hello", helloBin, "--listen", addr, "--name", "zoo", "--version", "v1")
+		run: func(t *testing.T, addr string) *proctest.Proc {
+			return proctest.Start(t, "hello", helloBin, "--listen", addr, "--name", "zoo", "--version", "v1")
 		},
 		getPath:  "/",
 		wantGet:  []byte("hello from zoo version v1\n"),
@@ -192,7 +194,7 @@ func TestBackends(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			addr := freeAddr(t)
+			addr := proctest.FreeAddr(t)
 			p := b.run(t, addr)
 			waitReady(t, p, addr)
 			c := &cell{
@@ -213,7 +215,7 @@ func TestBackends(t *testing.T) {
 
 // runNginx starts nginx in the foreground with a config and files in a
 // temporary directory.
-func runNginx(t *testing.T, addr string) *proc {
+func runNginx(t *testing.T, addr string) *proctest.Proc {
 	nginx := program(t, "nginx-light", "/usr/sbin/nginx", "nginx")
 	dir := t.TempDir()
 	for _, d := range []string{"www/dav", "tmp"} {
@@ -245,7 +247,7 @@ func runNginx(t *testing.T, addr string) *proc {
 			t.Logf("--- nginx error.log ---\n%s", log)
 		}
 	})
-	return start(t, "nginx", nginx, "-p", dir, "-c", confPath)
+	return proctest.Start(t, "nginx", nginx, "-p", dir, "-c", confPath)
 }
 
 // script returns the absolute path of a file in testdata.

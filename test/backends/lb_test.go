@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/proctest"
+
 	"github.com/zerodown/zerodown/internal/config"
 	"github.com/zerodown/zerodown/internal/proxy"
 )
@@ -49,7 +51,7 @@ func startLB(t *testing.T, target string) string {
 	path := filepath.Join(dir, "lb.yaml")
 	// The config wants real ports; ports picked free can be taken by another
 	// process before the lb binds them, which fails Start clearly.
-	yaml := fmt.Sprintf(lbYAML, freeAddr(t), freeAddr(t), adminToken, filepath.Join(dir, "lb-state.json"), target)
+	yaml := fmt.Sprintf(lbYAML, proctest.FreeAddr(t), proctest.FreeAddr(t), adminToken, filepath.Join(dir, "lb-state.json"), target)
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +59,7 @@ func startLB(t *testing.T, target string) string {
 	if err != nil {
 		t.Fatalf("load %s: %v", path, err)
 	}
-	logs := &lockedBuffer{}
+	logs := &proctest.Buffer{}
 	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)

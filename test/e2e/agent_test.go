@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/proctest"
+
 	"github.com/zerodown/zerodown/internal/agent"
 	"github.com/zerodown/zerodown/internal/host"
 )
@@ -33,7 +35,7 @@ type agentFixture struct {
 	app     string
 	port    int
 	token   string
-	proc    *proc
+	proc    *proctest.Proc
 	client  *agent.Client
 }
 
@@ -55,8 +57,8 @@ stop: { signal: SIGTERM, timeout: 5s }
 func startAgent(t *testing.T, preflight bool) *agentFixture {
 	t.Helper()
 	dir := t.TempDir()
-	f := &agentFixture{t: t, dir: dir, root: filepath.Join(dir, "root"), cfgPath: filepath.Join(dir, "agent.yaml"), port: freePort(t)}
-	listen := freePort(t)
+	f := &agentFixture{t: t, dir: dir, root: filepath.Join(dir, "root"), cfgPath: filepath.Join(dir, "agent.yaml"), port: proctest.FreePort(t)}
+	listen := proctest.FreePort(t)
 	f.url = fmt.Sprintf("http://127.0.0.1:%d", listen)
 	f.app = fmt.Sprintf("http://127.0.0.1:%d", f.port)
 	cfg := fmt.Sprintf(agentConfigTemplate, listen, f.root, f.port, preflight)
@@ -73,9 +75,9 @@ func startAgent(t *testing.T, preflight bool) *agentFixture {
 func (f *agentFixture) run() {
 	t := f.t
 	t.Helper()
-	f.proc = start(t, "zerodown agent", bin.zerodown, "agent", "--config", f.cfgPath)
+	f.proc = proctest.Start(t, "zerodown agent", bin.zerodown, "agent", "--config", f.cfgPath)
 	tokenPath := filepath.Join(f.root, "agent.token")
-	eventually(t, 10*time.Second, "the generated agent token", func() bool {
+	proctest.Eventually(t, 10*time.Second, "the generated agent token", func() bool {
 		b, err := os.ReadFile(tokenPath)
 		f.token = strings.TrimSpace(string(b))
 		return err == nil && f.token != ""
@@ -85,7 +87,7 @@ func (f *agentFixture) run() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the agent API", func() bool {
+	proctest.Eventually(t, 10*time.Second, "the agent API", func() bool {
 		_, err := f.client.AgentStatus(ctxFor(t, time.Second))
 		return err == nil
 	})
@@ -95,7 +97,7 @@ func (f *agentFixture) run() {
 func (f *agentFixture) settled(within time.Duration) agent.Status {
 	f.t.Helper()
 	var s agent.Status
-	eventually(f.t, within, "the agent to settle", func() bool {
+	proctest.Eventually(f.t, within, "the agent to settle", func() bool {
 		var err error
 		s, err = f.client.AgentStatus(ctxFor(f.t, 2*time.Second))
 		return err == nil && s.Activation == nil
@@ -334,7 +336,7 @@ func TestAgentFailedHealthKeepsV1Serving(t *testing.T) {
 	err := f.client.Activate(ctxFor(t, time.Minute), "v2")
 	count := func() int { mu.Lock(); defer mu.Unlock(); return ok }
 	before := count()
-	eventually(t, 5*time.Second, "more answers after the activation", func() bool { return count() > before+10 })
+	proctest.Eventually(t, 5*time.Second, "more answers after the activation", func() bool { return count() > before+10 })
 	close(stop)
 	<-done
 
@@ -359,15 +361,15 @@ func TestAgentRestartKeepsApp(t *testing.T) {
 	}
 	pid := f.settled(5 * time.Second).PID
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
-		f.proc.signal(sig)
-		code := f.proc.wait(t, 10*time.Second)
+		f.proc.Signal(sig)
+		code := f.proc.Wait(t, 10*time.Second)
 		if sig == syscall.SIGTERM && code != 0 {
 			t.Errorf("agent exit code %d after SIGTERM", code)
 		}
 		f.serves("v1") // nobody supervises it right now, and it serves
 		f.run()
 		var s agent.Status
-		eventually(t, 10*time.Second, "the restarted agent to adopt the app", func() bool {
+		proctest.Eventually(t, 10*time.Second, "the restarted agent to adopt the app", func() bool {
 			var err error
 			s, err = f.client.AgentStatus(ctxFor(t, 2*time.Second))
 			return err == nil && s.Activation == nil && s.Healthy
@@ -418,7 +420,7 @@ func TestAgentKilledMidActivation(t *testing.T) {
 				t.Fatal(err)
 			}
 			go func() { _ = f.client.Activate(ctxFor(t, time.Minute), "v2") }()
-			eventually(t, 10*time.Second, "the activation to reach "+tt.phase, func() bool {
+			proctest.Eventually(t, 10*time.Second, "the activation to reach "+tt.phase, func() bool {
 				s, err := f.client.AgentStatus(ctxFor(t, time.Second))
 				return err == nil && s.Activation != nil && s.Activation.Phase == tt.phase
 			})
@@ -428,8 +430,8 @@ func TestAgentKilledMidActivation(t *testing.T) {
 				_ = json.Unmarshal(rec, &r)
 				preflightPid = r.PID
 			}
-			f.proc.signal(syscall.SIGKILL)
-			f.proc.wait(t, 10*time.Second)
+			f.proc.Signal(syscall.SIGKILL)
+			f.proc.Wait(t, 10*time.Second)
 			if tt.healthyAfter {
 				if err := os.Remove(unhealthy); err != nil {
 					t.Fatal(err)
@@ -442,7 +444,7 @@ func TestAgentKilledMidActivation(t *testing.T) {
 			if err != nil || link != "releases/"+tt.want || s.Version != tt.want {
 				t.Fatalf("current -> %q (%v), status %+v; want %s", link, err, s, tt.want)
 			}
-			eventually(t, 10*time.Second, tt.want+" to be healthy", func() bool {
+			proctest.Eventually(t, 10*time.Second, tt.want+" to be healthy", func() bool {
 				s, err = f.client.AgentStatus(ctxFor(t, time.Second))
 				return err == nil && s.Healthy && s.PID != 0
 			})

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/zerodown/zerodown/internal/proctest"
 )
 
 var reportLine = regexp.MustCompile(`report: \S+ \(JSON: (\S+)\)`)
@@ -27,13 +29,13 @@ type demoReport struct {
 // runDemo runs `zerodown demo` to completion and returns its verifier report.
 func runDemo(t *testing.T, args ...string) demoReport {
 	t.Helper()
-	p := start(t, "zerodown demo", bin.zerodown, append([]string{"demo", "--app", bin.hello, "--rate", "300"}, args...)...)
-	if code := p.wait(t, 3*time.Minute); code != 0 {
-		t.Fatalf("demo %v: exit %d\n%s", args, code, p.out.String())
+	p := proctest.Start(t, "zerodown demo", bin.zerodown, append([]string{"demo", "--app", bin.hello, "--rate", "300"}, args...)...)
+	if code := p.Wait(t, 3*time.Minute); code != 0 {
+		t.Fatalf("demo %v: exit %d\n%s", args, code, p.Output())
 	}
-	m := reportLine.FindStringSubmatch(p.out.String())
+	m := reportLine.FindStringSubmatch(p.Output())
 	if m == nil {
-		t.Fatalf("demo printed no report path:\n%s", p.out.String())
+		t.Fatalf("demo printed no report path:\n%s", p.Output())
 	}
 	data, err := os.ReadFile(m[1])
 	if err != nil {
@@ -44,7 +46,7 @@ func runDemo(t *testing.T, args ...string) demoReport {
 		t.Fatal(err)
 	}
 	if r.Requests.Total < 100 || r.Requests.Failed != 0 || r.Requests.Dropped != 0 || !r.Pass {
-		t.Fatalf("demo %v: %+v\n%s", args, r.Requests, p.out.String())
+		t.Fatalf("demo %v: %+v\n%s", args, r.Requests, p.Output())
 	}
 	return r
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/proctest"
+
 	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/lb/builtin"
 )
@@ -228,16 +230,16 @@ func TestDeployEndToEnd(t *testing.T) {
 
 	t.Run("a concurrent deploy is refused by the lock", func(t *testing.T) {
 		slow := f.config("zerodown-slow.yaml", 1, "bake: 1s")
-		first := start(t, "first deploy", bin.zerodown, "deploy", "staging", "--version", "v4", "--artifact", f.artifact, "-c", slow, "-o", "log")
-		eventually(t, 30*time.Second, "the first deploy to start its first batch", func() bool {
-			return strings.Contains(first.out.String(), "detaching")
+		first := proctest.Start(t, "first deploy", bin.zerodown, "deploy", "staging", "--version", "v4", "--artifact", f.artifact, "-c", slow, "-o", "log")
+		proctest.Eventually(t, 30*time.Second, "the first deploy to start its first batch", func() bool {
+			return strings.Contains(first.Output(), "detaching")
 		})
 		out, code := f.zerodown("deploy", "staging", "--version", "v5", "--artifact", f.artifact, "-c", good, "-o", "log")
 		if code != 1 || !strings.Contains(out, "environment staging is locked by") || !strings.Contains(out, "since") {
 			t.Fatalf("second deploy: exit %d\n%s", code, out)
 		}
-		if code := first.wait(t, 2*time.Minute); code != 0 {
-			t.Fatalf("first deploy: exit %d\n%s", code, first.out.String())
+		if code := first.Wait(t, 2*time.Minute); code != 0 {
+			t.Fatalf("first deploy: exit %d\n%s", code, first.Output())
 		}
 		f.onVersion(all, "v4")
 		checkLoad("v2 → v4")
@@ -262,7 +264,7 @@ func TestDeployEndToEnd(t *testing.T) {
 				}
 			}()
 		}
-		eventually(t, 5*time.Second, "long requests in flight", func() bool {
+		proctest.Eventually(t, 5*time.Second, "long requests in flight", func() bool {
 			return f.lb.target(t, fmt.Sprintf("127.0.0.1:%d", f.agents[0].port)).InFlight > 0
 		})
 		cmd := exec.Command(bin.zerodown, "deploy", "staging", "--version", "v5", "--artifact", f.artifact, "-c", good, "-o", "json")

@@ -12,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/proctest"
+
 	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/lb/builtin"
 )
 
 type lbFixture struct {
-	proc    *proc
+	proc    *proctest.Proc
 	url     string
 	admin   string
 	token   string
@@ -46,8 +48,8 @@ pools:
 func startLB(t *testing.T, dir string, targets ...string) *lbFixture {
 	t.Helper()
 	f := &lbFixture{dir: dir, cfgPath: filepath.Join(dir, "lb.yaml")}
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	listen := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
+	admin := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 	cfg := fmt.Sprintf(lbConfigTemplate, listen, admin, filepath.Join(dir, "admin.token"),
 		filepath.Join(dir, "state.json"), strings.Join(targets, ", "))
 	if err := os.WriteFile(f.cfgPath, []byte(cfg), 0o644); err != nil {
@@ -60,9 +62,9 @@ func startLB(t *testing.T, dir string, targets ...string) *lbFixture {
 
 func (f *lbFixture) run(t *testing.T) {
 	t.Helper()
-	f.proc = start(t, "zerodown lb", bin.zerodown, "lb", "--config", f.cfgPath)
+	f.proc = proctest.Start(t, "zerodown lb", bin.zerodown, "lb", "--config", f.cfgPath)
 	tokenPath := filepath.Join(f.dir, "admin.token")
-	eventually(t, 10*time.Second, "the generated admin token", func() bool {
+	proctest.Eventually(t, 10*time.Second, "the generated admin token", func() bool {
 		b, err := os.ReadFile(tokenPath)
 		f.token = strings.TrimSpace(string(b))
 		return err == nil && f.token != ""
@@ -72,7 +74,7 @@ func (f *lbFixture) run(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the admin API", func() bool {
+	proctest.Eventually(t, 10*time.Second, "the admin API", func() bool {
 		_, err := f.client.Pools(ctxFor(t, time.Second))
 		return err == nil
 	})
@@ -94,7 +96,7 @@ func (f *lbFixture) target(t *testing.T, addr string) builtin.Target {
 
 func (f *lbFixture) waitState(t *testing.T, addr string, want lb.State, within time.Duration) {
 	t.Helper()
-	eventually(t, within, fmt.Sprintf("%s to be %s", addr, want), func() bool {
+	proctest.Eventually(t, within, fmt.Sprintf("%s to be %s", addr, want), func() bool {
 		return f.target(t, addr).State == want
 	})
 }
@@ -143,7 +145,7 @@ func TestLBZeroDowntime(t *testing.T) {
 			results <- longResult{resp.StatusCode, string(body), err, time.Since(start)}
 		}()
 	}
-	eventually(t, 5*time.Second, "2-second requests in flight on "+a, func() bool {
+	proctest.Eventually(t, 5*time.Second, "2-second requests in flight on "+a, func() bool {
 		return f.target(t, a).InFlight >= 2
 	})
 	ctx := ctxFor(t, 60*time.Second)
@@ -180,17 +182,17 @@ func TestLBZeroDowntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	okBefore := l.ok.Load()
-	eventually(t, 10*time.Second, "traffic on both targets", func() bool {
+	proctest.Eventually(t, 10*time.Second, "traffic on both targets", func() bool {
 		return l.ok.Load() > okBefore+200
 	})
 
 	// SIGKILL a backend under load: requests on its connections are retried
 	// and connection failures take it out at once.
-	procA.signal(syscall.SIGKILL)
-	procA.wait(t, 5*time.Second)
+	procA.Signal(syscall.SIGKILL)
+	procA.Wait(t, 5*time.Second)
 	f.waitState(t, a, lb.StateUnhealthy, 5*time.Second)
 	okAfter := l.ok.Load()
-	eventually(t, 10*time.Second, "load served after the kill", func() bool {
+	proctest.Eventually(t, 10*time.Second, "load served after the kill", func() bool {
 		return l.ok.Load() > okAfter+300
 	})
 	l.finish()
@@ -225,9 +227,9 @@ func TestLBSignals(t *testing.T) {
 	if err := os.WriteFile(f.cfgPath, []byte("listeners: [\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f.proc.signal(syscall.SIGHUP)
-	eventually(t, 5*time.Second, "the refused reload in the log", func() bool {
-		return strings.Contains(f.proc.out.String(), "reload refused")
+	f.proc.Signal(syscall.SIGHUP)
+	proctest.Eventually(t, 5*time.Second, "the refused reload in the log", func() bool {
+		return strings.Contains(f.proc.Output(), "reload refused")
 	})
 	waitHTTP(t, f.url+"/", 200, 5*time.Second)
 
@@ -252,8 +254,8 @@ func TestLBSignals(t *testing.T) {
 	if err := os.WriteFile(f.cfgPath, []byte(reloaded), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f.proc.signal(syscall.SIGHUP)
-	eventually(t, 10*time.Second, "the new route to serve from b", func() bool {
+	f.proc.Signal(syscall.SIGHUP)
+	proctest.Eventually(t, 10*time.Second, "the new route to serve from b", func() bool {
 		code, body := get("/only-b/x")
 		return code == 200 && strings.Contains(body, "version v2")
 	})
@@ -271,7 +273,7 @@ func TestLBSignals(t *testing.T) {
 		}
 		done <- err
 	}()
-	eventually(t, 5*time.Second, "the 1-second request in flight", func() bool {
+	proctest.Eventually(t, 5*time.Second, "the 1-second request in flight", func() bool {
 		p, err := f.client.Pool(ctxFor(t, time.Second), "hello")
 		if err != nil {
 			return false
@@ -282,11 +284,11 @@ func TestLBSignals(t *testing.T) {
 		}
 		return n > 0
 	})
-	f.proc.signal(syscall.SIGTERM)
+	f.proc.Signal(syscall.SIGTERM)
 	if err := <-done; err != nil {
 		t.Fatalf("in-flight request during SIGTERM: %v", err)
 	}
-	if code := f.proc.wait(t, 15*time.Second); code != 0 {
+	if code := f.proc.Wait(t, 15*time.Second); code != 0 {
 		t.Fatalf("zerodown lb exited %d after SIGTERM", code)
 	}
 
@@ -322,11 +324,11 @@ func TestLBBadConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, args := range [][]string{{"lb", "--config", path, "--check"}, {"lb", "--config", path}} {
-				p := start(t, "zerodown lb", bin.zerodown, args...)
-				if code := p.wait(t, 10*time.Second); code != 2 {
-					t.Fatalf("%v: exit %d, want 2; output:\n%s", args, code, p.out.String())
+				p := proctest.Start(t, "zerodown lb", bin.zerodown, args...)
+				if code := p.Wait(t, 10*time.Second); code != 2 {
+					t.Fatalf("%v: exit %d, want 2; output:\n%s", args, code, p.Output())
 				}
-				if out := p.out.String(); !strings.Contains(out, c.want) {
+				if out := p.Output(); !strings.Contains(out, c.want) {
 					t.Fatalf("%v: output lacks %q:\n%s", args, c.want, out)
 				}
 			}
