@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/proctest"
+
 	"github.com/zerodown/zerodown/internal/config"
 	"github.com/zerodown/zerodown/internal/host"
 )
@@ -43,7 +45,7 @@ func TestDeployActivateRollback(t *testing.T) {
 	if strings.Join(names, " ") != "hooks preflight stop switch start health" {
 		t.Errorf("phases %v", names)
 	}
-	eventually(t, 5*time.Second, "v1's process to be gone", func() bool { return !processAlive(r1.PID) })
+	proctest.Eventually(t, 5*time.Second, "v1's process to be gone", func() bool { return !processAlive(r1.PID) })
 	s := f.status()
 	if s.Version != "v2" || s.Previous != "v1" || s.PID != r2.PID || !s.Healthy || s.State != stateRunning || s.Activation != nil || len(s.Releases) != 2 {
 		t.Fatalf("status after v2: %+v", s)
@@ -135,10 +137,10 @@ func TestFailedHealthKeepsV1Serving(t *testing.T) {
 	f.upload(helloRelease(t, "v2", "--fail-health"))
 
 	p := startPoller(f.app + "/")
-	eventually(t, 5*time.Second, "the poller's first answer", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.ok > 0 })
+	proctest.Eventually(t, 5*time.Second, "the poller's first answer", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.ok > 0 })
 	_, err := f.client.ActivateWith(ctxFor(t, time.Minute), ActivateRequest{Version: "v2", Timeout: "3s"})
 	okBefore := func() int { p.mu.Lock(); defer p.mu.Unlock(); return p.ok }()
-	eventually(t, 5*time.Second, "answers after the failed activation", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.ok > okBefore+5 })
+	proctest.Eventually(t, 5*time.Second, "answers after the failed activation", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.ok > okBefore+5 })
 	p.finish()
 
 	var ae *APIError
@@ -300,7 +302,7 @@ func TestOneActivationAtATime(t *testing.T) {
 		_, err := f.client.ActivateWith(context.Background(), ActivateRequest{Version: "v2"})
 		first <- err
 	}()
-	eventually(t, 10*time.Second, "the activation of v2 to be in its hooks", func() bool {
+	proctest.Eventually(t, 10*time.Second, "the activation of v2 to be in its hooks", func() bool {
 		a := f.status().Activation
 		return a != nil && a.Version == "v2" && a.Phase == "hooks"
 	})
@@ -377,7 +379,7 @@ func TestCrashRestartWithBackoff(t *testing.T) {
 			t.Fatal(err)
 		}
 		var s Status
-		eventually(t, 10*time.Second, "the app to be restarted", func() bool {
+		proctest.Eventually(t, 10*time.Second, "the app to be restarted", func() bool {
 			s = f.status()
 			return s.Restarts == i && s.PID != 0 && s.PID != pid && s.Healthy
 		})
@@ -408,7 +410,7 @@ func TestAgentRestartAdoptsApp(t *testing.T) {
 
 	g := startFixture(t, f.cfg)
 	var s Status
-	eventually(t, 10*time.Second, "the new agent to adopt the app", func() bool {
+	proctest.Eventually(t, 10*time.Second, "the new agent to adopt the app", func() bool {
 		s = g.status()
 		return s.PID == pid && s.Healthy && s.Activation == nil
 	})
@@ -424,11 +426,11 @@ func TestAgentRestartAdoptsApp(t *testing.T) {
 	}
 	g.stop(false)
 	h := startFixture(t, f.cfg)
-	eventually(t, 10*time.Second, "the third agent to adopt v2", func() bool { return h.status().PID == r2.PID })
+	proctest.Eventually(t, 10*time.Second, "the third agent to adopt v2", func() bool { return h.status().PID == r2.PID })
 	if err := syscall.Kill(r2.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the adopted app's crash to be restarted", func() bool {
+	proctest.Eventually(t, 10*time.Second, "the adopted app's crash to be restarted", func() bool {
 		s := h.status()
 		return s.Restarts == 1 && s.PID != 0 && s.PID != r2.PID && s.Healthy && !s.Adopted
 	})
@@ -523,7 +525,7 @@ func TestRecovery(t *testing.T) {
 
 			g := startFixture(t, f.cfg)
 			var s Status
-			eventually(t, 20*time.Second, "the agent to bring "+tt.want+" back", func() bool {
+			proctest.Eventually(t, 20*time.Second, "the agent to bring "+tt.want+" back", func() bool {
 				s = g.status()
 				return s.Activation == nil && s.Version == tt.want && s.Healthy && s.PID != 0
 			})
@@ -563,7 +565,7 @@ func stopApp(t *testing.T, f *fixture) {
 	if err := syscall.Kill(rec.PID, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the app to stop", func() bool { return !processAlive(rec.PID) })
+	proctest.Eventually(t, 10*time.Second, "the app to stop", func() bool { return !processAlive(rec.PID) })
 	if err := removePidFile(f.agent.sup.pidPath); err != nil {
 		t.Fatal(err)
 	}
@@ -724,7 +726,7 @@ func TestHookDeadline(t *testing.T) {
 	if _, err := fmt.Sscan(string(b), &pid); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the hook to be killed", func() bool { return !processAlive(pid) })
+	proctest.Eventually(t, 5*time.Second, "the hook to be killed", func() bool { return !processAlive(pid) })
 	f.mustServe("v1")
 }
 

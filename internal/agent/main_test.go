@@ -10,15 +10,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/zerodown/zerodown/internal/proctest"
 
 	"github.com/zerodown/zerodown/internal/config"
 	"github.com/zerodown/zerodown/internal/host"
@@ -34,10 +34,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	helloBin = filepath.Join(dir, "hello")
-	cmd := exec.Command("go", "build", "-o", helloBin, "../../examples/hello")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build examples/hello:", err)
+	if err := proctest.BuildGo(helloBin, "../../examples/hello"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -160,15 +158,8 @@ func helloTarRelease(t testing.TB, version string, extra ...string) host.Release
 	return memRelease(version, host.FormatTarGz, "", helloArtifact(t), helloSpec(extra...))
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+// freePort returns a loopback port nobody listens on right now.
+var freePort = proctest.FreePort
 
 // fixture is an agent running in the test process on a fresh root.
 type fixture struct {
@@ -308,18 +299,6 @@ func (f *fixture) mustServe(version string) {
 	got, err := f.get()
 	if err != nil || got != version {
 		f.t.Fatalf("app answers %q, %v; want version %s", got, err, version)
-	}
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %s waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/proctest"
+
 	"github.com/zerodown/zerodown/internal/config"
 )
 
@@ -81,16 +83,7 @@ func startServer(t *testing.T, cfg *config.LB) (*Server, string) {
 }
 
 // eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %s waiting for %s", within, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+var eventually = proctest.Eventually
 
 func stateOf(srv *Server, pool, addr string) string {
 	p := srv.pool(pool)

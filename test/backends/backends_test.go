@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -33,10 +32,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	helloBin = filepath.Join(dir, "hello")
-	cmd := exec.Command("go", "build", "-o", helloBin, "../../examples/hello")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build examples/hello:", err)
+	if err := proctest.BuildGo(helloBin, "../../examples/hello"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}

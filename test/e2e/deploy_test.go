@@ -246,13 +246,14 @@ func TestDeployEndToEnd(t *testing.T) {
 	})
 
 	t.Run("killed mid-drain, then resumed", func(t *testing.T) {
-		// Long requests keep the first host draining for a while.
+		// Long requests keep the first host draining for a while, long
+		// enough for a race-detector build to reach the drain.
 		var long sync.WaitGroup
 		for i := 0; i < 6; i++ {
 			long.Add(1)
 			go func() {
 				defer long.Done()
-				resp, err := http.Get(f.lb.url + "/?sleep=3s")
+				resp, err := http.Get(f.lb.url + "/?sleep=6s")
 				if err != nil {
 					l.fail("long request: " + err.Error())
 					return
@@ -268,6 +269,8 @@ func TestDeployEndToEnd(t *testing.T) {
 			return f.lb.target(t, fmt.Sprintf("127.0.0.1:%d", f.agents[0].port)).InFlight > 0
 		})
 		cmd := exec.Command(bin.zerodown, "deploy", "staging", "--version", "v5", "--artifact", f.artifact, "-c", good, "-o", "json")
+		var stderr proctest.Buffer
+		cmd.Stderr = &stderr
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -287,7 +290,7 @@ func TestDeployEndToEnd(t *testing.T) {
 		go io.Copy(io.Discard, stdout)
 		cmd.Wait()
 		if !sawDraining {
-			t.Fatal("the deploy never reported draining")
+			t.Fatalf("the deploy never reported draining; its errors:\n%s", stderr.String())
 		}
 		out, code := f.zerodown("history", "staging", "-c", good)
 		if code != 0 {

@@ -15,6 +15,9 @@ import (
 // failure. POSTs matter: clients and proxies retry failed GETs silently.
 type load struct {
 	ok, failed atomic.Int64
+	// failedGets counts the failures of GETs (every even request); the
+	// others are POSTs or requests that could not start.
+	failedGets atomic.Int64
 	mu         sync.Mutex
 	failures   []string
 	stop       chan struct{}
@@ -73,23 +76,30 @@ func (l *load) one(client *http.Client, url string, i int64) {
 		resp, err = client.Post(url+"/", "text/plain", strings.NewReader(payload))
 	}
 	if err != nil {
-		l.fail(fmt.Sprintf("request %d: %v", i, err))
+		l.failOne(i, fmt.Sprintf("request %d: %v", i, err))
 		return
 	}
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	switch {
 	case err != nil:
-		l.fail(fmt.Sprintf("request %d: body: %v", i, err))
+		l.failOne(i, fmt.Sprintf("request %d: body: %v", i, err))
 	case resp.StatusCode != 200:
-		l.fail(fmt.Sprintf("request %d: status %d: %s", i, resp.StatusCode, body))
+		l.failOne(i, fmt.Sprintf("request %d: status %d: %s", i, resp.StatusCode, body))
 	case i%2 == 0 && !strings.HasPrefix(string(body), "hello from "):
-		l.fail(fmt.Sprintf("request %d: unexpected body %q", i, body))
+		l.failOne(i, fmt.Sprintf("request %d: unexpected body %q", i, body))
 	case i%2 == 1 && string(body) != payload:
-		l.fail(fmt.Sprintf("request %d: echo %q, want %q", i, body, payload))
+		l.failOne(i, fmt.Sprintf("request %d: echo %q, want %q", i, body, payload))
 	default:
 		l.ok.Add(1)
 	}
+}
+
+func (l *load) failOne(i int64, msg string) {
+	if i%2 == 0 {
+		l.failedGets.Add(1)
+	}
+	l.fail(msg)
 }
 
 func (l *load) fail(msg string) {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -28,10 +27,8 @@ func TestMain(m *testing.M) {
 	bin.zerodown = filepath.Join(dir, "zerodown")
 	bin.hello = filepath.Join(dir, "hello")
 	for out, pkg := range map[string]string{bin.zerodown: "../../cmd/zerodown", bin.hello: "../../examples/hello"} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build", pkg, err)
+		if err := proctest.BuildGo(out, pkg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 	}
