@@ -181,6 +181,11 @@ type Result struct {
 // `zerodown abort`.
 var ErrAborted = errors.New("run aborted")
 
+// ErrRequestsFailing is the cause of a run stopped because requests through
+// the load balancer fail (the load verifier). The hosts serving the new
+// version are then the suspects, taken out before anything is rolled back.
+var ErrRequestsFailing = fmt.Errorf("%w: requests through the load balancer are failing", ErrAborted)
+
 // Run executes p. skip holds tasks that already passed in an earlier attempt
 // of the same run (resume). ctx ending, or the journal's abort flag, stops
 // the run at the next safe point and rolls back.
@@ -190,10 +195,17 @@ func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey
 	defer flush()
 	stop, stopRun := context.WithCancelCause(context.Background())
 	defer stopRun(nil)
+	stopFor := func() {
+		cause := context.Cause(ctx)
+		if !errors.Is(cause, ErrAborted) {
+			cause = ErrAborted
+		}
+		stopRun(cause)
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
-			stopRun(ErrAborted)
+			stopFor()
 		case <-stop.Done():
 		}
 	}()
@@ -201,8 +213,11 @@ func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey
 
 	var failure error
 	for _, st := range p.Stages {
+		if ctx.Err() != nil {
+			stopFor() // at once, not when the goroutine above gets to it
+		}
 		if stop.Err() != nil {
-			failure = ErrAborted
+			failure = context.Cause(stop)
 			break
 		}
 		e.emit(Event{Type: EvStage, Message: "stage " + st.Name})
@@ -228,6 +243,9 @@ func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey
 		res.Stranded = e.describeLeftovers(res.Changed, "rollback: manual; left for a person")
 		res.Status = StatusNeedsAttention
 		return res
+	}
+	if errors.Is(failure, ErrRequestsFailing) {
+		e.detachSuspects(res.Changed)
 	}
 	res.Stranded = e.RollBack(context.Background(), res.Changed)
 	if len(res.Stranded) > 0 {
@@ -317,24 +335,47 @@ func (e *Engine) changed() []string {
 	return append([]string(nil), e.order...)
 }
 
+// errSiblingFailed stops the other jobs of a stage when one fails: they
+// stop at their next safe point, so the rollback starts at once instead of
+// after their waits run out.
+var errSiblingFailed = fmt.Errorf("%w: another job of the stage failed", ErrAborted)
+
 // runStage runs the stage's jobs in parallel and fails if any job failed.
+// The first failure stops the others.
 func (e *Engine) runStage(stop context.Context, st pipeline.Stage, skip map[TaskKey]bool) error {
+	jobs, stopJobs := context.WithCancelCause(stop)
+	defer stopJobs(nil)
 	errs := make([]error, len(st.Jobs))
 	var wg sync.WaitGroup
 	for i, j := range st.Jobs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = e.runJob(stop, st.Name, j, skip)
+			errs[i] = e.runJob(jobs, st.Name, j, skip)
+			if errs[i] != nil {
+				stopJobs(errSiblingFailed)
+			}
 		}()
 	}
 	wg.Wait()
+	// The job that failed first is the cause; siblings it stopped only
+	// report that they were stopped.
+	var stopped error
 	for i, err := range errs {
-		if err != nil {
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrAborted):
+			if stopped == nil {
+				stopped = fmt.Errorf("stage %s, job %s: %w", st.Name, st.Jobs[i].Name, err)
+			}
+		default:
 			return fmt.Errorf("stage %s, job %s: %w", st.Name, st.Jobs[i].Name, err)
 		}
 	}
-	return nil
+	if stopped != nil && stop.Err() != nil {
+		return fmt.Errorf("%w", context.Cause(stop))
+	}
+	return stopped
 }
 
 // runJob runs tasks in order; run_if decides which run after a failure.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -347,6 +348,131 @@ func TestResumedRunRollsBackEarlierHosts(t *testing.T) {
 	}
 	if got := strings.Join(res.Changed, ","); got != "staging-1,staging-2" {
 		t.Fatalf("changed %s", got)
+	}
+	f.allOn(t, "v1")
+}
+
+// hostEvents returns the types of host's events from the first of type
+// from on, keeping only those in keep.
+func hostEvents(j *enginetest.Journal, host, from string, keep ...string) []string {
+	var out []string
+	seen := false
+	for _, e := range j.Events {
+		if e.Host != host {
+			continue
+		}
+		if e.Type == from {
+			seen = true
+		}
+		if seen && slices.Contains(keep, e.Type) {
+			out = append(out, e.Type)
+		}
+	}
+	return out
+}
+
+// TestRollbackGoesThroughTheBalancer: a host already on the new version is
+// rolled back the way it was deployed — detached, drained, switched back,
+// attached, healthy — never switched while it serves.
+func TestRollbackGoesThroughTheBalancer(t *testing.T) {
+	f := newFleet(t, 3, 1)
+	f.hosts["staging-2"].Bad["v2"] = true
+	res := f.eng.Run(context.Background(), f.rolling(t), nil)
+	if res.Status != engine.StatusRolledBack {
+		t.Fatalf("status %s, err %v, stranded %v", res.Status, res.Err, res.Stranded)
+	}
+	got := hostEvents(f.journal, "staging-1", engine.EvRollback,
+		engine.EvDetaching, engine.EvDrained, engine.EvActivated, engine.EvAttaching, engine.EvHealthy, engine.EvRolledBack)
+	want := []string{engine.EvDetaching, engine.EvDrained, engine.EvActivated, engine.EvAttaching, engine.EvHealthy, engine.EvRolledBack}
+	if !slices.Equal(got, want) {
+		t.Fatalf("rollback of staging-1: %v, want %v", got, want)
+	}
+	// The balancer saw staging-1 go out a second time, for the rollback.
+	if n := strings.Count(strings.Join(f.lb.Calls, ","), "detach 127.0.0.1:8101"); n != 2 {
+		t.Fatalf("staging-1 detached %d times: %v", n, f.lb.Calls)
+	}
+	f.allOn(t, "v1")
+}
+
+// TestFailedJobStopsItsSiblings: with two hosts a batch, when one host's
+// new version fails, the other — still draining — stops at its next safe
+// point and the rollback starts, instead of waiting out its drain.
+func TestFailedJobStopsItsSiblings(t *testing.T) {
+	f := newFleet(t, 4, 0)
+	f.env.Strategy.Rolling.Batch = config.BatchSpec{{N: 2}}
+	f.env.Strategy.Rolling.DrainTimeout = config.Duration(20 * time.Second)
+	f.lb.DrainDelays = map[string]time.Duration{"127.0.0.1:8102": 10 * time.Second}
+	f.hosts["staging-1"].Bad["v2"] = true
+	start := time.Now()
+	res := f.eng.Run(context.Background(), f.rolling(t), nil)
+	took := time.Since(start)
+	if res.Status != engine.StatusRolledBack || !errors.Is(res.Err, enginetest.ErrUnhealthy) {
+		t.Fatalf("status %s, err %v", res.Status, res.Err)
+	}
+	var failedAt time.Time
+	for _, e := range f.journal.Events {
+		if e.Host == "staging-1" && e.Type == engine.EvFailed {
+			failedAt = e.At
+			break
+		}
+	}
+	var drainKey string
+	for _, s := range f.journal.Started {
+		if strings.Contains(s, "wait-drained staging-2") {
+			drainKey = strings.Fields(s)[0]
+		}
+	}
+	if failedAt.IsZero() || drainKey == "" {
+		t.Fatalf("no failure of staging-1 or no drain of staging-2 in the journal: %v %v", f.journal.EventTypes(), f.journal.Started)
+	}
+	if st := f.journal.Finished[drainKey]; st != engine.TaskCancelled {
+		t.Fatalf("staging-2's drain ended %s, want cancelled", st)
+	}
+	if gap := f.journal.FinishedAt[drainKey].Sub(failedAt); gap > time.Second {
+		t.Fatalf("staging-2 went on draining %s after staging-1 failed", gap)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("the run took %s: the sibling waited out its drain", took)
+	}
+	f.allOn(t, "v1")
+}
+
+// TestRequestsFailingTakesSuspectsOutFirst: when the run stops because
+// requests fail, every host serving the new version leaves the balancer at
+// once, before the one-by-one rollback starts; a host still on the old
+// version keeps serving.
+func TestRequestsFailingTakesSuspectsOutFirst(t *testing.T) {
+	f := newFleet(t, 3, 1)
+	ctx, stop := context.WithCancelCause(context.Background())
+	defer stop(nil)
+	f.eng.OnEvent = func(e engine.Event) {
+		if e.Host == "staging-2" && e.Type == engine.EvHealthy {
+			stop(engine.ErrRequestsFailing)
+		}
+	}
+	res := f.eng.Run(ctx, f.rolling(t), nil)
+	if res.Status != engine.StatusRolledBack || !errors.Is(res.Err, engine.ErrRequestsFailing) {
+		t.Fatalf("status %s, err %v", res.Status, res.Err)
+	}
+	firstRollback := -1
+	var suspects []string
+	for i, e := range f.journal.Events {
+		if e.Type == engine.EvRollback && firstRollback < 0 {
+			firstRollback = i
+		}
+		if e.Type == engine.EvDetaching && strings.Contains(e.Message, "while requests fail") {
+			if firstRollback >= 0 {
+				t.Fatalf("suspect %s taken out after the rollback began", e.Host)
+			}
+			suspects = append(suspects, e.Host)
+		}
+	}
+	slices.Sort(suspects)
+	if !slices.Equal(suspects, []string{"staging-1", "staging-2"}) {
+		t.Fatalf("suspects taken out first: %v (events %v)", suspects, f.journal.EventTypes())
+	}
+	if f.hosts["staging-3"].Version() != "v1" {
+		t.Fatal("staging-3 was changed")
 	}
 	f.allOn(t, "v1")
 }

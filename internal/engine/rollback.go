@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/pipeline"
 )
 
 // RollBack puts every given host back on the release it ran before this
@@ -44,7 +46,7 @@ func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 		return err
 	}
 	// A change under way completes under its own bound even when ctx ends;
-	// ctx only cuts the wait for health at the end.
+	// ctx only cuts the waits.
 	callCtx, cancel := context.WithTimeout(context.Background(), defaultActivateBound)
 	defer cancel()
 	st, err := h.Deployer.Status(callCtx)
@@ -52,25 +54,111 @@ func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 		return fmt.Errorf("read its status: %w (it may still be detached from the load balancer)", err)
 	}
 	if st.Version == e.Release.Version && st.Previous != "" && st.Previous != e.Release.Version {
-		if err := h.Deployer.Rollback(callCtx); err != nil {
-			return fmt.Errorf("roll back from %s to %s: %w", st.Version, st.Previous, err)
-		}
-		e.emit(Event{Host: name, Type: EvActivated, Message: "activated " + st.Previous + " again"})
+		return e.changeHost(ctx, h, func(ctx context.Context) error {
+			if err := h.Deployer.Rollback(ctx); err != nil {
+				return fmt.Errorf("roll back from %s to %s: %w", st.Version, st.Previous, err)
+			}
+			e.emit(Event{Host: name, Type: EvActivated, Message: "activated " + st.Previous + " again"})
+			return nil
+		})
 	}
+	// Nothing to undo on the host itself: it only has to serve again.
 	tg, err := e.targetState(callCtx, h.Target)
 	if err != nil {
 		return err
 	}
 	if tg.State == lb.StateDraining || tg.State == lb.StateUnused {
-		if err := e.LB.Attach(callCtx, h.Target); err != nil {
-			return fmt.Errorf("attach %s: %w; it is still detached", h.Target, err)
+		if err := e.attach(pipeline.Task{Kind: pipeline.KindAttach, Host: name}); err != nil {
+			return fmt.Errorf("%w; it is still detached", err)
 		}
 	}
-	err = waitFor(ctx, e.HealthTimeout, fmt.Sprintf("%s (%s) to be healthy again", name, h.Target), "healthy",
-		e.isHealthy(h.Target))
+	return e.waitHealthyAgain(ctx, h)
+}
+
+// changeHost is the one way a host that may serve traffic is changed,
+// forward or back: out of the load balancer under min_healthy, drained,
+// changed, attached, and healthy again. A rolling deploy runs the same
+// steps as journaled tasks; a rollback, which must also undo a run whose
+// process died, runs them here.
+func (e *Engine) changeHost(ctx context.Context, h Host, change func(context.Context) error) error {
+	if err := e.detach(pipeline.Task{Kind: pipeline.KindDetach, Host: h.Name}); err != nil {
+		return err
+	}
+	if err := e.waitDrained(ctx, pipeline.Task{Kind: pipeline.KindWaitDrained, Host: h.Name}); err != nil {
+		return fmt.Errorf("%w; it is detached", err)
+	}
+	callCtx, cancel := context.WithTimeout(context.Background(), defaultActivateBound)
+	err := change(callCtx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%w; it is detached", err)
+	}
+	if err := e.attach(pipeline.Task{Kind: pipeline.KindAttach, Host: h.Name}); err != nil {
+		return fmt.Errorf("%w; it is still detached", err)
+	}
+	return e.waitHealthyAgain(ctx, h)
+}
+
+func (e *Engine) waitHealthyAgain(ctx context.Context, h Host) error {
+	err := e.waitHealthy(ctx, pipeline.Task{Kind: pipeline.KindWaitHealthy, Host: h.Name, Timeout: e.HealthTimeout})
 	var we *WaitError
 	if errors.As(err, &we) {
 		return fmt.Errorf("attached but not healthy after %s: %w", e.HealthTimeout.Round(time.Second), err)
 	}
 	return err
+}
+
+// detachSuspects takes every changed host that serves the new version out
+// of the load balancer at once, when requests are failing: the new version
+// is the likely cause, and each second it keeps serving fails more
+// requests. It keeps them in while nothing else could serve.
+func (e *Engine) detachSuspects(hosts []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), defaultLBCallTimeout)
+	defer cancel()
+	targets, err := e.LB.Targets(ctx)
+	if err != nil {
+		e.emit(Event{Type: EvInfo, Message: "could not read the load balancer to take the new version out first: " + err.Error()})
+		return
+	}
+	state := map[string]lb.State{}
+	for _, t := range targets {
+		state[t.Address] = t.State
+	}
+	var suspects []Host
+	isSuspect := map[string]bool{}
+	for _, name := range hosts {
+		h, err := e.hostOf(name)
+		if err != nil {
+			continue
+		}
+		st, err := h.Deployer.Status(ctx)
+		if err != nil || st.Version != e.Release.Version {
+			continue
+		}
+		if s := state[h.Target]; s == lb.StateDraining || s == lb.StateUnused {
+			continue
+		}
+		suspects = append(suspects, h)
+		isSuspect[h.Target] = true
+	}
+	others := 0
+	for addr, s := range state {
+		if s == lb.StateHealthy && !isSuspect[addr] {
+			others++
+		}
+	}
+	if len(suspects) == 0 || others == 0 {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, h := range suspects {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.detachNow(ctx, h, "detaching "+h.Target+": it serves "+e.Release.Version+" while requests fail"); err != nil {
+				e.emit(Event{Host: h.Name, Type: EvInfo, Message: err.Error()})
+			}
+		}()
+	}
+	wg.Wait()
 }

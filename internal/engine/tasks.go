@@ -129,7 +129,14 @@ func (e *Engine) detach(t pipeline.Task) error {
 		return fmt.Errorf("detach %s (%s) refused: it would leave %d healthy target(s) (%s), min_healthy is %d",
 			h.Name, h.Target, healthy, strings.Join(names, ", "), e.MinHealthy)
 	}
-	e.emit(Event{Host: h.Name, Type: EvDetaching, Message: "detaching " + h.Target})
+	return e.detachNow(ctx, h, "detaching "+h.Target)
+}
+
+// detachNow takes h out of the load balancer without a capacity check; the
+// detach task checks min_healthy first, a suspect serving a bad version is
+// taken out regardless.
+func (e *Engine) detachNow(ctx context.Context, h Host, msg string) error {
+	e.emit(Event{Host: h.Name, Type: EvDetaching, Message: msg})
 	e.touch(h.Name)
 	if err := e.LB.Detach(ctx, h.Target); err != nil {
 		return fmt.Errorf("detach %s (%s): %w", h.Name, h.Target, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/zerodown/zerodown/internal/engine"
 	"github.com/zerodown/zerodown/internal/pipeline"
@@ -14,6 +15,8 @@ type Journal struct {
 	mu       sync.Mutex
 	Started  []string // task keys in start order
 	Finished map[string]engine.TaskStatus
+	// FinishedAt is when each task ended.
+	FinishedAt map[string]time.Time
 	Events   []engine.Event
 	abort    bool
 	approved map[string]bool
@@ -21,7 +24,7 @@ type Journal struct {
 
 // NewJournal returns an empty journal.
 func NewJournal() *Journal {
-	return &Journal{Finished: map[string]engine.TaskStatus{}, approved: map[string]bool{}}
+	return &Journal{Finished: map[string]engine.TaskStatus{}, FinishedAt: map[string]time.Time{}, approved: map[string]bool{}}
 }
 
 // TaskStarted implements engine.Journal.
@@ -37,6 +40,7 @@ func (j *Journal) TaskFinished(_ context.Context, k engine.TaskKey, st engine.Ta
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.Finished[k.String()] = st
+	j.FinishedAt[k.String()] = time.Now()
 	return nil
 }
 

@@ -18,7 +18,9 @@ import (
 // DrainDelay (with InFlight requests until then); an attached one is
 // healthy after HealthDelay unless its host is unhealthy.
 type LB struct {
-	DrainDelay  time.Duration
+	DrainDelay time.Duration
+	// DrainDelays overrides DrainDelay per target.
+	DrainDelays map[string]time.Duration
 	HealthDelay time.Duration
 	InFlight    int
 	// Healthy reports whether the host behind a target passes checks; nil
@@ -51,7 +53,11 @@ func (l *LB) advance(now time.Time) {
 	for addr, t := range l.targets {
 		switch t.state {
 		case lb.StateDraining:
-			if now.Sub(t.since) >= l.DrainDelay {
+			delay, ok := l.DrainDelays[addr]
+			if !ok {
+				delay = l.DrainDelay
+			}
+			if now.Sub(t.since) >= delay {
 				t.state, t.since = lb.StateUnused, now
 			}
 		case lb.StateInitial, lb.StateUnhealthy:
