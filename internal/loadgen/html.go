@@ -14,7 +14,7 @@ import (
 
 // The HTML report is one self-contained file: inline CSS and inline SVG
 // charts, no script, no external resource. Hovering a point, bar or event
-// line shows its numbers (SVG <title>).
+// shows its numbers (SVG <title>).
 
 const (
 	chartW   = 960
@@ -40,7 +40,8 @@ var outcomeColors = map[Outcome]string{
 func eventColor(typ string) string {
 	t := strings.ToLower(typ)
 	switch {
-	case strings.Contains(t, "roll") || strings.Contains(t, "fail") || strings.Contains(t, "abort"):
+	case strings.Contains(t, "roll") || strings.Contains(t, "fail") || strings.Contains(t, "abort") ||
+		strings.Contains(t, "left") || strings.Contains(t, "strand"):
 		return "#d62728"
 	case strings.Contains(t, "detach") || strings.Contains(t, "drain"):
 		return "#ff7f0e"
@@ -52,48 +53,73 @@ func eventColor(typ string) string {
 	return "#7f7f7f"
 }
 
-// WriteHTML writes the report as a self-contained HTML page with charts of
-// the request rate, failures, latency and version mix over time, and the
-// run's events (Mark) drawn on the time axis.
+// WriteHTML writes the report as a self-contained HTML page: which run it
+// is about and how that ended (Run), the verdict, the summary, and charts of
+// the request rate, failures, latency and version mix over time, under a
+// chart of the run's events (Mark) on the same time axis.
 func (r *Report) WriteHTML(w io.Writer) error {
 	var b strings.Builder
 	esc := html.EscapeString
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 
-	verdict, verdictClass := "", ""
-	if len(r.Thresholds) > 0 {
-		verdict, verdictClass = "PASS", "pass"
-		if !r.Pass {
-			verdict, verdictClass = "FAIL", "fail"
-		}
-	}
+	v := r.verdict()
 	p(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>zerodown load report %s</title>
+<title>%s</title>
 <style>
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1000px;color:#222;padding:0 12px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 6px}
-.sub{color:#666}.verdict{display:inline-block;padding:2px 10px;border-radius:4px;font-weight:600;color:#fff;margin-left:8px}
-.pass{background:#2ca02c}.fail{background:#d62728}
+h1{font-size:22px;margin:0 0 4px}h1 code{font-size:20px}h2{font-size:17px;margin:28px 0 6px}
+.sub{color:#666}.verdict{display:inline-block;padding:2px 10px;border-radius:4px;font-weight:600;color:#fff;margin-left:8px;vertical-align:2px;font-size:16px}
+.pass{background:#2ca02c}.fail{background:#d62728}.rolled-back{background:#6a3d9a}.attention{background:#e6550d}
+.unverified{background:#7f7f7f}.other{background:#444}
+.run{font-size:15px;margin:2px 0}.run b{font-weight:600}.why{margin:6px 0;font-size:15px}
 table{border-collapse:collapse;margin:6px 0}td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
 th{font-weight:600;background:#fafafa}td.n{text-align:right;font-variant-numeric:tabular-nums}
+tr:target{background:#fff3bf}
 .chart{margin:4px 0 2px}.legend span{display:inline-block;margin-right:14px}
 .legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px;border-radius:2px}
 svg text{font:11px system-ui,sans-serif;fill:#555}
-.ok{color:#2ca02c}.bad{color:#d62728}code{font-size:12px}
+.ok{color:#2ca02c}.bad{color:#d62728}code{font-size:12px}.note{color:#8a4b00}
 </style></head><body>
-`, esc(r.Started.Format(time.RFC3339)))
-	p(`<h1>zerodown load report`)
-	if verdict != "" {
-		p(`<span class="verdict %s">%s</span>`, verdictClass, verdict)
+`, esc(r.pageTitle(v)))
+	switch {
+	case r.Run != nil && r.Run.ID != "":
+		p(`<h1>zerodown deploy run <code>%s</code>`, esc(r.Run.ID))
+	case r.Run != nil:
+		p(`<h1>zerodown deploy run`)
+	default:
+		p(`<h1>zerodown load report`)
+	}
+	if v.Badge != "" {
+		p(`<span id="verdict" class="verdict %s">%s</span>`, v.Class, esc(v.Badge))
 	}
 	p("</h1>\n")
+	if r.Run != nil {
+		var parts []string
+		if r.Run.Environment != "" {
+			parts = append(parts, "environment <b>"+esc(r.Run.Environment)+"</b>")
+		}
+		if r.Run.Version != "" {
+			s := "version <b>" + esc(r.Run.Version) + "</b>"
+			if r.Run.PreviousVersion != "" {
+				s += " (from " + esc(r.Run.PreviousVersion) + ")"
+			}
+			parts = append(parts, s)
+		}
+		outcome := "unknown"
+		if r.Run.Outcome != "" {
+			outcome = outcomeWords(r.Run.Outcome)
+		}
+		parts = append(parts, "outcome <b>"+esc(outcome)+"</b>")
+		p(`<div class="run" id="run">%s</div>`+"\n", strings.Join(parts, " · "))
+	}
+	p(`<p class="why" id="why">%s</p>`+"\n", esc(v.Why))
 	mode := fmt.Sprintf("open model at %s requests/s", fmtRate(r.TargetRate))
 	if r.Mode == modeClosed {
 		mode = fmt.Sprintf("closed loop with %d connections", r.Connections)
 	}
-	p(`<div class="sub">%s, %s, %s client, started %s`, esc(mode), esc(fmtDuration(time.Duration(r.Duration*float64(time.Second)))),
+	p(`<div class="sub">load: %s, %s, %s client, started %s`, esc(mode), esc(fmtDuration(time.Duration(r.Duration*float64(time.Second)))),
 		esc(r.Client), esc(r.Started.Format("2006-01-02 15:04:05 MST")))
 	if r.Interrupted {
 		p(", stopped early")
@@ -128,13 +154,17 @@ svg text{font:11px system-ui,sans-serif;fill:#555}
 	}
 	row("outcomes", esc(r.outcomeLine()))
 	if len(r.Versions) > 0 {
-		var vs []string
-		for _, v := range r.Versions {
-			vs = append(vs, fmt.Sprintf("%s %d", v.Version, v.Count))
-		}
-		row("versions ("+r.VersionHeader+")", esc(strings.Join(vs, ", ")))
-		if mix := versionMix(r.Timeline, 20); mix != "" {
-			row("version mix", esc(mix))
+		if r.versionless() {
+			row("versions", `<span class="note">`+esc(r.noVersionNote())+`</span>`)
+		} else {
+			var vs []string
+			for _, v := range r.Versions {
+				vs = append(vs, fmt.Sprintf("%s %d", r.versionName(v.Version), v.Count))
+			}
+			row("versions ("+r.VersionHeader+")", esc(strings.Join(vs, ", ")))
+			if mix := versionMix(r.Timeline, 20); mix != "" {
+				row("version mix", esc(mix))
+			}
 		}
 	}
 	var targets []string
@@ -158,6 +188,10 @@ svg text{font:11px system-ui,sans-serif;fill:#555}
 
 	// Charts.
 	c := newChartData(r)
+	if len(r.Events) > 0 {
+		p("<h2>Rollout events</h2>\n")
+		b.WriteString(c.eventChart())
+	}
 	p("<h2>Requests per second</h2>\n")
 	b.WriteString(c.rateChart())
 	p("<h2>Failed requests per second, by outcome</h2>\n")
@@ -170,12 +204,15 @@ svg text{font:11px system-ui,sans-serif;fill:#555}
 		p(`<p class="sub">The run outlasted %d rows: each point covers %d seconds, with the worst latency of those seconds.</p>`+"\n",
 			r.Timeline.MaxRows, r.Timeline.RowSeconds)
 	}
+	if note := c.axisNote(); note != "" {
+		p(`<p class="sub" id="axis-note">%s</p>`+"\n", esc(note))
+	}
 
 	if len(r.Events) > 0 {
 		p("<h2>Events</h2>\n<table>\n<tr><th>#</th><th>t</th><th>time</th><th>host</th><th>event</th><th>detail</th></tr>\n")
 		for i, e := range r.Events {
-			p(`<tr><td class="n">%d</td><td class="n">%.3fs</td><td>%s</td><td>%s</td><td><i style="color:%s">■</i> %s</td><td>%s</td></tr>`+"\n",
-				i+1, e.T, esc(e.Time.Format("15:04:05.000")), esc(e.Host), eventColor(e.Type), esc(e.Type), esc(e.Detail))
+			p(`<tr id="ev-%d"><td class="n">%d</td><td class="n">%.3fs</td><td>%s</td><td>%s</td><td><i style="color:%s">■</i> %s</td><td>%s</td></tr>`+"\n",
+				i+1, i+1, e.T, esc(e.Time.Format("15:04:05.000")), esc(e.Host), eventColor(e.Type), esc(e.Type), esc(e.Detail))
 		}
 		p("</table>\n")
 		if r.EventsDropped > 0 {
@@ -203,12 +240,90 @@ svg text{font:11px system-ui,sans-serif;fill:#555}
 	return err
 }
 
+// pageTitle names the run, its environment, version and outcome, and the
+// verdict, so that a list of tabs or files already tells them apart.
+func (r *Report) pageTitle(v verdict) string {
+	var parts []string
+	if v.Badge != "" {
+		parts = append(parts, v.Badge)
+	}
+	if r.Run == nil {
+		parts = append(parts, "zerodown load report "+r.Started.Format(time.RFC3339))
+		return strings.Join(parts, " · ")
+	}
+	parts = append(parts, strings.TrimSpace("zerodown run "+r.Run.ID))
+	for _, s := range []string{r.Run.Environment, r.Run.Version} {
+		if s != "" {
+			parts = append(parts, s)
+		}
+	}
+	if r.Run.Outcome != "" {
+		parts = append(parts, outcomeWords(r.Run.Outcome))
+	}
+	return strings.Join(parts, " · ")
+}
+
+// versionless reports whether no answer carried the version header.
+func (r *Report) versionless() bool {
+	return len(r.Versions) == 1 && r.Versions[0].Version == NoVersion
+}
+
+func (r *Report) noVersionNote() string {
+	return fmt.Sprintf("answers carry no %s header: versions cannot be told apart", r.versionHeader())
+}
+
+func (r *Report) versionHeader() string {
+	if r.VersionHeader == "" {
+		return DefaultVersionHeader
+	}
+	return r.VersionHeader
+}
+
+// versionName is how a version is shown: the placeholders spelled out.
+func (r *Report) versionName(v string) string {
+	switch v {
+	case NoVersion:
+		return "no " + r.versionHeader() + " header"
+	case OtherVersion:
+		return "other versions"
+	}
+	return v
+}
+
+// fmtSeconds formats seconds for an axis note: "10.3s".
+func fmtSeconds(s float64) string {
+	return strconv.FormatFloat(math.Round(s*1000)/1000, 'f', -1, 64) + "s"
+}
+
 // chartData is the timeline laid out on a common time axis.
 type chartData struct {
 	r     *Report
 	rows  []Row
+	spans []span
 	total float64 // seconds on the x axis
+	// end is when sending ended (the report's Duration); answers counted
+	// after it are to requests already in flight.
+	end float64
 }
+
+// span is a stretch of the time axis with the counts of its rows, to be
+// drawn as rates: counts divided by the span's length. A row is one span,
+// except that the last row of sending covers only the part of its second
+// before sending ended, and is merged into the row before it when that
+// part is too short to give a steady rate.
+type span struct {
+	t0, t1           float64
+	sent, ok, failed int64
+	failures         map[string]int64
+	// after: the span lies wholly after sending ended.
+	after bool
+	// partial: the span ends where sending ended, inside a row.
+	partial bool
+}
+
+// minSpan is the shortest partial second drawn on its own: over less,
+// the start lag of a single request moves the rate by a lot.
+const minSpan = 0.25
 
 func newChartData(r *Report) *chartData {
 	c := &chartData{r: r, rows: r.Timeline.Rows}
@@ -219,19 +334,90 @@ func newChartData(r *Report) *chartData {
 		c.total = max(c.total, e.T)
 	}
 	c.total = max(c.total, r.Duration, 1)
+	c.end = c.total
+	if r.Duration > 0 {
+		c.end = r.Duration
+	}
+	c.spans = c.makeSpans()
 	return c
+}
+
+func (c *chartData) makeSpans() []span {
+	var out []span
+	for _, row := range c.rows {
+		s := span{t0: float64(row.T), t1: float64(row.T + row.Seconds), sent: row.Sent, ok: row.OK, failed: row.Failed}
+		for k, n := range row.Failures {
+			if s.failures == nil {
+				s.failures = map[string]int64{}
+			}
+			s.failures[k] += n
+		}
+		switch {
+		case s.t0 >= c.end:
+			s.after = true
+		case s.t1 > c.end:
+			s.t1, s.partial = c.end, true
+			if n := len(out); s.t1-s.t0 < minSpan && n > 0 && !out[n-1].after && out[n-1].t1 == s.t0 {
+				last := &out[n-1]
+				last.t1, last.partial = s.t1, true
+				last.sent += s.sent
+				last.ok += s.ok
+				last.failed += s.failed
+				for k, n := range s.failures {
+					if last.failures == nil {
+						last.failures = map[string]int64{}
+					}
+					last.failures[k] += n
+				}
+				continue
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// axisNote explains the end of the time axis: the rate of a partial last
+// second, and the grey stretch after sending ended.
+func (c *chartData) axisNote() string {
+	var parts []string
+	for _, s := range c.spans {
+		if s.partial {
+			parts = append(parts, fmt.Sprintf("Sending ended at %s: the rates of %s count over those %s only, not over whole seconds.",
+				fmtSeconds(c.end), s.name(), fmtSeconds(s.secs())))
+		}
+	}
+	if c.end < c.total {
+		parts = append(parts, fmt.Sprintf("The grey stretch after %s holds only answers to requests that were already in flight.", fmtSeconds(c.end)))
+	}
+	return strings.Join(parts, " ")
+}
+
+func (s span) secs() float64 { return s.t1 - s.t0 }
+
+// name is how a hover text names the span: "12s", "10s–10.3s".
+func (s span) name() string {
+	if !s.partial && s.t1-s.t0 == 1 {
+		return fmtSeconds(s.t0)
+	}
+	return fmtSeconds(s.t0) + "–" + fmtSeconds(s.t1)
 }
 
 func (c *chartData) x(t float64) float64 { return marginL + t/c.total*plotW }
 
 func f1(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
 
-// frame draws the chart's box, y grid, time axis and event lines, around
-// body.
+// frame draws the chart's box, y grid, time axis, the stretch after
+// sending ended and the event lines, around body.
 func (c *chartData) frame(id string, yTicks []float64, yOf func(float64) float64, yLabel func(float64) string, body string, legend string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<div class="chart"><svg id="%s" viewBox="0 0 %d %d" width="100%%" role="img">`, id, chartW, chartH)
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="#fff" stroke="#ccc"/>`, marginL, marginT, plotW, plotH)
+	if c.end < c.total {
+		x0 := c.x(c.end)
+		fmt.Fprintf(&b, `<rect class="after" x="%s" y="%d" width="%s" height="%d" fill="#ececec"><title>after %s: sending had ended; only answers to requests in flight</title></rect>`,
+			f1(x0), marginT, f1(float64(marginL+plotW)-x0), plotH, fmtSeconds(c.end))
+	}
 	for _, v := range yTicks {
 		y := yOf(v)
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%s" y2="%s" stroke="#eee"/>`, marginL, marginL+plotW, f1(y), f1(y))
@@ -242,23 +428,14 @@ func (c *chartData) frame(id string, yTicks []float64, yOf func(float64) float64
 		fmt.Fprintf(&b, `<line x1="%s" x2="%s" y1="%d" y2="%d" stroke="#ccc"/>`, f1(x), f1(x), marginT+plotH, marginT+plotH+4)
 		fmt.Fprintf(&b, `<text x="%s" y="%d" text-anchor="middle">%s</text>`, f1(x), chartH-8, fmtTick(t))
 	}
-	b.WriteString(body)
+	// Events as thin lines, numbered only in the events chart, where their
+	// labels have room.
 	for i, e := range c.r.Events {
-		x := c.x(e.T)
-		label := e.Type
-		if e.Host != "" {
-			label = e.Host + " " + e.Type
-		}
-		if e.Detail != "" {
-			label += ": " + e.Detail
-		}
-		if len(label) > maxLabel {
-			label = label[:maxLabel] + "…"
-		}
-		fmt.Fprintf(&b, `<g class="event"><title>#%d at %.3fs: %s</title><line x1="%s" x2="%s" y1="%d" y2="%d" stroke="%s" stroke-width="1.5" stroke-dasharray="4 3"/>`,
-			i+1, e.T, html.EscapeString(label), f1(x), f1(x), marginT, marginT+plotH, eventColor(e.Type))
-		fmt.Fprintf(&b, `<text x="%s" y="%d" text-anchor="middle" style="fill:%s">%d</text></g>`, f1(x), marginT+9, eventColor(e.Type), i+1)
+		x := c.x(max(e.T, 0))
+		fmt.Fprintf(&b, `<g class="event"><title>%s</title><line x1="%s" x2="%s" y1="%d" y2="%d" stroke="%s" stroke-opacity="0.35"/></g>`,
+			html.EscapeString(eventTip(i+1, e)), f1(x), f1(x), marginT, marginT+plotH, eventColor(e.Type))
 	}
+	b.WriteString(body)
 	b.WriteString(`</svg>`)
 	if legend != "" {
 		b.WriteString(`<div class="legend">` + legend + `</div>`)
@@ -275,108 +452,156 @@ func (c *chartData) linearY(top float64) func(float64) float64 {
 	return func(v float64) float64 { return marginT + plotH - v/top*plotH }
 }
 
-// polyline draws one series: a point per row at the row's middle.
-func (c *chartData) polyline(color string, dash bool, val func(Row) (float64, bool), yOf func(float64) float64, name string) string {
-	var pts []string
+// point is one value of a series at time t; ok false breaks the line.
+type point struct {
+	t, v float64
+	ok   bool
+}
+
+// polyline draws one series.
+func (c *chartData) polyline(color string, pts []point, yOf func(float64) float64, name string) string {
+	var line []string
 	var b strings.Builder
-	for _, row := range c.rows {
-		v, ok := val(row)
-		if !ok {
-			if len(pts) > 1 {
-				fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`, color, strings.Join(pts, " "))
-			}
-			pts = pts[:0]
+	flush := func() {
+		if len(line) == 1 {
+			line = append(line, line[0])
+		}
+		if len(line) > 1 {
+			fmt.Fprintf(&b, `<polyline class="series" data-series="%s" fill="none" stroke="%s" stroke-width="1.5" points="%s"><title>%s</title></polyline>`,
+				html.EscapeString(name), color, strings.Join(line, " "), html.EscapeString(name))
+		}
+		line = line[:0]
+	}
+	for _, p := range pts {
+		if !p.ok {
+			flush()
 			continue
 		}
-		pts = append(pts, f1(c.x(float64(row.T)+float64(row.Seconds)/2))+","+f1(yOf(v)))
+		line = append(line, f1(c.x(p.t))+","+f1(yOf(p.v)))
 	}
-	if len(pts) == 1 {
-		pts = append(pts, pts[0])
-	}
-	if len(pts) > 1 {
-		d := ""
-		if dash {
-			d = ` stroke-dasharray="6 4"`
-		}
-		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5"%s points="%s"><title>%s</title></polyline>`,
-			color, d, strings.Join(pts, " "), html.EscapeString(name))
-	}
+	flush()
 	return b.String()
+}
+
+// rowPoints puts a row's value at the row's middle.
+func (c *chartData) rowPoints(val func(Row) (float64, bool)) []point {
+	pts := make([]point, len(c.rows))
+	for i, row := range c.rows {
+		v, ok := val(row)
+		pts[i] = point{float64(row.T) + float64(row.Seconds)/2, v, ok}
+	}
+	return pts
+}
+
+// ratePoints puts a span's count per second at the span's middle; spans
+// after sending ended are left out.
+func (c *chartData) ratePoints(count func(span) int64) []point {
+	pts := make([]point, 0, len(c.spans))
+	for _, s := range c.spans {
+		if s.after {
+			continue
+		}
+		pts = append(pts, point{(s.t0 + s.t1) / 2, float64(count(s)) / s.secs(), s.secs() > 0})
+	}
+	return pts
 }
 
 func (c *chartData) rateChart() string {
 	top := c.r.TargetRate
-	for _, row := range c.rows {
-		top = max(top, float64(row.Sent)/float64(row.Seconds), float64(row.OK+row.Failed)/float64(row.Seconds))
+	for _, s := range c.spans {
+		if !s.after && s.secs() > 0 {
+			top = max(top, float64(s.sent)/s.secs(), float64(s.ok)/s.secs())
+		}
 	}
-	top = niceCeil(top * 1.05)
-	yOf := c.linearY(top)
+	yt := axisTicks(top * 1.05)
+	yOf := c.linearY(yt[len(yt)-1])
 	var body strings.Builder
 	if c.r.TargetRate > 0 {
 		y := yOf(c.r.TargetRate)
-		fmt.Fprintf(&body, `<line x1="%d" x2="%d" y1="%s" y2="%s" stroke="#999" stroke-dasharray="6 4"><title>target %s/s</title></line>`,
-			marginL, marginL+plotW, f1(y), f1(y), fmtRate(c.r.TargetRate))
+		fmt.Fprintf(&body, `<line x1="%d" x2="%s" y1="%s" y2="%s" stroke="#999" stroke-dasharray="6 4"><title>target %s/s</title></line>`,
+			marginL, f1(c.x(c.end)), f1(y), f1(y), fmtRate(c.r.TargetRate))
 	}
-	body.WriteString(c.polyline("#1f77b4", false, func(r Row) (float64, bool) { return float64(r.Sent) / float64(r.Seconds), true }, yOf, "sent/s"))
-	body.WriteString(c.polyline("#2ca02c", false, func(r Row) (float64, bool) { return float64(r.OK) / float64(r.Seconds), true }, yOf, "ok/s"))
-	body.WriteString(c.hoverBars(func(r Row) string {
-		return fmt.Sprintf("%ds: %d sent, %d ok, %d failed", r.T, r.Sent, r.OK, r.Failed)
+	body.WriteString(c.polyline("#1f77b4", c.ratePoints(func(s span) int64 { return s.sent }), yOf, "sent/s"))
+	body.WriteString(c.polyline("#2ca02c", c.ratePoints(func(s span) int64 { return s.ok }), yOf, "ok/s"))
+	body.WriteString(c.hoverSpans(func(s span) string {
+		if s.after {
+			return fmt.Sprintf("%s, after sending ended: %d ok, %d failed answers to requests in flight", s.name(), s.ok, s.failed)
+		}
+		return fmt.Sprintf("%s: %d sent (%s/s), %d ok, %d failed", s.name(), s.sent, fmtRate(math.Round(float64(s.sent)/s.secs()*10)/10), s.ok, s.failed)
 	}))
 	legend := legendItem("#1f77b4", "sent/s") + legendItem("#2ca02c", "ok/s")
 	if c.r.TargetRate > 0 {
 		legend += legendItem("#999", "target")
 	}
-	return c.frame("chart-rate", ticks(top), yOf, func(v float64) string { return fmtRate(v) }, body.String(), legend)
+	return c.frame("chart-rate", yt, yOf, fmtTickValue, body.String(), legend)
 }
 
-// hoverBars lays an invisible column over every row carrying its numbers.
-func (c *chartData) hoverBars(text func(Row) string) string {
+// hoverRows lays an invisible column over every row carrying its numbers.
+func (c *chartData) hoverRows(text func(Row) string) string {
 	if len(c.rows) > 1200 {
 		return "" // keep the file small for very long runs
 	}
 	var b strings.Builder
 	for _, row := range c.rows {
-		x0, x1 := c.x(float64(row.T)), c.x(float64(row.T+row.Seconds))
-		fmt.Fprintf(&b, `<rect x="%s" y="%d" width="%s" height="%d" fill="transparent"><title>%s</title></rect>`,
-			f1(x0), marginT, f1(max(x1-x0, 0.5)), plotH, html.EscapeString(text(row)))
+		b.WriteString(c.hoverColumn(float64(row.T), float64(row.T+row.Seconds), text(row)))
 	}
 	return b.String()
 }
 
+// hoverSpans does the same for spans.
+func (c *chartData) hoverSpans(text func(span) string) string {
+	if len(c.spans) > 1200 {
+		return ""
+	}
+	var b strings.Builder
+	for _, s := range c.spans {
+		b.WriteString(c.hoverColumn(s.t0, s.t1, text(s)))
+	}
+	return b.String()
+}
+
+func (c *chartData) hoverColumn(t0, t1 float64, text string) string {
+	x0, x1 := c.x(t0), c.x(t1)
+	return fmt.Sprintf(`<rect x="%s" y="%d" width="%s" height="%d" fill="transparent"><title>%s</title></rect>`,
+		f1(x0), marginT, f1(max(x1-x0, 0.5)), plotH, html.EscapeString(text))
+}
+
 func (c *chartData) failureChart() string {
 	top := 0.0
-	for _, row := range c.rows {
-		top = max(top, float64(row.Failed)/float64(row.Seconds))
+	for _, s := range c.spans {
+		if s.secs() > 0 {
+			top = max(top, float64(s.failed)/s.secs())
+		}
 	}
 	if top == 0 {
-		top = 1
+		top = 5
 	}
-	top = niceCeil(top * 1.05)
-	yOf := c.linearY(top)
+	yt := axisTicks(top * 1.05)
+	yOf := c.linearY(yt[len(yt)-1])
 	var body strings.Builder
 	seen := map[Outcome]bool{}
-	for _, row := range c.rows {
-		if row.Failed == 0 {
+	for _, s := range c.spans {
+		if s.failed == 0 || s.secs() <= 0 {
 			continue
 		}
-		x0, x1 := c.x(float64(row.T)), c.x(float64(row.T+row.Seconds))
+		x0, x1 := c.x(s.t0), c.x(s.t1)
 		wdt := max(x1-x0-0.5, 1)
 		acc := 0.0
 		var tip []string
 		for _, o := range Outcomes()[1:] {
-			n := row.Failures[o.String()]
+			n := s.failures[o.String()]
 			if n == 0 {
 				continue
 			}
 			seen[o] = true
-			v := float64(n) / float64(row.Seconds)
+			v := float64(n) / s.secs()
 			y0, y1 := yOf(acc), yOf(acc+v)
 			fmt.Fprintf(&body, `<rect x="%s" y="%s" width="%s" height="%s" fill="%s"/>`, f1(x0), f1(y1), f1(wdt), f1(max(y0-y1, 0.5)), outcomeColors[o])
 			acc += v
 			tip = append(tip, fmt.Sprintf("%s %d", o, n))
 		}
-		fmt.Fprintf(&body, `<rect x="%s" y="%d" width="%s" height="%d" fill="transparent"><title>%ds: %s</title></rect>`,
-			f1(x0), marginT, f1(wdt), plotH, row.T, html.EscapeString(strings.Join(tip, ", ")))
+		fmt.Fprintf(&body, `<rect x="%s" y="%d" width="%s" height="%d" fill="transparent"><title>%s: %s</title></rect>`,
+			f1(x0), marginT, f1(wdt), plotH, s.name(), html.EscapeString(strings.Join(tip, ", ")))
 	}
 	if len(seen) == 0 {
 		fmt.Fprintf(&body, `<text x="%d" y="%d" text-anchor="middle" style="fill:#2ca02c;font-size:14px">no failed request</text>`,
@@ -388,7 +613,7 @@ func (c *chartData) failureChart() string {
 			legend.WriteString(legendItem(outcomeColors[o], o.String()))
 		}
 	}
-	return c.frame("chart-failures", ticks(top), yOf, func(v float64) string { return fmtRate(v) }, body.String(), legend.String())
+	return c.frame("chart-failures", yt, yOf, fmtTickValue, body.String(), legend.String())
 }
 
 func (c *chartData) latencyChart() string {
@@ -417,17 +642,17 @@ func (c *chartData) latencyChart() string {
 	for v := lo; v <= hi*1.0001; v *= 10 {
 		yt = append(yt, v)
 	}
-	ms := func(f func(Row) Millis) func(Row) (float64, bool) {
-		return func(r Row) (float64, bool) {
+	ms := func(f func(Row) Millis) []point {
+		return c.rowPoints(func(r Row) (float64, bool) {
 			v := float64(f(r)) / 1e6
 			return v, v > 0
-		}
+		})
 	}
 	var body strings.Builder
-	body.WriteString(c.polyline("#bbb", false, ms(func(r Row) Millis { return r.Max }), yOf, "max"))
-	body.WriteString(c.polyline("#d62728", false, ms(func(r Row) Millis { return r.P99 }), yOf, "p99"))
-	body.WriteString(c.polyline("#1f77b4", false, ms(func(r Row) Millis { return r.P50 }), yOf, "p50"))
-	body.WriteString(c.hoverBars(func(r Row) string {
+	body.WriteString(c.polyline("#bbb", ms(func(r Row) Millis { return r.Max }), yOf, "max"))
+	body.WriteString(c.polyline("#d62728", ms(func(r Row) Millis { return r.P99 }), yOf, "p99"))
+	body.WriteString(c.polyline("#1f77b4", ms(func(r Row) Millis { return r.P50 }), yOf, "p50"))
+	body.WriteString(c.hoverRows(func(r Row) string {
 		return fmt.Sprintf("%ds: p50 %s, p99 %s, max %s", r.T, r.P50, r.P99, r.Max)
 	}))
 	legend := legendItem("#1f77b4", "p50") + legendItem("#d62728", "p99") + legendItem("#bbb", "max")
@@ -435,6 +660,24 @@ func (c *chartData) latencyChart() string {
 }
 
 func (c *chartData) versionChart() string {
+	yOf := c.linearY(1)
+	yTicks := []float64{0, 0.25, 0.5, 0.75, 1}
+	yLabel := func(v float64) string { return strconv.Itoa(int(v*100)) + "%" }
+	note := func(text string) string {
+		return fmt.Sprintf(`<text id="version-note" class="note" x="%d" y="%d" text-anchor="middle" style="fill:#8a4b00;font-size:14px">%s</text>`,
+			marginL+plotW/2, marginT+plotH/2, html.EscapeString(text))
+	}
+	if len(c.r.Versions) == 0 {
+		return c.frame("chart-versions", yTicks, yOf, yLabel, note("no answer arrived: no version to show"), "")
+	}
+	if c.r.versionless() {
+		// One solid band of "(none)" would look like one version serving
+		// throughout; say instead that the answers cannot tell.
+		body := note(c.r.noVersionNote()) + c.hoverRows(func(r Row) string {
+			return fmt.Sprintf("%ds: %d answers without %s", r.T, r.Versions[NoVersion], c.r.versionHeader())
+		})
+		return c.frame("chart-versions", yTicks, yOf, yLabel, body, "")
+	}
 	// Versions by overall count, the largest first; the rest as "(other)".
 	names := make([]string, 0, len(c.r.Versions))
 	for _, v := range c.r.Versions {
@@ -461,7 +704,6 @@ func (c *chartData) versionChart() string {
 			next++
 		}
 	}
-	yOf := c.linearY(1)
 	var body strings.Builder
 	// One stacked band per version: cumulative share below and above it.
 	// Versions beyond the palette share one grey band.
@@ -499,7 +741,7 @@ func (c *chartData) versionChart() string {
 		if !any {
 			continue
 		}
-		col, label := color[name], name
+		col, label := color[name], c.r.versionName(name)
 		if name == rest {
 			col, label = "#cccccc", "other versions"
 		}
@@ -508,43 +750,42 @@ func (c *chartData) versionChart() string {
 			col, strings.Join(top, " "), strings.Join(bottom, " "), html.EscapeString(label))
 		legend.WriteString(legendItem(col, label))
 	}
-	if legend.Len() == 0 {
-		fmt.Fprintf(&body, `<text x="%d" y="%d" text-anchor="middle">no %s header in any answer</text>`,
-			marginL+plotW/2, marginT+plotH/2, html.EscapeString(c.r.VersionHeader))
-	}
-	body.WriteString(c.hoverBars(func(r Row) string {
+	body.WriteString(c.hoverRows(func(r Row) string {
 		var parts []string
 		for _, k := range slices.Sorted(maps.Keys(r.Versions)) {
-			parts = append(parts, fmt.Sprintf("%s %d", k, r.Versions[k]))
+			parts = append(parts, fmt.Sprintf("%s %d", c.r.versionName(k), r.Versions[k]))
 		}
 		return fmt.Sprintf("%ds: %s", r.T, strings.Join(parts, ", "))
 	}))
-	return c.frame("chart-versions", []float64{0, 0.25, 0.5, 0.75, 1}, yOf,
-		func(v float64) string { return strconv.Itoa(int(v*100)) + "%" }, body.String(), legend.String())
+	return c.frame("chart-versions", yTicks, yOf, yLabel, body.String(), legend.String())
 }
 
-// niceCeil rounds v up to a round number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6
-// or 8 times a power of ten).
-func niceCeil(v float64) float64 {
+// axisTicks returns round ticks from 0 up to v or just above: 4 to 6
+// steps of 1, 2, 2.5 or 5 times a power of ten.
+func axisTicks(v float64) []float64 {
 	if v <= 0 {
-		return 1
+		v = 1
 	}
-	e := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10} {
-		if m*e >= v {
-			return m * e
+	raw := v / 5
+	e := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := 10 * e
+	for _, m := range []float64{1, 2, 2.5, 5} {
+		if m*e >= raw {
+			step = m * e
+			break
 		}
 	}
-	return 10 * e
-}
-
-// ticks returns 5 evenly spaced values from 0 to top.
-func ticks(top float64) []float64 {
-	out := make([]float64, 5)
+	n := int(math.Ceil(v/step - 1e-9))
+	out := make([]float64, n+1)
 	for i := range out {
-		out[i] = top * float64(i) / 4
+		out[i] = float64(i) * step
 	}
 	return out
+}
+
+// fmtTickValue formats a y tick: 250, 62.5, 0.25.
+func fmtTickValue(v float64) string {
+	return strconv.FormatFloat(math.Round(v*1e6)/1e6, 'f', -1, 64)
 }
 
 // timeTicks returns about 10 round times (seconds) across the axis.

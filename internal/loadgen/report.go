@@ -177,10 +177,34 @@ type ThresholdResult struct {
 	Pass  bool    `json:"pass"`
 }
 
+// RunInfo says which deploy run a report belongs to and how that run
+// ended, so that the HTML report cannot show a green PASS for a deploy that
+// was rolled back. A plain load run has none.
+type RunInfo struct {
+	// ID is the run's id.
+	ID string `json:"id"`
+	// Environment the run deployed to.
+	Environment string `json:"environment,omitempty"`
+	// Version is the release the run deployed; PreviousVersion what the
+	// environment served before, when known.
+	Version         string `json:"version,omitempty"`
+	PreviousVersion string `json:"previous_version,omitempty"`
+	// Outcome is the run's final status as the deploy engine names it:
+	// "succeeded", "rolled_back", "failed" or "needs_attention"; empty
+	// while unknown.
+	Outcome string `json:"outcome,omitempty"`
+	// Reason is why the run did not succeed (its first failure), if it
+	// did not.
+	Reason string `json:"reason,omitempty"`
+}
+
 // Report is the result of a run. Its JSON form is documented in
 // docs/load.md and versioned by Schema.
 type Report struct {
 	Schema string `json:"schema"`
+	// Run is the deploy run the load was fired during; nil for a plain
+	// load run. The caller fills it in before writing the reports.
+	Run *RunInfo `json:"run,omitempty"`
 	// Mode is "open" (constant rate) or "closed" (--max).
 	Mode   string `json:"mode"`
 	Client string `json:"client"`
@@ -231,7 +255,8 @@ type Report struct {
 	// EventsDropped counts events beyond the bound of 10000.
 	EventsDropped int `json:"events_dropped,omitempty"`
 
-	// Thresholds and Pass are filled by Evaluate.
+	// Thresholds and Pass are filled by Evaluate. Pass is the thresholds'
+	// verdict alone: with a Run, its Outcome says how the deploy ended.
 	Thresholds []ThresholdResult `json:"thresholds"`
 	Pass       bool              `json:"pass"`
 }

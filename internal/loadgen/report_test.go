@@ -255,8 +255,8 @@ func TestHTMLReportIsSelfContained(t *testing.T) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
-	if n := strings.Count(page, "<svg"); n != 4 {
-		t.Errorf("%d charts, want 4", n)
+	if n := strings.Count(page, "<svg"); n != 5 {
+		t.Errorf("%d charts, want 4 and the events", n)
 	}
 }
 
