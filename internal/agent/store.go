@@ -145,21 +145,10 @@ func (s *Store) cleanup() error {
 	return nil
 }
 
-// checkVersion accepts names that are safe as a file name, a URL path
-// segment and a metric label.
+// checkVersion is host.CheckVersion as the agent's bad input.
 func checkVersion(v string) error {
-	ok := v != "" && len(v) <= 128
-	for i, r := range v {
-		alnum := '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z'
-		if !alnum && (i == 0 || !strings.ContainsRune("._+-", r)) {
-			ok = false
-		}
-	}
-	if !ok {
-		return fmt.Errorf("%w: version %q: use up to 128 letters, digits, '.', '_', '+' and '-', starting with a letter or digit", errBadInput, v)
-	}
-	if strings.HasSuffix(v, ".tmp") || strings.HasSuffix(v, ".json") {
-		return fmt.Errorf("%w: version %q: must not end in .tmp or .json, which the agent uses for its own files", errBadInput, v)
+	if err := host.CheckVersion(v); err != nil {
+		return fmt.Errorf("%w: %v", errBadInput, err)
 	}
 	return nil
 }

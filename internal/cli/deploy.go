@@ -2,13 +2,11 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -16,10 +14,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
 	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/deploy"
 	"github.com/zerodown/zerodown/internal/engine"
-	"github.com/zerodown/zerodown/internal/host"
-	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/pipeline"
 	"github.com/zerodown/zerodown/internal/store"
 )
@@ -78,138 +76,33 @@ func runDeploy(c *cobra.Command, cfgPath, envName, version, artifact, pipelineNa
 	if err != nil {
 		return err
 	}
-	env, err := environment(cfg, envName)
-	if err != nil {
-		return err
-	}
-	rel, err := release(artifact, version, cfg.App)
-	if err != nil {
-		return err
-	}
-	bal, err := balancerFor(env)
-	if err != nil {
-		return badInput(err)
-	}
-	hosts, err := hostsFor(env)
-	if err != nil {
-		return badInput(err)
-	}
-	lookCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	skip, err := alreadyDone(lookCtx, env, hosts, bal, version)
-	cancel()
-	if err != nil {
-		return err
-	}
-	p, err := pipelineFor(cfg, env, pipelineName, skip)
-	if err != nil {
-		return err
-	}
-	out := c.OutOrStdout()
+	req := deploy.Request{Env: envName, Version: version, Artifact: artifact, Pipeline: pipelineName, TakeOver: takeOver}
 	if dryRun {
+		p, skip, err := deploy.Plan(ctx, cfg, req)
+		if err != nil {
+			return deployError(err)
+		}
 		return printPlan(c, p, skip)
-	}
-	if len(p.Stages) == 0 {
-		fmt.Fprintf(out, "every host of %s already runs %s and is healthy: nothing to do\n", env.Name, version)
-		return nil
 	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	// The lock comes first, so a refused deploy leaves no run behind.
-	runID := store.NewRunID(time.Now())
-	ctx, lockLost := context.WithCancelCause(ctx)
-	defer lockLost(nil)
-	release, err := holdLock(ctx, st, env.Name, runID, takeOver, c.ErrOrStderr(), lockLost)
+	out := newRunOutput(c, output)
+	o, err := deploy.Deploy(ctx, out.options(cfg, st), req)
 	if err != nil {
-		return &exitError{code: ExitFailed, err: fmt.Errorf("deploy refused: %w", err)}
+		return deployError(err)
 	}
-	defer release()
-	plan, _ := json.Marshal(p)
-	run, err := st.CreateRun(ctx, store.Run{ID: runID, Env: env.Name, Pipeline: p.Name, Version: version, Artifact: artifact,
-		SHA256: rel.SHA256, Owner: store.ProcessOwner(), Plan: plan})
-	if err != nil {
-		return err
-	}
-	eng := newEngine(env, hosts, bal, rel, st, run.ID)
-	return execute(ctx, c, eng, st, run, p, nil, output, env.Verify, reportDir(cfg))
-}
-
-func newEngine(env *config.Environment, hosts map[string]engine.Host, bal lb.Balancer, rel host.Release, st store.Store, runID string) *engine.Engine {
-	e := &engine.Engine{
-		LB: bal, Hosts: hosts, Release: rel, Journal: engine.StoreJournal{Store: st, RunID: runID},
-		MinHealthy: minHealthy(env), Rollback: env.Rollback,
-	}
-	if r := env.Strategy.Rolling; r != nil {
-		e.UploadParallel = r.UploadParallel
-		e.HealthTimeout = time.Duration(r.HealthTimeout)
-	}
-	return e
-}
-
-// execute runs p, shows it, journals the outcome and maps it to an exit
-// code. With a verify block, the load verifier fires at the load balancer
-// for the whole run: a failed request beyond its thresholds stops the run
-// and rolls it back, and its report is written beside the journal.
-func execute(ctx context.Context, c *cobra.Command, eng *engine.Engine, st store.Store, run store.Run, p *pipeline.Pipeline,
-	skip map[engine.TaskKey]bool, output string, verify *config.Verify, reportDir string) error {
-	header := fmt.Sprintf("run %s: %s %s to %s", run.ID, p.Name, run.Version, run.Env)
-	view := newRunView(c.OutOrStdout(), output, header, p.Hosts(), countTasks(p))
-	eng.OnEvent = view.Event
-	runCtx, stopRun := context.WithCancelCause(ctx)
-	defer stopRun(nil)
-	var ver *verifier
-	if verify != nil {
-		var err error
-		if ver, err = startVerifier(verify, reportDir, run.ID); err != nil {
-			return badInput(err)
-		}
-		eng.OnEvent = func(e engine.Event) { view.Event(e); ver.mark(e) }
-		go ver.watch(runCtx, stopRun)
-	}
-	res := eng.Run(runCtx, p, skip)
-	view.Close()
-	if cause := context.Cause(runCtx); res.Err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
-		// Say why the run stopped: the verifier, or a lost lock.
-		res.Err = fmt.Errorf("%w (%v)", cause, res.Err)
-	}
-	if ver != nil {
-		summary := c.OutOrStdout()
+	if o.NothingToDo {
 		if output == outputJSON {
-			summary = c.ErrOrStderr()
+			out.finished(o)
+		} else {
+			fmt.Fprintf(c.OutOrStdout(), "every host of %s already runs %s and is healthy: nothing to do\n", envName, version)
 		}
-		pass, err := ver.finish(summary)
-		if err != nil {
-			fmt.Fprintf(c.ErrOrStderr(), "warning: %v\n", err)
-		}
-		if !pass && res.Status == engine.StatusSucceeded {
-			// The hosts are on the new version but requests failed on the
-			// way: that is not a deploy to keep.
-			res.Err = errors.New("the load verifier's thresholds failed (see its report above)")
-			res.Stranded = eng.RollBack(context.Background(), res.Changed)
-			res.Status = engine.StatusRolledBack
-			if len(res.Stranded) > 0 {
-				res.Status = engine.StatusNeedsAttention
-			}
-		}
+		return nil
 	}
-	upd := store.RunUpdate{Status: storeStatus(res), EndedAt: time.Now()}
-	if res.Err != nil {
-		upd.Error = res.Err.Error()
-	}
-	if err := st.UpdateRun(context.Background(), run.ID, upd); err != nil {
-		fmt.Fprintf(c.ErrOrStderr(), "warning: could not journal the end of the run: %v\n", err)
-	}
-	if output != outputJSON {
-		fmt.Fprintf(c.OutOrStdout(), "run %s %s\n", run.ID, upd.Status)
-	}
-	return exitFor(res)
-}
-
-// reportDir is where a run's verifier reports go: beside the journal.
-func reportDir(cfg *config.Deploy) string {
-	return filepath.Join(filepath.Dir(cfg.State), "reports")
+	return out.finished(o)
 }
 
 func printPlan(c *cobra.Command, p *pipeline.Pipeline, skip map[string]bool) error {
@@ -244,13 +137,13 @@ at deploy time hosts already on the version are skipped.`,
 			if err != nil {
 				return err
 			}
-			env, err := environment(cfg, args[0])
+			env, err := deploy.Environment(cfg, args[0])
 			if err != nil {
-				return err
+				return deployError(err)
 			}
-			p, err := pipelineFor(cfg, env, pipelineName, nil)
+			p, err := deploy.Pipeline(cfg, env, pipelineName, nil)
 			if err != nil {
-				return err
+				return deployError(err)
 			}
 			return printPlan(c, p, nil)
 		},
@@ -289,11 +182,8 @@ func withRun(cfgPath, id string, fn func(ctx context.Context, st store.Store, r 
 }
 
 func getRun(ctx context.Context, st store.Store, id string) (store.Run, error) {
-	r, err := st.GetRun(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return r, badInput(fmt.Errorf("no run %s (see zerodown history)", id))
-	}
-	return r, err
+	r, err := deploy.GetRun(ctx, st, id)
+	return r, deployError(err)
 }
 
 func newHistoryCmd() *cobra.Command {
@@ -320,7 +210,11 @@ func newHistoryCmd() *cobra.Command {
 					if !r.EndedAt.IsZero() {
 						took = r.EndedAt.Sub(r.StartedAt).Round(100 * time.Millisecond).String()
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Env, r.Version, r.Status,
+					status := string(r.Status)
+					if deploy.OwnerGone(r) {
+						status = "interrupted: resume or rollback"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Env, r.Version, status,
 						r.StartedAt.Local().Format("2006-01-02 15:04:05"), took, r.Owner)
 				}
 				return tw.Flush()
@@ -366,6 +260,27 @@ func newShowCmd() *cobra.Command {
 						at = t.StartedAt.Local().Format("15:04:05.000")
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", at, took, t.Stage, label, t.Status, firstLine(t.Error))
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				// The events tell what the tasks do not: draining counts,
+				// health, and every step of a rollback.
+				events, err := st.Events(ctx, r.ID, 0)
+				if err != nil {
+					return err
+				}
+				tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "\nAT\tHOST\tEVENT\tMESSAGE")
+				for _, e := range events {
+					if e.Type == engine.EvTask {
+						continue // the table above has them
+					}
+					who := e.Host
+					if who == "" {
+						who = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.At.Local().Format("15:04:05.000"), who, e.Type, firstLine(e.Message))
 				}
 				return tw.Flush()
 			})
@@ -423,71 +338,18 @@ func continueRun(c *cobra.Command, cfgPath, runID, output string, rollback bool)
 		return err
 	}
 	defer st.Close()
-	run, err := getRun(ctx, st, runID)
+	out := newRunOutput(c, output)
+	opts := out.options(cfg, st)
+	var o *deploy.Outcome
+	if rollback {
+		o, err = deploy.Rollback(ctx, opts, runID)
+	} else {
+		o, err = deploy.Resume(ctx, opts, runID)
+	}
 	if err != nil {
-		return err
+		return deployError(err)
 	}
-	if !rollback && run.Status != store.RunRunning {
-		return badInput(fmt.Errorf("run %s ended (%s); only a run whose process died can be resumed", run.ID, run.Status))
-	}
-	env, err := environment(cfg, run.Env)
-	if err != nil {
-		return err
-	}
-	var p pipeline.Pipeline
-	if err := json.Unmarshal(run.Plan, &p); err != nil {
-		return fmt.Errorf("run %s: its plan in the journal is unreadable: %w", run.ID, err)
-	}
-	artifact := run.Artifact
-	rel, err := release(artifact, run.Version, cfg.App)
-	if err != nil {
-		return err
-	}
-	if rel.SHA256 != run.SHA256 {
-		return badInput(fmt.Errorf("artifact %s changed since run %s started (sha256 %s, was %s)", artifact, run.ID, rel.SHA256, run.SHA256))
-	}
-	bal, err := balancerFor(env)
-	if err != nil {
-		return badInput(err)
-	}
-	hosts, err := hostsFor(env)
-	if err != nil {
-		return badInput(err)
-	}
-	ctx, lockLost := context.WithCancelCause(ctx)
-	defer lockLost(nil)
-	release, err := holdLock(ctx, st, env.Name, run.ID, true, c.ErrOrStderr(), lockLost)
-	if err != nil {
-		return &exitError{code: ExitFailed, err: err}
-	}
-	defer release()
-	_ = st.UpdateRun(ctx, run.ID, store.RunUpdate{Status: store.RunRunning})
-	eng := newEngine(env, hosts, bal, rel, st, run.ID)
-	if !rollback {
-		skip, err := engine.PassedTasks(ctx, st, run.ID)
-		if err != nil {
-			return err
-		}
-		return execute(ctx, c, eng, st, run, &p, skip, output, env.Verify, reportDir(cfg))
-	}
-	touched, err := engine.TouchedHosts(ctx, st, run.ID)
-	if err != nil {
-		return err
-	}
-	view := newRunView(c.OutOrStdout(), output, fmt.Sprintf("run %s: rolling back %s", run.ID, strings.Join(touched, ", ")), touched, 0)
-	eng.OnEvent = view.Event
-	stranded := eng.RollBack(ctx, touched)
-	view.Close()
-	res := engine.Result{Status: engine.StatusRolledBack, Changed: touched, Stranded: stranded, Err: errors.New("rolled back on request")}
-	if len(stranded) > 0 {
-		res.Status = engine.StatusNeedsAttention
-	}
-	_ = st.UpdateRun(context.Background(), run.ID, store.RunUpdate{Status: storeStatus(res), EndedAt: time.Now(), Error: res.Err.Error()})
-	if res.Status == engine.StatusRolledBack {
-		fmt.Fprintf(c.OutOrStdout(), "run %s rolled back: %s\n", run.ID, strings.Join(touched, ", "))
-		return nil
-	}
-	return exitFor(res)
+	return out.finished(o)
 }
 
 func newApproveCmd() *cobra.Command {

@@ -229,6 +229,15 @@ type Verify struct {
 	// requires it echoed back: proxies retry failed GETs silently, a failed
 	// POST shows.
 	PostEcho bool `yaml:"post_echo"`
+	// Post is a non-idempotent endpoint the app declares (a path on URL's
+	// host, or a URL): half of the requests POST a small body to it and
+	// need a 2xx. A load balancer never retries a POST it sent, so a
+	// failure on a target shows here.
+	Post string `yaml:"post"`
+	// MaxLBRetries fails the verification when the load balancer retried
+	// more requests than this on another target during the run (failures
+	// it hid from clients); unset: reported, not a threshold.
+	MaxLBRetries *int `yaml:"max_lb_retries"`
 }
 
 // Pipeline is a hand-written pipeline, GoCD style: stages in order, jobs of

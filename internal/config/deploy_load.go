@@ -350,6 +350,7 @@ func cloneEnvironment(e *Environment) *Environment {
 		v := *e.Verify
 		v.MaxFailed = clonePtr(v.MaxFailed)
 		v.MaxDropped = clonePtr(v.MaxDropped)
+		v.MaxLBRetries = clonePtr(v.MaxLBRetries)
 		cp.Verify = &v
 	}
 	return &cp
@@ -597,6 +598,14 @@ func (d *deployValidator) verify(vf *Verify, vp string) {
 	}
 	if *vf.MaxDropped < 0 {
 		d.errorf(c.key(vp, "max_dropped"), "must not be negative, got %d", *vf.MaxDropped)
+	}
+	if vf.MaxLBRetries != nil && *vf.MaxLBRetries < 0 {
+		d.errorf(c.key(vp, "max_lb_retries"), "must not be negative, got %d", *vf.MaxLBRetries)
+	}
+	if vf.Post != "" && !strings.HasPrefix(vf.Post, "/") {
+		if err := checkURL(vf.Post, "http://127.0.0.1:8080/orders"); err != nil {
+			d.errorf(c.key(vp, "post"), "a path such as /orders, or %v", err)
+		}
 	}
 }
 

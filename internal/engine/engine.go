@@ -234,7 +234,6 @@ func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey
 	}
 	res.Err = failure
 	res.Aborted = errors.Is(failure, ErrAborted)
-	e.emit(Event{Type: EvFailed, Message: failure.Error()})
 	if len(res.Changed) == 0 {
 		res.Status = StatusFailed
 		return res
@@ -361,15 +360,17 @@ func (e *Engine) runStage(stop context.Context, st pipeline.Stage, skip map[Task
 	// The job that failed first is the cause; siblings it stopped only
 	// report that they were stopped.
 	var stopped error
-	for i, err := range errs {
+	for _, err := range errs {
 		switch {
 		case err == nil:
 		case errors.Is(err, ErrAborted):
 			if stopped == nil {
-				stopped = fmt.Errorf("stage %s, job %s: %w", st.Name, st.Jobs[i].Name, err)
+				stopped = err
 			}
 		default:
-			return fmt.Errorf("stage %s, job %s: %w", st.Name, st.Jobs[i].Name, err)
+			// The task's label names the step and the host; the journal
+			// has the stage and job.
+			return err
 		}
 	}
 	if stopped != nil && stop.Err() != nil {

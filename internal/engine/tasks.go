@@ -194,7 +194,7 @@ func (e *Engine) deploy(t pipeline.Task) error {
 		return fmt.Errorf("upload %s to %s: %w", e.Release.Version, h.Name, err)
 	}
 	if err := h.Deployer.Activate(ctx, e.Release.Version); err != nil {
-		return fmt.Errorf("activate %s on %s: %w", e.Release.Version, h.Name, err)
+		return err
 	}
 	e.emit(Event{Host: h.Name, Type: EvActivated, Message: "activated " + e.Release.Version})
 	return nil

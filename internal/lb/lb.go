@@ -40,3 +40,18 @@ type Balancer interface {
 type Weighter interface {
 	SetWeight(ctx context.Context, address string, weight int) error
 }
+
+// Counts are what a load balancer did that its clients cannot see: requests
+// it sent again to another target after a failure, and failures toward
+// targets (connections refused, reset, timed out). A verifier that only
+// counts its own answers misses a failure the balancer retried away.
+type Counts struct {
+	Retries      uint64
+	TargetErrors uint64
+}
+
+// Counter is the optional capability of reporting Counts for the pool,
+// since the balancer started; a run compares two readings.
+type Counter interface {
+	Counts(ctx context.Context) (Counts, error)
+}

@@ -297,8 +297,8 @@ func TestDeployEndToEnd(t *testing.T) {
 			t.Fatalf("history: exit %d\n%s", code, out)
 		}
 		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if len(lines) < 2 || !strings.Contains(lines[1], "running") {
-			t.Fatalf("history does not show the killed run as running:\n%s", out)
+		if len(lines) < 2 || !strings.Contains(lines[1], "interrupted: resume or rollback") {
+			t.Fatalf("history does not show the killed run as interrupted:\n%s", out)
 		}
 		runID := strings.Fields(lines[1])[0]
 		out, code = f.zerodown("resume", runID, "-c", good, "-o", "log")

@@ -357,7 +357,13 @@ type poolBalancer struct {
 var (
 	_ lb.Balancer = (*poolBalancer)(nil)
 	_ lb.Weighter = (*poolBalancer)(nil)
+	_ lb.Counter  = (*poolBalancer)(nil)
 )
+
+// Counts reads the pool's retries and target errors from /metrics.
+func (b *poolBalancer) Counts(ctx context.Context) (lb.Counts, error) {
+	return b.c.Counts(ctx, b.pool)
+}
 
 func (b *poolBalancer) Targets(ctx context.Context) ([]lb.Target, error) {
 	p, err := b.c.Pool(ctx, b.pool)

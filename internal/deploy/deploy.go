@@ -1,0 +1,340 @@
+// Package deploy runs a release on an environment: it checks everything
+// that can be checked before anything changes, takes the environment's
+// lock, journals the run, runs its pipeline under the load verifier, and
+// ends the run in the journal; it also resumes and rolls back old runs.
+// The CLI and the server both call it: there is one implementation of "run
+// this release on this environment".
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/engine"
+	"github.com/zerodown/zerodown/internal/host"
+	"github.com/zerodown/zerodown/internal/loadgen"
+	"github.com/zerodown/zerodown/internal/pipeline"
+	"github.com/zerodown/zerodown/internal/store"
+)
+
+// Options are what every run needs besides its request.
+type Options struct {
+	Config *config.Deploy
+	Store  store.Store
+	// OnStart is called once the run exists in the journal, before any
+	// host or the load balancer is changed.
+	OnStart func(Start)
+	// OnEvent sees every event of the run as it happens.
+	OnEvent func(engine.Event)
+	// Warn receives messages for people: a lock taken over, a heartbeat
+	// failing, a report that could not be written. Nil discards them.
+	Warn io.Writer
+}
+
+// Request is one release for one environment.
+type Request struct {
+	Env      string
+	Version  string
+	Artifact string
+	// Pipeline names a hand-written pipeline; empty runs the environment's
+	// strategy.
+	Pipeline string
+	// TakeOver takes the environment's lock from a run whose process is
+	// gone.
+	TakeOver bool
+}
+
+// Start describes a run as it begins.
+type Start struct {
+	RunID    string   `json:"id"`
+	Env      string   `json:"env"`
+	Version  string   `json:"version"`
+	Pipeline string   `json:"pipeline"`
+	Hosts    []string `json:"hosts"`
+	Tasks    int      `json:"tasks"`
+	// Mode is "deploy", "resume" or "rollback".
+	Mode string `json:"mode"`
+}
+
+// Outcome is how a run ended.
+type Outcome struct {
+	// Run is the run as journaled at its end; zero when NothingToDo.
+	Run    store.Run
+	Result engine.Result
+	// Verify is the load verifier's finding; nil without a verify block.
+	Verify *Verification
+	// NothingToDo: every host already ran the version and was healthy, so
+	// no run was created.
+	NothingToDo bool
+}
+
+// Plan returns what Deploy would run for req, and the hosts it would skip
+// because they already run the version and are healthy. It contacts the
+// balancer and the hosts, and changes nothing.
+func Plan(ctx context.Context, cfg *config.Deploy, req Request) (*pipeline.Pipeline, map[string]bool, error) {
+	if _, err := Release(req.Artifact, req.Version, cfg.App); err != nil {
+		return nil, nil, err
+	}
+	f, err := newFleet(cfg, req.Env)
+	if err != nil {
+		return nil, nil, err
+	}
+	skip, err := f.lookAround(ctx, req.Version)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := Pipeline(cfg, f.env, req.Pipeline, skip)
+	return p, skip, err
+}
+
+func (f *fleet) lookAround(ctx context.Context, version string) (map[string]bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return f.alreadyDone(ctx, version)
+}
+
+// Deploy runs req. Everything that can be checked without changing
+// anything — the artifact, the version, the drivers, the tokens, the lock —
+// is checked before the run is created: a bad input is an *InputError and
+// a held lock a *RefusedError, with no run left behind.
+func Deploy(ctx context.Context, o Options, req Request) (*Outcome, error) {
+	cfg := o.Config
+	rel, err := Release(req.Artifact, req.Version, cfg.App)
+	if err != nil {
+		return nil, err
+	}
+	f, err := newFleet(cfg, req.Env)
+	if err != nil {
+		return nil, err
+	}
+	skip, err := f.lookAround(ctx, req.Version)
+	if err != nil {
+		return nil, err
+	}
+	p, err := Pipeline(cfg, f.env, req.Pipeline, skip)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Stages) == 0 {
+		return &Outcome{NothingToDo: true}, nil
+	}
+	// The lock comes first, so a refused deploy leaves no run behind.
+	runID := store.NewRunID(time.Now())
+	ctx, lockLost := context.WithCancelCause(ctx)
+	defer lockLost(nil)
+	release, err := holdLock(ctx, o.Store, f.env.Name, runID, req.TakeOver, o.warn(), lockLost)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	plan, _ := json.Marshal(p)
+	run, err := o.Store.CreateRun(ctx, store.Run{ID: runID, Env: f.env.Name, Pipeline: p.Name, Version: req.Version,
+		Artifact: req.Artifact, SHA256: rel.SHA256, Owner: store.ProcessOwner(), Plan: plan})
+	if err != nil {
+		return nil, err
+	}
+	return o.execute(ctx, f, rel, run, p, nil, "deploy")
+}
+
+// Resume continues a run whose process died: tasks that passed are not run
+// again.
+func Resume(ctx context.Context, o Options, runID string) (*Outcome, error) {
+	return o.reopen(ctx, runID, false)
+}
+
+// Rollback undoes a run: every host it touched goes back to its previous
+// release through the load balancer, attached and healthy. It works from
+// what the hosts and the balancer report, so it also undoes a run whose
+// process died.
+func Rollback(ctx context.Context, o Options, runID string) (*Outcome, error) {
+	return o.reopen(ctx, runID, true)
+}
+
+func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outcome, error) {
+	run, err := GetRun(ctx, o.Store, runID)
+	if err != nil {
+		return nil, err
+	}
+	if !rollback && run.Status != store.RunRunning {
+		return nil, badInput(fmt.Errorf("run %s ended (%s); only a run whose process died can be resumed", run.ID, run.Status))
+	}
+	var p pipeline.Pipeline
+	if err := json.Unmarshal(run.Plan, &p); err != nil {
+		return nil, fmt.Errorf("run %s: its plan in the journal is unreadable: %w", run.ID, err)
+	}
+	rel, err := Release(run.Artifact, run.Version, o.Config.App)
+	if err != nil {
+		return nil, err
+	}
+	if rel.SHA256 != run.SHA256 {
+		return nil, badInput(fmt.Errorf("artifact %s changed since run %s started (sha256 %s, was %s)", run.Artifact, run.ID, rel.SHA256, run.SHA256))
+	}
+	f, err := newFleet(o.Config, run.Env)
+	if err != nil {
+		return nil, err
+	}
+	ctx, lockLost := context.WithCancelCause(ctx)
+	defer lockLost(nil)
+	release, err := holdLock(ctx, o.Store, f.env.Name, run.ID, true, o.warn(), lockLost)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	_ = o.Store.UpdateRun(ctx, run.ID, store.RunUpdate{Status: store.RunRunning})
+	if !rollback {
+		skip, err := engine.PassedTasks(ctx, o.Store, run.ID)
+		if err != nil {
+			return nil, err
+		}
+		return o.execute(ctx, f, rel, run, &p, skip, "resume")
+	}
+	touched, err := engine.TouchedHosts(ctx, o.Store, run.ID)
+	if err != nil {
+		return nil, err
+	}
+	eng := o.engine(f, rel, run.ID)
+	if o.OnStart != nil {
+		o.OnStart(Start{RunID: run.ID, Env: run.Env, Version: run.Version, Pipeline: run.Pipeline, Hosts: touched, Mode: "rollback"})
+	}
+	stranded := eng.RollBack(ctx, touched)
+	res := engine.Result{Status: engine.StatusRolledBack, Changed: touched, Stranded: stranded, Err: errors.New("rolled back on request")}
+	if len(stranded) > 0 {
+		res.Status = engine.StatusNeedsAttention
+	}
+	return o.end(run, res, nil)
+}
+
+func (o Options) warn() io.Writer {
+	if o.Warn == nil {
+		return io.Discard
+	}
+	return o.Warn
+}
+
+func (o Options) engine(f *fleet, rel host.Release, runID string) *engine.Engine {
+	e := &engine.Engine{
+		LB: f.bal, Hosts: f.hosts, Release: rel, Journal: engine.StoreJournal{Store: o.Store, RunID: runID},
+		MinHealthy: minHealthy(f.env), Rollback: f.env.Rollback, OnEvent: o.OnEvent,
+	}
+	if r := f.env.Strategy.Rolling; r != nil {
+		e.UploadParallel = r.UploadParallel
+		e.HealthTimeout = time.Duration(r.HealthTimeout)
+	}
+	return e
+}
+
+// execute runs p under the load verifier when the environment has one: a
+// failed request beyond its thresholds stops the run, the hosts serving the
+// new version leave the balancer first, and the run is rolled back.
+func (o Options) execute(ctx context.Context, f *fleet, rel host.Release, run store.Run, p *pipeline.Pipeline,
+	skip map[engine.TaskKey]bool, mode string) (*Outcome, error) {
+	eng := o.engine(f, rel, run.ID)
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	var ver *verifier
+	if f.env.Verify != nil {
+		var err error
+		if ver, err = newVerifier(f.env.Verify, f.bal, ReportDir(o.Config), run.ID); err != nil {
+			return o.end(run, engine.Result{Status: engine.StatusFailed, Err: err}, nil)
+		}
+		if err := ver.start(runCtx); err != nil {
+			return o.end(run, engine.Result{Status: engine.StatusFailed, Err: err}, nil)
+		}
+		eng.OnEvent = func(e engine.Event) {
+			if o.OnEvent != nil {
+				o.OnEvent(e)
+			}
+			ver.mark(e)
+		}
+		go ver.watch(runCtx, stopRun)
+	}
+	if o.OnStart != nil {
+		o.OnStart(Start{RunID: run.ID, Env: run.Env, Version: run.Version, Pipeline: p.Name, Hosts: p.Hosts(),
+			Tasks: CountTasks(p), Mode: mode})
+	}
+	res := eng.Run(runCtx, p, skip)
+	if cause := context.Cause(runCtx); res.Err != nil && cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(res.Err, cause) {
+		// Say why the run stopped: the verifier, or a lost lock.
+		res.Err = fmt.Errorf("%w (%v)", cause, res.Err)
+	}
+	var verified *Verification
+	if ver != nil {
+		var err error
+		verified, err = ver.finish()
+		if err != nil {
+			fmt.Fprintf(o.warn(), "warning: %v\n", err)
+		}
+		if verified != nil && !verified.Pass && verified.Report != nil && res.Status == engine.StatusSucceeded {
+			// The hosts are on the new version but requests failed on the
+			// way: that is not a deploy to keep.
+			res.Err = errors.New("the load verifier's thresholds failed")
+			res.Stranded = eng.RollBack(context.Background(), res.Changed)
+			res.Status = engine.StatusRolledBack
+			if len(res.Stranded) > 0 {
+				res.Status = engine.StatusNeedsAttention
+			}
+		}
+		if verified != nil && verified.Report != nil {
+			verified.Report.Run = &loadgen.RunInfo{ID: run.ID, Environment: run.Env, Version: run.Version, Outcome: string(res.Status)}
+			if res.Err != nil {
+				verified.Report.Run.Reason = res.Err.Error()
+			}
+			if err := ver.write(verified); err != nil {
+				fmt.Fprintf(o.warn(), "warning: %v\n", err)
+			}
+		}
+	}
+	return o.end(run, res, verified)
+}
+
+// end journals how the run ended.
+func (o Options) end(run store.Run, res engine.Result, v *Verification) (*Outcome, error) {
+	upd := store.RunUpdate{Status: StoreStatus(res), EndedAt: time.Now()}
+	if res.Err != nil {
+		upd.Error = res.Err.Error()
+	}
+	if err := o.Store.UpdateRun(context.Background(), run.ID, upd); err != nil {
+		fmt.Fprintf(o.warn(), "warning: could not journal the end of the run: %v\n", err)
+	}
+	run.Status, run.EndedAt, run.Error = upd.Status, upd.EndedAt, upd.Error
+	return &Outcome{Run: run, Result: res, Verify: v}, nil
+}
+
+// StoreStatus is how the journal names an engine result.
+func StoreStatus(res engine.Result) store.RunStatus {
+	switch res.Status {
+	case engine.StatusSucceeded:
+		return store.RunSucceeded
+	case engine.StatusRolledBack:
+		if res.Aborted {
+			return store.RunAborted
+		}
+		return store.RunRolledBack
+	case engine.StatusNeedsAttention:
+		return store.RunNeedsAttention
+	}
+	if res.Aborted {
+		return store.RunAborted
+	}
+	return store.RunFailed
+}
+
+// ReportDir is where a run's verifier reports go: beside the journal.
+func ReportDir(cfg *config.Deploy) string {
+	return filepath.Join(filepath.Dir(cfg.State), "reports")
+}
+
+// GetRun finds a run in the journal; an unknown id is bad input.
+func GetRun(ctx context.Context, st store.Store, id string) (store.Run, error) {
+	r, err := st.GetRun(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return r, badInput(fmt.Errorf("no run %s (see zerodown history)", id))
+	}
+	return r, err
+}

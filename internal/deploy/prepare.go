@@ -1,0 +1,246 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/zerodown/zerodown/internal/agent"
+	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/engine"
+	"github.com/zerodown/zerodown/internal/host"
+	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/lb/builtin"
+	"github.com/zerodown/zerodown/internal/pipeline"
+)
+
+// fleet is an environment with its drivers built: what a run acts on.
+type fleet struct {
+	cfg   *config.Deploy
+	env   *config.Environment
+	bal   lb.Balancer
+	hosts map[string]engine.Host
+}
+
+// Environment returns the named environment of cfg, or bad input naming
+// the ones there are.
+func Environment(cfg *config.Deploy, name string) (*config.Environment, error) {
+	env, ok := cfg.Environments[name]
+	if !ok {
+		return nil, badInput(fmt.Errorf("%s: no environment %q (environments: %s)", cfg.Path, name, strings.Join(cfg.EnvOrder, ", ")))
+	}
+	return env, nil
+}
+
+// newFleet builds the environment's load balancer driver and a client per
+// host; a token that cannot be read is bad input.
+func newFleet(cfg *config.Deploy, envName string) (*fleet, error) {
+	env, err := Environment(cfg, envName)
+	if err != nil {
+		return nil, err
+	}
+	bal, err := Balancer(env)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	hosts, err := Hosts(env)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	return &fleet{cfg: cfg, env: env, bal: bal, hosts: hosts}, nil
+}
+
+// secret returns an inline token or the trimmed content of a token file.
+func secret(token, file, what string) (string, error) {
+	if token != "" {
+		return token, nil
+	}
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s token: %w", what, err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s token: %s is empty", what, file)
+	}
+	return tok, nil
+}
+
+// Balancer builds the environment's load balancer driver.
+func Balancer(env *config.Environment) (lb.Balancer, error) {
+	switch env.LB.Driver {
+	case config.DriverBuiltin, "":
+		tok, err := secret(env.LB.Token, env.LB.TokenFile, "load balancer")
+		if err != nil {
+			return nil, err
+		}
+		c, err := builtin.New(builtin.Config{Admin: env.LB.Admin, Token: tok})
+		if err != nil {
+			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
+		}
+		return c.Balancer(env.LB.Pool), nil
+	}
+	return nil, fmt.Errorf("environment %s: load balancer driver %q is not available yet", env.Name, env.LB.Driver)
+}
+
+// Hosts builds an agent client per host.
+func Hosts(env *config.Environment) (map[string]engine.Host, error) {
+	out := map[string]engine.Host{}
+	for _, h := range env.Hosts {
+		tok, err := secret(h.Token, h.TokenFile, "agent "+h.Name)
+		if err == nil && tok == "" {
+			tok, err = secret(env.Agents.Token, env.Agents.TokenFile, "agent "+h.Name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		c, err := agent.NewClient(agent.ClientConfig{URL: h.Agent, Token: tok})
+		if err != nil {
+			return nil, fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		out[h.Name] = engine.Host{Name: h.Name, Target: h.Target, Deployer: c}
+	}
+	return out, nil
+}
+
+// Release checks and describes the artifact at path, hashing it once:
+// everything about it that can be known here is checked before a run
+// exists, so a bad artifact is bad input, not a failed run.
+func Release(path, version string, app config.App) (host.Release, error) {
+	if err := host.CheckVersion(version); err != nil {
+		return host.Release{}, badInput(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return host.Release{}, badInput(fmt.Errorf("artifact: %w", err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return host.Release{}, badInput(fmt.Errorf("artifact %s: %w", path, err))
+	}
+	if !st.Mode().IsRegular() {
+		return host.Release{}, badInput(fmt.Errorf("artifact %s is not a regular file (a .tar.gz, a .zip or a single executable)", path))
+	}
+	if st.Size() == 0 {
+		return host.Release{}, badInput(fmt.Errorf("artifact %s is empty", path))
+	}
+	r := host.Release{Version: version, Spec: app, Open: func() (io.ReadCloser, error) { return os.Open(path) }}
+	var magic []byte
+	switch base := filepath.Base(path); {
+	case strings.HasSuffix(base, ".tar.gz"), strings.HasSuffix(base, ".tgz"):
+		r.Format, magic = host.FormatTarGz, []byte{0x1f, 0x8b}
+	case strings.HasSuffix(base, ".zip"):
+		r.Format, magic = host.FormatZip, []byte("PK")
+	default:
+		r.Format, r.Name = host.FormatFile, base
+	}
+	if magic != nil {
+		head := make([]byte, len(magic))
+		if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, magic) {
+			return host.Release{}, badInput(fmt.Errorf("artifact %s is named like a %s but is not one", path, r.Format))
+		}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return host.Release{}, fmt.Errorf("artifact %s: %w", path, err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return host.Release{}, fmt.Errorf("artifact %s: %w", path, err)
+	}
+	r.SHA256, r.Size = hex.EncodeToString(h.Sum(nil)), n
+	return r, nil
+}
+
+// minHealthy resolves the environment's min_healthy.
+func minHealthy(env *config.Environment) int {
+	if env.Strategy.Rolling == nil {
+		return 0
+	}
+	return env.Strategy.Rolling.MinHealthy.Of(len(env.Hosts))
+}
+
+// alreadyDone asks the balancer and every host, with their tokens, and
+// returns the hosts that run version and are healthy: a re-run leaves them
+// alone. It is also where a refused token is found, before a run exists.
+func (f *fleet) alreadyDone(ctx context.Context, version string) (map[string]bool, error) {
+	targets, err := f.bal.Targets(ctx)
+	if err != nil {
+		return nil, classify("read the load balancer's targets", err)
+	}
+	healthy := map[string]bool{}
+	for _, t := range targets {
+		healthy[t.Address] = t.State == lb.StateHealthy
+	}
+	skip := map[string]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make([]error, len(f.env.Hosts))
+	for i, h := range f.env.Hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := f.hosts[h.Name].Deployer.Status(ctx)
+			if err != nil {
+				errs[i] = classify("host "+h.Name, err)
+				return
+			}
+			if st.Version == version && healthy[h.Target] {
+				mu.Lock()
+				skip[h.Name] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		var ie *InputError
+		if errors.As(err, &ie) {
+			return nil, err
+		}
+	}
+	return skip, errors.Join(errs...)
+}
+
+// Pipeline picks the hand-written pipeline named, or expands the
+// environment's strategy without the hosts in skip.
+func Pipeline(cfg *config.Deploy, env *config.Environment, name string, skip map[string]bool) (*pipeline.Pipeline, error) {
+	if name != "" {
+		pc, ok := cfg.Pipelines[name]
+		if !ok {
+			return nil, badInput(fmt.Errorf("%s: no pipeline %q", cfg.Path, name))
+		}
+		if pc.Environment != env.Name {
+			return nil, badInput(fmt.Errorf("pipeline %s is for environment %s, not %s", name, pc.Environment, env.Name))
+		}
+		return pipeline.FromConfig(name, pc), nil
+	}
+	p, err := pipeline.Rolling(env, skip)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	return p, nil
+}
+
+// CountTasks is the number of tasks of p, for progress.
+func CountTasks(p *pipeline.Pipeline) int {
+	n := 0
+	for _, st := range p.Stages {
+		for _, j := range st.Jobs {
+			n += len(j.Tasks)
+		}
+	}
+	return n
+}
