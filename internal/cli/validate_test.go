@@ -42,9 +42,77 @@ func TestValidateOK(t *testing.T) {
 func TestValidateExample(t *testing.T) {
 	t.Setenv("ZERODOWN_LB_TOKEN", "lb-token-for-tests")
 	path := filepath.Join("..", "..", "examples", "zerodown.yaml")
-	code, stdout, stderr := runValidate(t, "-c", path)
+	code, stdout, stderr := runValidate(t, "-c", path, "--skip-token-files")
 	if code != ExitOK || stdout != path+": ok (2 environments, 1 pipeline)\n" || stderr != "" {
 		t.Errorf("exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
+	}
+	// Its production fleet keeps its tokens in /etc/zerodown on the
+	// machine that deploys.
+	if _, err := os.Stat("/etc/zerodown"); err == nil {
+		t.Skip("/etc/zerodown exists here")
+	}
+	code, stdout, stderr = runValidate(t, "-c", path)
+	want := path + `:31:7: environments.production.lb.token_file: /etc/zerodown/lb-admin.token does not exist
+` + path + `:33:7: environments.production.agents.token_file: /etc/zerodown/agent.token does not exist
+zerodown: ` + path + `: 2 problems
+`
+	if code != ExitBadInput || stdout != "" || stderr != want {
+		t.Errorf("exit %d\nstdout %q\nstderr:\n%s\nwant:\n%s", code, stdout, stderr, want)
+	}
+}
+
+// TestValidateTokenFiles: token files are found beside zerodown.yaml from
+// any working directory, and one that is missing or empty is a problem at
+// its key, with the path it resolved to.
+func TestValidateTokenFiles(t *testing.T) {
+	dir := t.TempDir()
+	cfgDir := filepath.Join(dir, "deploy")
+	if err := os.MkdirAll(filepath.Join(cfgDir, "secrets"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{"secrets/lb.token": "lb\n", "secrets/agents.token": "agents\n", "empty.token": "\n"} {
+		if err := os.WriteFile(filepath.Join(cfgDir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doc := func(hostToken string) string {
+		return `app: {run: [./hello]}
+environments:
+  web:
+    lb: {admin: 'http://127.0.0.1:9100', pool: hello, token_file: secrets/lb.token}
+    agents: {token_file: secrets/agents.token}
+    hosts:
+      - {name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}
+      - {name: web-2, agent: 'http://127.0.0.1:7102', target: '127.0.0.1:8102', token_file: ` + hostToken + `}
+`
+	}
+	t.Chdir(dir)
+	path := filepath.Join("deploy", "zerodown.yaml")
+
+	writeDeployConfig(t, cfgDir, doc("secrets/agents.token"))
+	code, stdout, stderr := runValidate(t, "-c", path)
+	if code != ExitOK || stdout != path+": ok (1 environment, 0 pipelines)\n" || stderr != "" {
+		t.Errorf("exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
+	}
+
+	abs, err := filepath.Abs(cfgDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ file, problem string }{
+		{"missing.token", filepath.Join(abs, "missing.token") + " does not exist"},
+		{"empty.token", filepath.Join(abs, "empty.token") + " is empty"},
+		{"secrets", filepath.Join(abs, "secrets") + " is a directory, not a token file"},
+	} {
+		writeDeployConfig(t, cfgDir, doc(tt.file))
+		code, stdout, stderr := runValidate(t, "-c", path)
+		want := path + ":8:81: environments.web.hosts[1].token_file: " + tt.problem + "\nzerodown: " + path + ": 1 problem\n"
+		if code != ExitBadInput || stdout != "" || stderr != want {
+			t.Errorf("%s: exit %d\nstdout %q\nstderr %q\nwant   %q", tt.file, code, stdout, stderr, want)
+		}
+		if code, _, _ := runValidate(t, "-c", path, "--skip-token-files"); code != ExitOK {
+			t.Errorf("%s: --skip-token-files: exit %d", tt.file, code)
+		}
 	}
 }
 
@@ -119,7 +187,7 @@ func TestValidateBadInput(t *testing.T) {
 
 func TestValidateHelp(t *testing.T) {
 	code, stdout, _ := runValidate(t, "--help")
-	for _, want := range []string{"zerodown validate [--config zerodown.yaml]", "file:line:col", "exits 2", `(default "zerodown.yaml")`} {
+	for _, want := range []string{"zerodown validate [--config zerodown.yaml]", "file:line:col", "exits 2", `(default "zerodown.yaml")`, "--skip-token-files", "relative to its\ndirectory"} {
 		if code != ExitOK || !strings.Contains(stdout, want) {
 			t.Errorf("exit %d, help without %q:\n%s", code, want, stdout)
 		}

@@ -18,13 +18,17 @@ type Deploy struct {
 	App          App                     `yaml:"app"`
 	Environments map[string]*Environment `yaml:"environments"`
 	Pipelines    map[string]*Pipeline    `yaml:"pipelines"`
-	// State is the journal database; relative paths are relative to the
-	// directory the command runs in.
+	// State is the journal database. Like every path of this machine in
+	// the file (token_file, exec dir) it is relative to the file's
+	// directory; the loader makes it absolute (see deploy_paths.go).
 	State string `yaml:"state"`
 
 	// EnvOrder and PipelineOrder keep file order for listings.
 	EnvOrder      []string `yaml:"-"`
 	PipelineOrder []string `yaml:"-"`
+
+	// tokenFiles are the token_file keys written, for CheckTokenFiles.
+	tokenFiles []tokenFileRef
 }
 
 // Environment is a named fleet behind one load balancer pool.
@@ -284,9 +288,14 @@ type Task struct {
 
 // ExecTask runs a local command.
 type ExecTask struct {
-	Command []string          `yaml:"command"` // argv, no shell
+	// Command is the argv, no shell. A program with a slash ("./smoke.sh")
+	// is relative to Dir, else it is looked up in PATH.
+	Command []string          `yaml:"command"`
 	Env     map[string]string `yaml:"env"`
-	Dir     string            `yaml:"dir"`
+	// Dir is where the command runs: relative to the directory of
+	// zerodown.yaml, which is also the default. The loader makes it
+	// absolute.
+	Dir string `yaml:"dir"`
 }
 
 // SmokeTask checks an HTTP answer.

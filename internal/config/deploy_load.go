@@ -28,7 +28,10 @@ func LoadDeploy(path string) (*Deploy, error) {
 // from the environment (an unset variable is an error; ${PORT} and
 // ${VERSION} stay for the agent to fill in when it starts the app), strict
 // keys and types, defaults, and validation that reports every problem as
-// an Errors with file:line:col and key path. path is used in errors only.
+// an Errors with file:line:col and key path. path names the file in errors,
+// and the paths of this machine in it (state, token_file, exec dir) are
+// resolved against its directory and made absolute; see deploy_paths.go.
+// Whether the token files can be read is CheckTokenFiles' to say.
 //
 // On success the config is complete: every environment and pipeline has
 // its Name, EnvOrder and PipelineOrder list them in file order, every
@@ -238,17 +241,21 @@ type deployValidator struct {
 
 // prepare gives every environment and pipeline its own structs (an alias
 // decodes to the same pointer as its anchor), its name and its defaults,
-// and records the file order.
+// resolves the paths of this machine against the file's directory, and
+// records the file order.
 func (d *deployValidator) prepare() {
 	cfg := d.cfg
 	cfg.EnvOrder = fileOrder(d.c, "environments", cfg.Environments)
 	cfg.PipelineOrder = fileOrder(d.c, "pipelines", cfg.Pipelines)
+	paths := newPathResolver(cfg.Path)
 	orDefault(&cfg.State, DefaultStatePath)
+	cfg.State = paths.resolve(cfg.State)
 	cfg.App.ApplyDefaults()
 	for _, name := range cfg.EnvOrder {
 		e := cloneEnvironment(cfg.Environments[name])
 		e.Name = name
 		cfg.Environments[name] = e
+		d.resolveEnvPaths(paths, e, d.c.key("environments", name))
 		envDefaults(e, rawKey(rawKey(d.raw, "environments"), name))
 	}
 	for _, name := range cfg.PipelineOrder {
@@ -261,7 +268,9 @@ func (d *deployValidator) prepare() {
 			for ji := range p.Stages[si].Jobs {
 				rawTasks := rawKey(rawItem(rawJobs, ji), "tasks")
 				for ti := range p.Stages[si].Jobs[ji].Tasks {
-					taskDefaults(&p.Stages[si].Jobs[ji].Tasks[ti], rawItem(rawTasks, ti))
+					t := &p.Stages[si].Jobs[ji].Tasks[ti]
+					taskDefaults(t, rawItem(rawTasks, ti))
+					resolveTaskPaths(paths, t)
 				}
 			}
 		}

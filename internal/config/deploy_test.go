@@ -17,6 +17,23 @@ import (
 
 const deployTestToken = "lb-token-for-tests"
 
+// beside is where a path written in the config file at file resolves to.
+func beside(t *testing.T, file, rel string) string {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Dir(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, rel)
+}
+
+// withoutPositions drops what the loader keeps for CheckTokenFiles, which
+// TestDeployPaths covers, so that a whole config compares to a literal.
+func withoutPositions(cfg *Deploy) *Deploy {
+	cfg.tokenFiles = nil
+	return cfg
+}
+
 func dumpDeploy(cfg *Deploy) string {
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -74,20 +91,21 @@ func stagingByHand() *Pipeline {
 
 func TestParseDeployDesignExample(t *testing.T) {
 	t.Setenv("ZERODOWN_LB_TOKEN", deployTestToken)
-	got, err := LoadDeploy(filepath.Join("testdata", "deploy", "design.yaml"))
+	path := filepath.Join("testdata", "deploy", "design.yaml")
+	got, err := LoadDeploy(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &Deploy{
-		Path:          filepath.Join("testdata", "deploy", "design.yaml"),
+		Path:          path,
 		App:           helloApp(),
 		Environments:  map[string]*Environment{"staging": designStaging()},
 		Pipelines:     map[string]*Pipeline{"staging-by-hand": stagingByHand()},
-		State:         DefaultStatePath,
+		State:         beside(t, path, DefaultStatePath),
 		EnvOrder:      []string{"staging"},
 		PipelineOrder: []string{"staging-by-hand"},
 	}
-	if !reflect.DeepEqual(got, want) {
+	if !reflect.DeepEqual(withoutPositions(got), want) {
 		t.Errorf("got  %s\nwant %s", dumpDeploy(got), dumpDeploy(want))
 	}
 }
@@ -125,17 +143,18 @@ func TestLoadDeployExample(t *testing.T) {
 		App:           helloApp(),
 		Environments:  map[string]*Environment{"staging": designStaging(), "production": production},
 		Pipelines:     map[string]*Pipeline{"staging-by-hand": stagingByHand()},
-		State:         DefaultStatePath,
+		State:         beside(t, path, DefaultStatePath),
 		EnvOrder:      []string{"staging", "production"},
 		PipelineOrder: []string{"staging-by-hand"},
 	}
-	if !reflect.DeepEqual(got, want) {
+	if !reflect.DeepEqual(withoutPositions(got), want) {
 		t.Errorf("got  %s\nwant %s", dumpDeploy(got), dumpDeploy(want))
 	}
 }
 
 func TestParseDeployFull(t *testing.T) {
-	got, err := LoadDeploy(filepath.Join("testdata", "deploy", "full.yaml"))
+	path := filepath.Join("testdata", "deploy", "full.yaml")
+	got, err := LoadDeploy(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +200,7 @@ func TestParseDeployFull(t *testing.T) {
 	wantStages := []Stage{
 		{Name: "check", Jobs: []Job{{Name: "smoke", Tasks: []Task{
 			{Smoke: &SmokeTask{URL: "https://www.example.com/version", Status: 204, Body: "v2"}, RunIf: RunIfPassed, Timeout: Duration(5 * time.Second)},
-			{Exec: &ExecTask{Command: []string{"./notify.sh", "failed"}, Env: map[string]string{"CHANNEL": "ops"}, Dir: "scripts"}, RunIf: RunIfFailed},
+			{Exec: &ExecTask{Command: []string{"./notify.sh", "failed"}, Env: map[string]string{"CHANNEL": "ops"}, Dir: beside(t, path, "scripts")}, RunIf: RunIfFailed},
 		}}}},
 		{Name: "approve", Jobs: []Job{{Tasks: []Task{{Approve: &ApproveTask{Message: "ship it?"}, RunIf: RunIfPassed}}}}},
 		{Name: "web-1", Jobs: []Job{{Tasks: []Task{
@@ -243,7 +262,7 @@ func TestParseDeployDefaults(t *testing.T) {
 			if !reflect.DeepEqual(e.Strategy.Rolling, &want) {
 				t.Errorf("rolling: got %+v, want %+v", e.Strategy.Rolling, want)
 			}
-			if e.Name != "web" || e.Rollback != RollbackAuto || e.LB.Driver != DriverBuiltin || cfg.State != DefaultStatePath ||
+			if e.Name != "web" || e.Rollback != RollbackAuto || e.LB.Driver != DriverBuiltin || cfg.State != beside(t, "zerodown.yaml", DefaultStatePath) ||
 				cfg.App.Health.Path != DefaultAppHealthPath || cfg.App.Stop.Signal != DefaultAppStopSignal || e.Verify != nil {
 				t.Errorf("defaults: %s", dumpDeploy(cfg))
 			}
@@ -886,8 +905,13 @@ func checkDeployInvariants(t *testing.T, cfg *Deploy) {
 	if len(cfg.Environments) == 0 || len(cfg.EnvOrder) != len(cfg.Environments) || len(cfg.PipelineOrder) != len(cfg.Pipelines) {
 		fail("environments or order missing")
 	}
-	if len(cfg.App.Run) == 0 || cfg.State == "" {
-		fail("app or state missing")
+	if len(cfg.App.Run) == 0 || !filepath.IsAbs(cfg.State) {
+		fail("app missing or state not absolute")
+	}
+	for _, ref := range cfg.tokenFiles {
+		if !filepath.IsAbs(ref.path) || ref.at.Line < 1 || cfg.Environments[ref.env] == nil {
+			fail("token file %+v: not absolute, without a position or of no environment", ref)
+		}
 	}
 	envs := map[*Environment]bool{}
 	for _, name := range cfg.EnvOrder {
@@ -970,8 +994,8 @@ func checkTaskInvariants(t *testing.T, fail func(string, ...any), task *Task, en
 	if task.Smoke != nil && (task.Smoke.Status < 100 || task.Smoke.Status > 599) {
 		fail("task %+v: smoke status", task)
 	}
-	if task.Exec != nil && len(task.Exec.Command) == 0 {
-		fail("task %+v: exec without command", task)
+	if task.Exec != nil && (len(task.Exec.Command) == 0 || !filepath.IsAbs(task.Exec.Dir)) {
+		fail("task %+v: exec without command or with a relative dir", task)
 	}
 	if task.OnCancel != nil {
 		if onCancel {
