@@ -16,6 +16,7 @@ import (
 
 	"github.com/zerodown/zerodown/internal/agent"
 	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/deploy"
 	"github.com/zerodown/zerodown/internal/engine"
 	"github.com/zerodown/zerodown/internal/host"
 	"github.com/zerodown/zerodown/internal/lb"
@@ -86,18 +87,18 @@ func (cc *checkCommand) run(c *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	env, err := environment(cfg, args[0])
+	env, err := deploy.Environment(cfg, args[0])
 	if err != nil {
-		return err
+		return deployError(err)
 	}
 	if problems := cfg.CheckTokenFiles(env.Name); len(problems) > 0 {
 		return printProblems(c.ErrOrStderr(), cc.configPath, problems)
 	}
-	bal, err := balancerFor(env)
+	bal, err := deploy.Balancer(env)
 	if err != nil {
 		return badInput(err)
 	}
-	hosts, err := hostsFor(env)
+	hosts, err := deploy.Hosts(env)
 	if err != nil {
 		return badInput(err)
 	}

@@ -17,9 +17,9 @@ type Journal struct {
 	Finished map[string]engine.TaskStatus
 	// FinishedAt is when each task ended.
 	FinishedAt map[string]time.Time
-	Events   []engine.Event
-	abort    bool
-	approved map[string]bool
+	Events     []engine.Event
+	abort      bool
+	approved   map[string]bool
 }
 
 // NewJournal returns an empty journal.
