@@ -48,7 +48,9 @@ type activationError struct {
 func (e *activationError) Error() string {
 	f := e.failure
 	var b strings.Builder
-	fmt.Fprintf(&b, "activate %s failed in phase %s: %s", f.Version, f.Phase, f.Reason)
+	// The caller knows what it asked to activate: the message says what
+	// happened, without repeating the call.
+	fmt.Fprintf(&b, "failed in phase %s: %s", f.Phase, f.Reason)
 	switch {
 	case !f.Touched && f.Restored != "":
 		fmt.Fprintf(&b, "; %s kept running untouched", f.Restored)
