@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -130,8 +131,12 @@ func TestRollbackThroughTheBalancer(t *testing.T) {
 	good := withVerify(t, f.config("zerodown.yaml", 1, ""), verify)
 
 	out, code := f.zerodown("deploy", "staging", "--version", "v1", "--artifact", f.artifact, "-c", good, "-o", "json")
-	if code != 0 || !strings.Contains(out, `"type":"run_finished"`) || !strings.Contains(out, `"failed":0`) {
+	if code != 0 {
 		t.Fatalf("first deploy with verify onto an empty fleet: exit %d\n%s", code, out)
+	}
+	sum := checkJSONRun(t, out, "succeeded", 0)
+	if sum == nil || sum.Failed != 0 || sum.Dropped != 0 || sum.Requests == 0 || !sum.Pass || !strings.Contains(sum.Note, "no serving target") {
+		t.Fatalf("first deploy's verifier: %+v\n%s", sum, out)
 	}
 	f.onVersion(all, "v1")
 
@@ -154,6 +159,7 @@ func TestRollbackThroughTheBalancer(t *testing.T) {
 		if code != 1 {
 			t.Fatalf("exit %d, want 1\n%s", code, out)
 		}
+		checkJSONRun(t, out, "rolled_back", 1)
 		f.onVersion(all, "v1")
 		runID := runIDOf(t, out)
 		show, _ := f.zerodown("show", runID, "-c", good)
@@ -231,4 +237,67 @@ func runIDOfLine(line string) string {
 	}
 	rest := line[i+len(key):]
 	return rest[:strings.IndexByte(rest, '"')]
+}
+
+// verifySummary is the part of the verify line the tests read.
+type verifySummary struct {
+	Pass                      bool
+	Requests, Failed, Dropped int64
+	Note                      string
+	LBRetries                 *uint64 `json:"lb_retries"`
+}
+
+// checkJSONRun parses `deploy -o json` output against docs/deploy.md:
+// every line a JSON object with a type; run_started first with the run's
+// id, environment, version and hosts; events with a time; at most one
+// verify summary; run_finished last with the status and exit code. It
+// returns the verify summary, if any.
+func checkJSONRun(t *testing.T, out, status string, exit int) *verifySummary {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var sum *verifySummary
+	for i, line := range lines {
+		var head struct {
+			Type string
+			At   time.Time
+			Run  json.RawMessage
+		}
+		if err := json.Unmarshal([]byte(line), &head); err != nil || head.Type == "" {
+			t.Fatalf("line %d is not a JSON object with a type: %q (%v)", i+1, line, err)
+		}
+		switch {
+		case i == 0:
+			var start struct {
+				Type string
+				Run  struct {
+					ID, Env, Version, Pipeline, Mode string
+					Hosts                            []string
+					Tasks                            int
+				}
+			}
+			_ = json.Unmarshal([]byte(line), &start)
+			if start.Type != "run_started" || start.Run.ID == "" || start.Run.Env != "staging" || start.Run.Version == "" ||
+				len(start.Run.Hosts) == 0 || start.Run.Tasks == 0 || start.Run.Mode != "deploy" {
+				t.Fatalf("first line is not a complete run_started: %s", line)
+			}
+		case i == len(lines)-1:
+			var fin struct {
+				Type, Run, Status string
+				ExitCode          int `json:"exit_code"`
+			}
+			_ = json.Unmarshal([]byte(line), &fin)
+			if fin.Type != "run_finished" || fin.Run == "" || fin.Status != status || fin.ExitCode != exit {
+				t.Fatalf("last line is not run_finished %s exit %d: %s", status, exit, line)
+			}
+		case head.Type == "verify":
+			var v struct{ Summary verifySummary }
+			if err := json.Unmarshal([]byte(line), &v); err != nil || sum != nil {
+				t.Fatalf("bad or second verify line: %s", line)
+			}
+			sum = &v.Summary
+		case head.At.IsZero():
+			t.Fatalf("event without a time: %s", line)
+		}
+	}
+	return sum
 }

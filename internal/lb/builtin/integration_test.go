@@ -411,3 +411,51 @@ func TestIntegrationErrors(t *testing.T) {
 		t.Fatalf("rejected calls changed the pool: %+v", p.Targets)
 	}
 }
+
+// TestIntegrationCounts: the driver reads from /metrics what the load
+// balancer hid from clients — a GET retried on another target after the
+// first dropped it — as a deploy's verifier does at a run's start and end.
+func TestIntegrationCounts(t *testing.T) {
+	dropper := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		panic(http.ErrAbortHandler) // took the request, answered nothing
+	}))
+	t.Cleanup(dropper.Close)
+	good := app(t, true)
+	bad := strings.TrimPrefix(dropper.URL, "http://")
+	srv, c := startLB(t, lbConfig(t, good, bad))
+	for _, a := range []string{good, bad} {
+		waitFor(t, 5*time.Second, a+" healthy", func() bool { return stateIn(t, c, a) == lb.StateHealthy })
+	}
+	counter, ok := c.Balancer("app").(lb.Counter)
+	if !ok {
+		t.Fatal("the builtin driver does not report counts")
+	}
+	before, err := counter.Counts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + srv.ListenerAddrs()[0] + "/"
+	for i := 0; i < 10; i++ {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %d: status %d; the retry should have hidden the drop", i, resp.StatusCode)
+		}
+	}
+	after, err := counter.Counts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Retries-before.Retries < 3 || after.TargetErrors-before.TargetErrors < 3 {
+		t.Fatalf("counts before %+v after %+v: the hidden failures were not counted", before, after)
+	}
+	if _, err := client(t, srv, "wrong-token-wrong-token").Counts(context.Background(), "app"); err == nil {
+		t.Fatal("metrics read with a wrong token")
+	}
+}
