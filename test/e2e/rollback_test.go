@@ -28,6 +28,7 @@ type slowPosts struct {
 	mu         sync.Mutex
 	failures   []string
 	stop       chan struct{}
+	stopOnce   sync.Once
 	wg         sync.WaitGroup
 }
 
@@ -74,7 +75,7 @@ func (s *slowPosts) fail(msg string) {
 }
 
 func (s *slowPosts) finish() string {
-	close(s.stop)
+	s.stopOnce.Do(func() { close(s.stop) })
 	s.wg.Wait()
 	return fmt.Sprintf("%d ok, %d failed %v", s.ok.Load(), s.failed.Load(), s.failures)
 }
@@ -254,7 +255,14 @@ type verifySummary struct {
 // returns the verify summary, if any.
 func checkJSONRun(t *testing.T, out, status string, exit int) *verifySummary {
 	t.Helper()
-	lines := strings.Split(strings.TrimSpace(out), "\n")
+	// The output holds stderr too (f.zerodown merges them): the JSON lines
+	// are the ones that start with a brace.
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "{") {
+			lines = append(lines, l)
+		}
+	}
 	var sum *verifySummary
 	for i, line := range lines {
 		var head struct {
