@@ -43,6 +43,7 @@ type verifier struct {
 
 	mu       sync.Mutex
 	started  bool
+	finished bool // no load starts after finish
 	note     string
 	lbBefore *lb.Counts
 	marks    []loadgen.Event // rollout steps before the load started
@@ -136,7 +137,7 @@ func (v *verifier) serving(ctx context.Context) (bool, error) {
 func (v *verifier) begin(note string) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.started {
+	if v.started || v.finished {
 		return nil
 	}
 	if err := v.g.Start(); err != nil {
@@ -225,6 +226,7 @@ func (v *verifier) finish() (*Verification, error) {
 	defer cancel()
 	v.mu.Lock()
 	started, note, before := v.started, v.note, v.lbBefore
+	v.finished = true
 	v.mu.Unlock()
 	out := &Verification{Note: note}
 	if after := v.readLB(ctx, false); after != nil && before != nil {
