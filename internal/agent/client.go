@@ -103,7 +103,7 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
-	msg := fmt.Sprintf("%s: %s", e.Call, e.Message)
+	msg := fmt.Sprintf("%s: %d: %s", e.Call, e.Status, e.Message)
 	if e.Failure != nil && len(e.Failure.Output) > 0 {
 		msg += "\nlast output of " + e.Failure.Version + ":\n  " + strings.Join(e.Failure.Output, "\n  ")
 	}
