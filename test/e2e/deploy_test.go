@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -268,30 +266,7 @@ func TestDeployEndToEnd(t *testing.T) {
 		proctest.Eventually(t, 5*time.Second, "long requests in flight", func() bool {
 			return f.lb.target(t, fmt.Sprintf("127.0.0.1:%d", f.agents[0].port)).InFlight > 0
 		})
-		cmd := exec.Command(bin.zerodown, "deploy", "staging", "--version", "v5", "--artifact", f.artifact, "-c", good, "-o", "json")
-		var stderr proctest.Buffer
-		cmd.Stderr = &stderr
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(stdout)
-		sawDraining := false
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), `"type":"draining"`) {
-				sawDraining = true
-				break
-			}
-		}
-		cmd.Process.Signal(syscall.SIGKILL)
-		go io.Copy(io.Discard, stdout)
-		cmd.Wait()
-		if !sawDraining {
-			t.Fatalf("the deploy never reported draining; its errors:\n%s", stderr.String())
-		}
+		f.deployKilledAt(t, good, "v5", func(line string) bool { return strings.Contains(line, `"type":"draining"`) })
 		out, code := f.zerodown("history", "staging", "-c", good)
 		if code != 0 {
 			t.Fatalf("history: exit %d\n%s", code, out)

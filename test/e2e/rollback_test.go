@@ -179,38 +179,10 @@ func TestRollbackThroughTheBalancer(t *testing.T) {
 	})
 
 	t.Run("zerodown rollback RUN after SIGKILL", func(t *testing.T) {
-		cmd := exec.Command(bin.zerodown, "deploy", "staging", "--version", "v3", "--artifact", f.artifact, "-c", good, "-o", "json")
-		var stderr proctest.Buffer
-		cmd.Stderr = &stderr
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// Kill it once staging-1 serves v3 again and staging-2 is being
-		// changed.
-		sc := bufio.NewScanner(stdout)
-		runID, reached := "", false
-		var seen []string
-		for sc.Scan() {
-			line := sc.Text()
-			seen = append(seen, line)
-			if id := runIDOfLine(line); id != "" {
-				runID = id
-			}
-			if strings.Contains(line, `"host":"staging-2"`) && strings.Contains(line, `"type":"detaching"`) {
-				reached = true
-				break
-			}
-		}
-		_ = cmd.Process.Kill()
-		go io.Copy(io.Discard, stdout)
-		_ = cmd.Wait()
-		if runID == "" || !reached {
-			t.Fatalf("the deploy ended before staging-2 was detached:\n%s\n%s", strings.Join(seen, "\n"), stderr.String())
-		}
+		// Killed once staging-1 serves v3 and staging-2 is being changed.
+		runID := f.deployKilledAt(t, good, "v3", func(line string) bool {
+			return strings.Contains(line, `"host":"staging-2"`) && strings.Contains(line, `"type":"detaching"`)
+		})
 		out, code := f.zerodown("rollback", runID, "-c", good, "-o", "log")
 		if code != 0 {
 			t.Fatalf("rollback: exit %d\n%s", code, out)
@@ -317,4 +289,42 @@ func checkJSONRun(t *testing.T, out, status string, exit int) *verifySummary {
 		}
 	}
 	return sum
+}
+
+// deployKilledAt starts `zerodown deploy -o json` of version, reads its
+// lines until at says so, and SIGKILLs it there, as a crash would. It
+// returns the run's id, and fails the test if the deploy ended first.
+func (f *fleetFixture) deployKilledAt(t *testing.T, cfg, version string, at func(line string) bool) string {
+	t.Helper()
+	cmd := exec.Command(bin.zerodown, "deploy", "staging", "--version", version, "--artifact", f.artifact, "-c", cfg, "-o", "json")
+	var stderr proctest.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	runID, reached := "", false
+	var seen []string
+	for sc.Scan() {
+		line := sc.Text()
+		seen = append(seen, line)
+		if id := runIDOfLine(line); id != "" {
+			runID = id
+		}
+		if at(line) {
+			reached = true
+			break
+		}
+	}
+	_ = cmd.Process.Kill()
+	go io.Copy(io.Discard, stdout)
+	_ = cmd.Wait()
+	if runID == "" || !reached {
+		t.Fatalf("the deploy ended before the point to kill it:\n%s\n%s", strings.Join(seen, "\n"), stderr.String())
+	}
+	return runID
 }
