@@ -32,9 +32,12 @@ running afterwards (the directory with the reports stays).
 zero failed requests. --keep leaves the sandbox running and prints its
 addresses and a ready zerodown.yaml for trying zerodown deploy by hand.
 
-The sample app is built from ./examples/hello with the Go toolchain (run the
-demo from the zerodown repository, as go run ./cmd/zerodown demo does), or
-given with --app.`,
+The sample app comes from, in this order: --app PATH (a build of
+examples/hello); examples/hello built with the Go toolchain when the demo runs
+inside the zerodown source tree (as go run ./cmd/zerodown demo does), so
+changes to it show; else this zerodown binary itself, which contains the
+sample app: the release is this executable and the hosts run it as
+"zerodown sample-app". An installed zerodown needs neither the source nor Go.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if hosts < 1 || hosts > 20 {
@@ -52,7 +55,7 @@ given with --app.`,
 	cmd.Flags().IntVar(&hosts, "hosts", 2, "hosts in the fleet")
 	cmd.Flags().IntVar(&rate, "rate", 200, "requests per second the verifier fires through the load balancer")
 	cmd.Flags().StringVar(&strategy, "strategy", "rolling", "deploy strategy")
-	cmd.Flags().StringVar(&app, "app", "", "the sample app's executable (default: build ./examples/hello)")
+	cmd.Flags().StringVar(&app, "app", "", "a build of examples/hello to deploy (default: build it in the source tree, else this binary's own sample app)")
 	cmd.Flags().BoolVar(&fail, "fail", false, "v2 fails its health check: show the automatic rollback")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the sandbox running and print how to use it")
 	return cmd
@@ -70,17 +73,12 @@ func runDemo(c *cobra.Command, hosts, rate int, app string, fail, keep bool) err
 	if err != nil {
 		return err
 	}
-	if app == "" {
-		fmt.Fprintln(out, "building the sample app (examples/hello)…")
-		app = filepath.Join(dir, "hello-bin")
-		build := exec.CommandContext(ctx, "go", "build", "-o", app, "github.com/zerodown/zerodown/examples/hello")
-		build.Stderr = c.ErrOrStderr()
-		if err := build.Run(); err != nil {
-			return badInput(fmt.Errorf("could not build the sample app (%v); run the demo from the zerodown repository, or pass --app PATH", err))
-		}
+	sample, err := demoApp(ctx, c, app, self, dir)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(out, "starting a load balancer and %d hosts on loopback in %s\n", hosts, dir)
-	sb, err := demo.Start(ctx, demo.Options{Hosts: hosts, Rate: rate, Zerodown: self, Hello: app, Dir: dir, Log: out})
+	sb, err := demo.Start(ctx, demo.Options{Hosts: hosts, Rate: rate, Zerodown: self, App: sample, Dir: dir, Log: out})
 	if err != nil {
 		return err
 	}
@@ -106,17 +104,54 @@ func runDemo(c *cobra.Command, hosts, rate int, app string, fail, keep bool) err
 	}
 	fmt.Fprintf(out, "\nthe run's journal, reports and logs are in %s\n", dir)
 	if keep {
+		inv, err := demo.ThisInvocation()
+		if err != nil {
+			inv = demo.Invocation{Exe: self}
+		}
 		fmt.Fprintf(out, `
 the sandbox keeps running until Ctrl-C:
   load balancer   %s   (admin API %s)
   zerodown.yaml   %s
 try:
-  zerodown deploy staging --version v3 --artifact %s -c %s
-  zerodown history -c %s
-`, sb.LB, sb.Admin, sb.Config, sb.Artifact, sb.Config, sb.Config)
+  %s
+  %s
+`, sb.LB, sb.Admin, sb.Config,
+			inv.Line("deploy", "staging", "--version", "v3", "--artifact", sb.Artifact, "-c", sb.Config),
+			inv.Line("history", "-c", sb.Config))
 		<-ctx.Done()
 	}
 	return nil
+}
+
+// demoApp picks the sample app the demo deploys: the build --app names;
+// else examples/hello built with the Go toolchain when the demo runs inside
+// the zerodown source tree, so that changes to the sample app show; else
+// this zerodown executable, which serves the sample app as `zerodown
+// sample-app`, so that an installed binary needs neither the source nor Go.
+func demoApp(ctx context.Context, c *cobra.Command, appPath, self, dir string) (demo.App, error) {
+	out := c.OutOrStdout()
+	if appPath != "" {
+		return demo.HelloApp(appPath), nil
+	}
+	root := ""
+	if wd, err := os.Getwd(); err == nil {
+		root = demo.SourceTree(wd)
+	}
+	goBin, goErr := exec.LookPath("go")
+	if root != "" && goErr == nil {
+		fmt.Fprintf(out, "building the sample app (examples/hello in %s)…\n", root)
+		app, err := demo.BuildHello(ctx, goBin, root, filepath.Join(dir, "hello-bin"), c.ErrOrStderr())
+		if err != nil {
+			return demo.App{}, fmt.Errorf("build the sample app: %w (or pass --app PATH)", err)
+		}
+		return app, nil
+	}
+	why := "no zerodown source tree here"
+	if root != "" {
+		why = "no go command on PATH"
+	}
+	fmt.Fprintf(out, "%s: the sample app is this zerodown binary (zerodown %s), packed as the release\n", why, sampleAppUse)
+	return demo.App{Exe: self, Name: "zerodown", Args: []string{sampleAppUse}}, nil
 }
 
 // runSelf runs another zerodown command with the terminal, and returns its

@@ -69,7 +69,7 @@ built-in load verifier proves that no request failed.`,
 	})
 	root.AddCommand(newVersionCmd(), newLBCmd(), newAgentCmd(), newValidateCmd(), newCheckCmd(), newLoadCmd())
 	root.AddCommand(newDeployCmds()...)
-	root.AddCommand(newDemoCmd())
+	root.AddCommand(newDemoCmd(), newSampleAppCmd())
 	return root
 }
 

@@ -28,8 +28,10 @@ type Options struct {
 	Hosts int // agents, each with its own app port
 	Rate  int // requests per second the verifier fires during deploys
 	// Zerodown is the zerodown executable that runs the load balancer and
-	// the agents; Hello is the sample app's executable.
-	Zerodown, Hello string
+	// the agents.
+	Zerodown string
+	// App is the sample app the releases carry.
+	App App
 	// Dir holds everything; a new temporary directory when empty.
 	Dir string
 	// Log receives the sandbox's own progress lines.
@@ -82,7 +84,7 @@ func Start(ctx context.Context, o Options) (s *Sandbox, err error) {
 			s.Close()
 		}
 	}()
-	if s.Artifact, err = makeArtifact(o.Hello, filepath.Join(o.Dir, "hello.tar.gz")); err != nil {
+	if s.Artifact, err = makeArtifact(o.App, filepath.Join(o.Dir, "hello.tar.gz")); err != nil {
 		return nil, err
 	}
 	var targets []string
@@ -97,13 +99,13 @@ func Start(ctx context.Context, o Options) (s *Sandbox, err error) {
 	if err := s.startLB(ctx, o, targets); err != nil {
 		return nil, err
 	}
-	if s.Config, err = s.writeConfig(o, "zerodown.yaml", "", true); err != nil {
+	if s.Config, err = s.writeConfig(o, "zerodown.yaml", true); err != nil {
 		return nil, err
 	}
-	if s.FailConfig, err = s.writeConfig(o, "zerodown-fail.yaml", `, "--fail-health"`, true); err != nil {
+	if s.FailConfig, err = s.writeConfig(o, "zerodown-fail.yaml", true, "--fail-health"); err != nil {
 		return nil, err
 	}
-	if s.Bootstrap, err = s.writeConfig(o, "zerodown-bootstrap.yaml", "", false); err != nil {
+	if s.Bootstrap, err = s.writeConfig(o, "zerodown-bootstrap.yaml", false); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -216,7 +218,7 @@ pools:
 	return nil
 }
 
-func (s *Sandbox) writeConfig(o Options, name, extraArgs string, verify bool) (string, error) {
+func (s *Sandbox) writeConfig(o Options, name string, verify bool, extraFlags ...string) (string, error) {
 	var hosts strings.Builder
 	for _, h := range s.Hosts {
 		fmt.Fprintf(&hosts, "      - { name: %s, agent: %q, target: %q, token_file: %q }\n", h.Name, h.Agent, h.Target, h.TokenFile)
@@ -224,7 +226,7 @@ func (s *Sandbox) writeConfig(o Options, name, extraArgs string, verify bool) (s
 	cfg := fmt.Sprintf(`# A zerodown.yaml for the demo's loopback fleet.
 app:
   name: hello
-  run: ["./hello", "--listen", "127.0.0.1:${PORT}", "--name", "demo"%s]
+  run: %s
   health: { path: /healthz, interval: 250ms, timeout: 5s }
   stop: { signal: SIGTERM, timeout: 10s }
 state: %s
@@ -234,7 +236,7 @@ environments:
     hosts:
 %s    strategy:
       rolling: { batch: 1, min_healthy: %d, bake: 1s }
-`, extraArgs, filepath.Join(s.Dir, "state.db"), s.Admin, filepath.Join(s.Dir, "lb-admin.token"),
+`, o.App.run(append([]string{"--listen", "127.0.0.1:${PORT}", "--name", "demo"}, extraFlags...)...), filepath.Join(s.Dir, "state.db"), s.Admin, filepath.Join(s.Dir, "lb-admin.token"),
 		hosts.String(), min(1, len(s.Hosts)-1))
 	if verify {
 		cfg += fmt.Sprintf("    verify: { url: %q, rate: %d, max_failed: 0, max_dropped: 0, post_echo: true }\n", s.LB+"/", o.Rate)
@@ -243,9 +245,10 @@ environments:
 	return p, os.WriteFile(p, []byte(cfg), 0o644)
 }
 
-// makeArtifact packs the sample app as a release: a tar.gz with ./hello.
-func makeArtifact(hello, out string) (string, error) {
-	in, err := os.Open(hello)
+// makeArtifact packs the sample app as a release: a tar.gz with the one
+// executable, named app.Name.
+func makeArtifact(app App, out string) (string, error) {
+	in, err := os.Open(app.Exe)
 	if err != nil {
 		return "", fmt.Errorf("sample app: %w", err)
 	}
@@ -259,9 +262,12 @@ func makeArtifact(hello, out string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	gz, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	// Stored, not compressed: on loopback the upload costs nothing, while
+	// inflating tens of megabytes (the zerodown binary as the app) costs the
+	// hosts CPU in the middle of a deploy that the load verifier needs.
+	gz, _ := gzip.NewWriterLevel(f, gzip.NoCompression)
 	tw := tar.NewWriter(gz)
-	if err := tw.WriteHeader(&tar.Header{Name: "hello", Mode: 0o755, Size: st.Size(), Typeflag: tar.TypeReg, ModTime: st.ModTime()}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Name: app.Name, Mode: 0o755, Size: st.Size(), Typeflag: tar.TypeReg, ModTime: st.ModTime()}); err != nil {
 		return "", err
 	}
 	if _, err := io.Copy(tw, in); err != nil {
