@@ -85,7 +85,7 @@ func runDemo(c *cobra.Command, hosts, rate int, app string, fail, keep bool) err
 	defer sb.Close()
 
 	fmt.Fprintln(out, "\ndeploying v1 (the first release, before any traffic)")
-	if code := runSelf(ctx, self, out, c.ErrOrStderr(), "deploy", "staging", "--version", "v1", "--artifact", sb.Artifact, "-c", sb.Bootstrap); code != 0 {
+	if code := runSelf(ctx, self, out, c.ErrOrStderr(), "deploy", "staging", "--version", "v1", "--artifact", sb.Artifact, "-c", sb.Config); code != 0 {
 		return &exitError{code: ExitFailed, err: fmt.Errorf("the first deploy failed (exit %d); logs are in %s", code, dir)}
 	}
 	cfg, what := sb.Config, "deploying v2 under load"

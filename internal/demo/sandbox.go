@@ -44,10 +44,10 @@ type Sandbox struct {
 	// LB is the load balancer's listener URL, Admin its admin API URL.
 	LB, Admin string
 	// Config is a zerodown.yaml for the fleet's environment "staging" whose
-	// deploys run under the load verifier; FailConfig is the same with a
-	// release that fails its health check; Bootstrap has no verifier, for
-	// the first deploy onto hosts that serve nothing yet.
-	Config, FailConfig, Bootstrap string
+	// deploys run under the load verifier (which, on the first deploy onto
+	// hosts that serve nothing yet, counts from the first healthy one);
+	// FailConfig is the same with a release that fails its health check.
+	Config, FailConfig string
 	// Artifact is the sample app as a release archive.
 	Artifact string
 	Hosts    []Host
@@ -99,13 +99,10 @@ func Start(ctx context.Context, o Options) (s *Sandbox, err error) {
 	if err := s.startLB(ctx, o, targets); err != nil {
 		return nil, err
 	}
-	if s.Config, err = s.writeConfig(o, "zerodown.yaml", true); err != nil {
+	if s.Config, err = s.writeConfig(o, "zerodown.yaml"); err != nil {
 		return nil, err
 	}
-	if s.FailConfig, err = s.writeConfig(o, "zerodown-fail.yaml", true, "--fail-health"); err != nil {
-		return nil, err
-	}
-	if s.Bootstrap, err = s.writeConfig(o, "zerodown-bootstrap.yaml", false); err != nil {
+	if s.FailConfig, err = s.writeConfig(o, "zerodown-fail.yaml", "--fail-health"); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -218,7 +215,7 @@ pools:
 	return nil
 }
 
-func (s *Sandbox) writeConfig(o Options, name string, verify bool, extraFlags ...string) (string, error) {
+func (s *Sandbox) writeConfig(o Options, name string, extraFlags ...string) (string, error) {
 	var hosts strings.Builder
 	for _, h := range s.Hosts {
 		fmt.Fprintf(&hosts, "      - { name: %s, agent: %q, target: %q, token_file: %q }\n", h.Name, h.Agent, h.Target, h.TokenFile)
@@ -238,9 +235,7 @@ environments:
       rolling: { batch: 1, min_healthy: %d, bake: 1s }
 `, o.App.run(append([]string{"--listen", "127.0.0.1:${PORT}", "--name", "demo"}, extraFlags...)...), filepath.Join(s.Dir, "state.db"), s.Admin, filepath.Join(s.Dir, "lb-admin.token"),
 		hosts.String(), min(1, len(s.Hosts)-1))
-	if verify {
-		cfg += fmt.Sprintf("    verify: { url: %q, rate: %d, max_failed: 0, max_dropped: 0, post_echo: true }\n", s.LB+"/", o.Rate)
-	}
+	cfg += fmt.Sprintf("    verify: { url: %q, rate: %d, max_failed: 0, max_dropped: 0, post_echo: true }\n", s.LB+"/", o.Rate)
 	p := filepath.Join(s.Dir, name)
 	return p, os.WriteFile(p, []byte(cfg), 0o644)
 }
