@@ -170,6 +170,14 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, p *pool, t *ta
 			if r.Context().Err() != nil {
 				return done, statusClientGone, nil
 			}
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of descriptors here: no fault of the target's (it
+				// must not be marked down for it), and no other target
+				// would fare better.
+				h.srv.log.Warn("out of file descriptors", "pool", p.name, "target", t.addr, "err", err)
+				writeError(w, http.StatusServiceUnavailable, "the load balancer is out of resources")
+				return done, http.StatusServiceUnavailable, nil
+			}
 			t.errors.Add(1)
 			p.connectFailed(t, err)
 			return retry, 0, fmt.Errorf("connect to %s: %w", t.addr, err)

@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 )
 
@@ -91,12 +93,17 @@ func (p *pool) checkLoop(t *target, gen uint64, stop <-chan struct{}) {
 			// Marked down by connect failures: prove it again from zero.
 			okRun = 0
 		}
-		if err == nil {
+		switch {
+		case errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE):
+			// The balancer is out of descriptors: that says nothing about
+			// the target, so the check does not count either way.
+		case err == nil:
 			okRun, failRun = okRun+1, 0
-		} else {
+			p.applyCheck(t, gen, err, &okRun, &failRun)
+		default:
 			okRun, failRun = 0, failRun+1
+			p.applyCheck(t, gen, err, &okRun, &failRun)
 		}
-		p.applyCheck(t, gen, err, &okRun, &failRun)
 		t.checkedOnce.Do(func() { close(t.checked) })
 		timer := time.NewTimer(time.Duration(p.settings().health.Interval))
 		select {

@@ -43,10 +43,10 @@ func (x *exchange) stopBody() error {
 		past := time.Unix(1, 0)
 		_ = x.c.conn.SetWriteDeadline(past)
 		_ = http.NewResponseController(x.w).SetReadDeadline(past)
-		err = <-x.bodyDone
-		if err == nil {
-			err = errBodyStopped
-		}
+		// Whatever the writer says now is the deadlines' doing, not the
+		// client's or the target's.
+		<-x.bodyDone
+		err = errBodyStopped
 	}
 	x.bodyDone = nil
 	return err
