@@ -259,7 +259,12 @@ func newShowCmd() *cobra.Command {
 					if !t.StartedAt.IsZero() {
 						at = t.StartedAt.Local().Format("15:04:05.000")
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", at, took, t.Stage, label, t.Status, firstLine(t.Error))
+					status := string(t.Status)
+					if t.Status == store.TaskRunning && (r.Status != store.RunRunning || deploy.OwnerGone(r)) {
+						// Its process died under it; the run went on without it.
+						status = "interrupted"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", at, took, t.Stage, label, status, firstLine(t.Error))
 				}
 				if err := tw.Flush(); err != nil {
 					return err

@@ -192,6 +192,11 @@ func TestRollbackThroughTheBalancer(t *testing.T) {
 		if got := hostSteps(show, "staging-1"); !slices.Equal(got, rollbackSteps) {
 			t.Fatalf("rollback of staging-1: %v, want %v\n%s", got, rollbackSteps, show)
 		}
+		// The task the kill interrupted is not shown as still running.
+		tasks := strings.SplitN(show, "\nAT", 3)
+		if len(tasks) < 2 || slices.Contains(strings.Fields(tasks[1]), "running") {
+			t.Fatalf("show lists a task of the ended run as running:\n%s", show)
+		}
 		if n := posts.failed.Load(); n != 0 {
 			t.Fatalf("slow POSTs failed during the rollback: %d %v", n, posts.failures)
 		}
