@@ -23,9 +23,10 @@ import (
 )
 
 const exitCodesHelp = `Exit codes: 0 deployed; 1 failed (every host it changed is rolled back and
-attached again, or nothing was changed); 2 bad input (config, arguments,
-artifact); 3 left in a state that needs a person (the summary names each
-host that is detached or half-done, and why).`
+attached again, or nothing was changed); 2 bad input, found before a run
+exists (config, arguments, artifact, version, a token file or a token an
+agent or the load balancer refuses); 3 left in a state that needs a person
+(the summary names each host that is detached or half-done, and why).`
 
 func newDeployCmds() []*cobra.Command {
 	return []*cobra.Command{newDeployCmd(), newPlanCmd(), newHistoryCmd(), newShowCmd(),
