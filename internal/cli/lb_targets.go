@@ -28,6 +28,7 @@ type targetsOptions struct {
 	admin     string
 	tokenFile string
 	output    string
+	retryFor  time.Duration
 }
 
 func newLBTargetsCmd() *cobra.Command {
@@ -63,6 +64,7 @@ server error); 2 bad input (bad arguments, no token, or the API answered 400,
 	pf.StringVar(&o.admin, "admin", defaultLBAdmin, "base URL of the lb admin API (env "+envLBAdmin+")")
 	pf.StringVar(&o.tokenFile, "token-file", "", "file holding the admin token (else env "+envLBToken+")")
 	pf.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	pf.DurationVar(&o.retryFor, "retry-for", 10*time.Second, "keep trying this long while the admin API cannot be reached (a restart)")
 	cmd.AddCommand(
 		newLBTargetsListCmd(o),
 		newLBTargetsAttachCmd(o),
@@ -88,7 +90,7 @@ func (o *targetsOptions) client(c *cobra.Command) (*builtin.Client, error) {
 	if err != nil {
 		return nil, badInput(err)
 	}
-	cl, err := builtin.New(builtin.Config{Admin: admin, Token: token})
+	cl, err := builtin.New(builtin.Config{Admin: admin, Token: token, RetryFor: o.retryFor})
 	if err != nil {
 		return nil, badInput(err)
 	}

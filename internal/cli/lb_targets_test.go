@@ -244,7 +244,7 @@ hello  127.0.0.1:8103  healthy  0          5       0         0
 		},
 		{
 			name:       "admin unreachable",
-			args:       []string{"lb", "targets", "list", "--admin", closedURL, "--token-file", tokenFile},
+			args:       []string{"lb", "targets", "list", "--admin", closedURL, "--token-file", tokenFile, "--retry-for", "300ms"},
 			wantCode:   ExitFailed,
 			wantStderr: `zerodown: list pools: Get "` + closedURL + `/v1/pools": `,
 		},

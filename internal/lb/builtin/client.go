@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/zerodown/zerodown/internal/lb"
@@ -43,13 +45,18 @@ type Config struct {
 	// HTTPClient is used for every call; nil means a default client. Its
 	// Timeout, if set, must exceed the longest wait.
 	HTTPClient *http.Client
+	// RetryFor bounds how long a call keeps trying through transient
+	// failures (the load balancer restarting); 0 keeps trying until the
+	// call's deadline.
+	RetryFor time.Duration
 }
 
 // Client calls the admin API. It is safe for concurrent use.
 type Client struct {
-	base  *url.URL
-	token string
-	http  *http.Client
+	base     *url.URL
+	token    string
+	http     *http.Client
+	retryFor time.Duration
 }
 
 // New checks cfg and returns a client. It does not contact the server.
@@ -87,7 +94,7 @@ func New(cfg Config) (*Client, error) {
 	// one slash between them and /v1/...
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = strings.TrimRight(u.RawPath, "/")
-	return &Client{base: u, token: cfg.Token, http: hc}, nil
+	return &Client{base: u, token: cfg.Token, http: hc, retryFor: cfg.RetryFor}, nil
 }
 
 // Pool is a pool as the admin API reports it.
@@ -258,6 +265,13 @@ func poolPath(pool, action string) string {
 // do sends one call and decodes a 2xx answer into out. A wait > 0 is how long
 // the server may hold the call. On a non-2xx answer it still decodes a target
 // the body carries into out, so a 504 shows how far a wait got.
+//
+// Every call of the admin API is idempotent (attach of an attached target,
+// detach of a detached one, a weight set twice), so a transient failure —
+// the load balancer restarting (connection refused or reset), an attempt
+// that timed out, a 502, 503 or 429 — is tried again with backoff until the
+// call's deadline: one refused connection during a restart must not fail a
+// deploy's step.
 func (c *Client) do(ctx context.Context, call, method, path string, in any, wait time.Duration, out any) error {
 	timeout := callTimeout
 	if wait > 0 {
@@ -265,24 +279,72 @@ func (c *Client) do(ctx context.Context, call, method, path string, in any, wait
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-
-	var body io.Reader
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return fmt.Errorf("%s: %w", call, err)
 		}
-		body = bytes.NewReader(b)
+		body = b
+	}
+	start := time.Now()
+	backoff := retryFirst
+	for tries := 1; ; tries++ {
+		err := c.once(ctx, call, method, path, body, out)
+		if err == nil || !transient(err) || ctx.Err() != nil || (c.retryFor > 0 && time.Since(start)+backoff > c.retryFor) {
+			if err != nil && tries > 1 {
+				err = fmt.Errorf("%w (after %d tries in %s)", err, tries, time.Since(start).Round(time.Millisecond))
+			}
+			return err
+		}
+		timer := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("%w (gave up after %d tries in %s)", err, tries, time.Since(start).Round(time.Millisecond))
+		case <-timer.C:
+		}
+		backoff = min(2*backoff, retryMax)
+	}
+}
+
+// Backoff between tries of a call that failed transiently.
+const (
+	retryFirst = 100 * time.Millisecond
+	retryMax   = 2 * time.Second
+)
+
+// transient reports whether a failed call may succeed if tried again.
+func transient(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		switch ae.Status {
+		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusTooManyRequests:
+			return true
+		}
+		return false // 504 is a wait that ran out: an answer, not a failure
+	}
+	var ne net.Error
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		(errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, context.DeadlineExceeded))
+}
+
+// once sends the call one time.
+func (c *Client) once(ctx context.Context, call, method, path string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
 	}
 	// path is escaped already (poolPath), so it is appended to the escaped
 	// base rather than to URL.Path, which would escape it twice.
-	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, rd)
 	if err != nil {
 		return fmt.Errorf("%s: %w", call, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Accept", "application/json")
-	if in != nil {
+	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)

@@ -12,6 +12,8 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -430,9 +432,13 @@ func TestErrorAnswers(t *testing.T) {
 				_, _ = io.WriteString(w, tt.body)
 			}))
 			defer srv.Close()
-			_, err := newTestClient(t, srv.URL, testToken).Pools(context.Background())
+			// 502 and 503 are tried again until the deadline; a short one
+			// keeps the test quick.
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			_, err := newTestClient(t, srv.URL, testToken).Pools(ctx)
 			var ae *APIError
-			if !errors.As(err, &ae) || ae.Status != tt.status || err.Error() != tt.wantErr {
+			if !errors.As(err, &ae) || ae.Status != tt.status || !strings.HasPrefix(err.Error(), tt.wantErr) {
 				t.Errorf("err = %v, want *APIError %q", err, tt.wantErr)
 			}
 		})
@@ -499,7 +505,11 @@ func TestTransportErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.call(context.Background(), newTestClient(t, tt.url, testToken))
+			// Both are tried again until the deadline; a short one keeps
+			// the test quick.
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			err := tt.call(ctx, newTestClient(t, tt.url, testToken))
 			if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want prefix %q", err, tt.wantErr)
 			}
@@ -715,5 +725,58 @@ func TestBalancerAdapter(t *testing.T) {
 
 	if _, err := c.Balancer("nope").Targets(ctx); err == nil || err.Error() != `get pool nope: 404: unknown pool "nope"` {
 		t.Errorf("Targets of unknown pool: %v", err)
+	}
+}
+
+// TestTransientFailuresRetried: the admin API restarting — a connection
+// closed without an answer, a 503 — does not fail a call; a refused token
+// or a wait that ran out is an answer and is not tried again.
+func TestTransientFailuresRetried(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch calls.Add(1) {
+		case 1:
+			panic(http.ErrAbortHandler) // closed without an answer
+		case 2:
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+		default:
+			io.WriteString(w, `{"pools":[]}`)
+		}
+	}))
+	defer srv.Close()
+	if _, err := newTestClient(t, srv.URL, testToken).Pools(context.Background()); err != nil {
+		t.Fatalf("a call through a restart failed: %v", err)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("%d tries, want 3", n)
+	}
+
+	for _, status := range []int{http.StatusUnauthorized, http.StatusGatewayTimeout, http.StatusBadRequest} {
+		calls.Store(0)
+		answer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls.Add(1)
+			w.WriteHeader(status)
+			io.WriteString(w, `{"error":"no"}`)
+		}))
+		_, err := newTestClient(t, answer.URL, testToken).Pools(context.Background())
+		answer.Close()
+		if err == nil || calls.Load() != 1 {
+			t.Fatalf("status %d: %d tries, err %v; want one try and the error", status, calls.Load(), err)
+		}
+	}
+
+	// Nothing listens: refused until the deadline, and the error says how
+	// long it tried.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = newTestClient(t, dead, testToken).Pools(ctx)
+	if err == nil || !strings.Contains(err.Error(), "tries in") || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("err = %v, want connection refused after several tries", err)
 	}
 }
