@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zerodown/zerodown/internal/host"
+	"github.com/zerodown/zerodown/internal/retry"
 )
 
 const (
@@ -37,6 +38,9 @@ type ClientConfig struct {
 	// ActivateTimeout is sent with Activate and Rollback; 0 lets the
 	// agent use the release's own bounds.
 	ActivateTimeout time.Duration
+	// RetryFor bounds how long a read keeps trying through transient
+	// failures (the agent restarting); 0 keeps trying until its deadline.
+	RetryFor time.Duration
 }
 
 // Client calls an agent's API. It implements host.Deployer and is safe
@@ -46,6 +50,7 @@ type Client struct {
 	token           string
 	http            *http.Client
 	activateTimeout time.Duration
+	retryFor        time.Duration
 }
 
 var _ host.Deployer = (*Client)(nil)
@@ -84,7 +89,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = strings.TrimRight(u.RawPath, "/")
-	return &Client{base: u, token: cfg.Token, http: hc, activateTimeout: cfg.ActivateTimeout}, nil
+	return &Client{base: u, token: cfg.Token, http: hc, activateTimeout: cfg.ActivateTimeout, retryFor: cfg.RetryFor}, nil
 }
 
 // APIError is a non-2xx answer of the agent.
@@ -304,22 +309,45 @@ func (c *Client) do(ctx context.Context, call, method, path string, in any, boun
 		ctx, cancel = context.WithTimeout(ctx, bound)
 		defer cancel()
 	}
-	var body io.Reader
+	var payload []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return fmt.Errorf("%s: %w", call, err)
 		}
-		body = bytes.NewReader(b)
+		payload = b
 	}
-	req, err := c.request(ctx, method, path, body)
-	if err != nil {
-		return fmt.Errorf("%s: %w", call, err)
+	once := func() error {
+		var body io.Reader
+		if payload != nil {
+			body = bytes.NewReader(payload)
+		}
+		req, err := c.request(ctx, method, path, body)
+		if err != nil {
+			return fmt.Errorf("%s: %w", call, err)
+		}
+		if in != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		return c.send(call, req, out)
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if method != http.MethodGet {
+		// An activation or a rollback changes the host: it is asked once,
+		// and the engine observes what became of it.
+		return once()
 	}
-	return c.send(call, req, out)
+	// A read is safe to repeat: an agent restarting, or a connection
+	// reset, does not fail it before its deadline.
+	return retry.Do(ctx, c.retryFor, transient, once)
+}
+
+// transient reports whether a failed read may succeed if tried again.
+func transient(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return retry.Status(ae.Status)
+	}
+	return retry.Transport(err)
 }
 
 func (c *Client) send(call string, req *http.Request, out any) error {

@@ -34,6 +34,7 @@ type agentOptions struct {
 	tokenFile string
 	caFile    string
 	output    string
+	retryFor  time.Duration
 }
 
 const agentClientHelp = `
@@ -52,6 +53,7 @@ func (o *agentOptions) flags(cmd *cobra.Command) {
 	f.StringVar(&o.tokenFile, "token-file", "", "file holding the agent token (else env "+envAgentToken+")")
 	f.StringVar(&o.caFile, "ca-file", "", "PEM file of the CA that signed the agent's certificate, for https")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	f.DurationVar(&o.retryFor, "retry-for", 10*time.Second, "keep reading this long while the agent cannot be reached (a restart)")
 }
 
 // client builds the API client from the flags and environment. Everything
@@ -84,7 +86,7 @@ func (o *agentOptions) client(c *cobra.Command) (*agent.Client, error) {
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		hc.Transport = tr
 	}
-	cl, err := agent.NewClient(agent.ClientConfig{URL: url, Token: token, HTTPClient: hc})
+	cl, err := agent.NewClient(agent.ClientConfig{URL: url, Token: token, HTTPClient: hc, RetryFor: o.retryFor})
 	if err != nil {
 		return nil, badInput(err)
 	}

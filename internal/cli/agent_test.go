@@ -44,7 +44,7 @@ func TestAgentCLIBadInput(t *testing.T) {
 		{"activate without version", []string{"agent", "activate", "--token-file", token}, ExitBadInput, "wants VERSION"},
 		{"activate with a bad timeout", []string{"agent", "activate", "v1", "--timeout", "-1s", "--token-file", token}, ExitBadInput, "--timeout must be positive"},
 		{"logs with too many lines", []string{"agent", "logs", "-n", "0", "--token-file", token}, ExitBadInput, "-n must be from 1"},
-		{"unreachable agent", []string{"agent", "status", "--agent", "http://127.0.0.1:1", "--token-file", token}, ExitFailed, "connection refused"},
+		{"unreachable agent", []string{"agent", "status", "--agent", "http://127.0.0.1:1", "--token-file", token, "--retry-for", "200ms"}, ExitFailed, "connection refused"},
 		{"bad config", []string{"agent", "--config", badConfig}, ExitBadInput, "agent.yaml:2:1: port: must be greater than 0"},
 		{"misspelt subcommand", []string{"agent", "stauts"}, ExitBadInput, "unknown command"},
 	}

@@ -280,7 +280,7 @@ func TestCheck(t *testing.T) {
 	t.Run("an agent down", func(t *testing.T) {
 		c := good
 		c.agent2 = "http://" + proctest.FreeAddr(t)
-		code, stdout, stderr := runCheck(t, "web", "-c", f.write(t, c))
+		code, stdout, stderr := runCheck(t, "web", "-c", f.write(t, c), "--timeout", "1s")
 		want := "zerodown: check web: 1 problem:\n  web-2: agent " + c.agent2 + " unreachable: dial tcp "
 		if code != ExitFailed || !strings.HasPrefix(stderr, want) || !strings.Contains(stderr, "connection refused") {
 			t.Fatalf("exit %d\nstderr %q\nwant it to start with %q", code, stderr, want)
@@ -346,7 +346,7 @@ func TestCheck(t *testing.T) {
 		c := good
 		c.lbTokenFile = "wrong.token"
 		c.agent2 = "http://" + proctest.FreeAddr(t)
-		code, _, stderr := runCheck(t, "web", "-c", f.write(t, c))
+		code, _, stderr := runCheck(t, "web", "-c", f.write(t, c), "--timeout", "1s")
 		if code != ExitBadInput || !strings.Contains(stderr, "2 problems") || !strings.Contains(stderr, "token refused") || !strings.Contains(stderr, "web-2") {
 			t.Fatalf("exit %d\nstderr %q", code, stderr)
 		}

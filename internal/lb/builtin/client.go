@@ -10,14 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/retry"
 )
 
 const (
@@ -287,47 +286,19 @@ func (c *Client) do(ctx context.Context, call, method, path string, in any, wait
 		}
 		body = b
 	}
-	start := time.Now()
-	backoff := retryFirst
-	for tries := 1; ; tries++ {
-		err := c.once(ctx, call, method, path, body, out)
-		if err == nil || !transient(err) || ctx.Err() != nil || (c.retryFor > 0 && time.Since(start)+backoff > c.retryFor) {
-			if err != nil && tries > 1 {
-				err = fmt.Errorf("%w (after %d tries in %s)", err, tries, time.Since(start).Round(time.Millisecond))
-			}
-			return err
-		}
-		timer := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("%w (gave up after %d tries in %s)", err, tries, time.Since(start).Round(time.Millisecond))
-		case <-timer.C:
-		}
-		backoff = min(2*backoff, retryMax)
-	}
+	return retry.Do(ctx, c.retryFor, transient, func() error {
+		return c.once(ctx, call, method, path, body, out)
+	})
 }
 
-// Backoff between tries of a call that failed transiently.
-const (
-	retryFirst = 100 * time.Millisecond
-	retryMax   = 2 * time.Second
-)
-
-// transient reports whether a failed call may succeed if tried again.
+// transient reports whether a failed call may succeed if tried again. A
+// 504 is a wait that ran out: an answer, not a failure.
 func transient(err error) bool {
 	var ae *APIError
 	if errors.As(err, &ae) {
-		switch ae.Status {
-		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusTooManyRequests:
-			return true
-		}
-		return false // 504 is a wait that ran out: an answer, not a failure
+		return retry.Status(ae.Status)
 	}
-	var ne net.Error
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		(errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, context.DeadlineExceeded))
+	return retry.Transport(err)
 }
 
 // once sends the call one time.
