@@ -169,10 +169,13 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 		return nil, fmt.Errorf("run %s: its plan in the journal is unreadable: %w", run.ID, err)
 	}
 	rel, err := Release(run.Artifact, run.Version, o.Config.App)
-	if err != nil {
+	switch {
+	case err != nil && rollback:
+		// Going back needs no artifact, only which version the run brought.
+		rel = host.Release{Version: run.Version, SHA256: run.SHA256}
+	case err != nil:
 		return nil, err
-	}
-	if rel.SHA256 != run.SHA256 {
+	case rel.SHA256 != run.SHA256:
 		return nil, badInput(fmt.Errorf("artifact %s changed since run %s started (sha256 %s, was %s)", run.Artifact, run.ID, rel.SHA256, run.SHA256))
 	}
 	f, err := newFleet(o.Config, run.Env)
