@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -56,6 +57,9 @@ type scriptedBackend struct {
 
 	mu   sync.Mutex
 	reqs []rawRequest
+	// written counts scripts written to the end, so a test can wait until
+	// a late part has left the backend.
+	written atomic.Int64
 }
 
 func newScriptedBackend(t *testing.T, respond func(rawRequest) script) *scriptedBackend {
@@ -114,6 +118,7 @@ func (b *scriptedBackend) conn(c net.Conn) {
 				return
 			}
 		}
+		b.written.Add(1)
 		if s.closeAfter {
 			return
 		}

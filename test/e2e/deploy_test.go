@@ -140,6 +140,19 @@ func (f *fleetFixture) onVersion(hosts []int, version string) {
 
 var all = []int{0, 1, 2}
 
+// failingOn makes the next release fail its health check on host i (and
+// only there, until the test ends) and returns the config to deploy it with.
+func (f *fleetFixture) failingOn(t *testing.T, i int, name string) string {
+	t.Helper()
+	marker := filepath.Join(f.agents[i].root, "fail")
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(marker) })
+	// The app runs in releases/<version>/: the marker is two levels up.
+	return f.config(name, 1, "", "--unhealthy-file", "../../fail")
+}
+
 // TestDeployEndToEnd drives the real binary through a fleet's life: a first
 // deploy, rolling upgrades under GET and POST load with zero failed
 // requests, a release that fails its health check on the second host and is
@@ -189,12 +202,7 @@ func TestDeployEndToEnd(t *testing.T) {
 	})
 
 	t.Run("v3 fails health on staging-2: both changed hosts roll back", func(t *testing.T) {
-		failFile := filepath.Join(f.agents[1].root, "fail")
-		if err := os.WriteFile(failFile, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		defer os.Remove(failFile)
-		bad := f.config("zerodown-bad.yaml", 1, "", "--unhealthy-file", "../../fail")
+		bad := f.failingOn(t, 1, "zerodown-bad.yaml")
 		out, code := f.zerodown("deploy", "staging", "--version", "v3", "--artifact", f.artifact, "-c", bad, "-o", "log")
 		if code != 1 {
 			t.Fatalf("exit %d, want 1\n%s", code, out)

@@ -72,12 +72,7 @@ func TestDeployExitCodes(t *testing.T) {
 		t.Fatalf("history after the refused deploys has %d lines, want a header and one run:\n%s", n, out)
 	}
 
-	failFile := filepath.Join(f.agents[1].root, "fail")
-	if err := os.WriteFile(failFile, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	defer os.Remove(failFile)
-	bad := f.config("zerodown-bad.yaml", 1, "", "--unhealthy-file", "../../fail")
+	bad := f.failingOn(t, 1, "zerodown-bad.yaml")
 	out, code := f.zerodown("deploy", "staging", "--version", "v2", "--artifact", f.artifact, "-c", bad)
 	if code != 1 || !strings.Contains(out, "rolled back") {
 		t.Fatalf("a failing release: exit %d, want 1:\n%s", code, out)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -154,12 +153,7 @@ func TestRollbackThroughTheBalancer(t *testing.T) {
 	proctest.Eventually(t, 10*time.Second, "slow POSTs answered", func() bool { return posts.ok.Load() > 10 })
 
 	t.Run("the third host fails: the first two roll back through the balancer", func(t *testing.T) {
-		failFile := filepath.Join(f.agents[2].root, "fail")
-		if err := os.WriteFile(failFile, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		defer os.Remove(failFile)
-		bad := f.config("zerodown-bad.yaml", 1, "", "--unhealthy-file", "../../fail")
+		bad := f.failingOn(t, 2, "zerodown-bad.yaml")
 		out, code := f.zerodown("deploy", "staging", "--version", "v2", "--artifact", f.artifact, "-c", bad, "-o", "json")
 		if code != 1 {
 			t.Fatalf("exit %d, want 1\n%s", code, out)
