@@ -15,19 +15,46 @@ import (
 	"github.com/zerodown/zerodown/internal/proxy"
 )
 
-// runLB runs the load balancer until SIGTERM or SIGINT; SIGHUP reloads.
-func runLB(c *cobra.Command, configPath string) error {
-	cfg, err := config.LoadLB(configPath)
+// lbRunOptions are the flags of `zerodown lb` that are not in lb.yaml:
+// they are about the process, not the load balancer.
+type lbRunOptions struct {
+	configPath     string
+	pidFile        string
+	upgradeTimeout time.Duration
+}
+
+// runLB runs the load balancer until SIGTERM or SIGINT; SIGHUP reloads the
+// config, SIGUSR2 (or POST /v1/upgrade) hands the sockets to a new process.
+func runLB(c *cobra.Command, o lbRunOptions) error {
+	cfg, err := config.LoadLB(o.configPath)
 	if err != nil {
 		return badInput(err)
 	}
 	logger := slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	srv, err := proxy.New(cfg, proxy.Options{Logger: logger, Out: c.ErrOrStderr()})
+	hand, err := newHandover(o.pidFile, o.upgradeTimeout, logger)
+	if err != nil {
+		return err
+	}
+	opts := proxy.Options{Logger: logger, Out: c.ErrOrStderr()}
+	var exit <-chan struct{}
+	if hand != nil {
+		opts.Listen, opts.Upgrade = hand.listen, hand.upgrade
+		// The previous process finishes its requests within its
+		// shutdown_timeout; the margin covers its own start of shutdown.
+		opts.Previous = hand.previous(time.Duration(cfg.ShutdownTimeout) + 30*time.Second)
+		exit = hand.upg.Exit()
+		defer hand.upg.Stop()
+	}
+	srv, err := proxy.New(cfg, opts)
 	if err != nil {
 		return err
 	}
 	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	notify := []os.Signal{syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT}
+	if upgradeSignal != nil {
+		notify = append(notify, upgradeSignal)
+	}
+	signal.Notify(signals, notify...)
 	defer signal.Stop(signals)
 
 	ctx := c.Context()
@@ -37,14 +64,30 @@ func runLB(c *cobra.Command, configPath string) error {
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
+	if hand != nil {
+		// Tells the previous process, if any, to stop accepting; writes
+		// the PID file.
+		if err := hand.upg.Ready(); err != nil {
+			_ = srv.Shutdown(context.Background())
+			return err
+		}
+		if hand.upg.HasParent() {
+			fmt.Fprintf(c.OutOrStdout(), "zerodown lb: took over the sockets of process %d\n", os.Getppid())
+		}
+	}
 	fmt.Fprintf(c.OutOrStdout(), "zerodown lb: serving on %v, admin API on %s\n", srv.ListenerAddrs(), srv.AdminAddr())
 	for {
 		select {
 		case <-ctx.Done():
 			return shutdownLB(srv, cfg, logger)
+		case <-exit:
+			// A new process serves on the same sockets; this one only
+			// finishes what it has in flight.
+			return shutdownLB(srv, cfg, logger)
 		case sig := <-signals:
-			if sig == syscall.SIGHUP {
-				next, err := config.LoadLB(configPath)
+			switch sig {
+			case syscall.SIGHUP:
+				next, err := config.LoadLB(o.configPath)
 				if err == nil {
 					err = srv.Reload(next)
 				}
@@ -53,10 +96,14 @@ func runLB(c *cobra.Command, configPath string) error {
 					continue
 				}
 				cfg = next
-				continue
+			case upgradeSignal:
+				// The exit channel reports success; a failure is logged,
+				// and this process serves on.
+				go func() { _, _ = srv.Upgrade(ctx) }()
+			default:
+				logger.Info("stopping", "signal", sig.String(), "bound", time.Duration(cfg.ShutdownTimeout))
+				return shutdownLB(srv, cfg, logger)
 			}
-			logger.Info("stopping", "signal", sig.String(), "bound", time.Duration(cfg.ShutdownTimeout))
-			return shutdownLB(srv, cfg, logger)
 		}
 	}
 }

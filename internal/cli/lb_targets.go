@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/zerodown/zerodown/internal/lb/builtin"
 )
@@ -60,11 +61,7 @@ server error); 2 bad input (bad arguments, no token, or the API answered 400,
 			return c.Help()
 		},
 	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&o.admin, "admin", defaultLBAdmin, "base URL of the lb admin API (env "+envLBAdmin+")")
-	pf.StringVar(&o.tokenFile, "token-file", "", "file holding the admin token (else env "+envLBToken+")")
-	pf.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
-	pf.DurationVar(&o.retryFor, "retry-for", 10*time.Second, "keep trying this long while the admin API cannot be reached (a restart)")
+	o.addFlags(cmd.PersistentFlags(), true)
 	cmd.AddCommand(
 		newLBTargetsListCmd(o),
 		newLBTargetsAttachCmd(o),
@@ -72,6 +69,17 @@ server error); 2 bad input (bad arguments, no token, or the API answered 400,
 		newLBTargetsWeightCmd(o),
 	)
 	return cmd
+}
+
+// addFlags registers the admin API flags; retries only for calls that are
+// safe to repeat.
+func (o *targetsOptions) addFlags(pf *pflag.FlagSet, retries bool) {
+	pf.StringVar(&o.admin, "admin", defaultLBAdmin, "base URL of the lb admin API (env "+envLBAdmin+")")
+	pf.StringVar(&o.tokenFile, "token-file", "", "file holding the admin token (else env "+envLBToken+")")
+	pf.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	if retries {
+		pf.DurationVar(&o.retryFor, "retry-for", 10*time.Second, "keep trying this long while the admin API cannot be reached (a restart)")
+	}
 }
 
 // client builds the admin API client from the shared flags and environment.

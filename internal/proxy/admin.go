@@ -45,6 +45,13 @@ type WeightRequest struct {
 	Weight *int   `json:"weight"`
 }
 
+// UpgradeResult answers POST /v1/upgrade: a new process serves on the same
+// sockets, and this one is finishing its requests.
+type UpgradeResult struct {
+	// HandoverMillis is the time from the call to the new process serving.
+	HandoverMillis float64 `json:"handover_ms"`
+}
+
 // poolView is what GET /v1/pools/{pool} answers.
 type poolView struct {
 	Name        string     `json:"name"`
@@ -170,6 +177,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("POST /v1/pools/{pool}/attach", s.handleAttach)
 	mux.HandleFunc("POST /v1/pools/{pool}/detach", s.handleDetach)
 	mux.HandleFunc("POST /v1/pools/{pool}/weight", s.handleWeight)
+	mux.HandleFunc("POST /v1/upgrade", s.handleUpgrade)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, fmt.Sprintf("no such admin call: %s %s", r.Method, r.URL.Path))
@@ -285,6 +293,22 @@ func (s *Server) handleWeight(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, t.snapshot())
 }
 
+// handleUpgrade hands the sockets to a new process started from the
+// executable's path, so replacing the file first upgrades the binary.
+func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
+	took, err := s.Upgrade(r.Context())
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, UpgradeResult{HandoverMillis: float64(took.Microseconds()) / 1000})
+	case errors.Is(err, errNoUpgrade):
+		writeJSONError(w, http.StatusNotImplemented, err.Error())
+	case errors.Is(err, errUpgradeRunning), errors.Is(err, errShuttingDown):
+		writeJSONError(w, http.StatusConflict, err.Error())
+	default:
+		writeJSONError(w, http.StatusInternalServerError, "upgrade failed, the running process carries on: "+err.Error())
+	}
+}
+
 // answerChange writes the error of a change, if any, and reports whether it
 // did. A change that was applied but not saved is a 500 that says so.
 func (s *Server) answerChange(w http.ResponseWriter, t *target, err error) bool {
@@ -294,7 +318,10 @@ func (s *Server) answerChange(w http.ResponseWriter, t *target, err error) bool 
 		return false
 	case errors.As(err, &up), errors.Is(err, errUnknownTarget):
 		writeJSONError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, errShuttingDown):
+	case errors.Is(err, errShuttingDown), errors.Is(err, errHandingOver):
+		// Clients try a 503 again; after a handover they reach the new
+		// process through the same socket.
+		w.Header().Set("Retry-After", "1")
 		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
 	case t != nil:
 		writeJSONError(w, http.StatusInternalServerError, "the change is applied but was not saved, so a restart would lose it: "+err.Error())

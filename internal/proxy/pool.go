@@ -381,7 +381,7 @@ func (p *pool) drain(t *target, gen uint64, cancel <-chan struct{}) {
 			socketsClosed = true
 			t.closeSockets()
 		}
-		if t.inFlight.Load() <= 0 {
+		if t.inFlight.Load() <= 0 && p.srv.previousGone() {
 			break
 		}
 		if elapsed >= s.deregistrationDelay {
@@ -438,18 +438,43 @@ func (p *pool) list() []*target {
 	return out
 }
 
-// attached is what the state file records: targets not draining or unused.
-func (p *pool) attached() []savedTarget {
+// saved is what the state file records: every target, detached or not.
+func (p *pool) saved() []savedTarget {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []savedTarget
+	out := make([]savedTarget, 0, len(p.order))
 	for _, addr := range p.order {
 		t := p.targets[addr]
-		if !t.detached.Load() {
-			out = append(out, savedTarget{Address: addr, Weight: int(t.weight.Load())})
-		}
+		out = append(out, savedTarget{Address: addr, Weight: int(t.weight.Load()), Detached: t.detached.Load()})
 	}
 	return out
+}
+
+// restoreDetached lists addr as a detached target, as the state file had
+// it. While the process that handed its sockets over is still finishing
+// requests, the target may have some in flight there: it reads draining
+// until that process is gone.
+func (p *pool) restoreDetached(addr string, weight int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.targets[addr]; ok {
+		return
+	}
+	t := newTarget(p, addr, weight)
+	t.detached.Store(true)
+	t.checkedOnce.Do(func() { close(t.checked) })
+	p.targets[addr] = t
+	p.order = append(p.order, addr)
+	p.rebuild()
+	if p.srv.previousGone() {
+		t.state.Store(int32(stateUnused))
+		return
+	}
+	t.state.Store(int32(stateDraining))
+	gen := t.generation.Load()
+	cancel := make(chan struct{})
+	t.drainCancel = cancel
+	go p.drain(t, gen, cancel)
 }
 
 // waitState polls until the target reaches want, or ctx ends; the error

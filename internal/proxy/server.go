@@ -34,6 +34,17 @@ type Options struct {
 	// Out receives messages meant for the operator once, such as where a
 	// generated admin token was written.
 	Out io.Writer
+	// Listen opens the listening sockets (default net.Listen). A process
+	// that can hand its sockets to a new one passes a function that
+	// returns the sockets it inherited, or remembers the new ones.
+	Listen func(network, addr string) (net.Listener, error)
+	// Upgrade starts a new process that takes over the sockets Listen
+	// gave, and returns once it serves or has failed. Nil: no upgrades.
+	Upgrade func(ctx context.Context) error
+	// Previous, when this process took its sockets over from another, is
+	// closed once that process has exited; until then targets detached
+	// there may still have requests in flight from it.
+	Previous <-chan struct{}
 }
 
 // Server is a running load balancer.
@@ -59,6 +70,11 @@ type Server struct {
 	stateErr  error
 	closed    bool
 	stopWatch chan struct{}
+
+	listenFn    func(network, addr string) (net.Listener, error)
+	upgrade     func(ctx context.Context) error
+	previous    <-chan struct{}
+	handingOver bool // s.mu; set while a new process takes over
 }
 
 type poolMap struct {
@@ -102,6 +118,9 @@ func New(cfg *config.LB, opts Options) (*Server, error) {
 		listeners:    make(map[string]*listener),
 		cfg:          cfg,
 		statePath:    statePath(cfg),
+		listenFn:     opts.Listen,
+		upgrade:      opts.Upgrade,
+		previous:     opts.Previous,
 	}
 	s.metrics = newMetrics(s)
 	s.maxBodyV.Store(int64(cfg.Client.MaxBodyBytes))
@@ -136,6 +155,10 @@ func New(cfg *config.LB, opts Options) (*Server, error) {
 			}
 		}
 		for _, t := range targets {
+			if t.Detached {
+				p.restoreDetached(t.Address, t.Weight)
+				continue
+			}
 			_, _ = p.attach(t.Address, t.Weight, true)
 		}
 	}
@@ -290,7 +313,7 @@ func (s *Server) listenAdmin() (net.Listener, error) {
 			return nil, fmt.Errorf("admin API: load TLS certificate %s and key %s: %w", a.TLS.Cert, a.TLS.Key, err)
 		}
 	}
-	ln, err := net.Listen("tcp", a.Address)
+	ln, err := s.listen(a.Address)
 	if err != nil {
 		return nil, fmt.Errorf("admin API: listen on %s: %w", a.Address, err)
 	}
@@ -316,7 +339,7 @@ func (s *Server) openListener(lc config.Listener, pm *poolMap) (*listener, error
 		return nil, err
 	}
 	l.handler.routes.Store(&routes)
-	ln, err := net.Listen("tcp", lc.Address)
+	ln, err := s.listen(lc.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", lc.Address, err)
 	}
@@ -409,8 +432,8 @@ func (s *Server) Token() string { return s.token }
 func (s *Server) Reload(cfg *config.LB) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return errShuttingDown
+	if err := s.refuseChange(); err != nil {
+		return err
 	}
 	old := s.cfg
 	oldPools := s.pools.Load()
@@ -441,6 +464,7 @@ func (s *Server) Reload(cfg *config.LB) error {
 	fail := func(err error) error {
 		for _, pr := range preps {
 			if pr.isNew {
+				retire(pr.l.ln)
 				pr.l.ln.Close()
 			}
 		}
@@ -504,6 +528,7 @@ func (s *Server) Reload(cfg *config.LB) error {
 	for addr, l := range s.listeners {
 		if !keep[addr] {
 			delete(s.listeners, addr)
+			retire(l.ln)
 			go s.closeListener(l, time.Duration(cfg.ShutdownTimeout))
 		}
 	}
@@ -555,15 +580,12 @@ func (s *Server) closeListener(l *listener, timeout time.Duration) {
 	_ = l.shutdown(ctx)
 }
 
-// saveStateLocked writes the attached targets; s.mu is held. A failure is
+// saveStateLocked writes every pool's targets; s.mu is held. A failure is
 // logged and reported by the admin API.
 func (s *Server) saveStateLocked() error {
 	st := savedState{Version: stateVersion, Pools: map[string][]savedTarget{}, Config: map[string][]savedTarget{}}
 	for _, p := range s.poolList() {
-		st.Pools[p.name] = p.attached()
-		if st.Pools[p.name] == nil {
-			st.Pools[p.name] = []savedTarget{}
-		}
+		st.Pools[p.name] = p.saved()
 		if pc, ok := s.cfg.Pools[p.name]; ok {
 			st.Config[p.name] = seedTargets(pc)
 		}
@@ -584,8 +606,8 @@ func (s *Server) saveStateLocked() error {
 func (s *Server) Attach(pool, addr string, weight int) (*target, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errShuttingDown
+	if err := s.refuseChange(); err != nil {
+		return nil, err
 	}
 	p := s.pool(pool)
 	if p == nil {
@@ -604,8 +626,8 @@ func (s *Server) Attach(pool, addr string, weight int) (*target, error) {
 func (s *Server) Detach(pool, addr string) (*target, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errShuttingDown
+	if err := s.refuseChange(); err != nil {
+		return nil, err
 	}
 	p := s.pool(pool)
 	if p == nil {
@@ -623,8 +645,8 @@ func (s *Server) Detach(pool, addr string) (*target, error) {
 func (s *Server) SetWeight(pool, addr string, weight int) (*target, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errShuttingDown
+	if err := s.refuseChange(); err != nil {
+		return nil, err
 	}
 	p := s.pool(pool)
 	if p == nil {

@@ -9,8 +9,9 @@ import (
 	"path/filepath"
 )
 
-// savedState is the state file: which targets are attached to each pool and
-// with what weight. It survives restarts so no registration is lost.
+// savedState is the state file: each pool's targets, attached or detached,
+// with their weights. It survives restarts so no registration is lost and a
+// detached target stays detached, and listed, after a restart.
 type savedState struct {
 	Version int                      `json:"version"`
 	Pools   map[string][]savedTarget `json:"pools"`
@@ -58,6 +59,9 @@ func mergeConfigEdits(saved, before, after []savedTarget) []savedTarget {
 type savedTarget struct {
 	Address string `json:"address"`
 	Weight  int    `json:"weight"`
+	// Detached targets are kept so they stay out of rotation, and visible,
+	// after a restart; files written before this field have none.
+	Detached bool `json:"detached,omitempty"`
 }
 
 const stateVersion = 1

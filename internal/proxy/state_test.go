@@ -105,7 +105,7 @@ func TestStateRestoredAfterRestart(t *testing.T) {
 	if st.Version != stateVersion {
 		t.Errorf("state version %d, want %d", st.Version, stateVersion)
 	}
-	want := []savedTarget{{ta, 5}, {tb, 3}}
+	want := []savedTarget{{ta, 5, false}, {tb, 3, false}, {tc, 9, true}}
 	if got := st.Pools["app"]; !slices.Equal(got, want) || len(st.Pools) != 1 {
 		t.Fatalf("state file pools %+v, want app: %+v", st.Pools, want)
 	}
@@ -114,40 +114,50 @@ func TestStateRestoredAfterRestart(t *testing.T) {
 		t.Errorf("state file mode: %v %v, want 0644", fi.Mode().Perm(), err)
 	}
 
-	// A new server with the same config restores a and b with their weights.
+	// A new server with the same config restores a and b with their
+	// weights, and c still detached: listed as unused, given no request.
 	again, _ := startServer(t, cfg)
 	got := poolTargets(again, "app")
-	if len(got) != 2 || got[ta] != 5 || got[tb] != 3 {
-		t.Fatalf("restored targets %v, want %s:5 and %s:3", got, ta, tb)
+	if len(got) != 3 || got[ta] != 5 || got[tb] != 3 || got[tc] != 9 {
+		t.Fatalf("restored targets %v, want %s:5, %s:3 and %s:9", got, ta, tb, tc)
 	}
-	if st := stateOf(again, "app", tc); st != "absent" {
-		t.Fatalf("detached target restored as %s", st)
+	if st := stateOf(again, "app", tc); st != "unused" {
+		t.Fatalf("detached target restored as %s, want unused", st)
+	}
+	for _, rt := range again.pool("app").routes.Load().targets {
+		if rt.addr == tc {
+			t.Fatal("the restored detached target is routable")
+		}
 	}
 	// Order is kept: attach order, as listed.
 	var order []string
 	for _, tg := range again.pool("app").list() {
 		order = append(order, tg.addr)
 	}
-	if !slices.Equal(order, []string{ta, tb}) {
-		t.Errorf("restored order %v, want [%s %s]", order, ta, tb)
+	if !slices.Equal(order, []string{ta, tb, tc}) {
+		t.Errorf("restored order %v, want [%s %s %s]", order, ta, tb, tc)
 	}
 }
 
-func TestStateEmptyPoolStaysEmpty(t *testing.T) {
+func TestStateDetachedConfigTargetStaysDetached(t *testing.T) {
 	a := backend(t, "a")
-	cfg := testConfig(t, hostPort(a.URL))
+	ta := hostPort(a.URL)
+	cfg := testConfig(t, ta)
 	srv, _ := startServer(t, cfg)
-	if _, err := srv.Detach("app", hostPort(a.URL)); err != nil {
+	if _, err := srv.Detach("app", ta); err != nil {
 		t.Fatal(err)
 	}
 	stopServer(t, srv)
-	if st := readState(t, cfg.StateFile); st.Pools["app"] == nil || len(st.Pools["app"]) != 0 {
-		t.Fatalf(`state has app = %#v, want an empty list, not null`, st.Pools["app"])
+	if st := readState(t, cfg.StateFile); !slices.Equal(st.Pools["app"], []savedTarget{{ta, 1, true}}) {
+		t.Fatalf(`state has app = %#v, want only %s, detached`, st.Pools["app"], ta)
 	}
-	// The config still lists a, but it was detached: it must not come back.
+	// The config still lists a, but it was detached: it must not serve again.
 	again, _ := startServer(t, cfg)
-	if got := poolTargets(again, "app"); len(got) != 0 {
-		t.Fatalf("detached config target came back after a restart: %v", got)
+	if st := stateOf(again, "app", ta); st != "unused" {
+		t.Fatalf("detached config target is %s after a restart, want unused", st)
+	}
+	if rs := again.pool("app").routes.Load(); len(rs.targets) != 0 {
+		t.Fatalf("detached config target is routable after a restart: %+v", rs)
 	}
 }
 

@@ -63,6 +63,12 @@ func startLB(t *testing.T, dir string, targets ...string) *lbFixture {
 func (f *lbFixture) run(t *testing.T) {
 	t.Helper()
 	f.proc = proctest.Start(t, "zerodown lb", bin.zerodown, "lb", "--config", f.cfgPath)
+	f.connect(t)
+}
+
+// connect waits for the admin token and API of a starting `zerodown lb`.
+func (f *lbFixture) connect(t *testing.T) {
+	t.Helper()
 	tokenPath := filepath.Join(f.dir, "admin.token")
 	proctest.Eventually(t, 10*time.Second, "the generated admin token", func() bool {
 		b, err := os.ReadFile(tokenPath)

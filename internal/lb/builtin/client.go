@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/proxy"
 	"github.com/zerodown/zerodown/internal/retry"
 )
 
@@ -229,6 +230,19 @@ func (c *Client) SetWeight(ctx context.Context, pool, target string, weight int)
 	var t Target
 	err := c.do(ctx, call, http.MethodPost, poolPath(pool, "weight"), weightRequest{Target: target, Weight: weight}, 0, &t)
 	return t, err
+}
+
+// Upgrade asks the load balancer to hand its sockets to a new process
+// started from its executable's path, and waits up to timeout for the new
+// process to serve. It is sent once: an upgrade is not a call to repeat
+// blindly, and a lost answer is best checked with Pools.
+func (c *Client) Upgrade(ctx context.Context, timeout time.Duration) (proxy.UpgradeResult, error) {
+	call := "upgrade the load balancer at " + c.base.Redacted()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var out proxy.UpgradeResult
+	err := c.once(ctx, call, http.MethodPost, "/v1/upgrade", nil, &out)
+	return out, err
 }
 
 // checkTargetCall rejects what the server would reject anyway, without a
