@@ -82,19 +82,33 @@ type activation struct {
 // Activate switches the app to version behind its health gate; see
 // docs/agent.md. timeout 0 means the default for the release's spec.
 func (a *Agent) Activate(version string, timeout time.Duration) (ActivateResult, error) {
-	return a.switchTo("activate", version, timeout)
+	return a.switchTo("activate", version, "", timeout)
 }
 
 // Rollback activates the previous release.
 func (a *Agent) Rollback(timeout time.Duration) (ActivateResult, error) {
-	return a.switchTo("rollback", "", timeout)
+	return a.switchTo("rollback", "", "", timeout)
 }
 
-func (a *Agent) switchTo(kind, version string, timeout time.Duration) (ActivateResult, error) {
+// replayedError answers a request asked again after it ended: the answer
+// it got the first time.
+type replayedError struct{ o *ActivationOutcome }
+
+func (e *replayedError) Error() string { return e.o.Error }
+
+// switchTo runs one activation or rollback. A request with the ID of the
+// one that ended last is not run again: it gets that one's answer.
+func (a *Agent) switchTo(kind, version, id string, timeout time.Duration) (ActivateResult, error) {
 	if !a.actMu.TryLock() {
 		return ActivateResult{}, &busyError{a.activation()}
 	}
 	defer a.actMu.Unlock()
+	if o := a.lastOutcome(); id != "" && o != nil && o.ID == id {
+		if o.Result != nil {
+			return *o.Result, nil
+		}
+		return ActivateResult{}, &replayedError{o}
+	}
 	began := time.Now()
 	cur, err := a.store.Current()
 	if err != nil {
@@ -127,9 +141,10 @@ func (a *Agent) switchTo(kind, version string, timeout time.Duration) (ActivateR
 			a.log.Warn("the current release's metadata is unreadable; it cannot be restored if the activation fails", "current", cur, "err", err)
 		}
 	}
-	a.setActivation(&ActivationInfo{Kind: kind, Version: version, From: cur, Phase: "hooks", Since: began.UTC()})
+	a.setActivation(&ActivationInfo{Kind: kind, Version: version, From: cur, Phase: "hooks", Since: began.UTC(), PhaseSince: began.UTC(), ID: id})
 	defer a.setActivation(nil)
 	res, err := x.run(timeout)
+	a.recordOutcome(kind, version, id, res, err)
 	result := "ok"
 	var ae *activationError
 	switch {

@@ -47,6 +47,7 @@ type Agent struct {
 	actMu   sync.Mutex
 	actInfo sync.Mutex
 	act     *ActivationInfo
+	last    *ActivationOutcome // actInfo; how the last one ended
 	// stateMu serializes read-modify-write of state.json.
 	stateMu sync.Mutex
 
@@ -251,8 +252,30 @@ func (a *Agent) setPhase(phase string) {
 	if a.act != nil {
 		cp := *a.act
 		cp.Phase = phase
+		cp.PhaseSince = time.Now().UTC()
 		a.act = &cp
 	}
+}
+
+// recordOutcome keeps how an activation ended, for status and for the
+// same request asked again.
+func (a *Agent) recordOutcome(kind, version, id string, res ActivateResult, err error) {
+	o := &ActivationOutcome{ID: id, Kind: kind, Version: version, Ended: time.Now().UTC()}
+	if err == nil {
+		o.Result = &res
+	} else {
+		status, body := errorAnswer(err)
+		o.Status, o.Code, o.Error, o.Failure = status, body.Code, body.Error, body.Failure
+	}
+	a.actInfo.Lock()
+	a.last = o
+	a.actInfo.Unlock()
+}
+
+func (a *Agent) lastOutcome() *ActivationOutcome {
+	a.actInfo.Lock()
+	defer a.actInfo.Unlock()
+	return a.last
 }
 
 func (a *Agent) activation() *ActivationInfo {
@@ -305,7 +328,7 @@ func (a *Agent) Status() (Status, error) {
 		Version: cur, Previous: st.Previous, Port: a.cfg.Port,
 		State: snap.state, PID: snap.pid, Healthy: snap.healthy, HealthError: snap.healthErr,
 		Restarts: snap.restarts, LastExit: snap.lastExit, Adopted: snap.adopted,
-		Activation: a.activation(), Releases: list,
+		Activation: a.activation(), LastActivation: a.lastOutcome(), Releases: list,
 	}
 	if snap.version != "" && snap.version != cur {
 		// Only between two steps of an activation; say what runs.

@@ -49,11 +49,18 @@ type ActivateRequest struct {
 	// stop and health timeouts plus a minute for hooks. Putting the
 	// previous release back after a failure has its own bound on top.
 	Timeout string `json:"timeout,omitempty"`
+	// ID names this request so it can be asked again safely: an agent
+	// that already ran it answers with how it ended instead of running it
+	// twice, and its status shows it in progress and ended. A caller that
+	// lost the answer (a partition, a restarting proxy) observes status or
+	// asks again with the same ID.
+	ID string `json:"id,omitempty"`
 }
 
 // RollbackRequest is the body of POST /v1/rollback; it may be empty.
 type RollbackRequest struct {
 	Timeout string `json:"timeout,omitempty"`
+	ID      string `json:"id,omitempty"`
 }
 
 // Phase is one step of an activation and how long it took.
@@ -83,6 +90,26 @@ type ActivationInfo struct {
 	From    string    `json:"from"`
 	Phase   string    `json:"phase"`
 	Since   time.Time `json:"since"`
+	// PhaseSince is when the current phase began.
+	PhaseSince time.Time `json:"phase_since"`
+	// ID is the request's ID, if it had one.
+	ID string `json:"id,omitempty"`
+}
+
+// ActivationOutcome is how the agent's last activation or rollback ended,
+// as its answer said: a caller that lost the answer reads it from status.
+type ActivationOutcome struct {
+	ID      string    `json:"id,omitempty"`
+	Kind    string    `json:"kind"`
+	Version string    `json:"version"`
+	Ended   time.Time `json:"ended"`
+	// Result is set when it succeeded; otherwise Status, Code, Error and
+	// Failure are the error answer it got.
+	Result  *ActivateResult    `json:"result,omitempty"`
+	Status  int                `json:"status,omitempty"`
+	Code    string             `json:"code,omitempty"`
+	Error   string             `json:"error,omitempty"`
+	Failure *ActivationFailure `json:"failure,omitempty"`
 }
 
 // ActivationFailure is what went wrong with an activation.
@@ -121,7 +148,10 @@ type Status struct {
 	LastExit   string          `json:"last_exit,omitempty"`
 	Adopted    bool            `json:"adopted"`
 	Activation *ActivationInfo `json:"activation"`
-	Releases   []ReleaseInfo   `json:"releases"`
+	// LastActivation is how the last activation or rollback since the
+	// agent started ended.
+	LastActivation *ActivationOutcome `json:"last_activation,omitempty"`
+	Releases       []ReleaseInfo      `json:"releases"`
 }
 
 // Host converts a status to the engine's view.

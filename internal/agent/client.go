@@ -51,6 +51,7 @@ type Client struct {
 	http            *http.Client
 	activateTimeout time.Duration
 	retryFor        time.Duration
+	observeEvery    time.Duration
 }
 
 var _ host.Deployer = (*Client)(nil)
@@ -89,7 +90,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = strings.TrimRight(u.RawPath, "/")
-	return &Client{base: u, token: cfg.Token, http: hc, activateTimeout: cfg.ActivateTimeout, retryFor: cfg.RetryFor}, nil
+	return &Client{base: u, token: cfg.Token, http: hc, activateTimeout: cfg.ActivateTimeout, retryFor: cfg.RetryFor, observeEvery: observeEvery}, nil
 }
 
 // APIError is a non-2xx answer of the agent.
@@ -206,10 +207,11 @@ func (c *Client) ActivateWith(ctx context.Context, req ActivateRequest) (Activat
 	if req.Version == "" {
 		return ActivateResult{}, errors.New(call + ": empty version")
 	}
-	var out ActivateResult
 	req.Timeout = c.timeout(req.Timeout)
-	err := c.do(ctx, call, http.MethodPost, "/v1/activate", req, 0, &out)
-	return out, err
+	if req.ID == "" {
+		req.ID = newRequestID()
+	}
+	return c.switchObserved(ctx, call, "/v1/activate", req, req.ID)
 }
 
 // Rollback implements host.Deployer.
@@ -220,10 +222,11 @@ func (c *Client) Rollback(ctx context.Context) error {
 
 // RollbackWith activates the previous release and returns how it went.
 func (c *Client) RollbackWith(ctx context.Context, req RollbackRequest) (ActivateResult, error) {
-	var out ActivateResult
 	req.Timeout = c.timeout(req.Timeout)
-	err := c.do(ctx, "roll back on "+c.base.Redacted(), http.MethodPost, "/v1/rollback", req, 0, &out)
-	return out, err
+	if req.ID == "" {
+		req.ID = newRequestID()
+	}
+	return c.switchObserved(ctx, "roll back on "+c.base.Redacted(), "/v1/rollback", req, req.ID)
 }
 
 func (c *Client) timeout(s string) string {

@@ -108,36 +108,59 @@ func writeError(w http.ResponseWriter, status int, code, msg string, extra func(
 
 // answerError maps an error of the store or an activation to its answer.
 func (a *Agent) answerError(w http.ResponseWriter, err error) {
+	status, body := errorAnswer(err)
+	if status == http.StatusInternalServerError && body.Code == codeInternal {
+		a.log.Error("agent call failed", "err", err)
+	}
+	writeJSON(w, status, body)
+}
+
+// errorAnswer is the status and body an error is answered with; an
+// activation's outcome records the same, so a repeated request gets the
+// same answer.
+func errorAnswer(err error) (int, errorBody) {
 	var (
 		busy *busyError
 		ae   *activationError
+		rep  *replayedError
 	)
+	body := errorBody{Error: err.Error()}
 	switch {
+	case errors.As(err, &rep):
+		o := rep.o
+		return o.Status, errorBody{Error: o.Error, Code: o.Code, Failure: o.Failure}
 	case errors.As(err, &busy):
-		writeError(w, http.StatusConflict, codeBusy, err.Error(), func(b *errorBody) { b.Activation = busy.info })
+		body.Code, body.Activation = codeBusy, busy.info
+		return http.StatusConflict, body
 	case errors.As(err, &ae):
-		code := codeFailed
+		body.Code = codeFailed
 		if ae.status != http.StatusUnprocessableEntity {
-			code = codeBroken
+			body.Code = codeBroken
 		}
 		f := ae.failure
-		writeError(w, ae.status, code, err.Error(), func(b *errorBody) { b.Failure = &f })
+		body.Failure = &f
+		return ae.status, body
 	case errors.Is(err, errChecksum):
-		writeError(w, http.StatusBadRequest, codeChecksum, err.Error(), nil)
+		body.Code = codeChecksum
+		return http.StatusBadRequest, body
 	case errors.Is(err, errUnsafe):
-		writeError(w, http.StatusBadRequest, codeUnsafe, err.Error(), nil)
+		body.Code = codeUnsafe
+		return http.StatusBadRequest, body
 	case errors.Is(err, errTooLarge):
-		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, err.Error(), nil)
+		body.Code = codeTooLarge
+		return http.StatusRequestEntityTooLarge, body
 	case errors.Is(err, errBadInput):
-		writeError(w, http.StatusBadRequest, codeBadInput, err.Error(), nil)
+		body.Code = codeBadInput
+		return http.StatusBadRequest, body
 	case errors.Is(err, errNotFound):
-		writeError(w, http.StatusNotFound, codeNotFound, err.Error(), nil)
+		body.Code = codeNotFound
+		return http.StatusNotFound, body
 	case errors.Is(err, errConflict):
-		writeError(w, http.StatusConflict, codeConflict, err.Error(), nil)
-	default:
-		a.log.Error("agent call failed", "err", err)
-		writeError(w, http.StatusInternalServerError, codeInternal, err.Error(), nil)
+		body.Code = codeConflict
+		return http.StatusConflict, body
 	}
+	body.Code = codeInternal
+	return http.StatusInternalServerError, body
 }
 
 // decodeBody reads one JSON object with only known fields; empty allowed
@@ -333,7 +356,7 @@ func (a *Agent) handleActivate(w http.ResponseWriter, r *http.Request) {
 		a.answerError(w, err)
 		return
 	}
-	res, err := a.Activate(req.Version, timeout)
+	res, err := a.switchTo("activate", req.Version, req.ID, timeout)
 	if err != nil {
 		a.answerError(w, err)
 		return
@@ -352,7 +375,7 @@ func (a *Agent) handleRollback(w http.ResponseWriter, r *http.Request) {
 		a.answerError(w, err)
 		return
 	}
-	res, err := a.Rollback(timeout)
+	res, err := a.switchTo("rollback", "", req.ID, timeout)
 	if err != nil {
 		a.answerError(w, err)
 		return

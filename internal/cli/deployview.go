@@ -73,7 +73,7 @@ func hostStatus(e engine.Event) string {
 		return "drained"
 	case engine.EvDeploying:
 		return "deploying"
-	case engine.EvActivated:
+	case engine.EvActivated, engine.EvProgress:
 		return e.Message
 	case engine.EvAttaching:
 		return "attaching"

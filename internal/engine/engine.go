@@ -82,6 +82,8 @@ const (
 	EvDetached   = "left-detached"
 	EvWaiting    = "waiting"
 	EvInfo       = "info"
+	// EvProgress is how a host's activation or rollback is getting on.
+	EvProgress = "progress"
 )
 
 // Host is one host the engine may act on.

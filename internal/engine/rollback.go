@@ -53,6 +53,25 @@ func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("read its status: %w (it may still be detached from the load balancer)", err)
 	}
+	if st.Activating != "" {
+		// An activation the run stopped waiting for (an abort) goes on on
+		// the host; what to undo is known once it has ended.
+		e.emit(Event{Host: name, Type: EvWaiting, Message: "waiting for its activation of " + st.Activating + " to end"})
+		err := waitFor(callCtx, defaultActivateBound, name+"'s activation of "+st.Activating+" to end", "no activation", func(ctx context.Context) (bool, string, error) {
+			s, err := h.Deployer.Status(ctx)
+			if err != nil {
+				return false, "", err
+			}
+			st = s
+			if s.Activating != "" {
+				return false, "activating " + s.Activating, nil
+			}
+			return true, "", nil
+		})
+		if err != nil {
+			return fmt.Errorf("%w (it may still be detached from the load balancer)", err)
+		}
+	}
 	if st.Version == e.Release.Version && st.Previous != "" && st.Previous != e.Release.Version {
 		return e.changeHost(ctx, h, func(ctx context.Context) error {
 			if err := h.Deployer.Rollback(ctx); err != nil {

@@ -10,9 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/host"
 	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/pipeline"
 )
@@ -27,9 +29,10 @@ const (
 	execOutputTail        = 4 << 10
 )
 
-// runTask does one task. stop ends waits early (a safe point); steps that
-// change a host or the load balancer run to completion under their own
-// bound, so an abort never leaves one half-done.
+// runTask does one task. stop ends waits early (a safe point); calls that
+// change the load balancer run to completion under their own bound, and an
+// activation the run stops waiting for completes (or is undone) on the
+// host itself, so an abort never leaves one half-done.
 func (e *Engine) runTask(stop context.Context, stage string, t pipeline.Task) error {
 	switch t.Kind {
 	case pipeline.KindUpload:
@@ -39,7 +42,7 @@ func (e *Engine) runTask(stop context.Context, stage string, t pipeline.Task) er
 	case pipeline.KindWaitDrained:
 		return e.waitDrained(stop, t)
 	case pipeline.KindDeploy:
-		return e.deploy(t)
+		return e.deploy(stop, t)
 	case pipeline.KindAttach:
 		return e.attach(t)
 	case pipeline.KindWaitHealthy:
@@ -181,15 +184,42 @@ func (e *Engine) waitDrained(stop context.Context, t pipeline.Task) error {
 		})
 }
 
-func (e *Engine) deploy(t pipeline.Task) error {
+// progressEvery is how often an unchanged step of a host's activation is
+// reported again.
+const progressEvery = 5 * time.Second
+
+// progress returns the host's progress reporter: a new step at once, the
+// same step again every progressEvery.
+func (e *Engine) progress(hostName string) func(string) {
+	var mu sync.Mutex
+	var lastStep string
+	var lastAt time.Time
+	return func(msg string) {
+		step, _, _ := strings.Cut(msg, " for ")
+		mu.Lock()
+		due := step != lastStep || time.Since(lastAt) >= progressEvery
+		if due {
+			lastStep, lastAt = step, time.Now()
+		}
+		mu.Unlock()
+		if due {
+			e.emit(Event{Host: hostName, Type: EvProgress, Message: msg})
+		}
+	}
+}
+
+func (e *Engine) deploy(stop context.Context, t pipeline.Task) error {
 	h, err := e.hostOf(t.Host)
 	if err != nil {
 		return err
 	}
 	e.touch(h.Name)
 	e.emit(Event{Host: h.Name, Type: EvDeploying, Message: "deploying " + e.Release.Version})
-	ctx, cancel := context.WithTimeout(context.Background(), bound(t, defaultActivateBound))
+	// An abort ends the wait at once: the agent finishes or puts the old
+	// release back on its own, and the rollback waits for it.
+	ctx, cancel := context.WithTimeout(stop, bound(t, defaultActivateBound))
 	defer cancel()
+	ctx = host.WithProgress(ctx, e.progress(h.Name))
 	if err := h.Deployer.Upload(ctx, e.Release); err != nil {
 		return fmt.Errorf("upload %s to %s: %w", e.Release.Version, h.Name, err)
 	}
