@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -374,7 +376,7 @@ Returns when VERSION is healthy, or when the previous release is back.
 			if err != nil {
 				return err
 			}
-			res, err := cl.ActivateWith(c.Context(), req)
+			res, err := cl.ActivateWith(progressTo(c), req)
 			return o.printActivation(c, res, err)
 		},
 	}
@@ -404,7 +406,7 @@ returns to where you started.` + agentClientHelp,
 			if err != nil {
 				return err
 			}
-			res, err := cl.RollbackWith(c.Context(), req)
+			res, err := cl.RollbackWith(progressTo(c), req)
 			return o.printActivation(c, res, err)
 		},
 	}
@@ -482,4 +484,25 @@ interleaved. Default: the current release, 100 lines (at most ` + fmt.Sprint(age
 	cmd.Flags().IntVarP(&lines, "lines", "n", 100, "how many lines")
 	o.flags(cmd)
 	return cmd
+}
+
+// progressTo reports an activation's progress on stderr, a line per step:
+// stdout keeps only the result, for scripts.
+func progressTo(c *cobra.Command) context.Context {
+	ctx := c.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	w := c.ErrOrStderr()
+	var mu sync.Mutex
+	last := ""
+	return host.WithProgress(ctx, func(msg string) {
+		step, _, _ := strings.Cut(msg, " for ")
+		mu.Lock()
+		defer mu.Unlock()
+		if step != last {
+			last = step
+			fmt.Fprintln(w, msg)
+		}
+	})
 }

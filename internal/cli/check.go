@@ -123,6 +123,9 @@ type checkReport struct {
 	LoadBalancer checkBalancer `json:"load_balancer"`
 	Hosts        []checkHost   `json:"hosts"`
 	Problems     []string      `json:"problems"`
+	// Warnings do not fail the check: settings that work but risk a
+	// needless rollback.
+	Warnings []string `json:"warnings"`
 
 	// tokenRefused is set when a problem is a refused token (exit 2).
 	tokenRefused bool
@@ -197,6 +200,14 @@ func checkEnvironment(ctx context.Context, env *config.Environment, bal lb.Balan
 		defer cancel()
 		targets, lbErr = bal.Targets(ctx)
 	})
+	var drainBound time.Duration
+	if db, ok := bal.(lb.DrainBounder); ok {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			drainBound, _ = db.DrainBound(ctx)
+		})
+	}
 	for i, h := range env.Hosts {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -213,7 +224,12 @@ func checkEnvironment(ctx context.Context, env *config.Environment, bal lb.Balan
 	}
 	wg.Wait()
 
-	rep := &checkReport{Environment: env.Name, Hosts: []checkHost{}, Problems: []string{}}
+	rep := &checkReport{Environment: env.Name, Hosts: []checkHost{}, Problems: []string{}, Warnings: []string{}}
+	if r := env.Strategy.Rolling; r != nil && drainBound > 0 && time.Duration(r.DrainTimeout) <= drainBound {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf(
+			"drain_timeout %s is not above the load balancer's draining bound (deregistration delay) %s: a deploy waits %s instead, until the balancer ends a drain itself; set drain_timeout above %s",
+			time.Duration(r.DrainTimeout), drainBound, drainBound+engine.DrainMargin, drainBound))
+	}
 	problem := func(r checkReach, format string, args ...any) {
 		rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...))
 		rep.tokenRefused = rep.tokenRefused || r.refused
@@ -355,6 +371,9 @@ func (r *checkReport) writeText(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, warning := range r.Warnings {
+		fmt.Fprintf(w, "\nwarning: %s\n", warning)
 	}
 	if r.OK {
 		_, err := fmt.Fprintf(w, "\nok: the load balancer and %s answered and accepted their tokens\n", nounCount(len(r.Hosts), "agent"))

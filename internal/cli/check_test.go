@@ -170,6 +170,7 @@ type fleetConfig struct {
 	agent1, agent2   string
 	web1TokenFile    string
 	target1, target2 string
+	drainTimeout     string
 }
 
 func (f *checkFleet) config() fleetConfig {
@@ -184,15 +185,19 @@ func (f *checkFleet) write(t *testing.T, c fleetConfig) string {
 	if c.web1TokenFile != "" {
 		web1Token = ", token_file: " + c.web1TokenFile
 	}
+	strategy := ""
+	if c.drainTimeout != "" {
+		strategy = "\n    strategy: {rolling: {drain_timeout: " + c.drainTimeout + "}}"
+	}
 	return writeDeployConfig(t, f.dir, fmt.Sprintf(`app: {run: [./hello]}
 environments:
-  web:
+  web:%s
     lb: {admin: %q, pool: hello, token_file: %s}
     agents: {token_file: agents.token}
     hosts:
       - {name: web-1, agent: %q, target: %q%s}
       - {name: web-2, agent: %q, target: %q}
-`, f.admin, c.lbTokenFile, c.agent1, c.target1, web1Token, c.agent2, c.target2))
+`, strategy, f.admin, c.lbTokenFile, c.agent1, c.target1, web1Token, c.agent2, c.target2))
 }
 
 func runCheck(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -223,6 +228,20 @@ func TestCheck(t *testing.T) {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("stdout without %q:\n%s", want, stdout)
 			}
+		}
+	})
+
+	t.Run("drain_timeout not above the deregistration delay", func(t *testing.T) {
+		c := good
+		c.drainTimeout = "30s"
+		code, stdout, stderr := runCheck(t, "web", "-c", f.write(t, c))
+		want := "warning: drain_timeout 30s is not above the load balancer's draining bound (deregistration delay) 30s"
+		if code != ExitOK || stderr != "" || !strings.Contains(stdout, want) {
+			t.Fatalf("exit %d, want 0 with %q\nstdout:\n%s\nstderr:\n%s", code, want, stdout, stderr)
+		}
+		c.drainTimeout = "31s"
+		if _, stdout, _ := runCheck(t, "web", "-c", f.write(t, c)); strings.Contains(stdout, "warning:") {
+			t.Fatalf("warned with drain_timeout above the bound:\n%s", stdout)
 		}
 	})
 

@@ -229,7 +229,10 @@ func (v *verifier) finish() (*Verification, error) {
 	v.finished = true
 	v.mu.Unlock()
 	out := &Verification{Note: note}
-	if after := v.readLB(ctx, false); after != nil && before != nil {
+	// Counters that went down belong to a balancer restarted (or handed
+	// over to a new process) during the run: the difference means nothing.
+	if after := v.readLB(ctx, false); after != nil && before != nil &&
+		after.Retries >= before.Retries && after.TargetErrors >= before.TargetErrors {
 		out.LB = &lb.Counts{Retries: after.Retries - before.Retries, TargetErrors: after.TargetErrors - before.TargetErrors}
 	}
 	if !started {

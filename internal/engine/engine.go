@@ -119,6 +119,10 @@ type Engine struct {
 	touched map[string]bool // hosts this run detached or deployed to
 	order   []string
 
+	// drainBound is the balancer's draining bound, read once per run.
+	drainOnce  sync.Once
+	drainBound time.Duration
+
 	// Events go to the journal from a queue, off the run's critical path;
 	// task starts and ends stay synchronous.
 	evMu sync.RWMutex

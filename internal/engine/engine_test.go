@@ -476,3 +476,31 @@ func TestRequestsFailingTakesSuspectsOutFirst(t *testing.T) {
 	}
 	f.allOn(t, "v1")
 }
+
+// A drain_timeout that is not above the balancer's own draining bound must
+// not give up a moment before the balancer ends the drain: the engine
+// waits for the balancer's bound and reports a drain ended by its cut.
+func TestDrainWaitsForTheBalancersBound(t *testing.T) {
+	f := newFleet(t, 2, 1)
+	f.env.Strategy.Rolling.DrainTimeout = config.Duration(100 * time.Millisecond)
+	f.lb.DrainDelay, f.lb.Bound = 10*time.Second, 400*time.Millisecond
+	var events []engine.Event
+	f.eng.OnEvent = func(e engine.Event) { events = append(events, e) }
+	res := f.eng.Run(context.Background(), f.rolling(t), nil)
+	if res.Err != nil {
+		t.Fatalf("run gave up on drains the balancer ends at its bound: %v", res.Err)
+	}
+	f.allOn(t, "v2")
+	var warned, cut int
+	for _, e := range events {
+		if e.Type == engine.EvInfo && strings.Contains(e.Message, "not above the load balancer's draining bound 400ms") {
+			warned++
+		}
+		if e.Type == engine.EvDrained && strings.Contains(e.Message, "3 requests were still in flight") {
+			cut++
+		}
+	}
+	if warned != 1 || cut != 2 {
+		t.Fatalf("%d warnings (want 1) and %d drains reported as cut (want 2); events: %+v", warned, cut, events)
+	}
+}

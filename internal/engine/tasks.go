@@ -154,20 +154,62 @@ func (e *Engine) nameOf(addr string) string {
 	return addr
 }
 
+// DrainMargin is how much longer than the balancer's draining bound the
+// engine waits for a drain: the balancer cuts at its bound, then reports.
+const DrainMargin = 5 * time.Second
+
+// drainWait is how long to wait for a drain: the task's drain_timeout, or
+// longer when that is not above the balancer's own draining bound — giving
+// up a moment before the balancer cuts would roll back a drain that was
+// about to end.
+func (e *Engine) drainWait(ctx context.Context, t pipeline.Task) time.Duration {
+	wait := bound(t, defaultDrainTimeout)
+	e.drainOnce.Do(func() {
+		db, ok := e.LB.(lb.DrainBounder)
+		if !ok {
+			return
+		}
+		ctx, cancel := context.WithTimeout(ctx, defaultLBCallTimeout)
+		defer cancel()
+		d, err := db.DrainBound(ctx)
+		if err != nil {
+			e.emit(Event{Type: EvInfo, Message: "could not read the load balancer's draining bound: " + err.Error()})
+			return
+		}
+		e.drainBound = d
+		if d > 0 && wait < d+DrainMargin {
+			e.emit(Event{Type: EvInfo, Message: fmt.Sprintf("drain_timeout %s is not above the load balancer's draining bound %s: drains are waited for up to %s",
+				wait, d, d+DrainMargin)})
+		}
+	})
+	if e.drainBound > 0 && wait < e.drainBound+DrainMargin {
+		wait = e.drainBound + DrainMargin
+	}
+	return wait
+}
+
 func (e *Engine) waitDrained(stop context.Context, t pipeline.Task) error {
 	h, err := e.hostOf(t.Host)
 	if err != nil {
 		return err
 	}
 	lastInFlight := -1
-	return waitFor(stop, bound(t, defaultDrainTimeout), fmt.Sprintf("%s (%s) to drain", h.Name, h.Target), "unused",
+	var cutBefore int64 = -1
+	return waitFor(stop, e.drainWait(stop, t), fmt.Sprintf("%s (%s) to drain", h.Name, h.Target), "unused",
 		func(ctx context.Context) (bool, string, error) {
 			tg, err := e.targetState(ctx, h.Target)
 			if err != nil {
 				return false, "", err
 			}
+			if cutBefore < 0 {
+				cutBefore = tg.Cut
+			}
 			if tg.State == lb.StateUnused {
-				e.emit(Event{Host: h.Name, Type: EvDrained, Message: "drained"})
+				msg := "drained"
+				if n := tg.Cut - cutBefore; n > 0 {
+					msg = fmt.Sprintf("drained by the load balancer's cut: %d requests were still in flight when its draining bound (%s) ran out", n, e.drainBound)
+				}
+				e.emit(Event{Host: h.Name, Type: EvDrained, Message: msg})
 				return true, "", nil
 			}
 			if tg.InFlight != lastInFlight {

@@ -2,7 +2,10 @@
 // the target states every driver reports in ELBv2's words.
 package lb
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // State is a target's state as the load balancer sees it.
 type State string
@@ -25,6 +28,19 @@ type Target struct {
 	// Reason is the balancer's explanation of the state, such as the last
 	// failed health check; empty when it has none.
 	Reason string
+	// Cut counts requests the balancer cut because they were still in
+	// flight when its draining bound ran out; a driver that cannot tell
+	// reports 0.
+	Cut int64
+}
+
+// DrainBounder is the optional capability of telling how long the
+// balancer lets a detached target's requests finish before it cuts them:
+// the builtin deregistration_delay, ELB's deregistration delay, HAProxy's
+// and nginx's equivalents. The engine waits for a drain at least that
+// long, so it never gives up a moment before the balancer would.
+type DrainBounder interface {
+	DrainBound(ctx context.Context) (time.Duration, error)
 }
 
 // Balancer is the engine's view of one pool of one load balancer. Attach and

@@ -58,7 +58,9 @@ type poolView struct {
 	Balance     string     `json:"balance"`
 	FailOpen    bool       `json:"fail_open"`    // configured
 	FailingOpen bool       `json:"failing_open"` // now: no healthy target, sending to all
-	Targets     []snapshot `json:"targets"`
+	// DeregistrationDelayMillis bounds a detached target's drain.
+	DeregistrationDelayMillis int64      `json:"deregistration_delay_ms"`
+	Targets                   []snapshot `json:"targets"`
 }
 
 // decodeJSON reads exactly one JSON object with only known fields.
@@ -201,7 +203,8 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 
 func (s *Server) viewPool(p *pool) poolView {
 	v := poolView{Name: p.name, Balance: p.settings().balance, FailOpen: p.settings().failOpen,
-		FailingOpen: p.routes.Load().failOpen, Targets: []snapshot{}}
+		FailingOpen: p.routes.Load().failOpen, DeregistrationDelayMillis: p.settings().deregistrationDelay.Milliseconds(),
+		Targets: []snapshot{}}
 	for _, t := range p.list() {
 		v.Targets = append(v.Targets, t.snapshot())
 	}

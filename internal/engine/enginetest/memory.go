@@ -23,6 +23,9 @@ type LB struct {
 	DrainDelays map[string]time.Duration
 	HealthDelay time.Duration
 	InFlight    int
+	// Bound, when set, is the balancer's draining bound: a drain longer
+	// than it is cut there, its InFlight requests counted as cut.
+	Bound time.Duration
 	// Healthy reports whether the host behind a target passes checks; nil
 	// means always.
 	Healthy func(addr string) bool
@@ -36,6 +39,7 @@ type LB struct {
 type memTarget struct {
 	state lb.State
 	since time.Time
+	cut   int64
 }
 
 // NewLB returns a pool with the given targets healthy.
@@ -57,7 +61,10 @@ func (l *LB) advance(now time.Time) {
 			if !ok {
 				delay = l.DrainDelay
 			}
-			if now.Sub(t.since) >= delay {
+			if l.Bound > 0 && delay > l.Bound && now.Sub(t.since) >= l.Bound {
+				t.state, t.since = lb.StateUnused, now
+				t.cut += int64(l.InFlight)
+			} else if now.Sub(t.since) >= delay {
 				t.state, t.since = lb.StateUnused, now
 			}
 		case lb.StateInitial, lb.StateUnhealthy:
@@ -81,7 +88,7 @@ func (l *LB) Targets(context.Context) ([]lb.Target, error) {
 	out := make([]lb.Target, 0, len(l.order))
 	for _, a := range l.order {
 		t := l.targets[a]
-		tg := lb.Target{Address: a, State: t.state, Weight: 1}
+		tg := lb.Target{Address: a, State: t.state, Weight: 1, Cut: t.cut}
 		if t.state == lb.StateDraining {
 			tg.InFlight = l.InFlight
 		}
@@ -89,6 +96,9 @@ func (l *LB) Targets(context.Context) ([]lb.Target, error) {
 	}
 	return out, nil
 }
+
+// DrainBound implements lb.DrainBounder.
+func (l *LB) DrainBound(context.Context) (time.Duration, error) { return l.Bound, nil }
 
 // Attach implements lb.Balancer.
 func (l *LB) Attach(_ context.Context, addr string) error {

@@ -103,7 +103,10 @@ type Pool struct {
 	Balance     string   `json:"balance"`
 	FailOpen    bool     `json:"fail_open"`    // configured
 	FailingOpen bool     `json:"failing_open"` // no healthy target now: sending to all
-	Targets     []Target `json:"targets"`
+	// DeregistrationDelayMillis is how long a detached target's requests
+	// may take before the load balancer cuts them.
+	DeregistrationDelayMillis int64    `json:"deregistration_delay_ms"`
+	Targets                   []Target `json:"targets"`
 }
 
 // Target is one backend of a pool as the admin API reports it.
@@ -425,9 +428,19 @@ func (b *poolBalancer) Targets(ctx context.Context) ([]lb.Target, error) {
 			InFlight: t.InFlight,
 			Weight:   t.Weight,
 			Reason:   t.LastHealthError,
+			Cut:      t.Cut,
 		}
 	}
 	return out, nil
+}
+
+// DrainBound implements lb.DrainBounder: the pool's deregistration_delay.
+func (b *poolBalancer) DrainBound(ctx context.Context) (time.Duration, error) {
+	p, err := b.c.Pool(ctx, b.pool)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(p.DeregistrationDelayMillis) * time.Millisecond, nil
 }
 
 func (b *poolBalancer) Attach(ctx context.Context, address string) error {
