@@ -54,10 +54,10 @@ type UpgradeResult struct {
 
 // poolView is what GET /v1/pools/{pool} answers.
 type poolView struct {
-	Name        string     `json:"name"`
-	Balance     string     `json:"balance"`
-	FailOpen    bool       `json:"fail_open"`    // configured
-	FailingOpen bool       `json:"failing_open"` // now: no healthy target, sending to all
+	Name        string `json:"name"`
+	Balance     string `json:"balance"`
+	FailOpen    bool   `json:"fail_open"`    // configured
+	FailingOpen bool   `json:"failing_open"` // now: no healthy target, sending to all
 	// DeregistrationDelayMillis bounds a detached target's drain.
 	DeregistrationDelayMillis int64      `json:"deregistration_delay_ms"`
 	Targets                   []snapshot `json:"targets"`

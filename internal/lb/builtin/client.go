@@ -99,10 +99,10 @@ func New(cfg Config) (*Client, error) {
 
 // Pool is a pool as the admin API reports it.
 type Pool struct {
-	Name        string   `json:"name"`
-	Balance     string   `json:"balance"`
-	FailOpen    bool     `json:"fail_open"`    // configured
-	FailingOpen bool     `json:"failing_open"` // no healthy target now: sending to all
+	Name        string `json:"name"`
+	Balance     string `json:"balance"`
+	FailOpen    bool   `json:"fail_open"`    // configured
+	FailingOpen bool   `json:"failing_open"` // no healthy target now: sending to all
 	// DeregistrationDelayMillis is how long a detached target's requests
 	// may take before the load balancer cuts them.
 	DeregistrationDelayMillis int64    `json:"deregistration_delay_ms"`
