@@ -152,27 +152,39 @@ func (c *Client) Put(ctx context.Context, r host.Release) (UploadResult, error) 
 	if err != nil {
 		return out, fmt.Errorf("%s: encode app spec: %w", call, err)
 	}
-	body, err := r.Open()
-	if err != nil {
-		return out, fmt.Errorf("%s: open artifact: %w", call, err)
-	}
-	defer body.Close()
 	q := url.Values{"sha256": {r.SHA256}, "format": {r.Format}}
 	if r.Name != "" {
 		q.Set("name", r.Name)
 	}
-	req, err := c.request(ctx, http.MethodPut, "/v1/releases/"+url.PathEscape(r.Version)+"?"+q.Encode(), body)
-	if err != nil {
-		return out, fmt.Errorf("%s: %w", call, err)
+	// An upload is safe to send again: the agent keeps nothing of one that
+	// did not arrive whole, and the same version and digest twice is
+	// "unchanged". A cut or stalled upload is tried again from the start.
+	once := func() error {
+		body, err := r.Open()
+		if err != nil {
+			return fmt.Errorf("%s: open artifact: %w", call, err)
+		}
+		defer body.Close()
+		req, err := c.request(ctx, http.MethodPut, "/v1/releases/"+url.PathEscape(r.Version)+"?"+q.Encode(), body)
+		if err != nil {
+			return fmt.Errorf("%s: %w", call, err)
+		}
+		req.ContentLength = r.Size
+		if r.Size == 0 {
+			req.Body = http.NoBody
+		}
+		req.Header.Set(SpecHeader, base64.StdEncoding.EncodeToString(spec))
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set("Expect", "100-continue")
+		return c.send(call, req, &out)
 	}
-	req.ContentLength = r.Size
-	if r.Size == 0 {
-		req.Body = http.NoBody
-	}
-	req.Header.Set(SpecHeader, base64.StdEncoding.EncodeToString(spec))
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("Expect", "100-continue")
-	err = c.send(call, req, &out)
+	err = retry.Do(ctx, c.retryFor, func(err error) bool {
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Code == codeIncomplete {
+			return true
+		}
+		return transient(err)
+	}, once)
 	return out, err
 }
 

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -25,12 +26,18 @@ import (
 type lossyPath struct {
 	dropRequest, dropAnswer atomic.Int32 // how many more to lose
 	posts                   atomic.Int32 // activation requests that reached the agent
+	cutUpload               atomic.Int32 // uploads to cut halfway
 }
 
 func (l *lossyPath) start(t *testing.T, agentURL string) string {
 	u, _ := url.Parse(agentURL)
 	rp := httputil.NewSingleHostReverseProxy(u)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && l.cutUpload.Add(-1) >= 0 {
+			_, _ = io.CopyN(io.Discard, r.Body, r.ContentLength/2)
+			hangUp(w)
+			return
+		}
 		switchCall := r.Method == http.MethodPost && (r.URL.Path == "/v1/activate" || r.URL.Path == "/v1/rollback")
 		if switchCall && l.dropRequest.Add(-1) >= 0 {
 			hangUp(w)
@@ -190,4 +197,21 @@ func TestActivationProgressAndStopWaiting(t *testing.T) {
 		st := f.status()
 		return st.Activation == nil && st.Version == "v2" && st.Healthy
 	})
+}
+
+// An upload cut halfway is sent again from the start: the agent kept
+// nothing of it.
+func TestUploadCutIsSentAgain(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	l := &lossyPath{}
+	l.cutUpload.Store(1)
+	c := f.clientVia(t, l.start(t, f.url))
+	res, err := c.Put(ctxFor(t, 30*time.Second), helloRelease(t, "v1"))
+	if err != nil || res.Unchanged || res.Release.Version != "v1" {
+		t.Fatalf("upload cut once: %+v %v", res, err)
+	}
+	if l.cutUpload.Load() >= 0 {
+		t.Fatal("the upload was never cut")
+	}
 }

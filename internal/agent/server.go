@@ -44,6 +44,7 @@ const (
 	codeChecksum     = "checksum"
 	codeUnsafe       = "unsafe_archive"
 	codeTooLarge     = "too_large"
+	codeIncomplete   = "incomplete_upload"
 	codeFailed       = "activation_failed"
 	codeBroken       = "activation_broken"
 	codeInternal     = "internal"
@@ -149,6 +150,9 @@ func errorAnswer(err error) (int, errorBody) {
 	case errors.Is(err, errTooLarge):
 		body.Code = codeTooLarge
 		return http.StatusRequestEntityTooLarge, body
+	case errors.Is(err, errIncomplete):
+		body.Code = codeIncomplete
+		return http.StatusRequestTimeout, body
 	case errors.Is(err, errBadInput):
 		body.Code = codeBadInput
 		return http.StatusBadRequest, body
@@ -261,7 +265,7 @@ func (a *Agent) handleUpload(w http.ResponseWriter, r *http.Request) {
 	info, unchanged, err := a.store.Put(r.Context(), u)
 	if err != nil {
 		if !errors.Is(err, errBadInput) && !errors.Is(err, errChecksum) && !errors.Is(err, errUnsafe) &&
-			!errors.Is(err, errTooLarge) && !errors.Is(err, errConflict) {
+			!errors.Is(err, errTooLarge) && !errors.Is(err, errConflict) && !errors.Is(err, errIncomplete) {
 			result = "failed"
 		}
 		a.log.Warn("upload refused", "version", u.version, "err", err)

@@ -28,6 +28,10 @@ var (
 	errConflict = host.ErrConflict
 	errChecksum = host.ErrChecksum
 	errBadInput = errors.New("bad input")
+	// errIncomplete is an upload that did not arrive whole: the sender
+	// stalled or its connection was cut. Nothing is wrong with what was
+	// sent; sending it again may well work.
+	errIncomplete = errors.New("upload incomplete")
 )
 
 // Store keeps releases on disk under root:
@@ -260,7 +264,7 @@ func (s *Store) Put(ctx context.Context, u *upload) (ReleaseInfo, bool, error) {
 	if body.err != nil && body.err != io.EOF {
 		// The sender's side: a connection cut, a body shorter than its
 		// Content-Length, an upload that stalled.
-		return ReleaseInfo{}, false, fmt.Errorf("%w: the upload of %s ended after %d bytes: %v; nothing was kept", errBadInput, u.version, n, body.err)
+		return ReleaseInfo{}, false, fmt.Errorf("%w: the upload of %s ended after %d bytes: %v; nothing was kept", errIncomplete, u.version, n, body.err)
 	}
 	if err != nil {
 		return ReleaseInfo{}, false, fmt.Errorf("store upload of %s after %d bytes: %w; nothing was kept", u.version, n, err)
