@@ -31,13 +31,34 @@ func (e *Engine) RollBack(ctx context.Context, hosts []string) map[string]string
 		}
 		e.emit(Event{Host: name, Type: EvRollback, Message: "rolling back"})
 		if err := e.rollBackHost(ctx, name); err != nil {
-			stranded[name] = err.Error()
-			e.emit(Event{Host: name, Type: EvDetached, Message: "could not roll back: " + err.Error()})
+			stranded[name] = err.Error() + "; " + e.whereIs(name)
+			e.emit(Event{Host: name, Type: EvDetached, Message: "could not roll back: " + stranded[name]})
 			continue
 		}
 		e.emit(Event{Host: name, Type: EvRolledBack, Message: "rolled back and healthy"})
 	}
 	return stranded
+}
+
+// whereIs says, from the load balancer itself, whether a host is attached:
+// a host left behind by a failed rollback must be named for what it is,
+// not for what the failed step suggests.
+func (e *Engine) whereIs(name string) string {
+	h, err := e.hostOf(name)
+	if err != nil {
+		return err.Error()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), defaultLBCallTimeout)
+	defer cancel()
+	tg, err := e.targetState(ctx, h.Target)
+	if err != nil {
+		return "the load balancer could not be asked whether it is attached: " + err.Error()
+	}
+	switch tg.State {
+	case lb.StateDraining, lb.StateUnused:
+		return fmt.Sprintf("the load balancer reports %s %s: it is detached", h.Target, tg.State)
+	}
+	return fmt.Sprintf("the load balancer reports %s %s: it is attached", h.Target, tg.State)
 }
 
 func (e *Engine) rollBackHost(ctx context.Context, name string) error {
@@ -51,7 +72,7 @@ func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 	defer cancel()
 	st, err := h.Deployer.Status(callCtx)
 	if err != nil {
-		return fmt.Errorf("read its status: %w (it may still be detached from the load balancer)", err)
+		return fmt.Errorf("read its status: %w", err)
 	}
 	if st.Activating != "" {
 		// An activation the run stopped waiting for (an abort) goes on on
@@ -69,7 +90,7 @@ func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 			return true, "", nil
 		})
 		if err != nil {
-			return fmt.Errorf("%w (it may still be detached from the load balancer)", err)
+			return err
 		}
 	}
 	if st.Version == e.Release.Version && st.Previous != "" && st.Previous != e.Release.Version {
@@ -88,7 +109,7 @@ func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 	}
 	if tg.State == lb.StateDraining || tg.State == lb.StateUnused {
 		if err := e.attach(pipeline.Task{Kind: pipeline.KindAttach, Host: name}); err != nil {
-			return fmt.Errorf("%w; it is still detached", err)
+			return err
 		}
 	}
 	return e.waitHealthyAgain(ctx, h)
@@ -104,16 +125,16 @@ func (e *Engine) changeHost(ctx context.Context, h Host, change func(context.Con
 		return err
 	}
 	if err := e.waitDrained(ctx, pipeline.Task{Kind: pipeline.KindWaitDrained, Host: h.Name}); err != nil {
-		return fmt.Errorf("%w; it is detached", err)
+		return err
 	}
 	callCtx, cancel := context.WithTimeout(context.Background(), defaultActivateBound)
 	err := change(callCtx)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("%w; it is detached", err)
+		return err
 	}
 	if err := e.attach(pipeline.Task{Kind: pipeline.KindAttach, Host: h.Name}); err != nil {
-		return fmt.Errorf("%w; it is still detached", err)
+		return err
 	}
 	return e.waitHealthyAgain(ctx, h)
 }
