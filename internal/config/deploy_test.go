@@ -129,7 +129,7 @@ func TestLoadDeployExample(t *testing.T) {
 		Strategy: Strategy{Rolling: &Rolling{
 			Batch:          BatchSpec{{N: 1}},
 			MinHealthy:     Quantity{N: 1},
-			DrainTimeout:   Duration(30 * time.Second),
+			DrainTimeout:   Duration(45 * time.Second),
 			HealthTimeout:  Duration(60 * time.Second),
 			Bake:           Duration(10 * time.Second),
 			UploadParallel: DefaultUploadParallel,

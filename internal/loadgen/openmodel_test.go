@@ -22,14 +22,17 @@ func okServer(t *testing.T) string {
 	return srv.URL + "/"
 }
 
-// The open model sends at the rate asked for, whatever the client.
+// The open model sends at the rate asked for, whatever the client. The rate
+// is far below what the machine can do, even under -race beside other
+// packages' tests: this checks the scheduler, not the machine (the
+// benchmarks measure how fast it can go).
 func TestRateAccuracy(t *testing.T) {
 	t.Parallel()
 	url := okServer(t)
 	for _, client := range []ClientKind{ClientGo, ClientRaw} {
 		t.Run(string(client), func(t *testing.T) {
 			t.Parallel()
-			const rate, secs = 500, 2
+			const rate, secs = 100, 2
 			rep := run(t, Config{Targets: []Target{{URL: url}}, Rate: rate, Duration: secs * time.Second, Client: client})
 			if rep.Requests.Total != rate*secs || rep.Requests.OK != rate*secs {
 				t.Errorf("total %d ok %d, want %d", rep.Requests.Total, rep.Requests.OK, rate*secs)

@@ -239,7 +239,7 @@ func TestAdminPoolShape(t *testing.T) {
 		t.Fatalf("pools is not a list: %s", r.body)
 	}
 
-	poolKeys := []string{"balance", "fail_open", "failing_open", "name", "targets"}
+	poolKeys := []string{"balance", "deregistration_delay_ms", "fail_open", "failing_open", "name", "targets"}
 	targetKeys := []string{"address", "cut", "errors", "in_flight", "last_health_error", "requests", "state", "state_since", "weight"}
 	type wantTarget struct{ addr, state string }
 	want := []struct {
