@@ -76,9 +76,20 @@ func runLB(c *cobra.Command, o lbRunOptions) error {
 		}
 	}
 	fmt.Fprintf(c.OutOrStdout(), "zerodown lb: serving on %v, admin API on %s\n", srv.ListenerAddrs(), srv.AdminAddr())
+	// stop lets go of the copies of the sockets kept for a next process,
+	// so a full stop refuses new connections at once (they would wait in
+	// the queue until this process exits, then be reset) — unless a new
+	// process took them over.
+	stop := func() {
+		if hand != nil {
+			hand.upg.Stop()
+			<-hand.upg.Exit()
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
+			stop()
 			return shutdownLB(srv, cfg, logger)
 		case <-exit:
 			// A new process serves on the same sockets; this one only
@@ -102,6 +113,7 @@ func runLB(c *cobra.Command, o lbRunOptions) error {
 				go func() { _, _ = srv.Upgrade(ctx) }()
 			default:
 				logger.Info("stopping", "signal", sig.String(), "bound", time.Duration(cfg.ShutdownTimeout))
+				stop()
 				return shutdownLB(srv, cfg, logger)
 			}
 		}

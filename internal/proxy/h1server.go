@@ -29,6 +29,7 @@ type h1Server struct {
 	log               *slog.Logger
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
+	idleGrace         time.Duration // shutdownIdleGrace; shorter in tests
 	limits            h1.Limits
 	clock             *coarseClock // nil: real time
 	// slots caps this listener's connections and global all listeners';
@@ -103,6 +104,7 @@ func newH1Server(handler http.Handler, log *slog.Logger, readHeader, idle time.D
 		log:               log,
 		readHeaderTimeout: readHeader,
 		idleTimeout:       idle,
+		idleGrace:         shutdownIdleGrace,
 		limits:            limits,
 		slots:             slots,
 		global:            global,
@@ -236,8 +238,16 @@ func (c *h1Conn) setPhase(p int32) {
 	c.phase.Store(p)
 }
 
-// Shutdown stops accepting, closes idle connections and lets busy ones
-// finish their current request, until ctx ends; then it closes the rest.
+// shutdownIdleGrace is how long a shutdown keeps a keep-alive connection
+// that was idle when it began. Closing it at once loses a request the
+// client is sending on it at that moment — and a client may replay a GET
+// lost that way, never a POST. Kept a little, its next request is served
+// with Connection: close; only one sent as the grace ends meets a close.
+const shutdownIdleGrace = 2 * time.Second
+
+// Shutdown stops accepting, lets busy connections finish their current
+// request and idle ones bring one more within shutdownIdleGrace, each
+// answered with Connection: close, until ctx ends; then it closes the rest.
 func (s *h1Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	s.mu.Lock()
@@ -245,15 +255,21 @@ func (s *h1Server) Shutdown(ctx context.Context) error {
 		s.ln.Close()
 	}
 	s.mu.Unlock()
+	closeIdleAt := s.clock.now() + int64(s.idleGrace)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		s.mu.Lock()
 		n := 0
+		closeIdle := s.clock.now() >= closeIdleAt
 		for c := range s.conns {
 			switch c.phase.Load() {
 			case phaseIdle:
-				c.conn.Close()
+				if closeIdle {
+					c.conn.Close()
+				} else {
+					n++
+				}
 			case phaseHead, phaseBusy:
 				n++
 			}

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +24,7 @@ func startWith(t *testing.T, cfg *config.LB, opts Options) *Server {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	noIdleGrace(srv)
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -198,5 +202,59 @@ func TestReloadRemovingSharedListenerStopsListening(t *testing.T) {
 	})
 	if code, _ := get(t, http.DefaultClient, "http://"+srv.ListenerAddrs()[0]+"/"); code != 200 {
 		t.Fatalf("the kept listener answered %d", code)
+	}
+}
+
+// A keep-alive connection idle when a shutdown (or a handover) begins is
+// kept a little: a request the client sends on it then is served, with
+// Connection: close, rather than lost — a lost POST is never replayed.
+func TestShutdownServesRequestOnIdleConnection(t *testing.T) {
+	a := backend(t, "a")
+	cfg := testConfig(t, hostPort(a.URL))
+	srv, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "a healthy", func() bool { return stateOf(srv, "app", hostPort(a.URL)) == "healthy" })
+	addr := srv.ListenerAddrs()[0]
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	send := func(method string) (*http.Response, error) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := fmt.Fprintf(c, "%s / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi", method); err != nil {
+			return nil, err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	if resp, err := send("POST"); err != nil || resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("first POST: %v %v", resp, err)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- srv.Shutdown(ctx)
+	}()
+	l := srv.listeners[cfg.Listeners[0].Address]
+	eventually(t, 2*time.Second, "the shutdown to begin", func() bool { return l.h1.closing.Load() })
+	resp, err := send("POST")
+	if err != nil || resp.StatusCode != 200 || !resp.Close {
+		t.Fatalf("POST on a connection idle when the shutdown began: %v %v, want 200 with Connection: close", resp, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
 	}
 }

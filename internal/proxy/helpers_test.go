@@ -71,6 +71,7 @@ func startServer(t *testing.T, cfg *config.LB) (*Server, string) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	noIdleGrace(srv)
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -80,6 +81,13 @@ func startServer(t *testing.T, cfg *config.LB) (*Server, string) {
 		_ = srv.Shutdown(ctx)
 	})
 	return srv, "http://" + srv.ListenerAddrs()[0]
+}
+
+// noIdleGrace makes srv close idle connections at once when it shuts
+// down, so tests that stop many servers do not wait the grace each time.
+func noIdleGrace(srv *Server) {
+	var none time.Duration
+	srv.idleGrace = &none
 }
 
 // eventually polls cond until it holds or the deadline passes.

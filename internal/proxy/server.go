@@ -75,6 +75,9 @@ type Server struct {
 	upgrade     func(ctx context.Context) error
 	previous    <-chan struct{}
 	handingOver bool // s.mu; set while a new process takes over
+	// idleGrace overrides shutdownIdleGrace (tests that start and stop
+	// many servers).
+	idleGrace *time.Duration
 }
 
 type poolMap struct {
@@ -355,6 +358,9 @@ func (s *Server) openListener(lc config.Listener, pm *poolMap) (*listener, error
 		}
 		l.h1 = newH1Server(l.handler, s.log, time.Duration(c.ReadHeaderTimeout), time.Duration(c.IdleTimeout), limits, newConnSlots(lc.MaxConns), s.conns)
 		l.h1.clock = s.clock
+		if s.idleGrace != nil {
+			l.h1.idleGrace = *s.idleGrace
+		}
 		return l, nil
 	}
 	// net/http serves HTTPS; the caps apply to it through the listener.

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -279,10 +281,12 @@ func TestLBSignals(t *testing.T) {
 		return code == 200 && strings.Contains(body, "version v2")
 	})
 
-	// SIGTERM: the in-flight request completes, then the process exits 0.
+	// SIGTERM: new connections are refused at once (a client tries
+	// another load balancer), the in-flight request completes, then the
+	// process exits 0.
 	done := make(chan error, 1)
 	go func() {
-		resp, err := http.Get(f.url + "/?sleep=1s")
+		resp, err := http.Get(f.url + "/?sleep=3s")
 		if err == nil {
 			_, err = io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -304,6 +308,14 @@ func TestLBSignals(t *testing.T) {
 		return n > 0
 	})
 	f.proc.Signal(syscall.SIGTERM)
+	proctest.Eventually(t, 2*time.Second, "new connections to be refused while the request finishes", func() bool {
+		c, err := net.DialTimeout("tcp", strings.TrimPrefix(f.url, "http://"), 500*time.Millisecond)
+		if err != nil {
+			return errors.Is(err, syscall.ECONNREFUSED)
+		}
+		c.Close()
+		return false
+	})
 	if err := <-done; err != nil {
 		t.Fatalf("in-flight request during SIGTERM: %v", err)
 	}
