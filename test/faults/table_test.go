@@ -142,7 +142,7 @@ Produced by
 
     ZERODOWN_WRITE_FAULTS=1 go test -race -count=1 ./test/faults/
 
-on %s, %s; the package took %s%s.
+on %s, %s; the rows took %s%s.
 
 `
 
