@@ -31,6 +31,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// ShutdownTimeout bounds the wait for in-flight requests on shutdown.
 	ShutdownTimeout time.Duration
+	// RequestLog, when set, is a file every POST that carries an
+	// X-Request-Id appends a line to as its handler starts (see
+	// requestlog.go): a test counts from it how often each request ran, on
+	// every host and across restarts of the app.
+	RequestLog string
 }
 
 // ParseArgs reads a command line (without the program name) into a Config,
@@ -48,6 +53,7 @@ func ParseArgs(prog string, args []string, getenv func(string) string, stderr io
 	fs.StringVar(&cfg.UnhealthyFile, "unhealthy-file", "", "answer 503 on /healthz while this file exists")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", DefaultIdleTimeout, "close keep-alive connections idle this long")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "on SIGTERM, wait this long for in-flight requests")
+	fs.StringVar(&cfg.RequestLog, "request-log", "", "append the X-Request-Id of every POST to this file as it starts, to count executions")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}

@@ -35,9 +35,9 @@ func TestParseArgs(t *testing.T) {
 		},
 		{
 			name: "flags beat environment",
-			args: []string{"--listen", "127.0.0.1:7000", "--version", "v4", "--name", "n", "--idle-timeout", "1s", "--shutdown-timeout", "2s", "--fail-health", "--unhealthy-file", "/x"},
+			args: []string{"--listen", "127.0.0.1:7000", "--version", "v4", "--name", "n", "--idle-timeout", "1s", "--shutdown-timeout", "2s", "--fail-health", "--unhealthy-file", "/x", "--request-log", "/log"},
 			env:  map[string]string{"PORT": "9001", "VERSION": "v3", "HOST_NAME": "web-1"},
-			want: Config{Listen: "127.0.0.1:7000", Version: "v4", Name: "n", FailHealth: true, UnhealthyFile: "/x", IdleTimeout: time.Second, ShutdownTimeout: 2 * time.Second},
+			want: Config{Listen: "127.0.0.1:7000", Version: "v4", Name: "n", FailHealth: true, UnhealthyFile: "/x", IdleTimeout: time.Second, ShutdownTimeout: 2 * time.Second, RequestLog: "/log"},
 		},
 		{
 			name: "explicit default listen still beats PORT",

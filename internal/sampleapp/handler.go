@@ -36,6 +36,8 @@ type app struct {
 	versionHdr []string
 	hostHdr    []string
 	pattern    []byte
+	// reqLog is nil without --request-log.
+	reqLog *requestLog
 
 	wsMu       sync.Mutex
 	wsShutdown bool
@@ -177,6 +179,14 @@ func (a *app) echo(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
+	}
+	// Logged before anything else happens: a request whose client or proxy
+	// gave up during the sleep still ran, as far as its effects go.
+	if id := r.Header.Get(RequestIDHeader); id != "" && a.reqLog != nil {
+		if err := a.reqLog.record(id); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 	}
 	if !sleep(r, q.sleep) {
 		return

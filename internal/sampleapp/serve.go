@@ -17,7 +17,9 @@
 //	     ?sleep=2s                  answers after that long (also for POST)
 //	     ?size=N                    answers exactly N bytes (0..64MiB) instead
 //
-// Every answer carries X-Version and X-Host.
+// Every answer carries X-Version and X-Host. With --request-log FILE, every
+// POST carrying X-Request-Id appends a line to FILE as it starts, so a test
+// can prove that no proxy ran a POST twice.
 package sampleapp
 
 import (
@@ -84,6 +86,15 @@ func Main(prog string, args []string, getenv func(string) string, stderr io.Writ
 // to log, closes ln, and returns nil after a graceful shutdown.
 func Serve(ctx context.Context, ln net.Listener, cfg Config, log io.Writer) error {
 	a := newApp(cfg)
+	if cfg.RequestLog != "" {
+		l, f, err := openRequestLog(cfg.RequestLog, ln.Addr(), cfg.Version)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer f.Close()
+		a.reqLog = l
+	}
 	srv := &http.Server{
 		Handler:           a,
 		IdleTimeout:       cfg.IdleTimeout,
