@@ -27,8 +27,21 @@ const (
 func Transport(err error) bool {
 	var ne net.Error
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		(errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, context.DeadlineExceeded))
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		(errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, context.DeadlineExceeded)) ||
+		serverClosedIdle(err)
+}
+
+// serverClosedIdle reports net/http's error for a pooled connection the
+// other side (or a proxy in between) closed as the request went out. The
+// error is not exported, so its text is matched.
+func serverClosedIdle(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if err.Error() == "http: server closed idle connection" {
+			return true
+		}
+	}
+	return false
 }
 
 // Status reports whether an HTTP answer says "not now" rather than "no":

@@ -3,7 +3,9 @@ package retry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"syscall"
 	"testing"
@@ -60,6 +62,12 @@ func TestTransport(t *testing.T) {
 	_, refused := net.Dial("tcp", addr)
 	if !Transport(refused) || !errors.Is(refused, syscall.ECONNREFUSED) {
 		t.Fatalf("a refused dial is not transient: %v", refused)
+	}
+	// net/http's unexported error for a pooled connection closed under a
+	// request, wrapped as the client wraps it.
+	closedIdle := &url.Error{Op: "Get", URL: "http://agent/v1/status", Err: errors.New("http: server closed idle connection")}
+	if !Transport(fmt.Errorf("status of agent: %w", closedIdle)) {
+		t.Fatal("a pooled connection closed under the request is not transient")
 	}
 	if Transport(context.DeadlineExceeded) || Transport(errors.New("400 bad request")) {
 		t.Fatal("a deadline or an answer counted as transient")

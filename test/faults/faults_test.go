@@ -40,29 +40,6 @@ type row struct {
 	lossy     string
 	lossyHost int
 	maxLost   int
-	// pending marks a row that fails today for a known gap in the product
-	// that is being closed: see pending.
-	pending *pending
-}
-
-// pending is a known gap: a control call that a transient fault breaks is
-// not tried again or observed, so the run stops and rolls back. While the
-// row fails exactly so — exit 1, every host back on v1 and healthy, not
-// one request lost, the run's error naming call — it is skipped with its
-// failures; failing any other way, it fails; passing, it fails too, so the
-// mark goes once the gap is closed.
-type pending struct {
-	why  string
-	call string
-}
-
-// knownGap reports whether the row failed exactly as p describes.
-func (r *result) knownGap(p *pending, exit int) bool {
-	v := r.verify
-	return exit == 1 && r.status == "rolled_back" && strings.Contains(r.runErr, p.call) &&
-		r.final == "3/3 on v1, healthy in the lb" &&
-		r.tally.failed() == 0 && r.tally.duplicated == 0 && len(r.tally.problems) == 0 &&
-		v != nil && v.Failed == 0 && v.Dropped == 0
 }
 
 // How long and how hard the faults strike. The rows aim at steps of the
@@ -107,7 +84,6 @@ var rows = []row{
 			remove()
 			return ""
 		},
-		pending: activationAskedOnce,
 	},
 	{
 		name:  "control blackhole",
@@ -119,10 +95,32 @@ var rows = []row{
 			remove()
 			return ""
 		},
-		pending: &pending{
-			why: "the upload, a PUT by digest that is safe to repeat, is asked once like an activation: " +
-				"a connection the partition broke fails the step (activations are being made to retry or observe the agent's status)",
-			call: "upload v2 to staging-2",
+	},
+	{
+		name:         "control blackhole during activation",
+		fault:        fmt.Sprintf("control path: blackhole (timeout 0) on staging-2's agent link from the middle of its activation until %s after the agent finished it", blackholeFor),
+		holdStaging2: true,
+		during: func(t *testing.T, f *fleet, d *deployRun) string {
+			a := f.agents[1]
+			a.heldAtGate(t, "v2", stepWithin)
+			remove := addToxic(t, a.ctl, "timeout", map[string]any{"timeout": 0}, bothWays...)
+			a.gate(t, true)
+			a.idle(t, 30*time.Second)
+			hold(blackholeFor)
+			remove()
+			return "the engine read the activation's end from the agent's status once the link healed"
+		},
+	},
+	{
+		name:  "lb upgraded twice",
+		fault: "`zerodown lb upgrade` (a new process takes over the sockets) while staging-1 drains, and again while staging-2 is activated",
+		during: func(t *testing.T, f *fleet, d *deployRun) string {
+			d.await(t, "staging-1", "detaching", stepWithin)
+			first := f.lb.upgrade(t)
+			d.await(t, "staging-2", "deploying", stepWithin)
+			second := f.lb.upgrade(t)
+			return "handovers: " + strings.TrimSuffix(first, "; the old one is finishing its requests") + "; " +
+				strings.TrimSuffix(second, "; the old one is finishing its requests")
 		},
 	},
 	{
@@ -174,7 +172,6 @@ var rows = []row{
 			a.run(t)
 			return ""
 		},
-		pending: activationAskedOnce,
 	},
 	{
 		name:  "agent killed while idle",
@@ -234,13 +231,6 @@ var rows = []row{
 	},
 }
 
-// activationAskedOnce: an activation whose connection breaks fails the
-// step, though the agent goes on with it (or recovers it when restarted).
-var activationAskedOnce = &pending{
-	why:  "activations are being made to retry or observe the agent's status when their call breaks",
-	call: "activate v2 on",
-}
-
 // hold keeps a fault in place for its duration. It is the fault's length,
 // not a wait for something to happen.
 func hold(d time.Duration) {
@@ -264,7 +254,7 @@ func TestFaults(t *testing.T) {
 				if t.Failed() && res.failures == nil {
 					res.failures = []string{"did not finish: see the test's log"}
 				}
-				if t.Skipped() && !res.pending {
+				if t.Skipped() {
 					return
 				}
 				results = append(results, res)
@@ -394,17 +384,6 @@ func runRow(t *testing.T, rw row, res *result) {
 		fail("", "the verifier saw %d failed and %d dropped requests", ver.Failed, ver.Dropped)
 	}
 
-	if p := rw.pending; p != nil {
-		switch {
-		case len(res.failures) == 0:
-			t.Errorf("the row passes now: drop its pending mark (%s) and regenerate docs/faults.md", p.why)
-			return
-		case res.knownGap(p, lastCode):
-			res.pending = true
-			t.Skipf("known gap, %s; the run aborted and rolled back cleanly instead of riding out the fault:\n%s",
-				p.why, strings.Join(details, "\n"))
-		}
-	}
 	for _, msg := range details {
 		t.Error(msg)
 	}

@@ -292,6 +292,7 @@ func (a *agentProc) idle(t *testing.T, within time.Duration) {
 // lbProc is `zerodown lb` on free loopback ports.
 type lbProc struct {
 	dir, cfgPath, tokenFile string
+	pidFile                 string
 	url, admin              string
 	proc                    *proctest.Proc
 	client                  *builtin.Client
@@ -309,8 +310,29 @@ func startLB(t *testing.T, dir, listen, admin string, targets []string) *lbProc 
 		t.Fatal(err)
 	}
 	l.url, l.admin = "http://"+listen, "http://"+admin
-	l.proc = proctest.Start(t, "zerodown lb", bin.zerodown, "lb", "--config", l.cfgPath)
+	l.pidFile = filepath.Join(dir, "lb.pid")
+	l.proc = proctest.Start(t, "zerodown lb", bin.zerodown, "lb", "--config", l.cfgPath, "--pid-file", l.pidFile)
+	// A process an upgrade started is not the test's child: stop whichever
+	// serves at the end.
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(l.pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
 	return l
+}
+
+// upgrade hands the balancer's sockets to a new process with `zerodown lb
+// upgrade` and returns what it printed.
+func (l *lbProc) upgrade(t *testing.T) string {
+	t.Helper()
+	out, code := runZerodown(t, "lb", "upgrade", "--admin", l.admin, "--token-file", l.tokenFile)
+	if code != 0 {
+		t.Fatalf("zerodown lb upgrade: exit %d\n%s", code, out)
+	}
+	return strings.TrimSpace(out)
 }
 
 // ready waits until the balancer's admin API answers.
