@@ -324,6 +324,25 @@ func startLB(t *testing.T, dir, listen, admin string, targets []string) *lbProc 
 	return l
 }
 
+// killAndRestart SIGKILLs the balancer, starts it again at once on the
+// same config and state file, and returns how long it took to answer again.
+func (l *lbProc) killAndRestart(t *testing.T) time.Duration {
+	t.Helper()
+	killed := time.Now()
+	l.proc.Signal(syscall.SIGKILL)
+	l.proc.Wait(t, 10*time.Second)
+	l.proc = proctest.Start(t, "zerodown lb (restarted)", bin.zerodown, "lb", "--config", l.cfgPath, "--pid-file", l.pidFile)
+	proctest.Eventually(t, 20*time.Second, "the restarted balancer to answer", func() bool {
+		resp, err := http.Get(l.url + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return time.Since(killed)
+}
+
 // upgrade hands the balancer's sockets to a new process with `zerodown lb
 // upgrade` and returns what it printed.
 func (l *lbProc) upgrade(t *testing.T) string {

@@ -128,7 +128,8 @@ runs too.
 A row passes with no failed request, no duplicated POST, exit 0 and every host on v2,
 healthy in ` + "`zerodown lb targets list`" + ` and settled in its agent's status. A row whose
 fault must cost the POSTs in flight (its note says why) allows a bounded number of them to
-fail, each run at most once and only on the faulted host.
+fail, each run at most once and only on the faulted host; the balancer killed outright
+also costs the requests sent while it is down, GETs included, and none may run twice.
 
 Produced by
 
