@@ -559,8 +559,17 @@ func (a *Agent) stopLeftover(pidPath string) {
 
 // finishInterrupted completes an activation of rel that the previous agent
 // was stopped in after it had switched current: rel must pass its health
-// gate, or the release it came from is put back.
-func (a *Agent) finishInterrupted(rel release, act *ActivationInfo, proc *process) error {
+// gate, or the release it came from is put back. How it ends is recorded
+// under the request's ID, so a caller asking again is answered, not run
+// again. (One stopped before it switched changed nothing and runs again
+// when asked again.)
+func (a *Agent) finishInterrupted(rel release, act *ActivationInfo, proc *process) (err error) {
+	var res ActivateResult
+	defer func() {
+		if act.ID != "" {
+			a.recordOutcome(act.Kind, rel.version, act.ID, res, err)
+		}
+	}()
 	a.setActivation(&ActivationInfo{Kind: "recover", Version: rel.version, From: act.From, Phase: "start", Since: time.Now().UTC()})
 	x := &activation{a: a, kind: "recover", rel: rel, from: act.From, began: time.Now(), phaseAt: time.Now(), phase: "start"}
 	if act.From != "" {
@@ -590,5 +599,6 @@ func (a *Agent) finishInterrupted(rel release, act *ActivationInfo, proc *proces
 	a.sup.supervise(rel, proc, true)
 	x.clearJournal(func(st *agentState) { st.Previous = act.From })
 	a.log.Info("finished the interrupted activation", "version", rel.version, "pid", proc.pid)
+	res = ActivateResult{Version: rel.version, From: act.From, PID: proc.pid, Millis: float64(time.Since(act.Since).Milliseconds())}
 	return nil
 }

@@ -448,10 +448,14 @@ func TestRecovery(t *testing.T) {
 		v2       config.App
 		want     string // the release serving afterwards
 		previous string
+		// outcome is how status's last_activation reports the interrupted
+		// request: ok, failed, or "" when it changed nothing and is run
+		// again if asked again.
+		outcome string
 	}{
 		{"killed in hooks or preflight", func(t *testing.T, f *fixture) {
 			journal(t, f, "v2", "v1")
-		}, helloSpec(), "v1", ""},
+		}, helloSpec(), "v1", "", ""},
 		{"killed in preflight, with the preflight app left running", func(t *testing.T, f *fixture) {
 			journal(t, f, "v2", "v1")
 			rel, _ := f.agent.release("v2")
@@ -468,18 +472,18 @@ func TestRecovery(t *testing.T) {
 					_ = killGroup(p.pid)
 				}
 			})
-		}, helloSpec(), "v1", ""},
+		}, helloSpec(), "v1", "", ""},
 		{"killed after stopping v1", func(t *testing.T, f *fixture) {
 			journal(t, f, "v2", "v1")
 			stopApp(t, f)
-		}, helloSpec(), "v1", ""},
+		}, helloSpec(), "v1", "", ""},
 		{"killed after switching", func(t *testing.T, f *fixture) {
 			journal(t, f, "v2", "v1")
 			stopApp(t, f)
 			if err := f.agent.store.SetCurrent("v2"); err != nil {
 				t.Fatal(err)
 			}
-		}, helloSpec(), "v2", "v1"},
+		}, helloSpec(), "v2", "v1", "ok"},
 		{"killed after switching to a v2 that fails", func(t *testing.T, f *fixture) {
 			journal(t, f, "v2", "v1")
 			stopApp(t, f)
@@ -490,7 +494,7 @@ func TestRecovery(t *testing.T) {
 			s := helloSpec("--fail-health")
 			s.Health.Timeout = config.Duration(500 * time.Millisecond)
 			return s
-		}(), "v1", ""},
+		}(), "v1", "", "failed"},
 		{"killed while v2 was starting", func(t *testing.T, f *fixture) {
 			journal(t, f, "v2", "v1")
 			stopApp(t, f)
@@ -505,13 +509,13 @@ func TestRecovery(t *testing.T) {
 			if err := writePidFile(f.agent.sup.pidPath, p, "v2", f.cfg.Port); err != nil {
 				t.Fatal(err)
 			}
-		}, helloSpec(), "v2", "v1"},
+		}, helloSpec(), "v2", "v1", "ok"},
 		{"pid file of a process that is gone", func(t *testing.T, f *fixture) {
 			stopApp(t, f)
 			if err := os.WriteFile(f.agent.sup.pidPath, []byte(`{"pid":999999999,"start_id":"1","version":"v1","port":1}`), 0o644); err != nil {
 				t.Fatal(err)
 			}
-		}, helloSpec(), "v1", ""},
+		}, helloSpec(), "v1", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -540,6 +544,15 @@ func TestRecovery(t *testing.T) {
 			if _, ok, _ := readPidFile(g.agent.preflightPidPath()); ok {
 				t.Error("the preflight pid file is still there")
 			}
+			o := s.LastActivation
+			switch {
+			case tt.outcome == "" && o != nil:
+				t.Errorf("last_activation %+v, want none", o)
+			case tt.outcome == "ok" && (o == nil || o.ID != "req-v2" || o.Result == nil || o.Result.Version != "v2"):
+				t.Errorf("last_activation %+v, want request req-v2 ended with v2 running", o)
+			case tt.outcome == "failed" && (o == nil || o.ID != "req-v2" || o.Result != nil || o.Code != codeFailed || o.Failure == nil || o.Failure.Restored != "v1"):
+				t.Errorf("last_activation %+v, want request req-v2 failed with v1 restored", o)
+			}
 		})
 	}
 }
@@ -548,7 +561,7 @@ func TestRecovery(t *testing.T) {
 func journal(t *testing.T, f *fixture, version, from string) {
 	t.Helper()
 	err := f.agent.updateState(func(st *agentState) {
-		st.Activation = &ActivationInfo{Kind: "activate", Version: version, From: from, Phase: "hooks", Since: time.Now()}
+		st.Activation = &ActivationInfo{Kind: "activate", Version: version, From: from, Phase: "hooks", Since: time.Now(), ID: "req-" + version}
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,12 @@ const observeEvery = time.Second
 // longer is a sign of trouble, reported as such, not a wait.
 const statusBound = 5 * time.Second
 
+// defaultUnreachable is how long an activation is observed without a word
+// from the agent before the call fails, when the client has no RetryFor:
+// long enough for a partition or an agent restart, short enough that a
+// dead host does not hold a run for the whole activation bound.
+const defaultUnreachable = 2 * time.Minute
+
 func newRequestID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
@@ -56,6 +62,11 @@ func (c *Client) switchObserved(ctx context.Context, call, path string, body any
 	defer tick.Stop()
 	seen := "the request was sent"
 	lastContact := began
+	received := false // the agent has shown it has the request
+	unreachable := c.retryFor
+	if unreachable <= 0 {
+		unreachable = defaultUnreachable
+	}
 	for {
 		select {
 		case a := <-answers:
@@ -66,17 +77,31 @@ func (c *Client) switchObserved(ctx context.Context, call, path string, body any
 			if !lostAnswer(a.err, id) {
 				return a.res, a.err
 			}
+			var ae *APIError
+			if errors.As(a.err, &ae) {
+				lastContact = time.Now()
+				received = received || (ae.Activation != nil && ae.Activation.ID == id)
+			}
 			// No answer, or a busy answer about this very request: what
 			// became of it is read from the status below.
 		case <-tick.C:
 			st, err := c.statusOnce(ctx)
 			if err != nil {
-				seen = fmt.Sprintf("the agent has not answered for %s (%v)", time.Since(lastContact).Round(time.Second), err)
+				silent := time.Since(lastContact)
+				seen = fmt.Sprintf("the agent has not answered for %s (%v)", silent.Round(time.Second), err)
 				host.Progress(ctx, seen)
+				if silent >= unreachable {
+					fate := "it may never have reached the agent"
+					if received {
+						fate = "the agent goes on with it on its own"
+					}
+					return ActivateResult{}, fmt.Errorf("%s: the agent has not answered for %s: %w; %s", call, silent.Round(time.Second), err, fate)
+				}
 				continue
 			}
 			lastContact = time.Now()
 			if act := st.Activation; act != nil && act.ID == id {
+				received = true
 				seen = fmt.Sprintf("%s: %s for %s", act.Kind, act.Phase, time.Since(began).Round(time.Second))
 				host.Progress(ctx, seen)
 				continue
@@ -112,7 +137,10 @@ func lostAnswer(err error, id string) bool {
 	var ae *APIError
 	if errors.As(err, &ae) {
 		if ae.Code == codeBusy {
-			return ae.Activation != nil && (ae.Activation.ID == id || ae.Activation.Kind == "recover")
+			// No activation named: the agent is between taking the lock
+			// and saying what it does, or between finishing and letting
+			// go; which one it was, status tells.
+			return ae.Activation == nil || ae.Activation.ID == id || ae.Activation.Kind == "recover"
 		}
 		return ae.Code == "" && retry.Status(ae.Status)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -213,5 +214,30 @@ func TestUploadCutIsSentAgain(t *testing.T) {
 	}
 	if l.cutUpload.Load() >= 0 {
 		t.Fatal("the upload was never cut")
+	}
+}
+
+// An agent that never answers fails the call once the client's RetryFor
+// has passed without a word, saying the request may not have arrived.
+func TestActivationAgainstUnreachableAgent(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	c, err := NewClient(ClientConfig{URL: closed, Token: "0123456789abcdef", RetryFor: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.observeEvery = 50 * time.Millisecond
+	start := time.Now()
+	_, err = c.ActivateWith(ctxFor(t, 30*time.Second), ActivateRequest{Version: "v2"})
+	if err == nil || !strings.Contains(err.Error(), "may never have reached the agent") {
+		t.Fatalf("activation against a closed port: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("gave up after %s, want about the 300ms RetryFor", took)
 	}
 }

@@ -360,6 +360,11 @@ func (a *Agent) handleActivate(w http.ResponseWriter, r *http.Request) {
 		a.answerError(w, err)
 		return
 	}
+	if r.Context().Err() != nil {
+		// The caller went away (an aborted run) before anything started:
+		// start nothing it would not know of.
+		return
+	}
 	res, err := a.switchTo("activate", req.Version, req.ID, timeout)
 	if err != nil {
 		a.answerError(w, err)
@@ -377,6 +382,9 @@ func (a *Agent) handleRollback(w http.ResponseWriter, r *http.Request) {
 	timeout, err := parseTimeout(req.Timeout)
 	if err != nil {
 		a.answerError(w, err)
+		return
+	}
+	if r.Context().Err() != nil {
 		return
 	}
 	res, err := a.switchTo("rollback", "", req.ID, timeout)

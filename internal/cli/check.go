@@ -225,10 +225,12 @@ func checkEnvironment(ctx context.Context, env *config.Environment, bal lb.Balan
 	wg.Wait()
 
 	rep := &checkReport{Environment: env.Name, Hosts: []checkHost{}, Problems: []string{}, Warnings: []string{}}
-	if r := env.Strategy.Rolling; r != nil && drainBound > 0 && time.Duration(r.DrainTimeout) <= drainBound {
+	// The engine waits at least the bound plus a margin; below that, what
+	// the file says is not what a deploy does.
+	if r := env.Strategy.Rolling; r != nil && drainBound > 0 && time.Duration(r.DrainTimeout) < drainBound+engine.DrainMargin {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf(
-			"drain_timeout %s is not above the load balancer's draining bound (deregistration delay) %s: a deploy waits %s instead, until the balancer ends a drain itself; set drain_timeout above %s",
-			time.Duration(r.DrainTimeout), drainBound, drainBound+engine.DrainMargin, drainBound))
+			"drain_timeout %s is not above the load balancer's draining bound (deregistration delay) %s: a deploy waits %s instead, until the balancer ends a drain itself; set drain_timeout to %s or more",
+			time.Duration(r.DrainTimeout), drainBound, drainBound+engine.DrainMargin, drainBound+engine.DrainMargin))
 	}
 	problem := func(r checkReach, format string, args ...any) {
 		rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...))

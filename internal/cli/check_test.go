@@ -239,7 +239,7 @@ func TestCheck(t *testing.T) {
 		if code != ExitOK || stderr != "" || !strings.Contains(stdout, want) {
 			t.Fatalf("exit %d, want 0 with %q\nstdout:\n%s\nstderr:\n%s", code, want, stdout, stderr)
 		}
-		c.drainTimeout = "31s"
+		c.drainTimeout = "35s"
 		if _, stdout, _ := runCheck(t, "web", "-c", f.write(t, c)); strings.Contains(stdout, "warning:") {
 			t.Fatalf("warned with drain_timeout above the bound:\n%s", stdout)
 		}

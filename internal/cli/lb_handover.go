@@ -51,18 +51,10 @@ func (h *handover) listen(network, addr string) (net.Listener, error) {
 	return h.upg.Listen(network, addr)
 }
 
-// upgrade starts the new process and waits until it serves, or failed.
-func (h *handover) upgrade(ctx context.Context) error {
-	done := make(chan error, 1)
-	go func() { done <- h.upg.Upgrade() }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		// The upgrade goes on within its own timeout; the caller only
-		// stops waiting for it.
-		return fmt.Errorf("stopped waiting for the new process: %w", context.Cause(ctx))
-	}
+// upgrade starts the new process and waits until it serves, or failed,
+// within --upgrade-timeout.
+func (h *handover) upgrade(context.Context) error {
+	return h.upg.Upgrade()
 }
 
 // previous is closed once the process this one took over from has exited,

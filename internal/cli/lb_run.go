@@ -31,6 +31,15 @@ func runLB(c *cobra.Command, o lbRunOptions) error {
 		return badInput(err)
 	}
 	logger := slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Signals are taken before anything starts: SIGUSR2's default action
+	// would end the process.
+	signals := make(chan os.Signal, 4)
+	notify := []os.Signal{syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT}
+	if upgradeSignal != nil {
+		notify = append(notify, upgradeSignal)
+	}
+	signal.Notify(signals, notify...)
+	defer signal.Stop(signals)
 	hand, err := newHandover(o.pidFile, o.upgradeTimeout, logger)
 	if err != nil {
 		return err
@@ -49,13 +58,6 @@ func runLB(c *cobra.Command, o lbRunOptions) error {
 	if err != nil {
 		return err
 	}
-	signals := make(chan os.Signal, 4)
-	notify := []os.Signal{syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT}
-	if upgradeSignal != nil {
-		notify = append(notify, upgradeSignal)
-	}
-	signal.Notify(signals, notify...)
-	defer signal.Stop(signals)
 
 	ctx := c.Context()
 	if ctx == nil {
@@ -68,7 +70,7 @@ func runLB(c *cobra.Command, o lbRunOptions) error {
 		// Tells the previous process, if any, to stop accepting; writes
 		// the PID file.
 		if err := hand.upg.Ready(); err != nil {
-			_ = srv.Shutdown(context.Background())
+			_ = shutdownLB(srv, cfg, logger)
 			return err
 		}
 		if hand.upg.HasParent() {

@@ -119,8 +119,10 @@ type Engine struct {
 	touched map[string]bool // hosts this run detached or deployed to
 	order   []string
 
-	// drainBound is the balancer's draining bound, read once per run.
-	drainOnce  sync.Once
+	// drainBound is the balancer's draining bound, read once per run (a
+	// failed read is tried again at the next drain).
+	drainMu    sync.Mutex
+	drainRead  bool
 	drainBound time.Duration
 
 	// Events go to the journal from a queue, off the run's critical path;

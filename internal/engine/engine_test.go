@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -484,12 +485,19 @@ func TestDrainWaitsForTheBalancersBound(t *testing.T) {
 	f := newFleet(t, 2, 1)
 	f.env.Strategy.Rolling.DrainTimeout = config.Duration(100 * time.Millisecond)
 	f.lb.DrainDelay, f.lb.Bound = 10*time.Second, 400*time.Millisecond
+	var mu sync.Mutex
 	var events []engine.Event
-	f.eng.OnEvent = func(e engine.Event) { events = append(events, e) }
+	f.eng.OnEvent = func(e engine.Event) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}
 	res := f.eng.Run(context.Background(), f.rolling(t), nil)
 	if res.Err != nil {
 		t.Fatalf("run gave up on drains the balancer ends at its bound: %v", res.Err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	f.allOn(t, "v2")
 	var warned, cut int
 	for _, e := range events {

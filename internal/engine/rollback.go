@@ -78,7 +78,7 @@ func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 		// An activation the run stopped waiting for (an abort) goes on on
 		// the host; what to undo is known once it has ended.
 		e.emit(Event{Host: name, Type: EvWaiting, Message: "waiting for its activation of " + st.Activating + " to end"})
-		err := waitFor(callCtx, defaultActivateBound, name+"'s activation of "+st.Activating+" to end", "no activation", func(ctx context.Context) (bool, string, error) {
+		err := waitFor(ctx, defaultActivateBound, name+"'s activation of "+st.Activating+" to end", "no activation", func(ctx context.Context) (bool, string, error) {
 			s, err := h.Deployer.Status(ctx)
 			if err != nil {
 				return false, "", err

@@ -162,30 +162,38 @@ const DrainMargin = 5 * time.Second
 // longer when that is not above the balancer's own draining bound — giving
 // up a moment before the balancer cuts would roll back a drain that was
 // about to end.
-func (e *Engine) drainWait(ctx context.Context, t pipeline.Task) time.Duration {
+func (e *Engine) drainWait(t pipeline.Task) time.Duration {
 	wait := bound(t, defaultDrainTimeout)
-	e.drainOnce.Do(func() {
-		db, ok := e.LB.(lb.DrainBounder)
-		if !ok {
-			return
-		}
-		ctx, cancel := context.WithTimeout(ctx, defaultLBCallTimeout)
-		defer cancel()
-		d, err := db.DrainBound(ctx)
-		if err != nil {
-			e.emit(Event{Type: EvInfo, Message: "could not read the load balancer's draining bound: " + err.Error()})
-			return
-		}
-		e.drainBound = d
-		if d > 0 && wait < d+DrainMargin {
-			e.emit(Event{Type: EvInfo, Message: fmt.Sprintf("drain_timeout %s is not above the load balancer's draining bound %s: drains are waited for up to %s",
-				wait, d, d+DrainMargin)})
-		}
-	})
-	if e.drainBound > 0 && wait < e.drainBound+DrainMargin {
-		wait = e.drainBound + DrainMargin
+	d := e.readDrainBound(wait)
+	if d > 0 && wait < d+DrainMargin {
+		wait = d + DrainMargin
 	}
 	return wait
+}
+
+// readDrainBound reads the balancer's draining bound once per run; a read
+// that failed is tried again at the next drain, a rollback's included.
+func (e *Engine) readDrainBound(wait time.Duration) time.Duration {
+	e.drainMu.Lock()
+	defer e.drainMu.Unlock()
+	db, ok := e.LB.(lb.DrainBounder)
+	if e.drainRead || !ok {
+		return e.drainBound
+	}
+	// Its own bound, not the run's: a rollback after an abort needs it too.
+	ctx, cancel := context.WithTimeout(context.Background(), defaultLBCallTimeout)
+	defer cancel()
+	d, err := db.DrainBound(ctx)
+	if err != nil {
+		e.emit(Event{Type: EvInfo, Message: "could not read the load balancer's draining bound: " + err.Error()})
+		return 0
+	}
+	e.drainRead, e.drainBound = true, d
+	if d > 0 && wait < d+DrainMargin {
+		e.emit(Event{Type: EvInfo, Message: fmt.Sprintf("drain_timeout %s is not above the load balancer's draining bound %s: drains are waited for up to %s",
+			wait, d, d+DrainMargin)})
+	}
+	return d
 }
 
 func (e *Engine) waitDrained(stop context.Context, t pipeline.Task) error {
@@ -195,7 +203,8 @@ func (e *Engine) waitDrained(stop context.Context, t pipeline.Task) error {
 	}
 	lastInFlight := -1
 	var cutBefore int64 = -1
-	return waitFor(stop, e.drainWait(stop, t), fmt.Sprintf("%s (%s) to drain", h.Name, h.Target), "unused",
+	wait := e.drainWait(t)
+	return waitFor(stop, wait, fmt.Sprintf("%s (%s) to drain", h.Name, h.Target), "unused",
 		func(ctx context.Context) (bool, string, error) {
 			tg, err := e.targetState(ctx, h.Target)
 			if err != nil {
@@ -207,7 +216,7 @@ func (e *Engine) waitDrained(stop context.Context, t pipeline.Task) error {
 			if tg.State == lb.StateUnused {
 				msg := "drained"
 				if n := tg.Cut - cutBefore; n > 0 {
-					msg = fmt.Sprintf("drained by the load balancer's cut: %d requests were still in flight when its draining bound (%s) ran out", n, e.drainBound)
+					msg = fmt.Sprintf("drained by the load balancer's cut: %d requests were still in flight when its draining bound ran out", n)
 				}
 				e.emit(Event{Host: h.Name, Type: EvDrained, Message: msg})
 				return true, "", nil

@@ -305,7 +305,7 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, UpgradeResult{HandoverMillis: float64(took.Microseconds()) / 1000})
 	case errors.Is(err, errNoUpgrade):
 		writeJSONError(w, http.StatusNotImplemented, err.Error())
-	case errors.Is(err, errUpgradeRunning), errors.Is(err, errShuttingDown):
+	case errors.Is(err, errUpgradeRunning), errors.Is(err, errShuttingDown), errors.Is(err, errPreviousDraining):
 		writeJSONError(w, http.StatusConflict, err.Error())
 	default:
 		writeJSONError(w, http.StatusInternalServerError, "upgrade failed, the running process carries on: "+err.Error())

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"time"
@@ -29,10 +30,16 @@ var errNoUpgrade = errors.New("this load balancer cannot hand its sockets to a n
 // errUpgradeRunning refuses a second upgrade while one is under way.
 var errUpgradeRunning = errors.New("an upgrade is already under way")
 
+// errPreviousDraining refuses an upgrade while the process this one took
+// over from is still finishing its requests.
+var errPreviousDraining = errors.New("the previous load balancer process is still finishing its requests; upgrade again once it has exited")
+
 // Upgrade starts a new process that takes over the listening sockets and
 // returns once it serves, or failed to start. On success this process must
 // then shut down; on failure it carries on as before. The admin API and
-// SIGUSR2 both come here.
+// SIGUSR2 both come here. The upgrade itself does not depend on ctx: a
+// caller that stops waiting leaves it to finish (within the upgrade's own
+// timeout), and changes stay refused until it has.
 func (s *Server) Upgrade(ctx context.Context) (time.Duration, error) {
 	if s.upgrade == nil {
 		return 0, errNoUpgrade
@@ -45,6 +52,9 @@ func (s *Server) Upgrade(ctx context.Context) (time.Duration, error) {
 	case s.handingOver:
 		s.mu.Unlock()
 		return 0, errUpgradeRunning
+	case !s.previousGone():
+		s.mu.Unlock()
+		return 0, errPreviousDraining
 	}
 	// The state file is final from here: every change holds s.mu until it
 	// is saved, and none is accepted until the upgrade has failed.
@@ -52,17 +62,30 @@ func (s *Server) Upgrade(ctx context.Context) (time.Duration, error) {
 	s.mu.Unlock()
 	start := time.Now()
 	s.log.Info("handing over to a new process")
-	err := s.upgrade(ctx)
-	took := time.Since(start)
-	if err != nil {
-		s.mu.Lock()
-		s.handingOver = false
-		s.mu.Unlock()
-		s.log.Error("upgrade failed; this process carries on serving", "err", err, "after", took.Round(time.Millisecond))
-		return took, err
+	type outcome struct {
+		took time.Duration
+		err  error
 	}
-	s.log.Info("the new process serves; this one stops accepting and finishes its requests", "handover", took.Round(time.Millisecond))
-	return took, nil
+	done := make(chan outcome, 1)
+	go func() {
+		err := s.upgrade(context.WithoutCancel(ctx))
+		took := time.Since(start)
+		if err != nil {
+			s.mu.Lock()
+			s.handingOver = false
+			s.mu.Unlock()
+			s.log.Error("upgrade failed; this process carries on serving", "err", err, "after", took.Round(time.Millisecond))
+		} else {
+			s.log.Info("the new process serves; this one stops accepting and finishes its requests", "handover", took.Round(time.Millisecond))
+		}
+		done <- outcome{took, err}
+	}()
+	select {
+	case o := <-done:
+		return o.took, o.err
+	case <-ctx.Done():
+		return time.Since(start), fmt.Errorf("stopped waiting for the upgrade, which goes on: %w", context.Cause(ctx))
+	}
 }
 
 // refuseChange says why a change cannot be made now; s.mu is held.

@@ -691,6 +691,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 
+	// The admin API goes first: after a handover its clients must reach
+	// the new process, not read this one's state or be told 503 while it
+	// drains; after a stop they must learn at once it is gone.
+	adminDone := make(chan struct{})
+	go func() {
+		defer close(adminDone)
+		if s.admin == nil {
+			return
+		}
+		actx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if s.admin.Shutdown(actx) != nil {
+			s.admin.Close()
+		}
+	}()
+
 	// WebSockets live as long as their users want; they do not hold up a
 	// shutdown. Clients reconnect to another load balancer.
 	for _, p := range s.poolList() {
@@ -717,11 +733,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.stopWatch)
 	}
 	s.clock.close()
-	if s.admin != nil {
-		actx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = s.admin.Shutdown(actx)
-		cancel()
-	}
+	<-adminDone
 	close(errs)
 	var all []error
 	for err := range errs {

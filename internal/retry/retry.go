@@ -28,6 +28,9 @@ func Transport(err error) bool {
 	var ne net.Error
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		// The client's own end of a connection the peer hung up on, torn
+		// down while the request was still being written.
+		errors.Is(err, net.ErrClosed) ||
 		(errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, context.DeadlineExceeded)) ||
 		serverClosedIdle(err)
 }

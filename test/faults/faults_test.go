@@ -132,6 +132,21 @@ var rows = []row{
 		fault: "`zerodown lb` SIGKILLed while staging-2 drains, started again at once (as systemd would)",
 		during: func(t *testing.T, f *fleet, d *deployRun) string {
 			d.await(t, "staging-2", "detaching", stepWithin)
+			// Killed once the balancer has taken the detach (the event
+			// comes just before the call).
+			detached := func() bool {
+				p, err := f.lb.pool()
+				if err != nil {
+					return false
+				}
+				for _, tg := range p.Targets {
+					if tg.Address == f.agents[1].target() {
+						return tg.State == lb.StateDraining || tg.State == lb.StateUnused
+					}
+				}
+				return false
+			}
+			proctest.Eventually(t, stepWithin, "the balancer to have staging-2 detached", detached)
 			down := f.lb.killAndRestart(t)
 			// The detach was saved before it was answered: the restarted
 			// balancer must not send staging-2 traffic while it changes.

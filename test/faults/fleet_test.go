@@ -345,12 +345,19 @@ func (l *lbProc) killAndRestart(t *testing.T) time.Duration {
 
 // upgrade hands the balancer's sockets to a new process with `zerodown lb
 // upgrade` and returns what it printed.
+// A process still finishing the requests of an earlier upgrade makes it
+// refuse another one: it is asked again until that process is gone.
 func (l *lbProc) upgrade(t *testing.T) string {
 	t.Helper()
-	out, code := runZerodown(t, "lb", "upgrade", "--admin", l.admin, "--token-file", l.tokenFile)
-	if code != 0 {
-		t.Fatalf("zerodown lb upgrade: exit %d\n%s", code, out)
-	}
+	var out string
+	proctest.Eventually(t, 30*time.Second, "zerodown lb upgrade to hand over", func() bool {
+		var code int
+		out, code = runZerodown(t, "lb", "upgrade", "--admin", l.admin, "--token-file", l.tokenFile)
+		if code != 0 && !strings.Contains(out, "still finishing its requests") {
+			t.Fatalf("zerodown lb upgrade: exit %d\n%s", code, out)
+		}
+		return code == 0
+	})
 	return strings.TrimSpace(out)
 }
 
