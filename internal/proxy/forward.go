@@ -32,6 +32,9 @@ type handler struct {
 	https  bool
 	name   string
 	routes atomic.Pointer[[]route]
+	// draining is the HTTPS listener's: once set, HTTP/1 answers end
+	// their connection.
+	draining *atomic.Bool
 }
 
 // route is one compiled routing rule of a listener.
@@ -67,6 +70,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h.https {
+		if r.ProtoMajor == 1 && h.draining != nil && h.draining.Load() {
+			w.Header()["Connection"] = connectionClose
+		}
 		if msg := checkForeignRequest(r); msg != "" {
 			writeError(w, http.StatusBadRequest, msg)
 			return

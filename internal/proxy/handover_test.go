@@ -3,6 +3,8 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -208,53 +210,77 @@ func TestReloadRemovingSharedListenerStopsListening(t *testing.T) {
 // A keep-alive connection idle when a shutdown (or a handover) begins is
 // kept a little: a request the client sends on it then is served, with
 // Connection: close, rather than lost — a lost POST is never replayed.
+// Plain HTTP (the lean server) and HTTPS (net/http) alike.
 func TestShutdownServesRequestOnIdleConnection(t *testing.T) {
-	a := backend(t, "a")
-	cfg := testConfig(t, hostPort(a.URL))
-	srv, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 2*time.Second, "a healthy", func() bool { return stateOf(srv, "app", hostPort(a.URL)) == "healthy" })
-	addr := srv.ListenerAddrs()[0]
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
-	send := func(method string) (*http.Response, error) {
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := fmt.Fprintf(c, "%s / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi", method); err != nil {
-			return nil, err
+	for _, https := range []bool{false, true} {
+		name := "http"
+		if https {
+			name = "https"
 		}
-		resp, err := http.ReadResponse(br, nil)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-		return resp, err
-	}
-	if resp, err := send("POST"); err != nil || resp.StatusCode != 200 || resp.Close {
-		t.Fatalf("first POST: %v %v", resp, err)
-	}
+		t.Run(name, func(t *testing.T) {
+			a := backend(t, "a")
+			cfg := testConfig(t, hostPort(a.URL))
+			var roots *x509.CertPool
+			if https {
+				roots = x509.NewCertPool()
+				roots.AppendCertsFromPEM(withTLS(t, cfg))
+			}
+			srv, err := New(cfg, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 2*time.Second, "a healthy", func() bool { return stateOf(srv, "app", hostPort(a.URL)) == "healthy" })
+			addr := srv.ListenerAddrs()[0]
+			var c net.Conn
+			if https {
+				c, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
+			} else {
+				c, err = net.Dial("tcp", addr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			send := func() (*http.Response, error) {
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := fmt.Fprint(c, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi"); err != nil {
+					return nil, err
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				return resp, err
+			}
+			if resp, err := send(); err != nil || resp.StatusCode != 200 || resp.Close {
+				t.Fatalf("first POST: %v %v", resp, err)
+			}
 
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		done <- srv.Shutdown(ctx)
-	}()
-	l := srv.listeners[cfg.Listeners[0].Address]
-	eventually(t, 2*time.Second, "the shutdown to begin", func() bool { return l.h1.closing.Load() })
-	resp, err := send("POST")
-	if err != nil || resp.StatusCode != 200 || !resp.Close {
-		t.Fatalf("POST on a connection idle when the shutdown began: %v %v, want 200 with Connection: close", resp, err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("shutdown: %v", err)
+			done := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				done <- srv.Shutdown(ctx)
+			}()
+			l := srv.listeners[cfg.Listeners[0].Address]
+			eventually(t, 2*time.Second, "the shutdown to begin", func() bool {
+				if https {
+					return l.draining.Load()
+				}
+				return l.h1.closing.Load()
+			})
+			resp, err := send()
+			if err != nil || resp.StatusCode != 200 || !resp.Close {
+				t.Fatalf("POST on a connection idle when the shutdown began: %v %v, want 200 with Connection: close", resp, err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("shutdown: %v", err)
+			}
+		})
 	}
 }

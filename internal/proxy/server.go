@@ -92,13 +92,44 @@ type listener struct {
 	h1      *h1Server    // plain-HTTP listeners
 	ln      net.Listener
 	cert    atomic.Pointer[tls.Certificate]
+
+	// HTTPS listeners: draining is set when the shutdown begins; open
+	// counts connections; idleGrace is shutdownIdleGrace (shorter in tests).
+	draining  atomic.Bool
+	open      atomic.Int64
+	idleGrace time.Duration
 }
 
+// shutdown stops the listener and lets its connections finish. net/http's
+// own Shutdown closes idle keep-alive connections at once, losing a request
+// a client sends on one just then (and a POST is never replayed); so an
+// HTTPS listener first stops accepting, answers HTTP/1 requests with
+// Connection: close, and gives its connections the idle grace to go, as the
+// plain-HTTP server does; HTTP/2 connections get their GOAWAY after it.
 func (l *listener) shutdown(ctx context.Context) error {
 	if l.h1 != nil {
 		return l.h1.Shutdown(ctx)
 	}
+	l.draining.Store(true)
+	_ = l.ln.Close()
+	grace := time.NewTimer(l.idleGrace)
+	defer grace.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for l.open.Load() > 0 {
+		select {
+		case <-grace.C:
+			break wait
+		case <-ctx.Done():
+			break wait
+		case <-tick.C:
+		}
+	}
 	err := l.srv.Shutdown(ctx)
+	if errors.Is(err, net.ErrClosed) {
+		err = nil // the listener closed above
+	}
 	if err != nil {
 		l.srv.Close()
 	}
@@ -336,7 +367,7 @@ func (s *Server) openListener(lc config.Listener, pm *poolMap) (*listener, error
 		}
 		l.cert.Store(&cert)
 	}
-	l.handler = &handler{srv: s, https: lc.TLS != nil, name: lc.Name}
+	l.handler = &handler{srv: s, https: lc.TLS != nil, name: lc.Name, draining: &l.draining}
 	routes, err := s.compileRoutes(lc, pm)
 	if err != nil {
 		return nil, err
@@ -366,7 +397,19 @@ func (s *Server) openListener(lc config.Listener, pm *poolMap) (*listener, error
 	// net/http serves HTTPS; the caps apply to it through the listener.
 	ln = &cappedListener{Listener: ln, slots: newConnSlots(lc.MaxConns), global: s.conns, done: make(chan struct{})}
 	l.ln = ln
+	l.idleGrace = shutdownIdleGrace
+	if s.idleGrace != nil {
+		l.idleGrace = *s.idleGrace
+	}
 	l.srv = &http.Server{
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				l.open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				l.open.Add(-1)
+			}
+		},
 		Handler:           l.handler,
 		ReadHeaderTimeout: time.Duration(c.ReadHeaderTimeout),
 		IdleTimeout:       time.Duration(c.IdleTimeout),
@@ -392,7 +435,7 @@ func (s *Server) serve(l *listener) {
 		} else {
 			err = l.srv.ServeTLS(l.ln, "", "")
 		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !l.draining.Load() {
 			s.log.Error("listener stopped", "address", l.cfg.Address, "err", err)
 		}
 	}()

@@ -252,29 +252,44 @@ func TestDeployEndToEnd(t *testing.T) {
 	})
 
 	t.Run("killed mid-drain, then resumed", func(t *testing.T) {
-		// Long requests keep the first host draining for a while, long
-		// enough for a race-detector build to reach the drain.
+		// Long requests keep the first host draining when the run reaches
+		// it, however long the uploads take on a loaded machine: a new
+		// one starts every 300ms (at most 100) until the run is killed.
 		var long sync.WaitGroup
-		for i := 0; i < 6; i++ {
-			long.Add(1)
-			go func() {
-				defer long.Done()
-				resp, err := http.Get(f.lb.url + "/?sleep=6s")
-				if err != nil {
-					l.fail("long request: " + err.Error())
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					l.fail(fmt.Sprintf("long request: status %d", resp.StatusCode))
-				}
-			}()
+		stopLong := make(chan struct{})
+		longOne := func() {
+			defer long.Done()
+			resp, err := http.Get(f.lb.url + "/?sleep=3s")
+			if err != nil {
+				l.fail("long request: " + err.Error())
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				l.fail(fmt.Sprintf("long request: status %d", resp.StatusCode))
+			}
 		}
+		long.Add(1)
+		go func() {
+			defer long.Done()
+			tick := time.NewTicker(300 * time.Millisecond)
+			defer tick.Stop()
+			for i := 0; i < 100; i++ {
+				long.Add(1)
+				go longOne()
+				select {
+				case <-stopLong:
+					return
+				case <-tick.C:
+				}
+			}
+		}()
 		proctest.Eventually(t, 5*time.Second, "long requests in flight", func() bool {
 			return f.lb.target(t, fmt.Sprintf("127.0.0.1:%d", f.agents[0].port)).InFlight > 0
 		})
 		f.deployKilledAt(t, good, "v5", func(line string) bool { return strings.Contains(line, `"type":"draining"`) })
+		close(stopLong)
 		out, code := f.zerodown("history", "staging", "-c", good)
 		if code != 0 {
 			t.Fatalf("history: exit %d\n%s", code, out)
