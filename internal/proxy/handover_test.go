@@ -19,25 +19,6 @@ import (
 	"github.com/zerodown/zerodown/internal/config"
 )
 
-// startWith starts a server with opts and stops it when the test ends.
-func startWith(t *testing.T, cfg *config.LB, opts Options) *Server {
-	t.Helper()
-	srv, err := New(cfg, opts)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	noIdleGrace(srv)
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return srv
-}
-
 func TestUpgradeRefusesChangesWhileHandingOver(t *testing.T) {
 	a, b := backend(t, "a"), backend(t, "b")
 	ta, tb := hostPort(a.URL), hostPort(b.URL)

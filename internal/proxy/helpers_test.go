@@ -67,7 +67,15 @@ func testConfig(t *testing.T, targets ...string) *config.LB {
 // startServer starts a load balancer and stops it when the test ends.
 func startServer(t *testing.T, cfg *config.LB) (*Server, string) {
 	t.Helper()
-	srv, err := New(cfg, Options{})
+	srv := startWith(t, cfg, Options{})
+	return srv, "http://" + srv.ListenerAddrs()[0]
+}
+
+// startWith starts a server with opts, without the idle grace of a
+// shutdown, and stops it when the test ends.
+func startWith(t *testing.T, cfg *config.LB, opts Options) *Server {
+	t.Helper()
+	srv, err := New(cfg, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -80,7 +88,7 @@ func startServer(t *testing.T, cfg *config.LB) (*Server, string) {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})
-	return srv, "http://" + srv.ListenerAddrs()[0]
+	return srv
 }
 
 // noIdleGrace makes srv close idle connections at once when it shuts

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,7 +66,7 @@ func startAgent(t *testing.T, preflight bool) *agentFixture {
 	}
 	// Registered before the agent, so it runs after the agent is killed:
 	// the app outlives its agent by design.
-	t.Cleanup(func() { killUnder(t, f.root) })
+	t.Cleanup(func() { proctest.KillUnder(f.root) })
 	f.run()
 	return f
 }
@@ -199,24 +198,6 @@ func helloTarGz(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// killUnder kills every process running from a directory under root: the
-// apps and hooks the agent started.
-func killUnder(t *testing.T, root string) {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		if err != nil || !strings.HasPrefix(cwd, root+string(filepath.Separator)) {
-			continue
-		}
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
 }
 
 func alive(pid int) bool {

@@ -213,7 +213,7 @@ func (f *fleet) newAgent(name, listen, app string) *agentProc {
 	}
 	// Registered before the agent's own cleanup, so it runs after the
 	// agent is killed: the app outlives its agent by design.
-	t.Cleanup(func() { killUnder(a.root) })
+	t.Cleanup(func() { proctest.KillUnder(a.root) })
 	return a
 }
 
@@ -624,22 +624,4 @@ func helloTarGz(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// killUnder kills every process whose working directory is under root:
-// the apps and hooks an agent started, which outlive it by design.
-func killUnder(root string) {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		if err != nil || !strings.HasPrefix(cwd, root+string(filepath.Separator)) {
-			continue
-		}
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
 }
