@@ -432,7 +432,11 @@ func (c *h1Conn) serve() {
 		c.setPhase(phaseBusy)
 		keep := c.handle(req)
 		c.served.Add(1)
-		if c.hijacked || !keep || c.srv.closing.Load() {
+		// An answer sent while the server was closing said Connection:
+		// close (keep is false). One sent keep-alive just before must not
+		// be followed by a close the client was not told of: the
+		// connection goes idle, and a shutdown gives it the idle grace.
+		if c.hijacked || !keep {
 			if !c.hijacked {
 				_ = c.bw.Flush()
 			}

@@ -129,7 +129,13 @@ func TestLBZeroDowntime(t *testing.T) {
 		}
 	}()
 
-	// Long requests spread over both targets by least-outstanding balancing.
+	// Long requests all on a: b takes nothing while they start (weight 0),
+	// so the requests in flight on a at the detach are surely long ones,
+	// not the load's short ones.
+	ctx := ctxFor(t, 60*time.Second)
+	if _, err := f.client.SetWeight(ctx, "hello", b, 0); err != nil {
+		t.Fatal(err)
+	}
 	type longResult struct {
 		status int
 		body   string
@@ -154,10 +160,12 @@ func TestLBZeroDowntime(t *testing.T) {
 			results <- longResult{resp.StatusCode, string(body), err, time.Since(start)}
 		}()
 	}
-	proctest.Eventually(t, 5*time.Second, "2-second requests in flight on "+a, func() bool {
-		return f.target(t, a).InFlight >= 2
+	proctest.Eventually(t, 5*time.Second, "the 2-second requests in flight on "+a, func() bool {
+		return f.target(t, a).InFlight >= longCount
 	})
-	ctx := ctxFor(t, 60*time.Second)
+	if _, err := f.client.SetWeight(ctx, "hello", b, 1); err != nil {
+		t.Fatal(err)
+	}
 	detached, err := f.client.Detach(ctx, "hello", builtin.DetachRequest{Target: a})
 	if err != nil {
 		t.Fatal(err)
