@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/loadgen"
 	"github.com/zerodown/zerodown/internal/proctest"
 )
 
@@ -46,6 +48,30 @@ type verifySummary struct {
 	Dropped   int64   `json:"dropped"`
 	LBRetries *uint64 `json:"lb_retries"`
 	Note      string  `json:"note"`
+	// JSON is the verifier's full report, which holds its failures.
+	JSON string `json:"json"`
+}
+
+// verifierErrors returns the verifier's failure samples from its report.
+func (v *verifySummary) verifierErrors() string {
+	if v == nil || v.JSON == "" {
+		return ""
+	}
+	b, err := os.ReadFile(v.JSON)
+	if err != nil {
+		return "report unreadable: " + err.Error()
+	}
+	var rep struct {
+		Errors []loadgen.ErrorSample `json:"errors"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return "report unreadable: " + err.Error()
+	}
+	var out []string
+	for _, e := range rep.Errors {
+		out = append(out, fmt.Sprintf("%s at %.3fs: %s", e.Outcome, e.T, e.Message))
+	}
+	return strings.Join(out, "\n")
 }
 
 // runFinished is the last line of `-o json`.

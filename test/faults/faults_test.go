@@ -434,7 +434,7 @@ func runRow(t *testing.T, rw row, res *result) {
 	case ver.Requests == 0:
 		fail("", "the verifier sent no request: %+v", ver)
 	case rw.lossy == "" && (ver.Failed != 0 || ver.Dropped != 0):
-		fail("", "the verifier saw %d failed and %d dropped requests", ver.Failed, ver.Dropped)
+		fail(ver.verifierErrors(), "the verifier saw %d failed and %d dropped requests", ver.Failed, ver.Dropped)
 	}
 
 	for _, msg := range details {
