@@ -1,0 +1,250 @@
+package haproxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/proctest"
+)
+
+// findHAProxy returns the haproxy binary; /usr/sbin is not on every PATH.
+// Without it the test is skipped, except in CI, which installs it.
+func findHAProxy(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("haproxy"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/haproxy"); err == nil {
+		return "/usr/sbin/haproxy"
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("haproxy is not installed (.ci/run installs it)")
+	}
+	t.Skip("haproxy is not installed")
+	return ""
+}
+
+const haproxyCfg = `global
+    stats socket ipv4@%s level admin
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+frontend web
+    bind %s
+    default_backend app
+backend app
+    option httpchk GET /healthz
+    server web1 %s check inter 50ms rise 2 fall 2
+    server web2 %s check inter 50ms rise 2 fall 2
+`
+
+// app is a backend that answers at once, or after ?sleep=D.
+func app(t *testing.T, name string) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil {
+			time.Sleep(d)
+		}
+		_, _ = io.WriteString(w, "hello from "+name)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// startHAProxy runs HAProxy in the foreground in front of a and b and
+// returns its frontend's URL and its stats socket.
+func startHAProxy(t *testing.T, a, b string) (url, socket string) {
+	t.Helper()
+	bin := findHAProxy(t)
+	front, stats := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, fmt.Appendf(nil, haproxyCfg, stats, front, a, b), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	proctest.Start(t, "haproxy", bin, "-f", path, "-db")
+	proctest.Eventually(t, 10*time.Second, "haproxy's stats socket", func() bool {
+		c, err := net.DialTimeout("tcp", stats, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return "http://" + front, stats
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func stateOfTarget(t *testing.T, b *Balancer, addr string) lb.Target {
+	t.Helper()
+	ts, err := b.Targets(ctxFor(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range ts {
+		if tg.Address == addr {
+			return tg
+		}
+	}
+	t.Fatalf("no target %s in %+v", addr, ts)
+	return lb.Target{}
+}
+
+// The driver against a real HAProxy: both servers healthy, one detached
+// with a request in flight drains (the request completes) and ends
+// unused, gets no new request, then comes back healthy; weights are set.
+func TestBalancerAgainstHAProxy(t *testing.T) {
+	a, b := app(t, "a"), app(t, "b")
+	url, socket := startHAProxy(t, a, b)
+	bal, err := New(socket, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{a, b} {
+		proctest.Eventually(t, 10*time.Second, addr+" healthy in HAProxy", func() bool {
+			return stateOfTarget(t, bal, addr).State == lb.StateHealthy
+		})
+	}
+
+	// A long request on a, then a detach: draining with it in flight.
+	if err := bal.SetWeight(ctxFor(t, 5*time.Second), b, 0); err != nil {
+		t.Fatal(err)
+	}
+	if w := stateOfTarget(t, bal, b).Weight; w != 0 {
+		t.Fatalf("weight of %s is %d after setting 0", b, w)
+	}
+	long := make(chan string, 1)
+	go func() {
+		resp, err := http.Get(url + "/?sleep=1s")
+		if err != nil {
+			long <- err.Error()
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		long <- fmt.Sprintf("%d %s", resp.StatusCode, body)
+	}()
+	proctest.Eventually(t, 5*time.Second, "the long request in flight on "+a, func() bool {
+		return stateOfTarget(t, bal, a).InFlight > 0
+	})
+	if err := bal.SetWeight(ctxFor(t, 5*time.Second), b, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := bal.Detach(ctxFor(t, 5*time.Second), a); err != nil {
+		t.Fatal(err)
+	}
+	if tg := stateOfTarget(t, bal, a); tg.State != lb.StateDraining {
+		t.Fatalf("right after detach %s is %+v, want draining", a, tg)
+	}
+	for i := 0; i < 20; i++ {
+		resp, err := http.Get(url + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "hello from b" {
+			t.Fatalf("request %d after the detach answered %q, want b", i, body)
+		}
+	}
+	if got := <-long; got != "200 hello from a" {
+		t.Fatalf("the request in flight at the detach: %s", got)
+	}
+	proctest.Eventually(t, 5*time.Second, a+" unused once drained", func() bool {
+		return stateOfTarget(t, bal, a).State == lb.StateUnused
+	})
+
+	if err := bal.Attach(ctxFor(t, 5*time.Second), a); err != nil {
+		t.Fatal(err)
+	}
+	proctest.Eventually(t, 10*time.Second, a+" healthy again", func() bool {
+		return stateOfTarget(t, bal, a).State == lb.StateHealthy
+	})
+	if _, err := bal.Counts(ctxFor(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBalancerErrors(t *testing.T) {
+	a, b := app(t, "a"), app(t, "b")
+	_, socket := startHAProxy(t, a, b)
+	bal, err := New(socket, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bal.Detach(ctxFor(t, 5*time.Second), "127.0.0.1:1")
+	if err == nil || !strings.Contains(err.Error(), "has no server at 127.0.0.1:1") || !strings.Contains(err.Error(), "web1="+a) {
+		t.Fatalf("detach of an unknown address: %v", err)
+	}
+	rt, _ := NewRuntime(socket)
+	if err := rt.SetState(ctxFor(t, 5*time.Second), "app", "nope", "drain"); err == nil || !strings.Contains(err.Error(), "No such server") {
+		t.Fatalf("unknown server: %v", err)
+	}
+	if _, err := rt.Servers(ctxFor(t, 5*time.Second), "nothere"); err == nil || !strings.Contains(err.Error(), `no backend "nothere"`) {
+		t.Fatalf("unknown backend: %v", err)
+	}
+	if _, err := New("not a socket", "app"); err == nil {
+		t.Fatal("a socket that is neither a path nor host:port was taken")
+	}
+	if _, err := rt.Command(ctxFor(t, 5*time.Second), "show info; shutdown sessions"); err == nil {
+		t.Fatal("a command with ';' was sent")
+	}
+}
+
+// parseStat finds columns by name, whatever their order.
+func TestParseStat(t *testing.T) {
+	out := "# pxname,svname,status,scur,qcur,weight,addr,check_status,wretr,wredis,econ,eresp\n" +
+		"app,BACKEND,UP,3,0,2,,,1,0,0,0\n" +
+		"app,web1,DRAIN,2,1,1,10.0.0.1:80,L7OK,1,2,3,4\n" +
+		"other,web9,UP,0,0,1,10.0.0.9:80,L7OK,0,0,0,0\n"
+	got, err := parseStat(out, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Name != "web1" || got[0].Sessions != 2 || got[0].Queued != 1 || got[0].Address != "10.0.0.1:80" ||
+		got[0].Retries != 1 || got[0].Redispatches != 2 || got[0].ConnErrors != 3 || got[0].RespErrors != 4 {
+		t.Fatalf("parsed %+v", got)
+	}
+	if st := stateOf(got[0]); st != lb.StateDraining {
+		t.Fatalf("DRAIN with sessions is %s", st)
+	}
+	for status, want := range map[string]lb.State{"UP": lb.StateHealthy, "UP 1/3": lb.StateHealthy, "DOWN 1/2": lb.StateInitial,
+		"DOWN": lb.StateUnhealthy, "MAINT": lb.StateUnused, "no check": lb.StateHealthy} {
+		if st := stateOf(Server{Status: status}); st != want {
+			t.Errorf("status %q is %s, want %s", status, st, want)
+		}
+	}
+	if _, err := parseStat("Unknown command\n", "app"); err == nil {
+		t.Fatal("an error answer parsed as a stat")
+	}
+}
+
+// parseStat never panics, whatever a socket answers.
+func FuzzParseStat(f *testing.F) {
+	f.Add("# pxname,svname,status,scur,qcur,weight,addr\napp,web1,UP,0,0,1,127.0.0.1:80\n")
+	f.Add("# pxname,svname\n\"app,\"x\n")
+	f.Add("No such server.\n")
+	f.Fuzz(func(t *testing.T, out string) {
+		servers, err := parseStat(out, "app")
+		if err == nil {
+			for _, s := range servers {
+				_ = stateOf(s)
+			}
+		}
+	})
+}
