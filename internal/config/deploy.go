@@ -51,6 +51,11 @@ type EnvLB struct {
 	Pool      string `yaml:"pool"`
 	Token     string `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
+	// Socket and Backend are the haproxy driver's: the Runtime API's
+	// stats socket (a unix socket path, or host:port) at level admin, and
+	// the backend whose servers are the hosts' targets.
+	Socket  string `yaml:"socket"`
+	Backend string `yaml:"backend"`
 }
 
 // Agents holds what every host's agent shares; a host may override it.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -485,8 +486,19 @@ func (d *deployValidator) lb(e *Environment, lp string) {
 		} else if err := checkPoolName(lb.Pool); err != nil {
 			d.errorf(pool, "%v", err)
 		}
-	case DriverHAProxy, DriverNginx, DriverAWSELB, DriverAWSALB:
-		d.errorf(c.key(lp, "driver"), "driver %s is not available yet (available: %s)", lb.Driver, DriverBuiltin)
+	case DriverHAProxy:
+		if lb.Socket == "" {
+			d.errorf(c.key(lp, "socket"), "required by the haproxy driver: HAProxy's stats socket at level admin, a path such as /run/haproxy/admin.sock or host:port such as 127.0.0.1:9999")
+		} else if !strings.HasPrefix(lb.Socket, "/") && !strings.HasPrefix(lb.Socket, "./") {
+			if _, _, err := net.SplitHostPort(lb.Socket); err != nil {
+				d.errorf(c.key(lp, "socket"), "%q is neither a unix socket path nor host:port", lb.Socket)
+			}
+		}
+		if lb.Backend == "" {
+			d.errorf(c.key(lp, "backend"), "required by the haproxy driver: the backend whose servers are the hosts' targets")
+		}
+	case DriverNginx, DriverAWSELB, DriverAWSALB:
+		d.errorf(c.key(lp, "driver"), "driver %s is not available yet (available: %s, %s)", lb.Driver, DriverBuiltin, DriverHAProxy)
 	default:
 		d.errorf(c.key(lp, "driver"), "unknown driver %q (want one of: %s)", lb.Driver, strings.Join(lbDrivers, ", "))
 	}

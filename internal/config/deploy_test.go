@@ -528,9 +528,24 @@ environments:
 	{"driver not available", `app: {run: [./hello]}
 environments:
   web:
+    lb: {driver: nginx}
+    hosts: [{name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}]
+`, `zerodown.yaml:4:10: environments.web.lb.driver: driver nginx is not available yet (available: builtin, haproxy)`},
+
+	{"haproxy without socket and backend", `app: {run: [./hello]}
+environments:
+  web:
     lb: {driver: haproxy}
     hosts: [{name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}]
-`, `zerodown.yaml:4:10: environments.web.lb.driver: driver haproxy is not available yet (available: builtin)`},
+`, `zerodown.yaml:4:5: environments.web.lb.socket: required by the haproxy driver: HAProxy's stats socket at level admin, a path such as /run/haproxy/admin.sock or host:port such as 127.0.0.1:9999
+zerodown.yaml:4:5: environments.web.lb.backend: required by the haproxy driver: the backend whose servers are the hosts' targets`},
+
+	{"haproxy socket neither path nor address", `app: {run: [./hello]}
+environments:
+  web:
+    lb: {driver: haproxy, socket: admin.sock, backend: app}
+    hosts: [{name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}]
+`, `zerodown.yaml:4:27: environments.web.lb.socket: "admin.sock" is neither a unix socket path nor host:port`},
 
 	{"unknown driver", `app: {run: [./hello]}
 environments:

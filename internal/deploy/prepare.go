@@ -19,6 +19,7 @@ import (
 	"github.com/zerodown/zerodown/internal/host"
 	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/lb/builtin"
+	"github.com/zerodown/zerodown/internal/lb/haproxy"
 	"github.com/zerodown/zerodown/internal/pipeline"
 )
 
@@ -90,6 +91,12 @@ func Balancer(env *config.Environment) (lb.Balancer, error) {
 			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
 		}
 		return c.Balancer(env.LB.Pool), nil
+	case config.DriverHAProxy:
+		b, err := haproxy.New(env.LB.Socket, env.LB.Backend)
+		if err != nil {
+			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
+		}
+		return b, nil
 	}
 	return nil, fmt.Errorf("environment %s: load balancer driver %q is not available yet", env.Name, env.LB.Driver)
 }

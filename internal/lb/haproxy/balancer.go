@@ -57,7 +57,7 @@ func (b *Balancer) Targets(ctx context.Context) ([]lb.Target, error) {
 func stateOf(s Server) lb.State {
 	status := strings.ToUpper(s.Status)
 	switch {
-	case strings.HasPrefix(status, "MAINT"), strings.HasPrefix(status, "DRAIN"), strings.HasPrefix(status, "NOLB"):
+	case s.Detached, strings.HasPrefix(status, "MAINT"), strings.HasPrefix(status, "DRAIN"), strings.HasPrefix(status, "NOLB"):
 		if s.Sessions+s.Queued > 0 {
 			return lb.StateDraining
 		}

@@ -232,6 +232,19 @@ func TestParseStat(t *testing.T) {
 	if _, err := parseStat("Unknown command\n", "app"); err == nil {
 		t.Fatal("an error answer parsed as a stat")
 	}
+	// A server whose checks fail reads DOWN in show stat even when
+	// drained: the admin state says it is detached.
+	if st := stateOf(Server{Status: "DOWN", Detached: true}); st != lb.StateUnused {
+		t.Fatalf("a detached DOWN server is %s, want unused", st)
+	}
+	admin, err := parseServersState("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight\n" +
+		"3 app 1 web1 127.0.0.1 2 0 1\n3 app 2 web2 127.0.0.1 0 8 1\n")
+	if err != nil || admin["web1"] != 0 || admin["web2"] != 8 {
+		t.Fatalf("servers state: %v %v", admin, err)
+	}
+	if _, err := parseServersState("Can't find backend.\n"); err == nil {
+		t.Fatal("an error answer parsed as servers state")
+	}
 }
 
 // parseStat never panics, whatever a socket answers.

@@ -93,16 +93,78 @@ type Server struct {
 	// Retries and Redispatches count requests HAProxy tried again on the
 	// same or another server; ConnErrors and RespErrors failures toward it.
 	Retries, Redispatches, ConnErrors, RespErrors uint64
+	// Detached is set when an administrator (or zerodown) put the server
+	// in drain or maintenance: `show stat` then still says DOWN for a
+	// server whose checks fail, so it comes from `show servers state`.
+	Detached bool
 }
 
-// Servers reads the servers of backend from `show stat`.
+// Admin state bits of `show servers state` (srv_admin_state): forced,
+// inherited, configured, resolver and hostname maintenance, forced and
+// inherited drain.
+const adminDetached = 0x01 | 0x02 | 0x04 | 0x08 | 0x10 | 0x20 | 0x40
+
+// Servers reads the servers of backend from `show stat`, with their
+// administrative state from `show servers state`.
 func (r *Runtime) Servers(ctx context.Context, backend string) ([]Server, error) {
 	// -1 4 -1: every proxy, servers only, every server id.
 	out, err := r.Command(ctx, "show stat -1 4 -1")
 	if err != nil {
 		return nil, err
 	}
-	return parseStat(out, backend)
+	servers, err := parseStat(out, backend)
+	if err != nil {
+		return nil, err
+	}
+	out, err = r.Command(ctx, "show servers state "+backend)
+	if err != nil {
+		return nil, err
+	}
+	admin, err := parseServersState(out)
+	if err != nil {
+		return nil, err
+	}
+	for i := range servers {
+		servers[i].Detached = admin[servers[i].Name]&adminDetached != 0
+	}
+	return servers, nil
+}
+
+// parseServersState reads srv_admin_state by server name from `show
+// servers state`: a version line, a header naming the columns, then one
+// line of space-separated fields per server.
+func parseServersState(out string) (map[string]int, error) {
+	lines := strings.Split(out, "\n")
+	col := map[string]int{}
+	admin := map[string]int{}
+	for _, line := range lines {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "":
+		case strings.HasPrefix(line, "# "):
+			for i, h := range strings.Fields(strings.TrimPrefix(line, "# ")) {
+				col[h] = i
+			}
+		case len(col) == 0:
+			// The version line comes before the header.
+		default:
+			f := strings.Fields(line)
+			ni, ok1 := col["srv_name"]
+			ai, ok2 := col["srv_admin_state"]
+			if !ok1 || !ok2 || ni >= len(f) || ai >= len(f) {
+				return nil, fmt.Errorf("haproxy: show servers state line %q has no srv_name or srv_admin_state", firstLine(line))
+			}
+			n, err := strconv.Atoi(f[ai])
+			if err != nil {
+				return nil, fmt.Errorf("haproxy: show servers state: srv_admin_state %q is not a number", f[ai])
+			}
+			admin[f[ni]] = n
+		}
+	}
+	if len(col) == 0 {
+		return nil, fmt.Errorf("haproxy: show servers state answered %q, not its table", firstLine(out))
+	}
+	return admin, nil
 }
 
 // parseStat reads the CSV of `show stat` and keeps backend's servers. The
