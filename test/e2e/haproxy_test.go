@@ -30,30 +30,13 @@ backend app
     option httpchk GET /healthz
 %s`
 
-// findHAProxyBin returns the haproxy binary; without it the test is
-// skipped, except in CI, which installs it.
-func findHAProxyBin(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("haproxy"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/haproxy"); err == nil {
-		return "/usr/sbin/haproxy"
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("haproxy is not installed (.ci/run installs it)")
-	}
-	t.Skip("haproxy is not installed")
-	return ""
-}
-
 // TestDeployThroughHAProxy runs rolling deploys with the haproxy driver
 // against a real HAProxy in front of three agents: a first deploy, then
 // v2 under GET and slow-POST load with no failed request, every host on
 // v2 and UP in HAProxy at the end.
 func TestDeployThroughHAProxy(t *testing.T) {
 	t.Parallel()
-	haproxyBin := findHAProxyBin(t)
+	haproxyBin := proctest.NeedProgram(t, "haproxy", "/usr/sbin/haproxy")
 	dir := t.TempDir()
 	var agents []*agentFixture
 	var servers strings.Builder

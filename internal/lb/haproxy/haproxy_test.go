@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,23 +16,6 @@ import (
 	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/proctest"
 )
-
-// findHAProxy returns the haproxy binary; /usr/sbin is not on every PATH.
-// Without it the test is skipped, except in CI, which installs it.
-func findHAProxy(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("haproxy"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/haproxy"); err == nil {
-		return "/usr/sbin/haproxy"
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("haproxy is not installed (.ci/run installs it)")
-	}
-	t.Skip("haproxy is not installed")
-	return ""
-}
 
 const haproxyCfg = `global
     stats socket ipv4@%s level admin
@@ -67,7 +49,7 @@ func app(t *testing.T, name string) string {
 // returns its frontend's URL and its stats socket.
 func startHAProxy(t *testing.T, a, b string) (url, socket string) {
 	t.Helper()
-	bin := findHAProxy(t)
+	bin := proctest.NeedProgram(t, "haproxy", "/usr/sbin/haproxy")
 	front, stats := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	path := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(path, fmt.Appendf(nil, haproxyCfg, stats, front, a, b), 0o600); err != nil {
