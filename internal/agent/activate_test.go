@@ -289,13 +289,9 @@ func TestStopIgnoringSIGTERM(t *testing.T) {
 func TestOneActivationAtATime(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	gate := filepath.Join(t.TempDir(), "gate")
 	f.upload(helloRelease(t, "v1"))
 	f.activate("v1")
-	slow := helloSpec()
-	slow.Env = map[string]string{"GATE": gate}
-	slow.Hooks.BeforeStart = [][]string{{"sh", "-c", `while [ ! -e "$GATE" ]; do sleep 0.01; done`}}
-	f.upload(memRelease("v2", host.FormatFile, "hello", helloBinary(t), slow))
+	gate := f.uploadGated(t, "v2")
 
 	first := make(chan error, 1)
 	go func() {

@@ -321,3 +321,16 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// uploadGated uploads a release whose before_start hook waits until the
+// returned gate file exists: its activation stays in the hooks phase
+// until the test lets it go on.
+func (f *fixture) uploadGated(t testing.TB, version string) (gate string) {
+	t.Helper()
+	gate = filepath.Join(t.TempDir(), "gate")
+	spec := helloSpec()
+	spec.Env = map[string]string{"GATE": gate}
+	spec.Hooks.BeforeStart = [][]string{{"sh", "-c", `while [ ! -e "$GATE" ]; do sleep 0.01; done`}}
+	f.upload(memRelease(version, host.FormatFile, "hello", helloBinary(t), spec))
+	return gate
+}

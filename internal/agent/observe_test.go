@@ -10,7 +10,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -153,13 +152,9 @@ func TestSameRequestIDRunsOnce(t *testing.T) {
 func TestActivationProgressAndStopWaiting(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	gate := filepath.Join(t.TempDir(), "gate")
 	f.upload(helloRelease(t, "v1"))
 	f.activate("v1")
-	slow := helloSpec()
-	slow.Env = map[string]string{"GATE": gate}
-	slow.Hooks.BeforeStart = [][]string{{"sh", "-c", `while [ ! -e "$GATE" ]; do sleep 0.01; done`}}
-	f.upload(memRelease("v2", host.FormatFile, "hello", helloBinary(t), slow))
+	gate := f.uploadGated(t, "v2")
 	c := f.clientVia(t, f.url)
 
 	var mu sync.Mutex

@@ -51,12 +51,6 @@ func (h *handover) listen(network, addr string) (net.Listener, error) {
 	return h.upg.Listen(network, addr)
 }
 
-// upgrade starts the new process and waits until it serves, or failed,
-// within --upgrade-timeout.
-func (h *handover) upgrade(context.Context) error {
-	return h.upg.Upgrade()
-}
-
 // previous is closed once the process this one took over from has exited,
 // or after bound; nil when this process took over from none.
 func (h *handover) previous(bound time.Duration) <-chan struct{} {

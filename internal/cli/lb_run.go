@@ -47,7 +47,9 @@ func runLB(c *cobra.Command, o lbRunOptions) error {
 	opts := proxy.Options{Logger: logger, Out: c.ErrOrStderr()}
 	var exit <-chan struct{}
 	if hand != nil {
-		opts.Listen, opts.Upgrade = hand.listen, hand.upgrade
+		// Upgrade starts the new process and waits until it serves, or
+		// failed, within --upgrade-timeout.
+		opts.Listen, opts.Upgrade = hand.listen, hand.upg.Upgrade
 		// The previous process finishes its requests within its
 		// shutdown_timeout; the margin covers its own start of shutdown.
 		opts.Previous = hand.previous(time.Duration(cfg.ShutdownTimeout) + 30*time.Second)

@@ -12,7 +12,7 @@ import (
 // as much as the test itself.
 func BuildGo(out, pkg string) error {
 	args := []string{"build", "-o", out}
-	if raceEnabled {
+	if RaceEnabled {
 		args = append(args, "-race")
 	}
 	cmd := exec.Command("go", append(args, pkg)...)

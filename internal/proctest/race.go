@@ -2,4 +2,6 @@
 
 package proctest
 
-const raceEnabled = true
+// RaceEnabled reports whether the tests, and so the programs BuildGo
+// builds, run with the race detector.
+const RaceEnabled = true

@@ -68,7 +68,7 @@ func (s *Server) Upgrade(ctx context.Context) (time.Duration, error) {
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		err := s.upgrade(context.WithoutCancel(ctx))
+		err := s.upgrade()
 		took := time.Since(start)
 		if err != nil {
 			s.mu.Lock()

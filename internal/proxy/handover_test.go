@@ -24,7 +24,7 @@ func TestUpgradeRefusesChangesWhileHandingOver(t *testing.T) {
 	ta, tb := hostPort(a.URL), hostPort(b.URL)
 	cfg := testConfig(t, ta)
 	started, release := make(chan struct{}, 2), make(chan error)
-	srv := startWith(t, cfg, Options{Upgrade: func(ctx context.Context) error {
+	srv := startWith(t, cfg, Options{Upgrade: func() error {
 		started <- struct{}{}
 		return <-release
 	}})

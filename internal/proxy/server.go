@@ -40,7 +40,8 @@ type Options struct {
 	Listen func(network, addr string) (net.Listener, error)
 	// Upgrade starts a new process that takes over the sockets Listen
 	// gave, and returns once it serves or has failed. Nil: no upgrades.
-	Upgrade func(ctx context.Context) error
+	// It is bounded by its own timeout, not by a caller's context.
+	Upgrade func() error
 	// Previous, when this process took its sockets over from another, is
 	// closed once that process has exited; until then targets detached
 	// there may still have requests in flight from it.
@@ -72,7 +73,7 @@ type Server struct {
 	stopWatch chan struct{}
 
 	listenFn    func(network, addr string) (net.Listener, error)
-	upgrade     func(ctx context.Context) error
+	upgrade     func() error
 	previous    <-chan struct{}
 	handingOver bool // s.mu; set while a new process takes over
 	// idleGrace overrides shutdownIdleGrace (tests that start and stop

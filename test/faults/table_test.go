@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/zerodown/zerodown/internal/proctest"
 )
 
 // result is one row of the table.
@@ -141,7 +143,7 @@ on %s, %s; the rows took %s%s.
 
 func writeFaultsDoc(path, table string, took time.Duration) error {
 	race := ""
-	if raceOn {
+	if proctest.RaceEnabled {
 		race = ", the binaries built with -race"
 	}
 	intro := fmt.Sprintf(docIntro, trafficRate, postSleep, machine(), time.Now().UTC().Format("2006-01-02"), took.Round(time.Second), race)
