@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/atomicfile"
 	"github.com/zerodown/zerodown/internal/config"
 )
 
@@ -134,7 +135,7 @@ func (a *Agent) loadToken() (string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", fmt.Errorf("write generated agent token: %w", err)
 	}
-	if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write generated agent token to %s: %w", path, err)
 	}
 	fmt.Fprintf(a.out, "zerodown agent: generated an API token in %s\n", path)

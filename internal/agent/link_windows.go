@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/zerodown/zerodown/internal/atomicfile"
 )
 
 // Symlinks need a privilege on Windows, so the current release is a small
@@ -21,7 +23,7 @@ func readCurrent(root string) (string, error) {
 }
 
 func switchCurrent(root, target string) error {
-	return writeFileAtomic(filepath.Join(root, "current"), []byte(target+"\n"), 0o644)
+	return atomicfile.Write(filepath.Join(root, "current"), []byte(target+"\n"), 0o644)
 }
 
 func removeCurrent(root string) error {

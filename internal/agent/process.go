@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"sync"
 	"time"
+
+	"github.com/zerodown/zerodown/internal/atomicfile"
 )
 
 // errGone is what processStartID returns for a process that does not
@@ -187,7 +189,7 @@ func writePidFile(path string, p *process, version string, port int) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, data, 0o644); err != nil {
+	if err := atomicfile.Write(path, data, 0o644); err != nil {
 		return fmt.Errorf("write pid file %s: %w", path, err)
 	}
 	return nil

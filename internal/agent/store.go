@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/atomicfile"
 	"github.com/zerodown/zerodown/internal/config"
 	"github.com/zerodown/zerodown/internal/host"
 )
@@ -134,7 +135,7 @@ func (s *Store) cleanup() error {
 		p := filepath.Join(s.releases, name)
 		switch {
 		case strings.HasSuffix(name, ".tmp"), strings.HasPrefix(name, "."):
-			// An unpacking, or a file writeFileAtomic did not finish;
+			// An unpacking, or a file atomicfile.Write did not finish;
 			// versions never start with a dot or end in .tmp.
 			err = os.RemoveAll(p)
 		case e.IsDir() && name != current:
@@ -310,7 +311,7 @@ func (s *Store) Put(ctx context.Context, u *upload) (ReleaseInfo, bool, error) {
 	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err == nil {
-		err = writeFileAtomic(final+".json", data, 0o644)
+		err = atomicfile.Write(final+".json", data, 0o644)
 	}
 	if err == nil {
 		err = syncDir(s.releases)
@@ -524,7 +525,7 @@ func (s *Store) SaveState(st agentState) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.statePath(), data, 0o644); err != nil {
+	if err := atomicfile.Write(s.statePath(), data, 0o644); err != nil {
 		return fmt.Errorf("write agent state: %w", err)
 	}
 	return nil
@@ -543,32 +544,4 @@ func (r *readErr) Read(p []byte) (int, error) {
 		r.err = err
 	}
 	return n, err
-}
-
-// writeFileAtomic writes a file next to path, flushes it and renames it over
-// path, then flushes the directory.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.new")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
 }

@@ -131,7 +131,7 @@ func TestValidateProblems(t *testing.T) {
 	path := writeDeployConfig(t, dir, `app: {run: [./hello]}
 environments:
   web:
-    lb: {driver: nginx}
+    lb: {driver: nginx, upstream_file: up.conf}
     hosts:
       - {name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}
       - {name: web-1, agent: 'http://127.0.0.1:7102', target: '127.0.0.1:8101'}
@@ -141,7 +141,7 @@ pipelines:
     stages: [{name: one, jobs: [{tasks: [{detach: web-9}]}]}]
 `)
 	code, stdout, stderr := runValidate(t, "--config", path)
-	want := path + `:4:10: environments.web.lb.driver: driver nginx is not available yet (available: builtin, haproxy)
+	want := path + `:4:5: environments.web.lb.upstream: required by the nginx driver: the name of the upstream block in upstream_file, such as app
 ` + path + `:7:10: environments.web.hosts[1].name: duplicate host name web-1 (also environments.web.hosts[0].name)
 ` + path + `:7:55: environments.web.hosts[1].target: duplicate target 127.0.0.1:8101 (also environments.web.hosts[0].target)
 ` + path + `:11:43: pipelines.by-hand.stages[0].jobs[0].tasks[0].detach: unknown host "web-9" (hosts of web: web-1)

@@ -56,6 +56,29 @@ type EnvLB struct {
 	// the backend whose servers are the hosts' targets.
 	Socket  string `yaml:"socket"`
 	Backend string `yaml:"backend"`
+	// UpstreamFile, Upstream, Test, Reload and PidFile are the nginx
+	// driver's: the include file zerodown owns, holding the upstream block
+	// named Upstream; the commands that check nginx's config and reload
+	// it; and the master's pid file, whose workers tell when a drain ends.
+	UpstreamFile string   `yaml:"upstream_file"`
+	Upstream     string   `yaml:"upstream"`
+	Test         []string `yaml:"test"`
+	Reload       []string `yaml:"reload"`
+	PidFile      string   `yaml:"pid_file"`
+	// Name, TargetGroup, Region, Endpoint and Profile are the AWS
+	// drivers': the classic load balancer's name (aws-elb) or the target
+	// group's ARN (aws-alb); credentials come from the standard chain
+	// (environment, Profile or AWS_PROFILE, instance role); Endpoint
+	// replaces AWS's for tests and AWS-compatible clouds.
+	Name        string `yaml:"name"`
+	TargetGroup string `yaml:"target_group"`
+	Region      string `yaml:"region"`
+	Endpoint    string `yaml:"endpoint"`
+	Profile     string `yaml:"profile"`
+	// PollInterval is how often the AWS drivers ask for target health
+	// (default 2s): AWS throttles a faster poll, and its own waiters
+	// poll every 15s, far slower than a target changes.
+	PollInterval Duration `yaml:"poll_interval"`
 }
 
 // Agents holds what every host's agent shares; a host may override it.
@@ -66,9 +89,16 @@ type Agents struct {
 
 // Host is one server of an environment.
 type Host struct {
-	Name      string `yaml:"name"`
-	Agent     string `yaml:"agent"`  // agent API URL
-	Target    string `yaml:"target"` // ip:port the load balancer sends this host's traffic to
+	Name   string `yaml:"name"`
+	Agent  string `yaml:"agent"`  // agent API URL
+	Target string `yaml:"target"` // ip:port the load balancer sends this host's traffic to
+	// Server is the host's server name in the HAProxy backend; by default
+	// the server named like the host, else the one at Target.
+	Server string `yaml:"server"`
+	// Instance is the host's EC2 instance ID: required by aws-elb, and by
+	// aws-alb when the target group registers instances (with Target's
+	// port) rather than IP addresses.
+	Instance  string `yaml:"instance"`
 	Token     string `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
 }
@@ -346,4 +376,12 @@ const (
 	DefaultExecTimeout          = 10 * time.Minute
 	DefaultSmokeTimeout         = 10 * time.Second
 	DefaultApproveTimeout       = 24 * time.Hour
+	DefaultAWSPollInterval      = 2 * time.Second
+	DefaultNginxPidFile         = "/run/nginx.pid"
+)
+
+// The nginx driver's default commands.
+var (
+	DefaultNginxTest   = []string{"nginx", "-t"}
+	DefaultNginxReload = []string{"nginx", "-s", "reload"}
 )

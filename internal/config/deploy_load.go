@@ -8,9 +8,11 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
@@ -302,6 +304,20 @@ func fileOrder[T any](c *checker, parent string, m map[string]T) []string {
 func envDefaults(e *Environment, raw any) {
 	orDefault(&e.Rollback, RollbackAuto)
 	orDefault(&e.LB.Driver, DriverBuiltin)
+	switch e.LB.Driver {
+	case DriverNginx:
+		if len(e.LB.Test) == 0 {
+			e.LB.Test = append([]string(nil), DefaultNginxTest...)
+		}
+		if len(e.LB.Reload) == 0 {
+			e.LB.Reload = append([]string(nil), DefaultNginxReload...)
+		}
+		orDefault(&e.LB.PidFile, DefaultNginxPidFile)
+	case DriverAWSELB, DriverAWSALB:
+		if e.LB.PollInterval == 0 {
+			e.LB.PollInterval = Duration(DefaultAWSPollInterval)
+		}
+	}
 	for i := range e.Hosts {
 		h := &e.Hosts[i]
 		if h.Token == "" && h.TokenFile == "" {
@@ -497,12 +513,56 @@ func (d *deployValidator) lb(e *Environment, lp string) {
 		if lb.Backend == "" {
 			d.errorf(c.key(lp, "backend"), "required by the haproxy driver: the backend whose servers are the hosts' targets")
 		}
-	case DriverNginx, DriverAWSELB, DriverAWSALB:
-		d.errorf(c.key(lp, "driver"), "driver %s is not available yet (available: %s, %s)", lb.Driver, DriverBuiltin, DriverHAProxy)
+	case DriverNginx:
+		if lb.UpstreamFile == "" {
+			d.errorf(c.key(lp, "upstream_file"), "required by the nginx driver: the include file zerodown owns, holding the upstream block, such as /etc/nginx/conf.d/app-upstream.conf")
+		}
+		if lb.Upstream == "" {
+			d.errorf(c.key(lp, "upstream"), "required by the nginx driver: the name of the upstream block in upstream_file, such as app")
+		} else if !nginxName.MatchString(lb.Upstream) {
+			d.errorf(c.key(lp, "upstream"), "%q is not an nginx upstream name (letters, digits, '_', '-', '.')", lb.Upstream)
+		}
+		for _, k := range []struct {
+			key  string
+			argv []string
+		}{{"test", lb.Test}, {"reload", lb.Reload}} {
+			if len(k.argv) == 0 || k.argv[0] == "" {
+				d.errorf(c.key(lp, k.key), "the command is empty: a program and its arguments, such as [%s]", strings.Join(map[string][]string{"test": DefaultNginxTest, "reload": DefaultNginxReload}[k.key], ", "))
+			}
+		}
+	case DriverAWSELB:
+		if lb.Name == "" {
+			d.errorf(c.key(lp, "name"), "required by the aws-elb driver: the classic load balancer's name, such as my-classic-elb")
+		}
+		d.aws(lb, lp)
+	case DriverAWSALB:
+		if lb.TargetGroup == "" {
+			d.errorf(c.key(lp, "target_group"), "required by the aws-alb driver: the target group's ARN, such as arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/app/0123456789abcdef")
+		} else if !strings.HasPrefix(lb.TargetGroup, "arn:") || !strings.Contains(lb.TargetGroup, ":targetgroup/") {
+			d.errorf(c.key(lp, "target_group"), "%q is not a target group ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID)", lb.TargetGroup)
+		}
+		d.aws(lb, lp)
 	default:
 		d.errorf(c.key(lp, "driver"), "unknown driver %q (want one of: %s)", lb.Driver, strings.Join(lbDrivers, ", "))
 	}
 	d.tokens(lp, lb.Token, lb.TokenFile)
+}
+
+// nginxName is what nginx accepts as an upstream name here: no spaces,
+// braces or semicolons that would break the file zerodown writes.
+var nginxName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// aws checks what both AWS drivers share.
+func (d *deployValidator) aws(lb *EnvLB, lp string) {
+	c := d.c
+	if lb.Endpoint != "" {
+		if err := checkURL(lb.Endpoint, "http://127.0.0.1:4566"); err != nil {
+			d.errorf(c.key(lp, "endpoint"), "%v", err)
+		}
+	}
+	if lb.PollInterval < Duration(100*time.Millisecond) {
+		d.errorf(c.key(lp, "poll_interval"), "%s is too short: AWS throttles describe calls; use 1s to 5s", time.Duration(lb.PollInterval))
+	}
 }
 
 func (d *deployValidator) hosts(e *Environment, ep string) {
@@ -555,8 +615,30 @@ func (d *deployValidator) hosts(e *Environment, ep string) {
 			h.Target = norm
 		}
 		d.tokens(hp, h.Token, h.TokenFile)
+		d.hostLB(e, h, hp)
 	}
 }
+
+// hostLB checks what a host says to its environment's load balancer
+// driver: an HAProxy server name, an EC2 instance ID.
+func (d *deployValidator) hostLB(e *Environment, h *Host, hp string) {
+	c := d.c
+	if h.Server != "" && e.LB.Driver != DriverHAProxy {
+		d.errorf(c.key(hp, "server"), "server names an HAProxy server; the %s driver does not use it", e.LB.Driver)
+	}
+	ip := c.key(hp, "instance")
+	switch {
+	case h.Instance == "" && e.LB.Driver == DriverAWSELB:
+		d.errorf(ip, "required by the aws-elb driver: the host's EC2 instance ID, such as i-0abc123def4567890")
+	case h.Instance != "" && e.LB.Driver != DriverAWSELB && e.LB.Driver != DriverAWSALB:
+		d.errorf(ip, "instance names an EC2 instance; the %s driver does not use it", e.LB.Driver)
+	case h.Instance != "" && !instanceID.MatchString(h.Instance):
+		d.errorf(ip, "%q is not an EC2 instance ID (i- and 8 or 17 hex digits)", h.Instance)
+	}
+}
+
+// instanceID is an EC2 instance ID, old and new length.
+var instanceID = regexp.MustCompile(`^i-([0-9a-f]{8}|[0-9a-f]{17})$`)
 
 // rolling checks min_healthy against the hosts: it must leave at least one
 // host to update, and every batch must leave min_healthy hosts in service.

@@ -24,7 +24,9 @@ import (
 // Everything of the app — run, hooks, env, the health path — travels to
 // the agent as written: run[0] and hooks are relative to the release
 // directory on the host, not to anything on this machine. URLs (lb.admin,
-// hosts[].agent, verify.url, smoke.url) are not paths.
+// hosts[].agent, verify.url, smoke.url) are not paths. The load balancer's
+// files (an HAProxy stats socket, nginx's upstream_file and pid_file) are
+// of this machine: the haproxy and nginx drivers reach them here.
 
 // tokenFileRef is a token_file written in zerodown.yaml: where, and the
 // file it names.
@@ -71,6 +73,11 @@ func (d *deployValidator) resolveEnvPaths(r pathResolver, e *Environment, ep str
 		d.cfg.tokenFiles = append(d.cfg.tokenFiles, tokenFileRef{env: e.Name, key: key, at: c.where(key), path: *p})
 	}
 	ref(c.key(c.key(ep, "lb"), "token_file"), &e.LB.TokenFile)
+	e.LB.UpstreamFile = r.resolve(e.LB.UpstreamFile)
+	e.LB.PidFile = r.resolve(e.LB.PidFile)
+	if strings.Contains(e.LB.Socket, "/") {
+		e.LB.Socket = r.resolve(e.LB.Socket) // a unix socket, not host:port
+	}
 	ref(c.key(c.key(ep, "agents"), "token_file"), &e.Agents.TokenFile)
 	hsp := c.key(ep, "hosts")
 	for i := range e.Hosts {

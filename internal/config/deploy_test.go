@@ -188,7 +188,7 @@ func TestParseDeployFull(t *testing.T) {
 	}
 	wantVerify := &Verify{URL: "https://www.example.com/", Rate: 50, MaxFailed: ptr(3), MaxDropped: ptr(1), P99: Duration(250 * time.Millisecond)}
 	if !reflect.DeepEqual(prod.Verify, wantVerify) || prod.Rollback != RollbackManual ||
-		prod.LB != (EnvLB{Driver: DriverBuiltin, Admin: "https://lb.internal:9100/", Pool: "web.v2", TokenFile: "/etc/zerodown/lb.token"}) {
+		!reflect.DeepEqual(prod.LB, EnvLB{Driver: DriverBuiltin, Admin: "https://lb.internal:9100/", Pool: "web.v2", TokenFile: "/etc/zerodown/lb.token"}) {
 		t.Errorf("production: %s", dumpDeploy(got))
 	}
 	canary := got.Environments["canary"]
@@ -525,12 +525,34 @@ environments:
     hosts: []
 `, `zerodown.yaml:5:5: environments.web.hosts: at least one host is required`},
 
-	{"driver not available", `app: {run: [./hello]}
+	{"nginx needs its file and upstream", `app: {run: [./hello]}
 environments:
   web:
-    lb: {driver: nginx}
+    lb: {driver: nginx, upstream: 'app servers', reload: []}
+    hosts: [{name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101', server: web1}]
+`, `zerodown.yaml:4:5: environments.web.lb.upstream_file: required by the nginx driver: the include file zerodown owns, holding the upstream block, such as /etc/nginx/conf.d/app-upstream.conf
+zerodown.yaml:4:25: environments.web.lb.upstream: "app servers" is not an nginx upstream name (letters, digits, '_', '-', '.')
+zerodown.yaml:5:85: environments.web.hosts[0].server: server names an HAProxy server; the nginx driver does not use it`},
+
+	{"aws-elb needs a name and instances", `app: {run: [./hello]}
+environments:
+  web:
+    lb: {driver: aws-elb, endpoint: 'localhost:4566', poll_interval: 10ms}
+    hosts:
+      - {name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}
+      - {name: web-2, agent: 'http://127.0.0.1:7102', target: '127.0.0.1:8102', instance: i-12}
+`, `zerodown.yaml:4:5: environments.web.lb.name: required by the aws-elb driver: the classic load balancer's name, such as my-classic-elb
+zerodown.yaml:4:27: environments.web.lb.endpoint: invalid URL "localhost:4566": want http:// or https:// and a host, such as http://127.0.0.1:4566
+zerodown.yaml:4:55: environments.web.lb.poll_interval: 10ms is too short: AWS throttles describe calls; use 1s to 5s
+zerodown.yaml:6:9: environments.web.hosts[0].instance: required by the aws-elb driver: the host's EC2 instance ID, such as i-0abc123def4567890
+zerodown.yaml:7:81: environments.web.hosts[1].instance: "i-12" is not an EC2 instance ID (i- and 8 or 17 hex digits)`},
+
+	{"aws-alb needs a target group ARN", `app: {run: [./hello]}
+environments:
+  web:
+    lb: {driver: aws-alb, target_group: my-tg}
     hosts: [{name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}]
-`, `zerodown.yaml:4:10: environments.web.lb.driver: driver nginx is not available yet (available: builtin, haproxy)`},
+`, `zerodown.yaml:4:27: environments.web.lb.target_group: "my-tg" is not a target group ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID)`},
 
 	{"haproxy without socket and backend", `app: {run: [./hello]}
 environments:

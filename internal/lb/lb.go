@@ -43,6 +43,30 @@ type DrainBounder interface {
 	DrainBound(ctx context.Context) (time.Duration, error)
 }
 
+// HealthBounder is the optional capability of telling how long the
+// balancer's own health checks may take to report a newly attached target
+// healthy once it serves: HAProxy's rise × inter, ELB's healthy threshold ×
+// (interval + timeout). The engine waits for health at least that long.
+type HealthBounder interface {
+	HealthBound(ctx context.Context) (time.Duration, error)
+}
+
+// DrainFinisher is the optional capability of a last step once the engine
+// has seen a detached target drained: HAProxy puts the server in
+// maintenance, so neither its checks nor a sticky session reach it while
+// the host changes.
+type DrainFinisher interface {
+	FinishDrain(ctx context.Context, address string) error
+}
+
+// Advisor is the optional capability of reading the balancer's settings
+// and saying what in them makes a deploy slower or riskier than it needs
+// to be, with the fix: `zerodown check`, `plan` and the start of a run
+// print it.
+type Advisor interface {
+	Advice(ctx context.Context) ([]string, error)
+}
+
 // Balancer is the engine's view of one pool of one load balancer. Attach and
 // Detach return once the change is made, without waiting for the target to
 // become healthy or drained: the engine observes that through Targets.

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/atomicfile"
 	"github.com/zerodown/zerodown/internal/config"
 	"github.com/zerodown/zerodown/internal/proxy/h1"
 )
@@ -252,7 +253,10 @@ func (s *Server) loadToken(cfg *config.LB) (string, error) {
 		return "", err
 	}
 	tok := hex.EncodeToString(b[:])
-	if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("write generated admin token: %w", err)
+	}
+	if err := atomicfile.Write(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write generated admin token to %s: %w", path, err)
 	}
 	fmt.Fprintf(s.out, "zerodown lb: generated an admin token in %s\n", path)
@@ -642,7 +646,10 @@ func (s *Server) saveStateLocked() error {
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err == nil {
-		err = writeFileAtomic(s.statePath, append(data, '\n'), 0o644)
+		err = os.MkdirAll(filepath.Dir(s.statePath), 0o700)
+	}
+	if err == nil {
+		err = atomicfile.Write(s.statePath, append(data, '\n'), 0o644)
 	}
 	if err != nil {
 		err = fmt.Errorf("save state to %s: %w", s.statePath, err)
