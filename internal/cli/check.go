@@ -94,7 +94,7 @@ func (cc *checkCommand) run(c *cobra.Command, args []string) error {
 	if problems := cfg.CheckTokenFiles(env.Name); len(problems) > 0 {
 		return printProblems(c.ErrOrStderr(), cc.configPath, problems)
 	}
-	bal, err := deploy.Balancer(env)
+	bal, err := deploy.Balancer(cfg, env)
 	if err != nil {
 		return badInput(err)
 	}

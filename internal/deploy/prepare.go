@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -48,7 +49,7 @@ func newFleet(cfg *config.Deploy, envName string) (*fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	bal, err := Balancer(env)
+	bal, err := Balancer(cfg, env)
 	if err != nil {
 		return nil, badInput(err)
 	}
@@ -78,8 +79,20 @@ func secret(token, file, what string) (string, error) {
 	return tok, nil
 }
 
-// Balancer builds the environment's load balancer driver.
-func Balancer(env *config.Environment) (lb.Balancer, error) {
+// serverNames maps each host's target to its HAProxy server name: server:
+// when written, else the host's name.
+func serverNames(env *config.Environment) map[string]string {
+	out := map[string]string{}
+	for _, h := range env.Hosts {
+		out[h.Target] = cmp.Or(h.Server, h.Name)
+	}
+	return out
+}
+
+// Balancer builds the environment's load balancer driver; the app's health
+// path is for drivers whose balancer checks nothing itself.
+func Balancer(cfg *config.Deploy, env *config.Environment) (lb.Balancer, error) {
+	app := cfg.App
 	switch env.LB.Driver {
 	case config.DriverBuiltin, "":
 		tok, err := secret(env.LB.Token, env.LB.TokenFile, "load balancer")
@@ -92,7 +105,7 @@ func Balancer(env *config.Environment) (lb.Balancer, error) {
 		}
 		return c.Balancer(env.LB.Pool), nil
 	case config.DriverHAProxy:
-		b, err := haproxy.New(env.LB.Socket, env.LB.Backend)
+		b, err := haproxy.New(haproxy.Config{Socket: env.LB.Socket, Backend: env.LB.Backend, Servers: serverNames(env), HealthPath: app.Health.Path})
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
 		}

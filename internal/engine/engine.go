@@ -119,11 +119,11 @@ type Engine struct {
 	touched map[string]bool // hosts this run detached or deployed to
 	order   []string
 
-	// drainBound is the balancer's draining bound, read once per run (a
-	// failed read is tried again at the next drain).
-	drainMu    sync.Mutex
-	drainRead  bool
-	drainBound time.Duration
+	// drainBound and healthBound are the balancer's own bounds, read once
+	// per run (a failed read is tried again at the next wait).
+	drainBound, healthBound lbBound
+	notedMu                 sync.Mutex
+	noted                   map[string]bool
 
 	// Events go to the journal from a queue, off the run's critical path;
 	// task starts and ends stay synchronous.
@@ -218,6 +218,7 @@ func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey
 		}
 	}()
 	go e.watchAbort(stop, stopRun)
+	e.advise(stop)
 
 	var failure error
 	for _, st := range p.Stages {
@@ -261,6 +262,25 @@ func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey
 		res.Status = StatusRolledBack
 	}
 	return res
+}
+
+// advise says, once at the start, what in the balancer's settings makes
+// this run slower or riskier than it needs to be.
+func (e *Engine) advise(ctx context.Context) {
+	a, ok := e.LB.(lb.Advisor)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, defaultLBCallTimeout)
+	defer cancel()
+	advice, err := a.Advice(ctx)
+	if err != nil {
+		e.emit(Event{Type: EvInfo, Message: "could not read the load balancer's settings: " + err.Error()})
+		return
+	}
+	for _, line := range advice {
+		e.emit(Event{Type: EvInfo, Message: line})
+	}
 }
 
 func (e *Engine) init() {

@@ -158,42 +158,85 @@ func (e *Engine) nameOf(addr string) string {
 // engine waits for a drain: the balancer cuts at its bound, then reports.
 const DrainMargin = 5 * time.Second
 
-// drainWait is how long to wait for a drain: the task's drain_timeout, or
-// longer when that is not above the balancer's own draining bound — giving
-// up a moment before the balancer cuts would roll back a drain that was
-// about to end.
-func (e *Engine) drainWait(t pipeline.Task) time.Duration {
-	wait := bound(t, defaultDrainTimeout)
-	d := e.readDrainBound(wait)
-	if d > 0 && wait < d+DrainMargin {
-		wait = d + DrainMargin
-	}
-	return wait
+// lbBound is one of the balancer's own bounds, read once per run; a read
+// that failed is tried again at the next wait, a rollback's included.
+type lbBound struct {
+	mu   sync.Mutex
+	read bool
+	d    time.Duration
 }
 
-// readDrainBound reads the balancer's draining bound once per run; a read
-// that failed is tried again at the next drain, a rollback's included.
-func (e *Engine) readDrainBound(wait time.Duration) time.Duration {
-	e.drainMu.Lock()
-	defer e.drainMu.Unlock()
-	db, ok := e.LB.(lb.DrainBounder)
-	if e.drainRead || !ok {
-		return e.drainBound
+// get returns the bound read by read, reading it at most once
+// successfully; what says which bound, for the event of a failed read.
+func (b *lbBound) get(e *Engine, what string, read func(context.Context) (time.Duration, error)) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.read {
+		return b.d
 	}
-	// Its own bound, not the run's: a rollback after an abort needs it too.
+	// Its own deadline, not the run's: a rollback after an abort needs it too.
 	ctx, cancel := context.WithTimeout(context.Background(), defaultLBCallTimeout)
 	defer cancel()
-	d, err := db.DrainBound(ctx)
+	d, err := read(ctx)
 	if err != nil {
-		e.emit(Event{Type: EvInfo, Message: "could not read the load balancer's draining bound: " + err.Error()})
+		e.emit(Event{Type: EvInfo, Message: "could not read the load balancer's " + what + ": " + err.Error()})
 		return 0
 	}
-	e.drainRead, e.drainBound = true, d
-	if d > 0 && wait < d+DrainMargin {
-		e.emit(Event{Type: EvInfo, Message: fmt.Sprintf("drain_timeout %s is not above the load balancer's draining bound %s: drains are waited for up to %s",
-			wait, d, d+DrainMargin)})
-	}
+	b.read, b.d = true, d
 	return d
+}
+
+// waitBeyond is wait, or the balancer's bound plus margin when that is
+// longer: giving up a moment before the balancer would act rolls back a
+// step that was about to end. The first time it lengthens a wait it says
+// so.
+func (e *Engine) waitBeyond(wait time.Duration, b *lbBound, what, key string, margin time.Duration, read func(context.Context) (time.Duration, error)) time.Duration {
+	d := b.get(e, what, read)
+	if d <= 0 || wait >= d+margin {
+		return wait
+	}
+	e.noteOnce(what, fmt.Sprintf("%s %s is not above the load balancer's %s %s: waited for up to %s", key, wait, what, d, d+margin))
+	return d + margin
+}
+
+// noteOnce emits an info event the first time key is seen in a run.
+func (e *Engine) noteOnce(key, msg string) {
+	e.notedMu.Lock()
+	seen := e.noted[key]
+	if e.noted == nil {
+		e.noted = map[string]bool{}
+	}
+	e.noted[key] = true
+	e.notedMu.Unlock()
+	if !seen {
+		e.emit(Event{Type: EvInfo, Message: msg})
+	}
+}
+
+// drainWait is how long to wait for a drain: the task's drain_timeout, or
+// longer when that is not above the balancer's own draining bound.
+func (e *Engine) drainWait(t pipeline.Task) time.Duration {
+	wait := bound(t, defaultDrainTimeout)
+	db, ok := e.LB.(lb.DrainBounder)
+	if !ok {
+		return wait
+	}
+	return e.waitBeyond(wait, &e.drainBound, "draining bound", "drain_timeout", DrainMargin, db.DrainBound)
+}
+
+// HealthMargin is how much longer than the balancer's health bound the
+// engine waits for a target to be reported healthy.
+const HealthMargin = 5 * time.Second
+
+// healthWait is how long to wait for health: the task's bound, or longer
+// when the balancer's checks take longer by its own settings.
+func (e *Engine) healthWait(t pipeline.Task) time.Duration {
+	wait := bound(t, defaultHealthyTimeout)
+	hb, ok := e.LB.(lb.HealthBounder)
+	if !ok {
+		return wait
+	}
+	return e.waitBeyond(wait, &e.healthBound, "health check bound", "health_timeout", HealthMargin, hb.HealthBound)
 }
 
 func (e *Engine) waitDrained(stop context.Context, t pipeline.Task) error {
@@ -217,6 +260,11 @@ func (e *Engine) waitDrained(stop context.Context, t pipeline.Task) error {
 				msg := "drained"
 				if n := tg.Cut - cutBefore; n > 0 {
 					msg = fmt.Sprintf("drained by the load balancer's cut: %d requests were still in flight when its draining bound ran out", n)
+				}
+				if f, ok := e.LB.(lb.DrainFinisher); ok {
+					if err := f.FinishDrain(ctx, h.Target); err != nil {
+						return false, "", fmt.Errorf("drained, but not taken out for good: %w", err)
+					}
 				}
 				e.emit(Event{Host: h.Name, Type: EvDrained, Message: msg})
 				return true, "", nil
@@ -301,7 +349,7 @@ func (e *Engine) waitHealthy(stop context.Context, t pipeline.Task) error {
 		return err
 	}
 	e.emit(Event{Host: h.Name, Type: EvChecking, Message: "waiting for the load balancer to report it healthy"})
-	err = waitFor(stop, bound(t, defaultHealthyTimeout), fmt.Sprintf("%s (%s) to be healthy", h.Name, h.Target), "healthy",
+	err = waitFor(stop, e.healthWait(t), fmt.Sprintf("%s (%s) to be healthy", h.Name, h.Target), "healthy",
 		e.isHealthy(h.Target))
 	if err == nil {
 		e.emit(Event{Host: h.Name, Type: EvHealthy, Message: "healthy"})

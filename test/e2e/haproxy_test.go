@@ -58,7 +58,7 @@ func TestDeployThroughHAProxy(t *testing.T) {
 		}
 		return err == nil
 	})
-	bal, err := haproxy.New(stats, "app")
+	bal, err := haproxy.New(haproxy.Config{Socket: stats, Backend: "app"})
 	if err != nil {
 		t.Fatal(err)
 	}

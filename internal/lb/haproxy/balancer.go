@@ -4,51 +4,119 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/lb/probe"
 )
 
+// Config is what the driver needs of zerodown.yaml.
+type Config struct {
+	// Socket is the Runtime API's stats socket at level admin: a unix
+	// socket path or host:port.
+	Socket  string
+	Backend string
+	// Servers maps a host's target address to its server name in the
+	// backend (hosts[].server, else the host's name). A target whose name
+	// the backend does not have is found by its address.
+	Servers map[string]string
+	// HealthPath is the app's health path: for a server HAProxy does not
+	// check, zerodown asks GET http://ADDR+HealthPath itself.
+	HealthPath string
+	// CheckInter is HAProxy's check interval for these servers. The
+	// Runtime API reports rise and fall but not inter; 0 means HAProxy's
+	// default, 2s.
+	CheckInter time.Duration
+}
+
+// DefaultCheckInter is HAProxy's own default check interval.
+const DefaultCheckInter = 2 * time.Second
+
 // Balancer is one HAProxy backend as the deploy engine sees it. Targets
-// are the backend's servers, named by their address (ip:port).
+// are the backend's servers, named by the hosts' target addresses.
 type Balancer struct {
 	rt      *Runtime
 	backend string
+	names   map[string]string // target address → server name
+	inter   time.Duration
+	probe   *probe.Prober
 }
 
 var (
-	_ lb.Balancer = (*Balancer)(nil)
-	_ lb.Weighter = (*Balancer)(nil)
-	_ lb.Counter  = (*Balancer)(nil)
+	_ lb.Balancer      = (*Balancer)(nil)
+	_ lb.Weighter      = (*Balancer)(nil)
+	_ lb.Counter       = (*Balancer)(nil)
+	_ lb.DrainFinisher = (*Balancer)(nil)
+	_ lb.HealthBounder = (*Balancer)(nil)
+	_ lb.Advisor       = (*Balancer)(nil)
 )
 
-// New returns the backend's driver over the stats socket (a unix socket
-// path, or host:port), which must be at `level admin`.
-func New(socket, backend string) (*Balancer, error) {
-	rt, err := NewRuntime(socket)
+// New returns the backend's driver.
+func New(cfg Config) (*Balancer, error) {
+	rt, err := NewRuntime(cfg.Socket)
 	if err != nil {
 		return nil, err
 	}
-	if backend == "" {
+	if cfg.Backend == "" {
 		return nil, fmt.Errorf("haproxy: the backend name is empty")
 	}
-	return &Balancer{rt: rt, backend: backend}, nil
+	inter := cfg.CheckInter
+	if inter <= 0 {
+		inter = DefaultCheckInter
+	}
+	names := map[string]string{}
+	for addr, name := range cfg.Servers {
+		names[addr] = name
+	}
+	return &Balancer{rt: rt, backend: cfg.Backend, names: names, inter: inter, probe: probe.New(cfg.HealthPath, 0)}, nil
 }
 
-// Targets implements lb.Balancer.
-func (b *Balancer) Targets(ctx context.Context) ([]lb.Target, error) {
+// addressed returns the backend's servers, each under the target address
+// of the host it belongs to.
+func (b *Balancer) addressed(ctx context.Context) ([]Server, error) {
 	servers, err := b.rt.Servers(ctx, b.backend)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]int{}
+	for i, s := range servers {
+		byName[s.Name] = i
+	}
+	for addr, name := range b.names {
+		if i, ok := byName[name]; ok {
+			servers[i].Address = addr
+		}
+	}
+	return servers, nil
+}
+
+// Targets implements lb.Balancer. A server HAProxy does not check is
+// checked here, so "healthy" never means only "not in maintenance".
+func (b *Balancer) Targets(ctx context.Context) ([]lb.Target, error) {
+	servers, err := b.addressed(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]lb.Target, 0, len(servers))
 	for _, s := range servers {
 		t := lb.Target{Address: s.Address, State: stateOf(s), InFlight: s.Sessions + s.Queued, Weight: s.Weight}
-		if t.State == lb.StateUnhealthy || t.State == lb.StateInitial {
+		switch {
+		case t.State == lb.StateHealthy && !s.Checked():
+			if err := b.probe.Check(ctx, s.Address); err != nil {
+				t.State = lb.StateUnhealthy
+				t.Reason = err.Error() + " (HAProxy has no check on server " + s.Name + ": zerodown checks it itself)"
+			}
+		case t.State == lb.StateUnhealthy || t.State == lb.StateInitial:
 			t.Reason = strings.TrimSpace(s.CheckStatus + " " + s.CheckDesc)
 		}
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// Checked says whether HAProxy runs health checks on the server.
+func (s Server) Checked() bool {
+	return !strings.EqualFold(s.Status, "no check") && s.Rise > 0
 }
 
 // stateOf maps HAProxy's server status to ELBv2's words. A server in
@@ -72,9 +140,10 @@ func stateOf(s Server) lb.State {
 	return lb.StateUnhealthy
 }
 
-// server finds the server with address addr.
+// server finds the server of target address addr: by the name configured
+// for it, else by its address.
 func (b *Balancer) server(ctx context.Context, addr string) (Server, error) {
-	servers, err := b.rt.Servers(ctx, b.backend)
+	servers, err := b.addressed(ctx)
 	if err != nil {
 		return Server{}, err
 	}
@@ -85,15 +154,25 @@ func (b *Balancer) server(ctx context.Context, addr string) (Server, error) {
 		}
 		have = append(have, s.Name+"="+s.Address)
 	}
+	if name, ok := b.names[addr]; ok {
+		return Server{}, fmt.Errorf("haproxy: backend %s has no server %s and none at %s (it has %s)", b.backend, name, addr, strings.Join(have, ", "))
+	}
 	return Server{}, fmt.Errorf("haproxy: backend %s has no server at %s (it has %s)", b.backend, addr, strings.Join(have, ", "))
 }
 
-// Attach implements lb.Balancer: the server takes new requests again once
-// HAProxy's checks find it up.
+// Attach implements lb.Balancer: from drain or maintenance to ready; the
+// server takes new requests once HAProxy's checks find it up. A server
+// HAProxy does not check is checked here first, so a dead app is never
+// put in rotation.
 func (b *Balancer) Attach(ctx context.Context, addr string) error {
 	s, err := b.server(ctx, addr)
 	if err != nil {
 		return err
+	}
+	if !s.Checked() {
+		if err := b.probe.Check(ctx, addr); err != nil {
+			return fmt.Errorf("not attached: %w (HAProxy has no check on server %s: zerodown checks it itself)", err, s.Name)
+		}
 	}
 	return b.rt.SetState(ctx, b.backend, s.Name, "ready")
 }
@@ -105,7 +184,21 @@ func (b *Balancer) Detach(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
+	if s.Detached && strings.HasPrefix(strings.ToUpper(s.Status), "MAINT") {
+		return nil // already further out than drain
+	}
 	return b.rt.SetState(ctx, b.backend, s.Name, "drain")
+}
+
+// FinishDrain implements lb.DrainFinisher: once drained, maintenance
+// stops HAProxy's checks (which would log the app's restart as a failure)
+// and the sticky sessions drain still lets through.
+func (b *Balancer) FinishDrain(ctx context.Context, addr string) error {
+	s, err := b.server(ctx, addr)
+	if err != nil {
+		return err
+	}
+	return b.rt.SetState(ctx, b.backend, s.Name, "maint")
 }
 
 // SetWeight implements lb.Weighter.
@@ -115,6 +208,43 @@ func (b *Balancer) SetWeight(ctx context.Context, addr string, weight int) error
 		return err
 	}
 	return b.rt.SetWeight(ctx, b.backend, s.Name, weight)
+}
+
+// HealthBound implements lb.HealthBounder: a server HAProxy checks is UP
+// after rise passing checks, one every inter, and the first may come a
+// whole inter after the attach. Servers without a check count as one
+// probe.
+func (b *Balancer) HealthBound(ctx context.Context) (time.Duration, error) {
+	servers, err := b.addressed(ctx)
+	if err != nil {
+		return 0, err
+	}
+	rise := 1
+	for _, s := range servers {
+		if _, ours := b.names[s.Address]; (ours || len(b.names) == 0) && s.Rise > rise {
+			rise = s.Rise
+		}
+	}
+	return time.Duration(rise+1) * b.inter, nil
+}
+
+// Advice implements lb.Advisor.
+func (b *Balancer) Advice(ctx context.Context) ([]string, error) {
+	servers, err := b.addressed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out, unchecked []string
+	for _, s := range servers {
+		if !s.Checked() {
+			unchecked = append(unchecked, s.Name)
+		}
+	}
+	if len(unchecked) > 0 {
+		out = append(out, fmt.Sprintf("HAProxy has no health check on %s: zerodown checks %s itself before attaching and while waiting; add `check` (and `option httpchk GET %s`) so HAProxy stops sending requests to a server that fails",
+			strings.Join(unchecked, ", "), b.probe.URL("ADDR"), b.probe.Path))
+	}
+	return out, nil
 }
 
 // Counts implements lb.Counter: requests HAProxy tried again (wretr,

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,7 +94,7 @@ func stateOfTarget(t *testing.T, b *Balancer, addr string) lb.Target {
 func TestBalancerAgainstHAProxy(t *testing.T) {
 	a, b := app(t, "a"), app(t, "b")
 	url, socket := startHAProxy(t, a, b)
-	bal, err := New(socket, "app")
+	bal, err := New(Config{Socket: socket, Backend: "app"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +166,7 @@ func TestBalancerAgainstHAProxy(t *testing.T) {
 func TestBalancerErrors(t *testing.T) {
 	a, b := app(t, "a"), app(t, "b")
 	_, socket := startHAProxy(t, a, b)
-	bal, err := New(socket, "app")
+	bal, err := New(Config{Socket: socket, Backend: "app"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +181,7 @@ func TestBalancerErrors(t *testing.T) {
 	if _, err := rt.Servers(ctxFor(t, 5*time.Second), "nothere"); err == nil || !strings.Contains(err.Error(), `no backend "nothere"`) {
 		t.Fatalf("unknown backend: %v", err)
 	}
-	if _, err := New("not a socket", "app"); err == nil {
+	if _, err := New(Config{Socket: "not a socket", Backend: "app"}); err == nil {
 		t.Fatal("a socket that is neither a path nor host:port was taken")
 	}
 	if _, err := rt.Command(ctxFor(t, 5*time.Second), "show info; shutdown sessions"); err == nil {
@@ -242,4 +243,137 @@ func FuzzParseStat(f *testing.F) {
 			}
 		}
 	})
+}
+
+const haproxyNamedCfg = `global
+    stats socket ipv4@%s level admin
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+frontend web
+    bind %s
+    default_backend app
+backend app
+    option httpchk GET /healthz
+    server checked %s check inter 50ms rise 3 fall 2
+    server unchecked %s
+`
+
+// Servers found by name, a drain finished into maintenance and back, and a
+// server HAProxy does not check checked by the driver itself.
+func TestBalancerNamesMaintenanceAndOwnChecks(t *testing.T) {
+	bin := proctest.NeedProgram(t, "haproxy", "/usr/sbin/haproxy")
+	checked := app(t, "checked")
+	var down atomic.Bool
+	unchecked := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "hello from unchecked")
+	}))
+	t.Cleanup(unchecked.Close)
+	uncheckedAddr := strings.TrimPrefix(unchecked.URL, "http://")
+	front, stats := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	// The configured addresses are "localhost" names: the hosts' targets
+	// are found by server name, not by address.
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	localhost := func(addr string) string { return strings.Replace(addr, "127.0.0.1", "localhost", 1) }
+	if err := os.WriteFile(path, fmt.Appendf(nil, haproxyNamedCfg, stats, front, localhost(checked), localhost(uncheckedAddr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	proctest.Start(t, "haproxy", bin, "-f", path, "-db")
+	proctest.Eventually(t, 10*time.Second, "haproxy's stats socket", func() bool {
+		c, err := net.DialTimeout("tcp", stats, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	bal, err := New(Config{Socket: stats, Backend: "app", HealthPath: "/healthz", CheckInter: 50 * time.Millisecond,
+		Servers: map[string]string{checked: "checked", uncheckedAddr: "unchecked"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proctest.Eventually(t, 10*time.Second, "both servers healthy under their targets", func() bool {
+		return stateOfTarget(t, bal, checked).State == lb.StateHealthy && stateOfTarget(t, bal, uncheckedAddr).State == lb.StateHealthy
+	})
+	if d, err := bal.HealthBound(ctxFor(t, 5*time.Second)); err != nil || d != 4*50*time.Millisecond {
+		t.Errorf("HealthBound = %v, %v; want (rise 3 + 1) × inter 50ms", d, err)
+	}
+	advice, err := bal.Advice(ctxFor(t, 5*time.Second))
+	if err != nil || len(advice) != 1 || !strings.Contains(advice[0], "no health check on unchecked") {
+		t.Errorf("Advice = %q, %v; want one line about the unchecked server", advice, err)
+	}
+
+	// Detach, drained, maintenance: still unused, and back with attach.
+	if err := bal.Detach(ctxFor(t, 5*time.Second), checked); err != nil {
+		t.Fatal(err)
+	}
+	proctest.Eventually(t, 5*time.Second, "checked drained", func() bool {
+		return stateOfTarget(t, bal, checked).State == lb.StateUnused
+	})
+	if err := bal.FinishDrain(ctxFor(t, 5*time.Second), checked); err != nil {
+		t.Fatal(err)
+	}
+	rt, _ := NewRuntime(stats)
+	servers, err := rt.Servers(ctxFor(t, 5*time.Second), "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range servers {
+		if s.Name == "checked" && (!strings.HasPrefix(s.Status, "MAINT") || !s.Detached) {
+			t.Fatalf("after FinishDrain the server is %+v, want MAINT", s)
+		}
+	}
+	if tg := stateOfTarget(t, bal, checked); tg.State != lb.StateUnused {
+		t.Fatalf("in maintenance the target is %+v, want unused", tg)
+	}
+	if err := bal.Detach(ctxFor(t, 5*time.Second), checked); err != nil {
+		t.Fatalf("detach of a server in maintenance: %v", err)
+	}
+	if tg := stateOfTarget(t, bal, checked); tg.State != lb.StateUnused {
+		t.Fatalf("a second detach moved it back to %+v", tg)
+	}
+	if err := bal.Attach(ctxFor(t, 5*time.Second), checked); err != nil {
+		t.Fatal(err)
+	}
+	proctest.Eventually(t, 10*time.Second, "checked healthy after maintenance", func() bool {
+		return stateOfTarget(t, bal, checked).State == lb.StateHealthy
+	})
+
+	// The unchecked server's app fails: the driver says so, and refuses
+	// to attach it.
+	down.Store(true)
+	tg := stateOfTarget(t, bal, uncheckedAddr)
+	if tg.State != lb.StateUnhealthy || !strings.Contains(tg.Reason, "503") || !strings.Contains(tg.Reason, "zerodown checks it itself") {
+		t.Fatalf("unchecked server with a failing app: %+v", tg)
+	}
+	if err := bal.Detach(ctxFor(t, 5*time.Second), uncheckedAddr); err != nil {
+		t.Fatal(err)
+	}
+	err = bal.Attach(ctxFor(t, 5*time.Second), uncheckedAddr)
+	if err == nil || !strings.Contains(err.Error(), "not attached") || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("attach of a failing unchecked server: %v", err)
+	}
+	down.Store(false)
+	if err := bal.Attach(ctxFor(t, 5*time.Second), uncheckedAddr); err != nil {
+		t.Fatal(err)
+	}
+	if tg := stateOfTarget(t, bal, uncheckedAddr); tg.State != lb.StateHealthy {
+		t.Fatalf("unchecked server after attach: %+v", tg)
+	}
+	// A target is found by its server's name whatever address HAProxy has
+	// for it (a DNS name, a NATed address).
+	named, _ := New(Config{Socket: stats, Backend: "app", Servers: map[string]string{"192.0.2.1:80": "checked"}})
+	if tg := stateOfTarget(t, named, "192.0.2.1:80"); tg.State != lb.StateHealthy {
+		t.Fatalf("target found by server name: %+v", tg)
+	}
+	// A host whose server name the backend lacks is named in the error.
+	bad, _ := New(Config{Socket: stats, Backend: "app", Servers: map[string]string{"127.0.0.1:1": "web9"}})
+	if err := bad.Detach(ctxFor(t, 5*time.Second), "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "no server web9 and none at 127.0.0.1:1") {
+		t.Fatalf("unknown server name: %v", err)
+	}
 }
