@@ -5,24 +5,28 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/lb/haproxy"
 	"github.com/zerodown/zerodown/internal/proctest"
 )
 
+// haproxyFleetCfg keeps runtime state across reloads the way docs/deploy.md
+// says to: a server-state-file, written from `show servers state` before
+// each reload and loaded by every backend.
 const haproxyFleetCfg = `global
     stats socket ipv4@%s level admin
+    server-state-file %s
 defaults
     mode http
     timeout connect 1s
     timeout client 30s
     timeout server 30s
+    load-server-state-from-file global
 frontend web
     bind %s
     default_backend app
@@ -30,27 +34,24 @@ backend app
     option httpchk GET /healthz
 %s`
 
-// TestDeployThroughHAProxy runs rolling deploys with the haproxy driver
-// against a real HAProxy in front of three agents: a first deploy, then
-// v2 under GET and slow-POST load with no failed request, every host on
-// v2 and UP in HAProxy at the end.
+// TestDeployThroughHAProxy runs the drivers' rolling test through a real
+// HAProxy in master-worker mode, reloaded while a host is detached: the
+// reload must not put the host back in rotation.
 func TestDeployThroughHAProxy(t *testing.T) {
 	t.Parallel()
 	haproxyBin := proctest.NeedProgram(t, "haproxy", "/usr/sbin/haproxy")
-	dir := t.TempDir()
-	var agents []*agentFixture
+	f := startDriverAgents(t, 3)
 	var servers strings.Builder
-	for i := 0; i < 3; i++ {
-		a := startAgent(t, true)
-		agents = append(agents, a)
-		fmt.Fprintf(&servers, "    server web%d 127.0.0.1:%d check inter 100ms rise 2 fall 2\n", i+1, a.port)
+	for i := range f.agents {
+		fmt.Fprintf(&servers, "    server web%d %s check inter 100ms rise 2 fall 2\n", i+1, f.target(i))
 	}
 	front, stats := proctest.FreeAddr(t), proctest.FreeAddr(t)
-	cfgPath := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, haproxyFleetCfg, stats, front, servers.String()), 0o600); err != nil {
+	stateFile := filepath.Join(f.dir, "haproxy.state")
+	cfgPath := filepath.Join(f.dir, "haproxy.cfg")
+	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, haproxyFleetCfg, stats, stateFile, front, servers.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	proctest.Start(t, "haproxy", haproxyBin, "-f", cfgPath, "-db")
+	master := proctest.Start(t, "haproxy", haproxyBin, "-W", "-db", "-f", cfgPath)
 	proctest.Eventually(t, 10*time.Second, "haproxy's stats socket", func() bool {
 		c, err := net.DialTimeout("tcp", stats, time.Second)
 		if err == nil {
@@ -58,85 +59,79 @@ func TestDeployThroughHAProxy(t *testing.T) {
 		}
 		return err == nil
 	})
-	bal, err := haproxy.New(haproxy.Config{Socket: stats, Backend: "app"})
+	rt, err := haproxy.NewRuntime(stats)
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	var hosts strings.Builder
-	for i, a := range agents {
-		fmt.Fprintf(&hosts, "      - { name: staging-%d, agent: %q, target: \"127.0.0.1:%d\", token_file: %q }\n",
-			i+1, a.url, a.port, filepath.Join(a.root, "agent.token"))
-	}
-	cfg := fmt.Sprintf(`app:
-  name: hello
-  run: ["./hello", "--listen", "127.0.0.1:${PORT}", "--name", "e2e"]
-  health: { path: /healthz, interval: 50ms, timeout: 3s }
-  stop: { signal: SIGTERM, timeout: 10s }
-state: %s
-environments:
-  staging:
-    lb: { driver: haproxy, socket: %q, backend: app }
-    hosts:
-%s    strategy:
-      rolling: { min_healthy: 1, drain_timeout: 30s, health_timeout: 20s }
-`, filepath.Join(dir, "state.db"), stats, hosts.String())
-	cfgFile := filepath.Join(dir, "zerodown.yaml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+	f.bal, err = haproxy.New(haproxy.Config{Socket: stats, Backend: "app",
+		Servers: map[string]string{f.target(0): "web1", f.target(1): "web2", f.target(2): "web3"}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	artifact := helloTarGz(t)
-	run := func(args ...string) (string, int) {
-		cmd := exec.Command(bin.zerodown, args...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			if ee, ok := err.(*exec.ExitError); ok {
-				return string(out), ee.ExitCode()
-			}
-			t.Fatal(err)
-		}
-		return string(out), 0
-	}
-	onVersion := func(version string) {
-		t.Helper()
-		for i, a := range agents {
-			if v, err := appVersion(a.app); err != nil || v != version {
-				t.Fatalf("staging-%d answers %q (%v), want %s", i+1, v, err, version)
-			}
-		}
-		proctest.Eventually(t, 10*time.Second, "every server UP in HAProxy", func() bool {
+	f.front = "http://" + front
+	f.lbYAML = fmt.Sprintf("{ driver: haproxy, socket: %q, backend: app }", stats)
+	f.hostYAML = func(i int) string { return fmt.Sprintf("server: web%d", i+1) }
+
+	// While v2 is deployed: once a server is in maintenance (detached and
+	// drained), save the state and reload, then check the new worker
+	// still has it in maintenance.
+	reloadMidDeploy := func() {
+		var detached string
+		proctest.Eventually(t, 2*time.Minute, "a server in maintenance during the deploy", func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			ts, err := bal.Targets(ctx)
-			if err != nil || len(ts) != len(agents) {
+			ss, err := rt.Servers(ctx, "app")
+			if err != nil {
 				return false
 			}
-			for _, tg := range ts {
-				if tg.State != lb.StateHealthy {
-					return false
+			for _, s := range ss {
+				if strings.HasPrefix(s.Status, "MAINT") {
+					detached = s.Name
+					return true
 				}
 			}
-			return true
+			return false
 		})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		state, err := rt.Command(ctx, "show servers state")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(stateFile, []byte(state), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		before := workerPid(t, rt)
+		master.Signal(syscall.SIGUSR2)
+		proctest.Eventually(t, 20*time.Second, "a new HAProxy worker after the reload", func() bool {
+			return workerPid(t, rt) != before
+		})
+		ss, err := rt.Servers(ctx, "app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range ss {
+			if s.Name == detached && !s.Detached {
+				t.Errorf("the reload put %s back in rotation (%s): the server-state-file was not applied", detached, s.Status)
+			}
+		}
+		t.Logf("reloaded HAProxy with %s in maintenance", detached)
 	}
+	rollingThrough(t, f, reloadMidDeploy)
+}
 
-	if out, code := run("deploy", "staging", "--version", "v1", "--artifact", artifact, "-c", cfgFile, "-o", "log"); code != 0 {
-		t.Fatalf("first deploy through HAProxy: exit %d\n%s", code, out)
+// workerPid is the pid of the HAProxy worker answering the Runtime API.
+func workerPid(t *testing.T, rt *haproxy.Runtime) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	out, err := rt.Command(ctx, "show info")
+	if err != nil {
+		return ""
 	}
-	onVersion("v1")
-
-	url := "http://" + front
-	l := startLoad(url, 100, 20000, 3*time.Minute)
-	posts := startSlowPosts(url, 3, 3*time.Minute)
-	out, code := run("deploy", "staging", "--version", "v2", "--artifact", artifact, "-c", cfgFile, "-o", "log")
-	l.finish()
-	postReport := posts.finish()
-	if code != 0 {
-		t.Fatalf("deploy v2 through HAProxy: exit %d\n%s", code, out)
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "Pid: "); ok {
+			return strings.TrimSpace(v)
+		}
 	}
-	onVersion("v2")
-	if l.failed.Load() > 0 || l.ok.Load() == 0 || posts.failed.Load() > 0 || posts.ok.Load() == 0 {
-		t.Fatalf("requests through HAProxy during the deploy: GET %s; POST %s\n%s", l.report(), postReport, out)
-	}
-	t.Logf("GET %d ok; POST %s", l.ok.Load(), postReport)
+	return ""
 }
