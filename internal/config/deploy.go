@@ -56,6 +56,10 @@ type EnvLB struct {
 	// the backend whose servers are the hosts' targets.
 	Socket  string `yaml:"socket"`
 	Backend string `yaml:"backend"`
+	// CheckInter is HAProxy's `inter` for the backend's servers, which
+	// the Runtime API does not report (rise and fall it does); unset,
+	// HAProxy's default 2s. It bounds the wait for health.
+	CheckInter Duration `yaml:"check_inter"`
 	// UpstreamFile, Upstream, Test, Reload and PidFile are the nginx
 	// driver's: the include file zerodown owns, holding the upstream block
 	// named Upstream; the commands that check nginx's config and reload

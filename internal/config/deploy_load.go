@@ -546,6 +546,36 @@ func (d *deployValidator) lb(e *Environment, lp string) {
 		d.errorf(c.key(lp, "driver"), "unknown driver %q (want one of: %s)", lb.Driver, strings.Join(lbDrivers, ", "))
 	}
 	d.tokens(lp, lb.Token, lb.TokenFile)
+	d.foreignKeys(lb, lp)
+}
+
+// foreignKeys reports a key of another driver: a config half-converted
+// from one load balancer to another would otherwise be read without it.
+func (d *deployValidator) foreignKeys(lb *EnvLB, lp string) {
+	for _, k := range []struct {
+		key     string
+		set     bool
+		drivers []string
+	}{
+		{"admin", lb.Admin != "", []string{DriverBuiltin}},
+		{"pool", lb.Pool != "", []string{DriverBuiltin}},
+		{"token", lb.Token != "", []string{DriverBuiltin}},
+		{"token_file", lb.TokenFile != "", []string{DriverBuiltin}},
+		{"socket", lb.Socket != "", []string{DriverHAProxy}},
+		{"backend", lb.Backend != "", []string{DriverHAProxy}},
+		{"check_inter", lb.CheckInter != 0, []string{DriverHAProxy}},
+		{"upstream_file", lb.UpstreamFile != "", []string{DriverNginx}},
+		{"upstream", lb.Upstream != "", []string{DriverNginx}},
+		{"name", lb.Name != "", []string{DriverAWSELB}},
+		{"target_group", lb.TargetGroup != "", []string{DriverAWSALB}},
+		{"region", lb.Region != "", []string{DriverAWSELB, DriverAWSALB}},
+		{"endpoint", lb.Endpoint != "", []string{DriverAWSELB, DriverAWSALB}},
+		{"profile", lb.Profile != "", []string{DriverAWSELB, DriverAWSALB}},
+	} {
+		if k.set && !slices.Contains(k.drivers, lb.Driver) && slices.Contains(lbDrivers, lb.Driver) {
+			d.errorf(d.c.key(lp, k.key), "%s is a key of the %s driver; the %s driver does not use it", k.key, strings.Join(k.drivers, " and "), lb.Driver)
+		}
+	}
 }
 
 // nginxName is what nginx accepts as an upstream name here: no spaces,

@@ -547,6 +547,13 @@ zerodown.yaml:4:55: environments.web.lb.poll_interval: 10ms is too short: AWS th
 zerodown.yaml:6:9: environments.web.hosts[0].instance: required by the aws-elb driver: the host's EC2 instance ID, such as i-0abc123def4567890
 zerodown.yaml:7:81: environments.web.hosts[1].instance: "i-12" is not an EC2 instance ID (i- and 8 or 17 hex digits)`},
 
+	{"a key of another driver", `app: {run: [./hello]}
+environments:
+  web:
+    lb: {driver: haproxy, socket: '127.0.0.1:9999', backend: app, pool: hello}
+    hosts: [{name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}]
+`, `zerodown.yaml:4:67: environments.web.lb.pool: pool is a key of the builtin driver; the haproxy driver does not use it`},
+
 	{"aws-alb needs a target group ARN", `app: {run: [./hello]}
 environments:
   web:

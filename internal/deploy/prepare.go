@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/zerodown/zerodown/internal/agent"
 	"github.com/zerodown/zerodown/internal/config"
@@ -105,7 +106,7 @@ func Balancer(cfg *config.Deploy, env *config.Environment) (lb.Balancer, error) 
 		}
 		return c.Balancer(env.LB.Pool), nil
 	case config.DriverHAProxy:
-		b, err := haproxy.New(haproxy.Config{Socket: env.LB.Socket, Backend: env.LB.Backend, Servers: serverNames(env), HealthPath: app.Health.Path})
+		b, err := haproxy.New(haproxy.Config{Socket: env.LB.Socket, Backend: env.LB.Backend, Servers: serverNames(env), HealthPath: app.Health.Path, CheckInter: time.Duration(env.LB.CheckInter)})
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
 		}
