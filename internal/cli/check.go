@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -43,9 +44,15 @@ func newCheckCmd() *cobra.Command {
 contact its load balancer and the agent of every host, with the tokens of
 zerodown.yaml, all at once and each within --timeout. Nothing is changed.
 
-For the load balancer it shows whether it answered, whether it accepted the
-token, and the targets of the pool with their states. For each host: whether
-its agent answered and accepted the token, the version it runs and the one a
+For the load balancer, through the environment's driver (builtin, haproxy,
+nginx, aws-elb, aws-alb), it shows whether it answered, whether it accepted
+the token or credentials (an AWS AccessDenied counts as refused), the targets
+with their states, the longest a deploy waits per host for a drain and for
+health — derived from the balancer's own settings (deregistration delay,
+health check interval and thresholds) next to the recipe's fixed sleep 60 —
+and warnings about settings that make deploys slower or riskier.
+
+For each host: whether its agent answered and accepted the token, the version it runs and the one a
 rollback would go back to, whether the app is healthy, and the state of the
 host's target in the load balancer ("not in pool" when the balancer does not
 know it; deploy attaches it).
@@ -55,9 +62,10 @@ in zerodown.yaml, with the path it resolved to (relative paths are relative to
 the directory of zerodown.yaml).
 
 With --output json the same is printed as one JSON object: environment,
-load_balancer (reachable, token_accepted, targets), hosts (reachable,
-token_accepted, version, previous, healthy, target_state, in_balancer),
-problems and ok. A value that could not be learnt is null.
+load_balancer (driver, name, reachable, token_accepted, targets), waits
+(drain_bound_s, health_bound_s, drain_s, health_s in seconds, advice),
+hosts (reachable, token_accepted, version, previous, healthy, target_state,
+in_balancer), warnings, problems and ok. A value that could not be learnt is null.
 
 Exit codes: 0 everything answered and accepted its token (a host without a
 release yet is fine); 1 something did not answer in time, or answered with an
@@ -124,8 +132,11 @@ type checkReport struct {
 	Hosts        []checkHost   `json:"hosts"`
 	Problems     []string      `json:"problems"`
 	// Warnings do not fail the check: settings that work but risk a
-	// needless rollback.
+	// needless rollback, or make a deploy slower than it needs to be.
 	Warnings []string `json:"warnings"`
+	// Waits are the longest a deploy waits per host, from the config and
+	// the balancer's own settings.
+	Waits *deploy.Waits `json:"waits"`
 
 	// tokenRefused is set when a problem is a refused token (exit 2).
 	tokenRefused bool
@@ -133,8 +144,11 @@ type checkReport struct {
 
 type checkBalancer struct {
 	Driver string `json:"driver"`
-	Admin  string `json:"admin"`
-	Pool   string `json:"pool"`
+	// Name says which balancer, in the driver's words ("HAProxy backend
+	// app at /run/haproxy/admin.sock").
+	Name  string `json:"name"`
+	Admin string `json:"admin"`
+	Pool  string `json:"pool"`
 	checkReach
 	// Targets is nil when they could not be read.
 	Targets []checkTarget `json:"targets"`
@@ -200,14 +214,12 @@ func checkEnvironment(ctx context.Context, env *config.Environment, bal lb.Balan
 		defer cancel()
 		targets, lbErr = bal.Targets(ctx)
 	})
-	var drainBound time.Duration
-	if db, ok := bal.(lb.DrainBounder); ok {
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			drainBound, _ = db.DrainBound(ctx)
-		})
-	}
+	var waits deploy.Waits
+	wg.Go(func() {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		waits = deploy.ReadWaits(ctx, env, bal)
+	})
 	for i, h := range env.Hosts {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -225,12 +237,22 @@ func checkEnvironment(ctx context.Context, env *config.Environment, bal lb.Balan
 	wg.Wait()
 
 	rep := &checkReport{Environment: env.Name, Hosts: []checkHost{}, Problems: []string{}, Warnings: []string{}}
+	rep.Waits = &waits
 	// The engine waits at least the bound plus a margin; below that, what
 	// the file says is not what a deploy does.
-	if r := env.Strategy.Rolling; r != nil && drainBound > 0 && time.Duration(r.DrainTimeout) < drainBound+engine.DrainMargin {
+	if r := env.Strategy.Rolling; r != nil && time.Duration(r.DrainTimeout) < waits.Drain {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf(
-			"drain_timeout %s is not above the load balancer's draining bound (deregistration delay) %s: a deploy waits %s instead, until the balancer ends a drain itself; set drain_timeout to %s or more",
-			time.Duration(r.DrainTimeout), drainBound, drainBound+engine.DrainMargin, drainBound+engine.DrainMargin))
+			"drain_timeout %s is not above the load balancer's draining bound %s: a deploy waits %s instead, until the balancer ends a drain itself; set drain_timeout to %s or more",
+			time.Duration(r.DrainTimeout), waits.DrainBound, waits.Drain, waits.Drain))
+	}
+	if r := env.Strategy.Rolling; r != nil && time.Duration(r.HealthTimeout) < waits.Health {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf(
+			"health_timeout %s is not above the time the load balancer's checks may take, %s: a deploy waits %s instead",
+			time.Duration(r.HealthTimeout), waits.HealthBound, waits.Health))
+	}
+	rep.Warnings = append(rep.Warnings, waits.Advice...)
+	for _, u := range waits.Unread {
+		rep.Warnings = append(rep.Warnings, "could not read the load balancer's "+u)
 	}
 	problem := func(r checkReach, format string, args ...any) {
 		rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...))
@@ -239,6 +261,7 @@ func checkEnvironment(ctx context.Context, env *config.Environment, bal lb.Balan
 
 	b := &rep.LoadBalancer
 	b.Driver, b.Admin, b.Pool = env.LB.Driver, env.LB.Admin, env.LB.Pool
+	b.Name = describeBalancer(env, bal)
 	b.checkReach = reachOf(lbErr, timeout)
 	byAddress := map[string]lb.Target{}
 	hostOf := map[string]string{}
@@ -246,7 +269,7 @@ func checkEnvironment(ctx context.Context, env *config.Environment, bal lb.Balan
 		hostOf[h.Target] = h.Name
 	}
 	if lbErr != nil {
-		problem(b.checkReach, "load balancer %s: %s", env.LB.Admin, b.Error)
+		problem(b.checkReach, "load balancer (%s): %s", b.Name, b.Error)
 	} else {
 		b.Targets = []checkTarget{}
 		for _, t := range targets {
@@ -321,6 +344,11 @@ func reachOf(err error, timeout time.Duration) checkReach {
 		status, msg = be.Status, be.Message
 	}
 	var ue *url.Error
+	var oe *net.OpError
+	var coded interface{ ErrorCode() string }
+	if errors.As(err, &coded) && deniedCodes[coded.ErrorCode()] {
+		return checkReach{Reachable: true, TokenAccepted: &no, refused: true, Error: err.Error()}
+	}
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		return checkReach{Reachable: true, TokenAccepted: &no, refused: true,
@@ -332,9 +360,29 @@ func reachOf(err error, timeout time.Duration) checkReach {
 	case errors.As(err, &ue):
 		// The call and URL are in the table already: say what failed.
 		return checkReach{Error: ue.Err.Error()}
+	case errors.As(err, &oe):
+		// A socket that could not be dialed (HAProxy's stats socket).
+		return checkReach{Error: err.Error()}
 	}
 	// An answer that is not what the API sends: something else listens.
 	return checkReach{Reachable: true, Error: err.Error()}
+}
+
+// deniedCodes are the AWS error codes of credentials or permissions
+// refused: the config's (or the IAM policy's) to fix, like a refused token.
+var deniedCodes = map[string]bool{
+	"AccessDenied": true, "AccessDeniedException": true, "UnauthorizedOperation": true,
+	"InvalidClientTokenId": true, "SignatureDoesNotMatch": true, "UnrecognizedClientException": true,
+	"ExpiredToken": true, "MissingAuthenticationToken": true,
+}
+
+// describeBalancer names the balancer as its driver does, or by its admin
+// URL and pool.
+func describeBalancer(env *config.Environment, bal lb.Balancer) string {
+	if s, ok := bal.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return strings.TrimSpace(env.LB.Admin + " pool " + env.LB.Pool)
 }
 
 // exit maps the report to the exit code: 2 for a refused token, which is
@@ -353,13 +401,13 @@ func (r *checkReport) exit() error {
 func (r *checkReport) writeText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	b := r.LoadBalancer
-	fmt.Fprintln(tw, "LOAD BALANCER\tPOOL\tREACHABLE\tTOKEN")
-	fmt.Fprintf(tw, "%s %s\t%s\t%s\t%s\n", b.Driver, b.Admin, b.Pool, yesNo(b.Reachable), tokenText(b.TokenAccepted))
+	fmt.Fprintln(tw, "LOAD BALANCER\tDRIVER\tREACHABLE\tACCESS")
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", b.Name, b.Driver, yesNo(b.Reachable), tokenText(b.TokenAccepted))
 	if b.Targets != nil {
 		fmt.Fprintln(tw)
 		fmt.Fprintln(tw, "TARGET\tSTATE\tIN-FLIGHT\tWEIGHT\tHOST")
 		if len(b.Targets) == 0 {
-			fmt.Fprintf(tw, "(pool %s has no targets)\n", b.Pool)
+			fmt.Fprintln(tw, "(no targets)")
 		}
 		for _, t := range b.Targets {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", t.Address, t.State, t.InFlight, t.Weight, orDash(t.Host))
@@ -374,6 +422,12 @@ func (r *checkReport) writeText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if r.Waits != nil {
+		fmt.Fprintln(w)
+		if err := writeWaits(w, *r.Waits); err != nil {
+			return err
+		}
+	}
 	for _, warning := range r.Warnings {
 		fmt.Fprintf(w, "\nwarning: %s\n", warning)
 	}
@@ -382,6 +436,22 @@ func (r *checkReport) writeText(w io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// writeWaits prints the longest waits of a deploy per host beside the
+// recipe's fixed sleep, and where each comes from.
+func writeWaits(w io.Writer, waits deploy.Waits) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "WAIT PER HOST\tAT MOST\tTHE RECIPE\tFROM\n")
+	from := func(bound time.Duration, what string) string {
+		if bound <= 0 {
+			return "zerodown.yaml (the load balancer gives no bound)"
+		}
+		return fmt.Sprintf("the load balancer's %s %s", what, bound)
+	}
+	fmt.Fprintf(tw, "drain\t%s\t%s\t%s\n", waits.Drain, deploy.RecipeSleep, from(waits.DrainBound, "draining bound"))
+	fmt.Fprintf(tw, "health\t%s\t%s\t%s\n", waits.Health, deploy.RecipeSleep, from(waits.HealthBound, "health check bound"))
+	return tw.Flush()
 }
 
 func tokenText(accepted *bool) string {

@@ -218,7 +218,9 @@ func TestCheck(t *testing.T) {
 			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 		}
 		for _, want := range []string{
-			"builtin " + f.admin + "  hello  yes        accepted",
+			"pool hello of zerodown lb at " + f.admin + "  builtin  yes        accepted",
+			"drain          1m0s     1m0s        the load balancer's draining bound 30s",
+			"health         1m0s     1m0s        zerodown.yaml (the load balancer gives no bound)",
 			f.target1 + "  healthy",
 			"web-1  " + f.agent1 + "  yes        accepted  -        -         no release  " + f.target1 + "  healthy",
 			"web-2  " + f.agent2,
@@ -235,7 +237,7 @@ func TestCheck(t *testing.T) {
 		c := good
 		c.drainTimeout = "30s"
 		code, stdout, stderr := runCheck(t, "web", "-c", f.write(t, c))
-		want := "warning: drain_timeout 30s is not above the load balancer's draining bound (deregistration delay) 30s"
+		want := "warning: drain_timeout 30s is not above the load balancer's draining bound 30s: a deploy waits 35s instead"
 		if code != ExitOK || stderr != "" || !strings.Contains(stdout, want) {
 			t.Fatalf("exit %d, want 0 with %q\nstdout:\n%s\nstderr:\n%s", code, want, stdout, stderr)
 		}
@@ -351,7 +353,7 @@ func TestCheck(t *testing.T) {
 		c := good
 		c.lbTokenFile = "wrong.token"
 		code, stdout, stderr := runCheck(t, "web", "-c", f.write(t, c))
-		want := "zerodown: check web: 1 problem:\n  load balancer " + f.admin + ": token refused (401: missing or wrong bearer token)\n"
+		want := "zerodown: check web: 1 problem:\n  load balancer (pool hello of zerodown lb at " + f.admin + "): token refused (401: missing or wrong bearer token)\n"
 		if code != ExitBadInput || stderr != want {
 			t.Fatalf("exit %d\nstderr %q\nwant   %q", code, stderr, want)
 		}

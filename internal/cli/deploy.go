@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/signal"
@@ -123,6 +124,37 @@ func printPlan(c *cobra.Command, p *pipeline.Pipeline, skip map[string]bool) err
 	return nil
 }
 
+// planWaitsTimeout bounds plan's questions to the load balancer.
+const planWaitsTimeout = 5 * time.Second
+
+// printPlanWaits prints, as comments, the longest waits per host a deploy
+// of env would use, asking its load balancer for its settings.
+func printPlanWaits(ctx context.Context, out io.Writer, cfg *config.Deploy, env *config.Environment) error {
+	bal, err := deploy.Balancer(cfg, env)
+	if err != nil {
+		_, err = fmt.Fprintf(out, "# waits per host: unknown, the load balancer driver could not be set up: %v\n", err)
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, planWaitsTimeout)
+	defer cancel()
+	w := deploy.ReadWaits(ctx, env, bal)
+	fmt.Fprintf(out, "# waits per host through %s (%s driver); the recipe sleeps %s after each call:\n", describeBalancer(env, bal), env.LB.Driver, deploy.RecipeSleep)
+	var b strings.Builder
+	if err := writeWaits(&b, w); err != nil {
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+		fmt.Fprintf(out, "#   %s\n", line)
+	}
+	for _, a := range w.Advice {
+		fmt.Fprintf(out, "# note: %s\n", a)
+	}
+	for _, u := range w.Unread {
+		fmt.Fprintf(out, "# could not read the load balancer's %s\n", u)
+	}
+	return nil
+}
+
 func newPlanCmd() *cobra.Command {
 	var cfgPath, pipelineName string
 	cmd := &cobra.Command{
@@ -130,8 +162,11 @@ func newPlanCmd() *cobra.Command {
 		Short: "Print what a deploy to ENV would run, in the hand-written pipeline form",
 		Long: `Print the pipeline a deploy to ENV runs: the environment's strategy expanded
 into stages, jobs and tasks (or a hand-written pipeline with --pipeline), in the
-form zerodown.yaml accepts, with an estimated duration. It contacts nothing;
-at deploy time hosts already on the version are skipped.`,
+form zerodown.yaml accepts, with an estimated duration. It changes nothing:
+it only asks the load balancer for its settings (within 5s) to print the
+longest a deploy waits per host for a drain and for health, derived from
+them, beside the fixed sleep 60 of the recipe zerodown replaces. At deploy
+time hosts already on the version are skipped.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			cfg, err := loadDeployConfig(cfgPath)
@@ -146,7 +181,10 @@ at deploy time hosts already on the version are skipped.`,
 			if err != nil {
 				return deployError(err)
 			}
-			return printPlan(c, p, nil)
+			if err := printPlan(c, p, nil); err != nil {
+				return err
+			}
+			return printPlanWaits(c.Context(), c.OutOrStdout(), cfg, env)
 		},
 	}
 	addConfigFlag(cmd, &cfgPath)

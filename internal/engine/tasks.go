@@ -192,11 +192,21 @@ func (b *lbBound) get(e *Engine, what string, read func(context.Context) (time.D
 // so.
 func (e *Engine) waitBeyond(wait time.Duration, b *lbBound, what, key string, margin time.Duration, read func(context.Context) (time.Duration, error)) time.Duration {
 	d := b.get(e, what, read)
-	if d <= 0 || wait >= d+margin {
-		return wait
+	w := Beyond(wait, d, margin)
+	if w != wait {
+		e.noteOnce(what, fmt.Sprintf("%s %s is not above the load balancer's %s %s: waited for up to %s", key, wait, what, d, w))
 	}
-	e.noteOnce(what, fmt.Sprintf("%s %s is not above the load balancer's %s %s: waited for up to %s", key, wait, what, d, d+margin))
-	return d + margin
+	return w
+}
+
+// Beyond is how long the engine waits for a step the config bounds by
+// wait when the balancer's own bound for it is lb (0: none known): wait,
+// or lb plus margin when that is longer. check and plan show the same.
+func Beyond(wait, lb, margin time.Duration) time.Duration {
+	if lb > 0 && wait < lb+margin {
+		return lb + margin
+	}
+	return wait
 }
 
 // noteOnce emits an info event the first time key is seen in a run.

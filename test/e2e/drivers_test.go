@@ -155,17 +155,28 @@ func rollingThrough(t *testing.T, f *driverFleet, during func()) {
 	}
 	f.onVersion("v1")
 
+	// check and plan read the balancer through the same driver.
+	out, err := exec.Command(bin.zerodown, "check", "staging", "-c", cfg).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "WAIT PER HOST") || !strings.Contains(string(out), "ok: the load balancer and") {
+		t.Fatalf("zerodown check: %v\n%s", err, out)
+	}
+	t.Logf("zerodown check:\n%s", out)
+	out, err = exec.Command(bin.zerodown, "plan", "staging", "-c", cfg).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "# waits per host through") || !strings.Contains(string(out), "#   drain") {
+		t.Fatalf("zerodown plan: %v\n%s", err, out)
+	}
+
 	l := startLoad(f.front, 100, 20000, 3*time.Minute)
 	posts := startSlowPosts(f.front, 3, 3*time.Minute)
-	out, code := f.deploy(cfg, "v2", during)
+	log, code := f.deploy(cfg, "v2", during)
 	l.finish()
 	postReport := posts.finish()
 	if code != 0 {
-		t.Fatalf("deploy v2: exit %d\n%s", code, out)
+		t.Fatalf("deploy v2: exit %d\n%s", code, log)
 	}
 	f.onVersion("v2")
 	if l.failed.Load() > 0 || l.ok.Load() == 0 || posts.failed.Load() > 0 || posts.ok.Load() == 0 {
-		t.Fatalf("requests during the deploy of v2: GET %s; POST %s\n%s", l.report(), postReport, out)
+		t.Fatalf("requests during the deploy of v2: GET %s; POST %s\n%s", l.report(), postReport, log)
 	}
 	t.Logf("v2: GET %d ok; POST %s", l.ok.Load(), postReport)
 
@@ -176,16 +187,16 @@ func rollingThrough(t *testing.T, f *driverFleet, during func()) {
 	bad := f.config("zerodown-bad.yaml", "--unhealthy-file", "../../fail")
 	l = startLoad(f.front, 100, 20000, 3*time.Minute)
 	posts = startSlowPosts(f.front, 3, 3*time.Minute)
-	out, code = f.deploy(bad, "v3", nil)
+	log, code = f.deploy(bad, "v3", nil)
 	l.finish()
 	postReport = posts.finish()
 	os.Remove(marker)
-	if code != 1 || !strings.Contains(out, "rolled back") {
-		t.Fatalf("a release failing its health check on staging-2: exit %d, want 1 (rolled back)\n%s", code, out)
+	if code != 1 || !strings.Contains(log, "rolled back") {
+		t.Fatalf("a release failing its health check on staging-2: exit %d, want 1 (rolled back)\n%s", code, log)
 	}
 	f.onVersion("v2")
 	if l.failed.Load() > 0 || posts.failed.Load() > 0 {
-		t.Fatalf("requests during the failed deploy and its rollback: GET %s; POST %s\n%s", l.report(), postReport, out)
+		t.Fatalf("requests during the failed deploy and its rollback: GET %s; POST %s\n%s", l.report(), postReport, log)
 	}
 	t.Logf("v3 rolled back: GET %d ok; POST %s", l.ok.Load(), postReport)
 }

@@ -69,7 +69,7 @@ func TestDeployThroughHAProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.front = "http://" + front
-	f.lbYAML = fmt.Sprintf("{ driver: haproxy, socket: %q, backend: app }", stats)
+	f.lbYAML = fmt.Sprintf("{ driver: haproxy, socket: %q, backend: app, check_inter: 100ms }", stats)
 	f.hostYAML = func(i int) string { return fmt.Sprintf("server: web%d", i+1) }
 
 	// While v2 is deployed: once a server is in maintenance (detached and
