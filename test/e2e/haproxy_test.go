@@ -34,24 +34,31 @@ backend app
     option httpchk GET /healthz
 %s`
 
-// TestDeployThroughHAProxy runs the drivers' rolling test through a real
-// HAProxy in master-worker mode, reloaded while a host is detached: the
-// reload must not put the host back in rotation.
-func TestDeployThroughHAProxy(t *testing.T) {
-	t.Parallel()
+// haproxyFixture is a real HAProxy in master-worker mode in front of a
+// driver fleet's agents, one server per host (web1, web2, ...).
+type haproxyFixture struct {
+	master    *proctest.Proc
+	rt        *haproxy.Runtime
+	stateFile string
+}
+
+// startHAProxyFor starts HAProxy for f and points f's driver at it.
+func startHAProxyFor(t *testing.T, f *driverFleet) *haproxyFixture {
+	t.Helper()
 	haproxyBin := proctest.NeedProgram(t, "haproxy", "/usr/sbin/haproxy")
-	f := startDriverAgents(t, 3)
 	var servers strings.Builder
+	names := map[string]string{}
 	for i := range f.agents {
 		fmt.Fprintf(&servers, "    server web%d %s check inter 100ms rise 2 fall 2\n", i+1, f.target(i))
+		names[f.target(i)] = fmt.Sprintf("web%d", i+1)
 	}
 	front, stats := proctest.FreeAddr(t), proctest.FreeAddr(t)
-	stateFile := filepath.Join(f.dir, "haproxy.state")
+	h := &haproxyFixture{stateFile: filepath.Join(f.dir, "haproxy.state")}
 	cfgPath := filepath.Join(f.dir, "haproxy.cfg")
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, haproxyFleetCfg, stats, stateFile, front, servers.String()), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, haproxyFleetCfg, stats, h.stateFile, front, servers.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	master := proctest.Start(t, "haproxy", haproxyBin, "-W", "-db", "-f", cfgPath)
+	h.master = proctest.Start(t, "haproxy", haproxyBin, "-W", "-db", "-f", cfgPath)
 	proctest.Eventually(t, 10*time.Second, "haproxy's stats socket", func() bool {
 		c, err := net.DialTimeout("tcp", stats, time.Second)
 		if err == nil {
@@ -59,18 +66,27 @@ func TestDeployThroughHAProxy(t *testing.T) {
 		}
 		return err == nil
 	})
-	rt, err := haproxy.NewRuntime(stats)
-	if err != nil {
+	var err error
+	if h.rt, err = haproxy.NewRuntime(stats); err != nil {
 		t.Fatal(err)
 	}
-	f.bal, err = haproxy.New(haproxy.Config{Socket: stats, Backend: "app",
-		Servers: map[string]string{f.target(0): "web1", f.target(1): "web2", f.target(2): "web3"}})
-	if err != nil {
+	if f.bal, err = haproxy.New(haproxy.Config{Socket: stats, Backend: "app", Servers: names}); err != nil {
 		t.Fatal(err)
 	}
 	f.front = "http://" + front
 	f.lbYAML = fmt.Sprintf("{ driver: haproxy, socket: %q, backend: app, check_inter: 100ms }", stats)
 	f.hostYAML = func(i int) string { return fmt.Sprintf("server: web%d", i+1) }
+	return h
+}
+
+// TestDeployThroughHAProxy runs the drivers' rolling test through a real
+// HAProxy in master-worker mode, reloaded while a host is detached: the
+// reload must not put the host back in rotation.
+func TestDeployThroughHAProxy(t *testing.T) {
+	t.Parallel()
+	f := startDriverAgents(t, 3)
+	h := startHAProxyFor(t, f)
+	rt, stateFile, master := h.rt, h.stateFile, h.master
 
 	// While v2 is deployed: once a server is in maintenance (detached and
 	// drained), save the state and reload, then check the new worker

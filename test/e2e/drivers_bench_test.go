@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/engine"
+)
+
+// startBuiltinFor starts `zerodown lb` in front of f's agents and points
+// f's driver at it.
+func startBuiltinFor(t *testing.T, f *driverFleet) {
+	t.Helper()
+	var targets []string
+	for i := range f.agents {
+		targets = append(targets, f.target(i))
+	}
+	l := startLB(t, f.dir, targets...)
+	f.bal = l.client.Balancer("hello")
+	f.front = l.url
+	f.lbYAML = fmt.Sprintf("{ driver: builtin, admin: %q, pool: hello, token_file: %q }", l.admin, l.dir+"/admin.token")
+}
+
+// driverBench is one row of the drivers' benchmark.
+type driverBench struct {
+	name  string
+	setup func(t *testing.T, f *driverFleet)
+}
+
+// driverBenches are the balancers the benchmark deploys through; the
+// drivers' files add theirs.
+var driverBenches = []driverBench{
+	{"builtin (zerodown lb)", startBuiltinFor},
+	{"haproxy 2.6", func(t *testing.T, f *driverFleet) { startHAProxyFor(t, f) }},
+}
+
+// TestDriversBenchmark deploys the same two-host rolling release through
+// every driver under GET and slow-POST load and prints, per driver, the
+// rollout time, failed requests and the time of each detach (detaching →
+// drained) and attach (attaching → healthy), beside the recipe's fixed
+// 4 × sleep 60 and the plan's estimate. bench/drivers.sh runs it; it is
+// skipped otherwise (it takes minutes).
+func TestDriversBenchmark(t *testing.T) {
+	if os.Getenv("ZERODOWN_BENCH_DRIVERS") == "" {
+		t.Skip("set ZERODOWN_BENCH_DRIVERS=1 (bench/drivers.sh does)")
+	}
+	var rows []string
+	for _, b := range driverBenches {
+		t.Run(b.name, func(t *testing.T) {
+			f := startDriverAgents(t, 2)
+			b.setup(t, f)
+			cfg := f.config("zerodown.yaml")
+			if out, code := f.deploy(cfg, "v1", nil); code != 0 {
+				t.Fatalf("first deploy: exit %d\n%s", code, out)
+			}
+			f.onVersion("v1")
+			plan, err := exec.Command(bin.zerodown, "plan", "staging", "-c", cfg).CombinedOutput()
+			if err != nil {
+				t.Fatalf("plan: %v\n%s", err, plan)
+			}
+			l := startLoad(f.front, 100, 200000, 20*time.Minute)
+			posts := startSlowPosts(f.front, 3, 20*time.Minute)
+			start := time.Now()
+			out, code := f.deployJSON(cfg, "v2")
+			took := time.Since(start)
+			l.finish()
+			posts.finish()
+			if code != 0 {
+				t.Fatalf("deploy v2: exit %d\n%s", code, out)
+			}
+			detach, attach := stepTimes(t, out)
+			failed := l.failed.Load() + posts.failed.Load()
+			total := l.ok.Load() + posts.ok.Load() + failed
+			rows = append(rows, fmt.Sprintf("| %s | %s | %d of %d | %s | %s | %s | %s |", b.name, took.Round(100*time.Millisecond),
+				failed, total, detach, attach, planEstimate(string(plan)), planWaits(string(plan))))
+		})
+	}
+	fmt.Println("| balancer | rollout (2 hosts) | failed requests | detach → drained | attach → healthy | plan's estimate | plan's worst wait per host (drain / health) |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
+	for _, r := range rows {
+		fmt.Println(r)
+	}
+	fmt.Printf("| recipe (sleep 60 after each call) | %s | not measured | 60s | 60s | | 60s / 60s |\n", 4*time.Minute)
+}
+
+// deployJSON runs a deploy with -o json and returns its output.
+func (f *driverFleet) deployJSON(cfg, version string) (string, int) {
+	cmd := exec.Command(bin.zerodown, "deploy", "staging", "--version", version, "--artifact", helloTarGz(f.t), "-c", cfg, "-o", "json")
+	out, err := cmd.Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return string(out) + string(ee.Stderr), ee.ExitCode()
+		}
+		f.t.Fatal(err)
+	}
+	return string(out), 0
+}
+
+// stepTimes reads the run's events and returns each host's detach and
+// attach durations, as "a, b".
+func stepTimes(t *testing.T, out string) (detach, attach string) {
+	t.Helper()
+	begun := map[string]time.Time{}
+	var detaches, attaches []string
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var e engine.Event // each event is a line of its own
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			continue
+		}
+		switch e.Type {
+		case engine.EvDetaching, engine.EvAttaching:
+			begun[e.Host+e.Type] = e.At
+		case engine.EvDrained:
+			detaches = append(detaches, e.At.Sub(begun[e.Host+engine.EvDetaching]).Round(100*time.Millisecond).String())
+		case engine.EvHealthy:
+			if at, ok := begun[e.Host+engine.EvAttaching]; ok {
+				attaches = append(attaches, e.At.Sub(at).Round(100*time.Millisecond).String())
+			}
+		}
+	}
+	sort.Strings(detaches)
+	sort.Strings(attaches)
+	if len(detaches) == 0 || len(attaches) == 0 {
+		t.Fatalf("no detach or attach events in the run's JSON:\n%s", out)
+	}
+	return strings.Join(detaches, ", "), strings.Join(attaches, ", ")
+}
+
+var (
+	estimateRe = regexp.MustCompile(`# estimated duration: (\S+)`)
+	waitRe     = regexp.MustCompile(`(?m)^#\s+(drain|health)\s+(\S+)`)
+)
+
+func planEstimate(plan string) string {
+	if m := estimateRe.FindStringSubmatch(plan); m != nil {
+		return m[1]
+	}
+	return "?"
+}
+
+func planWaits(plan string) string {
+	var parts []string
+	for _, m := range waitRe.FindAllStringSubmatch(plan, -1) {
+		parts = append(parts, m[2])
+	}
+	return strings.Join(parts, " / ")
+}
