@@ -176,9 +176,14 @@ func (p *pool) register(key, addr string, proven bool) {
 		if m.phase != phaseDraining {
 			return
 		}
+		// Registered again while draining: its drain ends, its requests
+		// in flight go on, and it proves its health again.
 		close(m.stop)
-		delete(p.members, key)
-		p.cutLocked(m)
+		m.phase, m.ok, m.fail, m.idle = phaseInitial, 0, 0, nil
+		m.stop = make(chan struct{})
+		p.wg.Add(1)
+		go p.checker(m)
+		return
 	}
 	m := &member{key: key, addr: addr, flying: map[*flight]struct{}{}, stop: make(chan struct{})}
 	if proven {
