@@ -102,7 +102,7 @@ func (cc *checkCommand) run(c *cobra.Command, args []string) error {
 	if problems := cfg.CheckTokenFiles(env.Name); len(problems) > 0 {
 		return printProblems(c.ErrOrStderr(), cc.configPath, problems)
 	}
-	bal, err := deploy.Balancer(cfg, env)
+	bal, err := deploy.Balancer(c.Context(), cfg, env)
 	if err != nil {
 		return badInput(err)
 	}
@@ -345,8 +345,8 @@ func reachOf(err error, timeout time.Duration) checkReach {
 	}
 	var ue *url.Error
 	var oe *net.OpError
-	var coded interface{ ErrorCode() string }
-	if errors.As(err, &coded) && deniedCodes[coded.ErrorCode()] {
+	if status == 0 && deploy.AccessRefused(err) {
+		// AWS refusing credentials or a permission.
 		return checkReach{Reachable: true, TokenAccepted: &no, refused: true, Error: err.Error()}
 	}
 	switch {
@@ -366,14 +366,6 @@ func reachOf(err error, timeout time.Duration) checkReach {
 	}
 	// An answer that is not what the API sends: something else listens.
 	return checkReach{Reachable: true, Error: err.Error()}
-}
-
-// deniedCodes are the AWS error codes of credentials or permissions
-// refused: the config's (or the IAM policy's) to fix, like a refused token.
-var deniedCodes = map[string]bool{
-	"AccessDenied": true, "AccessDeniedException": true, "UnauthorizedOperation": true,
-	"InvalidClientTokenId": true, "SignatureDoesNotMatch": true, "UnrecognizedClientException": true,
-	"ExpiredToken": true, "MissingAuthenticationToken": true,
 }
 
 // describeBalancer names the balancer as its driver does, or by its admin

@@ -130,7 +130,7 @@ const planWaitsTimeout = 5 * time.Second
 // printPlanWaits prints, as comments, the longest waits per host a deploy
 // of env would use, asking its load balancer for its settings.
 func printPlanWaits(ctx context.Context, out io.Writer, cfg *config.Deploy, env *config.Environment) error {
-	bal, err := deploy.Balancer(cfg, env)
+	bal, err := deploy.Balancer(ctx, cfg, env)
 	if err != nil {
 		_, err = fmt.Fprintf(out, "# waits per host: unknown, the load balancer driver could not be set up: %v\n", err)
 		return err

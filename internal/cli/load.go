@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
 	"github.com/zerodown/zerodown/internal/loadgen"
 )
 

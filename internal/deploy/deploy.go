@@ -81,7 +81,7 @@ func Plan(ctx context.Context, cfg *config.Deploy, req Request) (*pipeline.Pipel
 	if _, err := Release(req.Artifact, req.Version, cfg.App); err != nil {
 		return nil, nil, err
 	}
-	f, err := newFleet(cfg, req.Env)
+	f, err := newFleet(ctx, cfg, req.Env)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -109,7 +109,7 @@ func Deploy(ctx context.Context, o Options, req Request) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := newFleet(cfg, req.Env)
+	f, err := newFleet(ctx, cfg, req.Env)
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +178,7 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 	case rel.SHA256 != run.SHA256:
 		return nil, badInput(fmt.Errorf("artifact %s changed since run %s started (sha256 %s, was %s)", run.Artifact, run.ID, rel.SHA256, run.SHA256))
 	}
-	f, err := newFleet(o.Config, run.Env)
+	f, err := newFleet(ctx, o.Config, run.Env)
 	if err != nil {
 		return nil, err
 	}

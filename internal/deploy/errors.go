@@ -26,9 +26,25 @@ type RefusedError struct{ Err error }
 func (e *RefusedError) Error() string { return "deploy refused: " + e.Err.Error() }
 func (e *RefusedError) Unwrap() error { return e.Err }
 
+// deniedCodes are AWS's error codes for credentials or a permission
+// refused: like a refused token, the config's (or the IAM policy's) to fix.
+var deniedCodes = map[string]bool{
+	"AccessDenied": true, "AccessDeniedException": true, "UnauthorizedOperation": true,
+	"InvalidClientTokenId": true, "SignatureDoesNotMatch": true, "UnrecognizedClientException": true,
+	"ExpiredToken": true, "MissingAuthenticationToken": true,
+}
+
+// AccessRefused reports whether err is an agent or load balancer refusing
+// the token it was given, or AWS refusing the credentials or a permission.
+func AccessRefused(err error) bool { return tokenRefused(err) }
+
 // tokenRefused reports whether err is an agent or load balancer refusing
-// the token it was given.
+// the token it was given, or AWS refusing the credentials or a permission.
 func tokenRefused(err error) bool {
+	var coded interface{ ErrorCode() string }
+	if errors.As(err, &coded) && deniedCodes[coded.ErrorCode()] {
+		return true
+	}
 	var ae *agent.APIError
 	if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden) {
 		return true

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/zerodown/zerodown/internal/engine"
 	"github.com/zerodown/zerodown/internal/host"
 	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/lb/awslb"
 	"github.com/zerodown/zerodown/internal/lb/builtin"
 	"github.com/zerodown/zerodown/internal/lb/haproxy"
 	"github.com/zerodown/zerodown/internal/pipeline"
@@ -45,14 +47,14 @@ func Environment(cfg *config.Deploy, name string) (*config.Environment, error) {
 
 // newFleet builds the environment's load balancer driver and a client per
 // host; a token that cannot be read is bad input.
-func newFleet(cfg *config.Deploy, envName string) (*fleet, error) {
+func newFleet(ctx context.Context, cfg *config.Deploy, envName string) (*fleet, error) {
 	env, err := Environment(cfg, envName)
 	if err != nil {
 		return nil, err
 	}
-	bal, err := Balancer(cfg, env)
+	bal, err := Balancer(ctx, cfg, env)
 	if err != nil {
-		return nil, badInput(err)
+		return nil, setupError(err)
 	}
 	hosts, err := Hosts(env)
 	if err != nil {
@@ -90,9 +92,22 @@ func serverNames(env *config.Environment) map[string]string {
 	return out
 }
 
+// setupError classifies a driver that could not be set up: a balancer that
+// could not be reached is a failure (exit 1), anything else — a missing
+// token, credentials or permission, an unknown load balancer — is the
+// config's to fix.
+func setupError(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return err
+	}
+	return badInput(err)
+}
+
 // Balancer builds the environment's load balancer driver; the app's health
-// path is for drivers whose balancer checks nothing itself.
-func Balancer(cfg *config.Deploy, env *config.Environment) (lb.Balancer, error) {
+// path is for drivers whose balancer checks nothing itself. The AWS drivers
+// load credentials and describe the load balancer here, within ctx.
+func Balancer(ctx context.Context, cfg *config.Deploy, env *config.Environment) (lb.Balancer, error) {
 	app := cfg.App
 	switch env.LB.Driver {
 	case config.DriverBuiltin, "":
@@ -107,6 +122,23 @@ func Balancer(cfg *config.Deploy, env *config.Environment) (lb.Balancer, error) 
 		return c.Balancer(env.LB.Pool), nil
 	case config.DriverHAProxy:
 		b, err := haproxy.New(haproxy.Config{Socket: env.LB.Socket, Backend: env.LB.Backend, Servers: serverNames(env), HealthPath: app.Health.Path, CheckInter: time.Duration(env.LB.CheckInter)})
+		if err != nil {
+			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
+		}
+		return b, nil
+	case config.DriverAWSELB, config.DriverAWSALB:
+		ac := awslb.Config{Region: env.LB.Region, Endpoint: env.LB.Endpoint, Profile: env.LB.Profile, PollInterval: time.Duration(env.LB.PollInterval)}
+		ids := map[string]string{}
+		for _, h := range env.Hosts {
+			ids[h.Target] = h.Instance
+		}
+		var b lb.Balancer
+		var err error
+		if env.LB.Driver == config.DriverAWSELB {
+			b, err = awslb.NewELB(ctx, ac, env.LB.Name, ids)
+		} else {
+			b, err = awslb.NewALB(ctx, ac, env.LB.TargetGroup, ids)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
 		}

@@ -40,6 +40,10 @@ type driverBench struct {
 var driverBenches = []driverBench{
 	{"builtin (zerodown lb)", startBuiltinFor},
 	{"haproxy 2.6", func(t *testing.T, f *driverFleet) { startHAProxyFor(t, f) }},
+	{"aws-elb (simulated, AWS defaults)", func(t *testing.T, f *driverFleet) { startELBFor(t, f, awsClassicDefaults) }},
+	{"aws-elb (simulated, tuned)", func(t *testing.T, f *driverFleet) { startELBFor(t, f, awsTuned) }},
+	{"aws-alb (simulated, AWS defaults)", func(t *testing.T, f *driverFleet) { startALBFor(t, f, awsALBDefaults) }},
+	{"aws-alb (simulated, tuned)", func(t *testing.T, f *driverFleet) { startALBFor(t, f, awsTuned) }},
 }
 
 // TestDriversBenchmark deploys the same two-host rolling release through
@@ -62,7 +66,7 @@ func TestDriversBenchmark(t *testing.T) {
 				t.Fatalf("first deploy: exit %d\n%s", code, out)
 			}
 			f.onVersion("v1")
-			plan, err := exec.Command(bin.zerodown, "plan", "staging", "-c", cfg).CombinedOutput()
+			plan, err := f.command("plan", "staging", "-c", cfg).CombinedOutput()
 			if err != nil {
 				t.Fatalf("plan: %v\n%s", err, plan)
 			}
@@ -93,7 +97,7 @@ func TestDriversBenchmark(t *testing.T) {
 
 // deployJSON runs a deploy with -o json and returns its output.
 func (f *driverFleet) deployJSON(cfg, version string) (string, int) {
-	cmd := exec.Command(bin.zerodown, "deploy", "staging", "--version", version, "--artifact", helloTarGz(f.t), "-c", cfg, "-o", "json")
+	cmd := f.command("deploy", "staging", "--version", version, "--artifact", helloTarGz(f.t), "-c", cfg, "-o", "json")
 	out, err := cmd.Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {

@@ -30,6 +30,11 @@ type driverFleet struct {
 	bal   lb.Balancer
 }
 
+// command is zerodown with args.
+func (f *driverFleet) command(args ...string) *exec.Cmd {
+	return exec.Command(bin.zerodown, args...)
+}
+
 // startDriverAgents starts n agents for a driver fleet.
 func startDriverAgents(t *testing.T, n int) *driverFleet {
 	t.Helper()
@@ -85,7 +90,7 @@ environments:
 // while it runs.
 func (f *driverFleet) deploy(cfg, version string, during func()) (string, int) {
 	f.t.Helper()
-	cmd := exec.Command(bin.zerodown, "deploy", "staging", "--version", version, "--artifact", helloTarGz(f.t), "-c", cfg, "-o", "log")
+	cmd := f.command("deploy", "staging", "--version", version, "--artifact", helloTarGz(f.t), "-c", cfg, "-o", "log")
 	var out proctest.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -156,12 +161,12 @@ func rollingThrough(t *testing.T, f *driverFleet, during func()) {
 	f.onVersion("v1")
 
 	// check and plan read the balancer through the same driver.
-	out, err := exec.Command(bin.zerodown, "check", "staging", "-c", cfg).CombinedOutput()
+	out, err := f.command("check", "staging", "-c", cfg).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "WAIT PER HOST") || !strings.Contains(string(out), "ok: the load balancer and") {
 		t.Fatalf("zerodown check: %v\n%s", err, out)
 	}
 	t.Logf("zerodown check:\n%s", out)
-	out, err = exec.Command(bin.zerodown, "plan", "staging", "-c", cfg).CombinedOutput()
+	out, err = f.command("plan", "staging", "-c", cfg).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "# waits per host through") || !strings.Contains(string(out), "#   drain") {
 		t.Fatalf("zerodown plan: %v\n%s", err, out)
 	}

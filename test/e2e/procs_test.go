@@ -32,6 +32,16 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
+	// The AWS drivers (here and in zerodown) find credentials for the
+	// simulated ELB through the standard chain's environment variables,
+	// never this machine's shared files or instance metadata.
+	for k, v := range map[string]string{
+		"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret-example",
+		"AWS_EC2_METADATA_DISABLED": "true", "AWS_PROFILE": "",
+		"AWS_CONFIG_FILE": filepath.Join(dir, "aws-config"), "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "aws-credentials"),
+	} {
+		os.Setenv(k, v)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
