@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -33,17 +32,20 @@ func startBuiltinFor(t *testing.T, f *driverFleet) {
 type driverBench struct {
 	name  string
 	setup func(t *testing.T, f *driverFleet)
+	// scale is the simulation's clock (AWS's timers × scale); 0 for a
+	// real balancer.
+	scale float64
 }
 
 // driverBenches are the balancers the benchmark deploys through; the
 // drivers' files add theirs.
 var driverBenches = []driverBench{
-	{"builtin (zerodown lb)", startBuiltinFor},
-	{"haproxy 2.6", func(t *testing.T, f *driverFleet) { startHAProxyFor(t, f) }},
-	{"aws-elb (simulated, AWS defaults)", func(t *testing.T, f *driverFleet) { startELBFor(t, f, awsClassicDefaults) }},
-	{"aws-elb (simulated, tuned)", func(t *testing.T, f *driverFleet) { startELBFor(t, f, awsTuned) }},
-	{"aws-alb (simulated, AWS defaults)", func(t *testing.T, f *driverFleet) { startALBFor(t, f, awsALBDefaults) }},
-	{"aws-alb (simulated, tuned)", func(t *testing.T, f *driverFleet) { startALBFor(t, f, awsTuned) }},
+	{"builtin (zerodown lb)", startBuiltinFor, 0},
+	{"haproxy 2.6", func(t *testing.T, f *driverFleet) { startHAProxyFor(t, f) }, 0},
+	{"aws-elb (simulated, AWS defaults)", func(t *testing.T, f *driverFleet) { startELBFor(t, f, awsClassicDefaults) }, awsScale},
+	{"aws-elb (simulated, tuned)", func(t *testing.T, f *driverFleet) { startELBFor(t, f, awsTuned) }, awsScale},
+	{"aws-alb (simulated, AWS defaults)", func(t *testing.T, f *driverFleet) { startALBFor(t, f, awsALBDefaults) }, awsScale},
+	{"aws-alb (simulated, tuned)", func(t *testing.T, f *driverFleet) { startALBFor(t, f, awsTuned) }, awsScale},
 }
 
 // TestDriversBenchmark deploys the same two-host rolling release through
@@ -80,7 +82,12 @@ func TestDriversBenchmark(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("deploy v2: exit %d\n%s", code, out)
 			}
-			detach, attach := stepTimes(t, out)
+			detaches, attaches := stepTimes(t, out)
+			detach, attach := durations(detaches, 1), durations(attaches, 1)
+			if b.scale > 0 {
+				detach += " (at AWS's pace " + durations(detaches, b.scale) + ")"
+				attach += " (at AWS's pace " + durations(attaches, b.scale) + ")"
+			}
 			failed := l.failed.Load() + posts.failed.Load()
 			total := l.ok.Load() + posts.ok.Load() + failed
 			rows = append(rows, fmt.Sprintf("| %s | %s | %d of %d | %s | %s | %s | %s |", b.name, took.Round(100*time.Millisecond),
@@ -108,12 +115,26 @@ func (f *driverFleet) deployJSON(cfg, version string) (string, int) {
 	return string(out), 0
 }
 
-// stepTimes reads the run's events and returns each host's detach and
-// attach durations, as "a, b".
-func stepTimes(t *testing.T, out string) (detach, attach string) {
+// durations prints ds divided by scale, as "a, b".
+func durations(ds []time.Duration, scale float64) string {
+	var parts []string
+	for _, d := range ds {
+		d = time.Duration(float64(d) / scale)
+		if scale != 1 {
+			d = d.Round(time.Second)
+		} else {
+			d = d.Round(100 * time.Millisecond)
+		}
+		parts = append(parts, d.String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// stepTimes reads the run's events and returns each host's detach
+// (detaching → drained) and attach (attaching → healthy) durations.
+func stepTimes(t *testing.T, out string) (detaches, attaches []time.Duration) {
 	t.Helper()
 	begun := map[string]time.Time{}
-	var detaches, attaches []string
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -125,19 +146,17 @@ func stepTimes(t *testing.T, out string) (detach, attach string) {
 		case engine.EvDetaching, engine.EvAttaching:
 			begun[e.Host+e.Type] = e.At
 		case engine.EvDrained:
-			detaches = append(detaches, e.At.Sub(begun[e.Host+engine.EvDetaching]).Round(100*time.Millisecond).String())
+			detaches = append(detaches, e.At.Sub(begun[e.Host+engine.EvDetaching]))
 		case engine.EvHealthy:
 			if at, ok := begun[e.Host+engine.EvAttaching]; ok {
-				attaches = append(attaches, e.At.Sub(at).Round(100*time.Millisecond).String())
+				attaches = append(attaches, e.At.Sub(at))
 			}
 		}
 	}
-	sort.Strings(detaches)
-	sort.Strings(attaches)
 	if len(detaches) == 0 || len(attaches) == 0 {
 		t.Fatalf("no detach or attach events in the run's JSON:\n%s", out)
 	}
-	return strings.Join(detaches, ", "), strings.Join(attaches, ", ")
+	return detaches, attaches
 }
 
 var (
