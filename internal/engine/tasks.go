@@ -279,13 +279,22 @@ func (e *Engine) waitDrained(stop context.Context, t pipeline.Task) error {
 				e.emit(Event{Host: h.Name, Type: EvDrained, Message: msg})
 				return true, "", nil
 			}
+			// A balancer that counts no requests (AWS, nginx) says why it
+			// is still draining instead.
+			counted := tg.InFlight > 0 || tg.Reason == ""
 			if tg.InFlight != lastInFlight {
 				lastInFlight = tg.InFlight
-				e.emit(Event{Host: h.Name, Type: EvDraining, Message: fmt.Sprintf("draining, %d in flight", tg.InFlight), InFlight: tg.InFlight})
+				msg := fmt.Sprintf("draining, %d in flight", tg.InFlight)
+				if !counted {
+					msg = "draining: " + tg.Reason
+				}
+				e.emit(Event{Host: h.Name, Type: EvDraining, Message: msg, InFlight: tg.InFlight})
 			}
 			obs := string(tg.State)
-			if tg.State == lb.StateDraining {
+			if tg.State == lb.StateDraining && counted {
 				obs = fmt.Sprintf("draining with %d requests still in flight", tg.InFlight)
+			} else if tg.State == lb.StateDraining {
+				obs = "draining (" + tg.Reason + ")"
 			} else if tg.State == lb.StateHealthy || tg.State == lb.StateInitial {
 				obs = string(tg.State) + " (still attached: was it re-attached by someone else?)"
 			}
