@@ -174,7 +174,7 @@ func (a *ALB) read(ctx context.Context) ([]lb.Target, error) {
 		}
 		st := v2State(d.TargetHealth.State)
 		t := lb.Target{Address: addr, State: st}
-		if st == lb.StateUnhealthy || st == lb.StateInitial {
+		if st == lb.StateUnhealthy || st == lb.StateInitial || st == lb.StateDraining {
 			t.Reason = string(d.TargetHealth.Reason)
 			if desc := aws.ToString(d.TargetHealth.Description); desc != "" {
 				t.Reason += ": " + desc

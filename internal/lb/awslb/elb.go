@@ -138,7 +138,8 @@ func (e *ELB) read(ctx context.Context) ([]lb.Target, error) {
 func classicState(state, desc string) (lb.State, string) {
 	switch {
 	case state == "InService" && desc == descDeregistering:
-		return lb.StateDraining, ""
+		// AWS counts no requests: its description is all there is.
+		return lb.StateDraining, desc
 	case state == "InService":
 		return lb.StateHealthy, ""
 	case desc == descNotRegistered:
