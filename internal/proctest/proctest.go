@@ -41,8 +41,8 @@ func (l *Buffer) String() string {
 	return l.b.String()
 }
 
-// Start runs path with args and kills it when the test ends; its output is
-// logged if the test failed.
+// Start runs path with args and kills it, with the processes it forked, when
+// the test ends; its output is logged if the test failed.
 func Start(t testing.TB, name, path string, args ...string) *Proc {
 	t.Helper()
 	return StartCmd(t, name, exec.Command(path, args...))
@@ -55,6 +55,7 @@ func StartCmd(t testing.TB, name string, cmd *exec.Cmd) *Proc {
 	p := &Proc{Name: name, cmd: cmd, done: make(chan struct{})}
 	cmd.Stdout = &p.out
 	cmd.Stderr = &p.out
+	ownGroup(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -64,6 +65,7 @@ func StartCmd(t testing.TB, name string, cmd *exec.Cmd) *Proc {
 	}()
 	t.Cleanup(func() {
 		p.Signal(os.Kill)
+		killGroup(cmd.Process.Pid) // its workers too, which hold its output open
 		<-p.done
 		if t.Failed() {
 			t.Logf("--- output of %s ---\n%s", name, p.out.String())
