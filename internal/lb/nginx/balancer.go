@@ -55,8 +55,8 @@ type Config struct {
 // Defaults.
 const (
 	DefaultHealthTimeout = 2 * time.Second
-	// defaultFileMode is a new upstream file's mode: nginx's workers run
-	// as another user, but only the master reads the file.
+	// defaultFileMode is a new upstream file's mode, that of nginx's own
+	// configuration files.
 	defaultFileMode = 0o644
 	// healthRetry is how often Attach asks a host's health before it
 	// passes.
@@ -157,11 +157,18 @@ func (b *Balancer) Targets(ctx context.Context) ([]lb.Target, error) {
 			}
 		}
 	}
+	// The workers are read once, and only when a server is down.
+	var ws []proc
+	for _, addr := range addrs {
+		if d := c.server(addr); d != nil && isDown(d) {
+			if _, ws, err = b.workers(); err != nil {
+				return nil, fmt.Errorf("nginx: is %s still draining: %w", addr, err)
+			}
+			break
+		}
+	}
 	out := make([]lb.Target, len(addrs))
 	var wg sync.WaitGroup
-	var ws []proc
-	var wsErr error
-	wsRead := false
 	for i, addr := range addrs {
 		t := &out[i]
 		t.Address = addr
@@ -172,13 +179,6 @@ func (b *Balancer) Targets(ctx context.Context) ([]lb.Target, error) {
 			t.Reason = "no server " + addr + " in " + b.String()
 		case isDown(d):
 			t.Weight = weightOf(d)
-			if !wsRead {
-				_, ws, wsErr = b.workers()
-				wsRead = true
-			}
-			if wsErr != nil {
-				return nil, fmt.Errorf("nginx: is %s still draining: %w", addr, wsErr)
-			}
 			if n := b.draining(addr, ws); n > 0 {
 				t.State = lb.StateDraining
 				t.Reason = fmt.Sprintf("%d nginx worker %s of the previous configuration %s still running (they exit when their connections end, or at worker_shutdown_timeout)",
@@ -223,10 +223,12 @@ func (b *Balancer) draining(addr string, ws []proc) int {
 				n++
 			}
 		}
-		if n == 0 {
-			// Drained for good: forget the pids before a new worker
-			// could reuse one.
-			delete(b.drains, addr)
+		if n == 0 && len(rec) > 0 {
+			// Drained for good: forget the pids before a new worker could
+			// reuse one, but keep the (empty) record, so workers that a
+			// later reload shuts down, which had this server down
+			// already, do not count.
+			b.drains[addr] = map[int]bool{}
 		}
 		return n
 	}

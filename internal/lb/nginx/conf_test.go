@@ -1,6 +1,8 @@
 package nginx
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -127,6 +129,22 @@ func TestReadFile(t *testing.T) {
 	err = b.Detach(t.Context(), "127.0.0.1:1")
 	if err == nil || !strings.Contains(err.Error(), b.cfg.UpstreamFile+":3: unexpected end of file") {
 		t.Fatalf("detach with a broken file: %v", err)
+	}
+	// A new file that nginx does not take is removed again.
+	app := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(app.Close)
+	if err := os.Remove(b.cfg.UpstreamFile); err != nil {
+		t.Fatal(err)
+	}
+	b.cfg.HealthPath = "/"
+	b.cfg.Targets = []string{strings.TrimPrefix(app.URL, "http://")}
+	b.cfg.Test = []string{"true"}
+	err = b.Attach(t.Context(), b.cfg.Targets[0])
+	if err == nil || (procSupported && !strings.Contains(err.Error(), "read nginx's pid file")) || !strings.Contains(err.Error(), b.cfg.UpstreamFile+" is removed again, as it was") {
+		t.Fatalf("attach with no nginx running: %v", err)
+	}
+	if _, err := os.Stat(b.cfg.UpstreamFile); !os.IsNotExist(err) {
+		t.Fatalf("the upstream file is left after a failed attach: %v", err)
 	}
 	if err := b.Detach(t.Context(), "127.0.0.1:2"); err == nil || !strings.Contains(err.Error(), "not one of the hosts' targets") {
 		t.Fatalf("detach of a server that is not a host's: %v", err)

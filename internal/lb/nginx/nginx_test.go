@@ -271,6 +271,22 @@ func TestDetachDrainsInFlightRequest(t *testing.T) {
 			return targetOf(t, bb, a.addr).State == lb.StateUnused
 		})
 	}
+	// A later reload while a worker holds a request to b: the worker that
+	// shuts down had a down already, so a stays unused.
+	slow = make(chan string, 1)
+	go func() { slow <- get(s.url + "/slow") }()
+	proctest.Eventually(t, 5*time.Second, "the slow request on b", func() bool { return b.inSlow.Load() == 1 })
+	if err := bal.SetWeight(ctxFor(t, 10*time.Second), b.addr, 2); err != nil {
+		t.Fatal(err)
+	}
+	if tg := targetOf(t, bal, a.addr); tg.State != lb.StateUnused {
+		t.Fatalf("%s, drained, after another reload: %+v", a.addr, tg)
+	}
+	b.releaseSlow()
+	if got := <-slow; got != "200 b" {
+		t.Fatalf("the request in flight on b at the reload: %s", got)
+	}
+
 	// Idempotent: detaching again changes and reloads nothing.
 	before, _ := os.Stat(s.cfg.UpstreamFile)
 	if err := bal.Detach(ctxFor(t, 5*time.Second), a.addr); err != nil {
@@ -453,6 +469,15 @@ func TestAttachHealthAndWeights(t *testing.T) {
 	}
 	if got := readFile(t, s.cfg.UpstreamFile); got != prev {
 		t.Fatalf("a refused attach changed the file:\n%s", got)
+	}
+
+	// Attaching a server that is attached changes nothing.
+	before, _ := os.Stat(s.cfg.UpstreamFile)
+	if err := bal.Attach(ctxFor(t, 5*time.Second), a.addr); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(s.cfg.UpstreamFile); !os.SameFile(before, after) {
+		t.Fatal("attaching an attached server rewrote the file")
 	}
 
 	b.sick.Store(true)
