@@ -146,7 +146,7 @@ func (b *Balancer) String() string {
 func (b *Balancer) Targets(ctx context.Context) ([]lb.Target, error) {
 	snap, err := b.read()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("nginx: %w", err)
 	}
 	c := snap.conf
 	addrs := b.cfg.Targets
@@ -286,7 +286,7 @@ func (b *Balancer) Attach(ctx context.Context, addr string) error {
 	}
 	snap, err := b.read()
 	if err != nil {
-		return err
+		return fmt.Errorf("nginx: attach %s: %w", addr, err)
 	}
 	if d := snap.conf.server(addr); d != nil && !isDown(d) {
 		return nil
@@ -346,11 +346,11 @@ func (b *Balancer) read() (snapshot, error) {
 		return snapshot{conf: emptyConf(b.cfg.Upstream), mode: defaultFileMode}, nil
 	}
 	if err != nil {
-		return snapshot{}, fmt.Errorf("nginx: read the upstream file: %w", err)
+		return snapshot{}, fmt.Errorf("read the upstream file: %w", err)
 	}
 	st, err := os.Stat(b.cfg.UpstreamFile)
 	if err != nil {
-		return snapshot{}, fmt.Errorf("nginx: read the upstream file: %w", err)
+		return snapshot{}, fmt.Errorf("read the upstream file: %w", err)
 	}
 	c, err := parseConf(b.cfg.UpstreamFile, data, b.cfg.Upstream)
 	if err != nil {

@@ -57,6 +57,12 @@ func (b *Balancer) change(ctx context.Context, what string, edit func(*conf) (bo
 	}
 	if procSupported {
 		if err := b.awaitReload(ctx, master, old); err != nil {
+			if ctx.Err() != nil {
+				// nginx got the reload and most likely runs the new file:
+				// putting the old one back could leave the file unlike
+				// what runs.
+				return nil, fmt.Errorf("nginx: %s: %w; %s keeps the change", what, err, file)
+			}
 			return nil, b.restore(snap, fmt.Errorf("nginx: %s: %w", what, err))
 		}
 	}

@@ -41,7 +41,7 @@ type parseError struct {
 }
 
 func (e *parseError) Error() string {
-	return fmt.Sprintf("nginx upstream file %s:%d: %s", e.file, e.line, e.msg)
+	return fmt.Sprintf("upstream file %s:%d: %s", e.file, e.line, e.msg)
 }
 
 // emptyConf is the upstream of a file that does not exist yet: no servers.

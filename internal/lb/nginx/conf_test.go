@@ -100,7 +100,7 @@ func TestParseErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want it to contain %q", err, tc.want)
 			}
-			if !strings.HasPrefix(err.Error(), "nginx upstream file f.conf:") {
+			if !strings.HasPrefix(err.Error(), "upstream file f.conf:") {
 				t.Fatalf("error %q does not name the file", err)
 			}
 		})

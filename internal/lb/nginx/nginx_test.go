@@ -435,6 +435,7 @@ func TestRefusedChangeRestoresFile(t *testing.T) {
 			if err == nil {
 				t.Fatal("the detach succeeded")
 			}
+			t.Log(err)
 			for _, w := range append(tc.want, "the previous "+s.cfg.UpstreamFile+" is back in place") {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q\nlacks %q", err, w)
