@@ -1,0 +1,44 @@
+package nginx
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// proc is a child process of nginx's master and the title nginx gave it.
+type proc struct {
+	pid   int
+	title string
+}
+
+// The titles nginx gives its workers: a worker of the old configuration
+// after a reload takes the second until its last connection ends.
+const (
+	titleWorker       = "nginx: worker process"
+	titleShuttingDown = "nginx: worker process is shutting down"
+)
+
+// workers reads the master's pid from the pid file and lists its workers,
+// leaving out the cache manager and loader.
+func (b *Balancer) workers() (master int, ws []proc, err error) {
+	data, err := os.ReadFile(b.cfg.PidFile)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read nginx's pid file: %w", err)
+	}
+	master, err = strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || master <= 0 {
+		return 0, nil, fmt.Errorf("nginx's pid file %s holds %q, not a pid", b.cfg.PidFile, strings.TrimSpace(string(data)))
+	}
+	all, err := children(master)
+	if err != nil {
+		return 0, nil, fmt.Errorf("the workers of nginx's master (pid %d from %s): %w", master, b.cfg.PidFile, err)
+	}
+	for _, p := range all {
+		if strings.HasPrefix(p.title, titleWorker) {
+			ws = append(ws, p)
+		}
+	}
+	return master, ws, nil
+}
