@@ -24,6 +24,7 @@ import (
 	"github.com/zerodown/zerodown/internal/lb/awslb"
 	"github.com/zerodown/zerodown/internal/lb/builtin"
 	"github.com/zerodown/zerodown/internal/lb/haproxy"
+	"github.com/zerodown/zerodown/internal/lb/nginx"
 	"github.com/zerodown/zerodown/internal/pipeline"
 )
 
@@ -126,6 +127,17 @@ func Balancer(ctx context.Context, cfg *config.Deploy, env *config.Environment) 
 			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
 		}
 		return b, nil
+	case config.DriverNginx:
+		var targets []string
+		for _, h := range env.Hosts {
+			targets = append(targets, h.Target)
+		}
+		b, err := nginx.New(nginx.Config{UpstreamFile: env.LB.UpstreamFile, Upstream: env.LB.Upstream, Test: env.LB.Test,
+			Reload: env.LB.Reload, PidFile: env.LB.PidFile, Targets: targets, HealthPath: cmp.Or(app.Health.Path, "/")})
+		if err != nil {
+			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
+		}
+		return b, nil
 	case config.DriverAWSELB, config.DriverAWSALB:
 		ac := awslb.Config{Region: env.LB.Region, Endpoint: env.LB.Endpoint, Profile: env.LB.Profile, PollInterval: time.Duration(env.LB.PollInterval)}
 		ids := map[string]string{}
@@ -144,7 +156,7 @@ func Balancer(ctx context.Context, cfg *config.Deploy, env *config.Environment) 
 		}
 		return b, nil
 	}
-	return nil, fmt.Errorf("environment %s: load balancer driver %q is not available yet", env.Name, env.LB.Driver)
+	return nil, fmt.Errorf("environment %s: unknown load balancer driver %q", env.Name, env.LB.Driver)
 }
 
 // Hosts builds an agent client per host.

@@ -42,6 +42,7 @@ type driverBench struct {
 var driverBenches = []driverBench{
 	{"builtin (zerodown lb)", startBuiltinFor, 0},
 	{"haproxy 2.6", func(t *testing.T, f *driverFleet) { startHAProxyFor(t, f) }, 0},
+	{"nginx 1.22", startNginxFor, 0},
 	{"aws-elb (simulated, AWS defaults)", func(t *testing.T, f *driverFleet) { startELBFor(t, f, awsClassicDefaults) }, awsScale},
 	{"aws-elb (simulated, tuned)", func(t *testing.T, f *driverFleet) { startELBFor(t, f, awsTuned) }, awsScale},
 	{"aws-alb (simulated, AWS defaults)", func(t *testing.T, f *driverFleet) { startALBFor(t, f, awsALBDefaults) }, awsScale},

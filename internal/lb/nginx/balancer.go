@@ -19,13 +19,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/lb/probe"
 )
 
 // Config says which upstream block of which file zerodown owns, how to
@@ -70,8 +70,8 @@ const (
 // Balancer is one nginx upstream as the deploy engine sees it. Targets are
 // its servers, named by address (ip:port).
 type Balancer struct {
-	cfg    Config
-	client *http.Client
+	cfg   Config
+	probe *probe.Prober
 	// reloadWait is defaultReloadWait; tests shorten it.
 	reloadWait time.Duration
 
@@ -122,13 +122,8 @@ func New(cfg Config) (*Balancer, error) {
 	}
 	cfg.Targets = append([]string(nil), cfg.Targets...)
 	return &Balancer{
-		cfg: cfg,
-		client: &http.Client{
-			// A fresh connection per check, like a balancer's checker,
-			// and no proxy from the environment: the host itself is asked.
-			Transport:     &http.Transport{DisableKeepAlives: true},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		cfg:        cfg,
+		probe:      probe.New(cfg.HealthPath, cfg.HealthTimeout),
 		reloadWait: defaultReloadWait,
 		drains:     map[string]map[int]bool{},
 	}, nil
@@ -189,7 +184,7 @@ func (b *Balancer) Targets(ctx context.Context) ([]lb.Target, error) {
 		default:
 			t.Weight = weightOf(d)
 			wg.Go(func() {
-				if err := b.health(ctx, addr); err != nil {
+				if err := b.probe.Check(ctx, addr); err != nil {
 					t.State = lb.StateUnhealthy
 					t.Reason = err.Error() + " (zerodown checks health itself: open-source nginx has no active health checks)"
 					return
@@ -291,7 +286,7 @@ func (b *Balancer) Attach(ctx context.Context, addr string) error {
 	if d := snap.conf.server(addr); d != nil && !isDown(d) {
 		return nil
 	}
-	if err := b.awaitHealthy(ctx, addr); err != nil {
+	if err := b.probe.Wait(ctx, addr, healthRetry); err != nil {
 		return fmt.Errorf("nginx: %s not attached to %s: its health check did not pass: %w", addr, b, err)
 	}
 	_, err = b.change(ctx, "attach "+addr, func(c *conf) (bool, error) {

@@ -5,9 +5,11 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -52,6 +54,13 @@ func (p *Prober) Check(ctx context.Context, addr string) error {
 	req.Header.Set("User-Agent", "zerodown-probe")
 	resp, err := p.client.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is said once, below
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			return fmt.Errorf("GET %s: no answer within %s", p.URL(addr), p.Timeout)
+		}
 		return fmt.Errorf("GET %s: %w", p.URL(addr), err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -63,7 +72,7 @@ func (p *Prober) Check(ctx context.Context, addr string) error {
 }
 
 // Wait checks addr every interval until it passes or ctx ends; the error
-// is the last check's.
+// is the last check's, and why the waiting stopped.
 func (p *Prober) Wait(ctx context.Context, addr string, interval time.Duration) error {
 	for {
 		err := p.Check(ctx, addr)
@@ -74,7 +83,7 @@ func (p *Prober) Wait(ctx context.Context, addr string, interval time.Duration) 
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return err
+			return fmt.Errorf("%w (until %v)", err, ctx.Err())
 		case <-t.C:
 		}
 	}

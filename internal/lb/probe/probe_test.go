@@ -58,3 +58,19 @@ func TestWaitGivesUpWithTheLastError(t *testing.T) {
 		t.Fatalf("Wait: %v, want the last check's 503", err)
 	}
 }
+
+func TestCheckTimesOut(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	err := New("/healthz", 100*time.Millisecond).Check(context.Background(), strings.TrimPrefix(srv.URL, "http://"))
+	if err == nil || !strings.Contains(err.Error(), "no answer within 100ms") {
+		t.Fatalf("Check of a server that never answers: %v", err)
+	}
+}
