@@ -9,32 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/lb/lbtest"
 	"github.com/zerodown/zerodown/internal/lb/nginx"
 	"github.com/zerodown/zerodown/internal/proctest"
 )
-
-// nginxFleetCfg is nginx in front of a driver fleet, with the upstream
-// block in the file zerodown owns. worker_shutdown_timeout bounds how long
-// an old worker may keep a connection after a reload.
-const nginxFleetCfg = `worker_processes 2;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-worker_shutdown_timeout 10s;
-events {}
-http {
-    access_log off;
-    client_body_temp_path %[1]s/body;
-    proxy_temp_path %[1]s/proxy;
-    fastcgi_temp_path %[1]s/fcgi;
-    uwsgi_temp_path %[1]s/uwsgi;
-    scgi_temp_path %[1]s/scgi;
-    include %[1]s/upstream.conf;
-    server {
-        listen %[2]s;
-        location / { proxy_pass http://app; }
-    }
-}
-`
 
 // startNginxFor starts a real nginx in front of f's agents and points f's
 // driver at it.
@@ -47,7 +25,7 @@ func startNginxFor(t *testing.T, f *driverFleet) {
 	}
 	front := proctest.FreeAddr(t)
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxFleetCfg, dir, front), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(lbtest.NginxConf(dir, front, "worker_shutdown_timeout 10s;")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var up strings.Builder

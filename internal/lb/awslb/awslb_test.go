@@ -17,6 +17,7 @@ import (
 
 	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/lb/awsfake"
+	"github.com/zerodown/zerodown/internal/lb/lbtest"
 	"github.com/zerodown/zerodown/internal/proctest"
 )
 
@@ -138,21 +139,6 @@ func (l *load) end(t *testing.T) {
 	}
 }
 
-func stateOf(t *testing.T, b lb.Balancer, addr string) lb.Target {
-	t.Helper()
-	ts, err := b.Targets(ctxFor(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tg := range ts {
-		if tg.Address == addr {
-			return tg
-		}
-	}
-	t.Fatalf("no target %s in %+v", addr, ts)
-	return lb.Target{}
-}
-
 // cycle detaches addr and attaches it again under load through px, and
 // returns how long the drain took.
 func cycle(t *testing.T, b lb.Balancer, px *awsfake.Proxy, addr string) time.Duration {
@@ -163,18 +149,18 @@ func cycle(t *testing.T, b lb.Balancer, px *awsfake.Proxy, addr string) time.Dur
 	if err := b.Detach(ctxFor(t), addr); err != nil {
 		t.Fatal(err)
 	}
-	if st := stateOf(t, b, addr).State; st != lb.StateDraining && st != lb.StateUnused {
+	if st := lbtest.Target(t, b, addr).State; st != lb.StateDraining && st != lb.StateUnused {
 		t.Fatalf("right after detach %s is %s", addr, st)
 	}
-	proctest.Eventually(t, 10*time.Second, addr+" unused", func() bool { return stateOf(t, b, addr).State == lb.StateUnused })
+	proctest.Eventually(t, 10*time.Second, addr+" unused", func() bool { return lbtest.Target(t, b, addr).State == lb.StateUnused })
 	drained := time.Since(start)
 	if err := b.Attach(ctxFor(t), addr); err != nil {
 		t.Fatal(err)
 	}
-	if tg := stateOf(t, b, addr); tg.State != lb.StateInitial {
+	if tg := lbtest.Target(t, b, addr); tg.State != lb.StateInitial {
 		t.Fatalf("right after attach %s is %+v, want initial", addr, tg)
 	}
-	proctest.Eventually(t, 10*time.Second, addr+" healthy", func() bool { return stateOf(t, b, addr).State == lb.StateHealthy })
+	proctest.Eventually(t, 10*time.Second, addr+" healthy", func() bool { return lbtest.Target(t, b, addr).State == lb.StateHealthy })
 	before := l.ok.Load()
 	proctest.Eventually(t, 5*time.Second, "load after the attach", func() bool { return l.ok.Load() > before+10 })
 	l.end(t)
@@ -275,8 +261,8 @@ func TestALBInstances(t *testing.T) {
 	if err := al.Attach(ctxFor(t), a); err != nil {
 		t.Fatal(err)
 	}
-	proctest.Eventually(t, 10*time.Second, "healthy", func() bool { return stateOf(t, al, a).State == lb.StateHealthy })
-	if tg := stateOf(t, al, "i-0000000f"); tg.State != lb.StateUnhealthy || !strings.Contains(tg.Reason, "Target.") {
+	proctest.Eventually(t, 10*time.Second, "healthy", func() bool { return lbtest.Target(t, al, a).State == lb.StateHealthy })
+	if tg := lbtest.Target(t, al, "i-0000000f"); tg.State != lb.StateUnhealthy || !strings.Contains(tg.Reason, "Target.") {
 		t.Fatalf("another instance, unreachable: %+v", tg)
 	}
 	adv, err := al.Advice(ctxFor(t))
@@ -349,7 +335,7 @@ func TestPollLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 20 {
-		if tg := stateOf(t, e, a); tg.State != lb.StateHealthy {
+		if tg := lbtest.Target(t, e, a); tg.State != lb.StateHealthy {
 			t.Fatalf("%+v", tg)
 		}
 	}
@@ -360,7 +346,7 @@ func TestPollLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 5 {
-		if tg := stateOf(t, e, a); tg.State != lb.StateUnused {
+		if tg := lbtest.Target(t, e, a); tg.State != lb.StateUnused {
 			t.Fatalf("after a detach without draining: %+v", tg)
 		}
 	}

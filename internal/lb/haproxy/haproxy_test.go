@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/lb/lbtest"
 	"github.com/zerodown/zerodown/internal/proctest"
 )
 
@@ -73,21 +74,6 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-func stateOfTarget(t *testing.T, b *Balancer, addr string) lb.Target {
-	t.Helper()
-	ts, err := b.Targets(ctxFor(t, 5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tg := range ts {
-		if tg.Address == addr {
-			return tg
-		}
-	}
-	t.Fatalf("no target %s in %+v", addr, ts)
-	return lb.Target{}
-}
-
 // The driver against a real HAProxy: both servers healthy, one detached
 // with a request in flight drains (the request completes) and ends
 // unused, gets no new request, then comes back healthy; weights are set.
@@ -100,7 +86,7 @@ func TestBalancerAgainstHAProxy(t *testing.T) {
 	}
 	for _, addr := range []string{a, b} {
 		proctest.Eventually(t, 10*time.Second, addr+" healthy in HAProxy", func() bool {
-			return stateOfTarget(t, bal, addr).State == lb.StateHealthy
+			return lbtest.Target(t, bal, addr).State == lb.StateHealthy
 		})
 	}
 
@@ -108,7 +94,7 @@ func TestBalancerAgainstHAProxy(t *testing.T) {
 	if err := bal.SetWeight(ctxFor(t, 5*time.Second), b, 0); err != nil {
 		t.Fatal(err)
 	}
-	if w := stateOfTarget(t, bal, b).Weight; w != 0 {
+	if w := lbtest.Target(t, bal, b).Weight; w != 0 {
 		t.Fatalf("weight of %s is %d after setting 0", b, w)
 	}
 	long := make(chan string, 1)
@@ -123,7 +109,7 @@ func TestBalancerAgainstHAProxy(t *testing.T) {
 		long <- fmt.Sprintf("%d %s", resp.StatusCode, body)
 	}()
 	proctest.Eventually(t, 5*time.Second, "the long request in flight on "+a, func() bool {
-		return stateOfTarget(t, bal, a).InFlight > 0
+		return lbtest.Target(t, bal, a).InFlight > 0
 	})
 	if err := bal.SetWeight(ctxFor(t, 5*time.Second), b, 1); err != nil {
 		t.Fatal(err)
@@ -131,7 +117,7 @@ func TestBalancerAgainstHAProxy(t *testing.T) {
 	if err := bal.Detach(ctxFor(t, 5*time.Second), a); err != nil {
 		t.Fatal(err)
 	}
-	if tg := stateOfTarget(t, bal, a); tg.State != lb.StateDraining {
+	if tg := lbtest.Target(t, bal, a); tg.State != lb.StateDraining {
 		t.Fatalf("right after detach %s is %+v, want draining", a, tg)
 	}
 	for i := 0; i < 20; i++ {
@@ -149,14 +135,14 @@ func TestBalancerAgainstHAProxy(t *testing.T) {
 		t.Fatalf("the request in flight at the detach: %s", got)
 	}
 	proctest.Eventually(t, 5*time.Second, a+" unused once drained", func() bool {
-		return stateOfTarget(t, bal, a).State == lb.StateUnused
+		return lbtest.Target(t, bal, a).State == lb.StateUnused
 	})
 
 	if err := bal.Attach(ctxFor(t, 5*time.Second), a); err != nil {
 		t.Fatal(err)
 	}
 	proctest.Eventually(t, 10*time.Second, a+" healthy again", func() bool {
-		return stateOfTarget(t, bal, a).State == lb.StateHealthy
+		return lbtest.Target(t, bal, a).State == lb.StateHealthy
 	})
 	if _, err := bal.Counts(ctxFor(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
@@ -298,7 +284,7 @@ func TestBalancerNamesMaintenanceAndOwnChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	proctest.Eventually(t, 10*time.Second, "both servers healthy under their targets", func() bool {
-		return stateOfTarget(t, bal, checked).State == lb.StateHealthy && stateOfTarget(t, bal, uncheckedAddr).State == lb.StateHealthy
+		return lbtest.Target(t, bal, checked).State == lb.StateHealthy && lbtest.Target(t, bal, uncheckedAddr).State == lb.StateHealthy
 	})
 	if d, err := bal.HealthBound(ctxFor(t, 5*time.Second)); err != nil || d != 4*50*time.Millisecond {
 		t.Errorf("HealthBound = %v, %v; want (rise 3 + 1) × inter 50ms", d, err)
@@ -313,7 +299,7 @@ func TestBalancerNamesMaintenanceAndOwnChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	proctest.Eventually(t, 5*time.Second, "checked drained", func() bool {
-		return stateOfTarget(t, bal, checked).State == lb.StateUnused
+		return lbtest.Target(t, bal, checked).State == lb.StateUnused
 	})
 	if err := bal.FinishDrain(ctxFor(t, 5*time.Second), checked); err != nil {
 		t.Fatal(err)
@@ -328,26 +314,26 @@ func TestBalancerNamesMaintenanceAndOwnChecks(t *testing.T) {
 			t.Fatalf("after FinishDrain the server is %+v, want MAINT", s)
 		}
 	}
-	if tg := stateOfTarget(t, bal, checked); tg.State != lb.StateUnused {
+	if tg := lbtest.Target(t, bal, checked); tg.State != lb.StateUnused {
 		t.Fatalf("in maintenance the target is %+v, want unused", tg)
 	}
 	if err := bal.Detach(ctxFor(t, 5*time.Second), checked); err != nil {
 		t.Fatalf("detach of a server in maintenance: %v", err)
 	}
-	if tg := stateOfTarget(t, bal, checked); tg.State != lb.StateUnused {
+	if tg := lbtest.Target(t, bal, checked); tg.State != lb.StateUnused {
 		t.Fatalf("a second detach moved it back to %+v", tg)
 	}
 	if err := bal.Attach(ctxFor(t, 5*time.Second), checked); err != nil {
 		t.Fatal(err)
 	}
 	proctest.Eventually(t, 10*time.Second, "checked healthy after maintenance", func() bool {
-		return stateOfTarget(t, bal, checked).State == lb.StateHealthy
+		return lbtest.Target(t, bal, checked).State == lb.StateHealthy
 	})
 
 	// The unchecked server's app fails: the driver says so, and refuses
 	// to attach it.
 	down.Store(true)
-	tg := stateOfTarget(t, bal, uncheckedAddr)
+	tg := lbtest.Target(t, bal, uncheckedAddr)
 	if tg.State != lb.StateUnhealthy || !strings.Contains(tg.Reason, "503") || !strings.Contains(tg.Reason, "zerodown checks it itself") {
 		t.Fatalf("unchecked server with a failing app: %+v", tg)
 	}
@@ -362,13 +348,13 @@ func TestBalancerNamesMaintenanceAndOwnChecks(t *testing.T) {
 	if err := bal.Attach(ctxFor(t, 5*time.Second), uncheckedAddr); err != nil {
 		t.Fatal(err)
 	}
-	if tg := stateOfTarget(t, bal, uncheckedAddr); tg.State != lb.StateHealthy {
+	if tg := lbtest.Target(t, bal, uncheckedAddr); tg.State != lb.StateHealthy {
 		t.Fatalf("unchecked server after attach: %+v", tg)
 	}
 	// A target is found by its server's name whatever address HAProxy has
 	// for it (a DNS name, a NATed address).
 	named, _ := New(Config{Socket: stats, Backend: "app", Servers: map[string]string{"192.0.2.1:80": "checked"}})
-	if tg := stateOfTarget(t, named, "192.0.2.1:80"); tg.State != lb.StateHealthy {
+	if tg := lbtest.Target(t, named, "192.0.2.1:80"); tg.State != lb.StateHealthy {
 		t.Fatalf("target found by server name: %+v", tg)
 	}
 	// A host whose server name the backend lacks is named in the error.

@@ -17,31 +17,9 @@ import (
 	"time"
 
 	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/lb/lbtest"
 	"github.com/zerodown/zerodown/internal/proctest"
 )
-
-// nginxConf runs nginx from dir as any user: every path it writes is
-// under dir. %[1]s is dir, %[2]s the listen address, %[3]s main-context
-// directives.
-const nginxConf = `worker_processes 2;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-%[3]s
-events {}
-http {
-    access_log off;
-    client_body_temp_path %[1]s/body;
-    proxy_temp_path %[1]s/proxy;
-    fastcgi_temp_path %[1]s/fcgi;
-    uwsgi_temp_path %[1]s/uwsgi;
-    scgi_temp_path %[1]s/scgi;
-    include %[1]s/upstream.conf;
-    server {
-        listen %[2]s;
-        location / { proxy_pass http://app; }
-    }
-}
-`
 
 // backend is an app behind nginx: / answers its name, /slow waits for
 // release, /healthz answers 200 or, when sick, 503.
@@ -103,7 +81,7 @@ func writeSite(t *testing.T, upstream, main string, targets ...*backend) *site {
 	bin := proctest.NeedProgram(t, "nginx", "/usr/sbin/nginx")
 	dir := t.TempDir()
 	listen := proctest.FreeAddr(t)
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), fmt.Appendf(nil, nginxConf, dir, listen, main), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(lbtest.NginxConf(dir, listen, main)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	file := filepath.Join(dir, "upstream.conf")
@@ -188,21 +166,6 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-func targetOf(t *testing.T, b *Balancer, addr string) lb.Target {
-	t.Helper()
-	ts, err := b.Targets(ctxFor(t, 5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tg := range ts {
-		if tg.Address == addr {
-			return tg
-		}
-	}
-	t.Fatalf("no target %s in %+v", addr, ts)
-	return lb.Target{}
-}
-
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -220,10 +183,10 @@ func readFile(t *testing.T, path string) string {
 func TestDetachDrainsInFlightRequest(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
 	s, bal := startSite(t, upstreamOf(a.addr, b.addr+" down"), a, b)
-	if tg := targetOf(t, bal, a.addr); tg.State != lb.StateHealthy || tg.Weight != 1 {
+	if tg := lbtest.Target(t, bal, a.addr); tg.State != lb.StateHealthy || tg.Weight != 1 {
 		t.Fatalf("%s at the start: %+v", a.addr, tg)
 	}
-	if tg := targetOf(t, bal, b.addr); tg.State != lb.StateUnused {
+	if tg := lbtest.Target(t, bal, b.addr); tg.State != lb.StateUnused {
 		t.Fatalf("%s (down) at the start: %+v", b.addr, tg)
 	}
 
@@ -234,7 +197,7 @@ func TestDetachDrainsInFlightRequest(t *testing.T) {
 	if err := bal.Attach(ctxFor(t, 10*time.Second), b.addr); err != nil {
 		t.Fatal(err)
 	}
-	if tg := targetOf(t, bal, b.addr); tg.State != lb.StateHealthy {
+	if tg := lbtest.Target(t, bal, b.addr); tg.State != lb.StateHealthy {
 		t.Fatalf("%s after attach: %+v", b.addr, tg)
 	}
 	if err := bal.Detach(ctxFor(t, 10*time.Second), a.addr); err != nil {
@@ -248,7 +211,7 @@ func TestDetachDrainsInFlightRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, bb := range map[string]*Balancer{"the driver": bal, "a restarted driver": restarted} {
-		tg := targetOf(t, bb, a.addr)
+		tg := lbtest.Target(t, bb, a.addr)
 		if tg.State != lb.StateDraining || !strings.Contains(tg.Reason, "of the previous configuration") || !strings.Contains(tg.Reason, "still running") {
 			t.Fatalf("%s: %s with a request in flight: %+v", name, a.addr, tg)
 		}
@@ -258,7 +221,7 @@ func TestDetachDrainsInFlightRequest(t *testing.T) {
 			t.Fatalf("request %d after the detach: %s, want 200 b", i, got)
 		}
 	}
-	if tg := targetOf(t, bal, a.addr); tg.State != lb.StateDraining {
+	if tg := lbtest.Target(t, bal, a.addr); tg.State != lb.StateDraining {
 		t.Fatalf("%s still holding a request: %+v", a.addr, tg)
 	}
 
@@ -268,7 +231,7 @@ func TestDetachDrainsInFlightRequest(t *testing.T) {
 	}
 	for name, bb := range map[string]*Balancer{"the driver": bal, "a restarted driver": restarted} {
 		proctest.Eventually(t, 10*time.Second, name+": "+a.addr+" unused once drained", func() bool {
-			return targetOf(t, bb, a.addr).State == lb.StateUnused
+			return lbtest.Target(t, bb, a.addr).State == lb.StateUnused
 		})
 	}
 	// A later reload while a worker holds a request to b: the worker that
@@ -279,7 +242,7 @@ func TestDetachDrainsInFlightRequest(t *testing.T) {
 	if err := bal.SetWeight(ctxFor(t, 10*time.Second), b.addr, 2); err != nil {
 		t.Fatal(err)
 	}
-	if tg := targetOf(t, bal, a.addr); tg.State != lb.StateUnused {
+	if tg := lbtest.Target(t, bal, a.addr); tg.State != lb.StateUnused {
 		t.Fatalf("%s, drained, after another reload: %+v", a.addr, tg)
 	}
 	b.releaseSlow()
@@ -346,7 +309,7 @@ func TestNoFailedRequestDuringChanges(t *testing.T) {
 		}
 		from := time.Now()
 		proctest.Eventually(t, 10*time.Second, be.addr+" unused", func() bool {
-			return targetOf(t, bal, be.addr).State == lb.StateUnused
+			return lbtest.Target(t, bal, be.addr).State == lb.StateUnused
 		})
 		n := count()
 		proctest.Eventually(t, 10*time.Second, "requests while "+be.name+" is detached", func() bool { return count() > n+20 })
@@ -356,7 +319,7 @@ func TestNoFailedRequestDuringChanges(t *testing.T) {
 		}
 		windows = append(windows, window{be.addr, be.name, from, to})
 		proctest.Eventually(t, 10*time.Second, be.addr+" healthy", func() bool {
-			return targetOf(t, bal, be.addr).State == lb.StateHealthy
+			return lbtest.Target(t, bal, be.addr).State == lb.StateHealthy
 		})
 	}
 	close(stop)
@@ -482,7 +445,7 @@ func TestAttachHealthAndWeights(t *testing.T) {
 	}
 
 	b.sick.Store(true)
-	tg := targetOf(t, bal, b.addr)
+	tg := lbtest.Target(t, bal, b.addr)
 	want := "GET http://" + b.addr + "/healthz: 503 Service Unavailable (zerodown checks health itself: open-source nginx has no active health checks)"
 	if tg.State != lb.StateUnhealthy || tg.Reason != want {
 		t.Fatalf("a sick attached server: %+v\nwant reason %q", tg, want)
@@ -496,7 +459,7 @@ func TestAttachHealthAndWeights(t *testing.T) {
 	if got := readFile(t, s.cfg.UpstreamFile); !strings.Contains(got, "server "+a.addr+" weight=3;\n") {
 		t.Fatalf("the file after SetWeight 3:\n%s", got)
 	}
-	if tg := targetOf(t, bal, a.addr); tg.Weight != 3 || tg.State != lb.StateHealthy {
+	if tg := lbtest.Target(t, bal, a.addr); tg.Weight != 3 || tg.State != lb.StateHealthy {
 		t.Fatalf("%s after SetWeight 3: %+v", a.addr, tg)
 	}
 	if err := bal.SetWeight(ctxFor(t, 5*time.Second), a.addr, 0); err == nil || !strings.Contains(err.Error(), "nginx takes weights from 1 up") {
