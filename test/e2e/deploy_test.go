@@ -30,13 +30,17 @@ type fleetFixture struct {
 	artifact string
 }
 
-const deployConfigTemplate = `app:
+// appYAML is the sample app and the journal of every e2e zerodown.yaml:
+// %s adds to the app's arguments, %s is the journal.
+const appYAML = `app:
   name: hello
   run: ["./hello", "--listen", "127.0.0.1:${PORT}", "--name", "e2e"%s]
   health: { path: /healthz, interval: 50ms, timeout: 3s }
   stop: { signal: SIGTERM, timeout: 10s }
 state: %s
-environments:
+`
+
+const deployConfigTemplate = appYAML + `environments:
   staging:
     lb:
       driver: builtin

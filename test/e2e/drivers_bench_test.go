@@ -88,6 +88,18 @@ type driverBench struct {
 	scale float64
 }
 
+// onV1 is two hosts behind the bench's balancer, deployed v1 through it.
+func (b driverBench) onV1(t *testing.T) (*driverFleet, string) {
+	f := startDriverAgents(t, 2)
+	b.setup(t, f)
+	cfg := f.config("zerodown.yaml")
+	if out, code := f.deploy(cfg, "v1", nil); code != 0 {
+		t.Fatalf("first deploy: exit %d\n%s", code, out)
+	}
+	f.onVersion("v1")
+	return f, cfg
+}
+
 // driverBenches are the balancers the benchmark deploys through; the
 // drivers' files add theirs.
 var driverBenches = []driverBench{
@@ -113,13 +125,7 @@ func TestDriversBenchmark(t *testing.T) {
 	var rows []string
 	for _, b := range driverBenches {
 		t.Run(b.name, func(t *testing.T) {
-			f := startDriverAgents(t, 2)
-			b.setup(t, f)
-			cfg := f.config("zerodown.yaml")
-			if out, code := f.deploy(cfg, "v1", nil); code != 0 {
-				t.Fatalf("first deploy: exit %d\n%s", code, out)
-			}
-			f.onVersion("v1")
+			f, cfg := b.onV1(t)
 			plan, err := f.command("plan", "staging", "-c", cfg).CombinedOutput()
 			if err != nil {
 				t.Fatalf("plan: %v\n%s", err, plan)
@@ -151,13 +157,7 @@ func TestDriversBenchmark(t *testing.T) {
 			continue
 		}
 		t.Run("recipe through "+b.name, func(t *testing.T) {
-			f := startDriverAgents(t, 2)
-			b.setup(t, f)
-			cfg := f.config("zerodown.yaml")
-			if out, code := f.deploy(cfg, "v1", nil); code != 0 {
-				t.Fatalf("first deploy: exit %d\n%s", code, out)
-			}
-			f.onVersion("v1")
+			f, cfg := b.onV1(t)
 			l := startLoad(f.front, 100, 200000, 20*time.Minute)
 			posts := startSlowPosts(f.front, 3, 20*time.Minute)
 			took := recipe(t, f, cfg, "v2", b.scale)

@@ -66,13 +66,7 @@ func (f *driverFleet) config(name string, extraArgs ...string) string {
 	for _, a := range extraArgs {
 		args += fmt.Sprintf(", %q", a)
 	}
-	cfg := fmt.Sprintf(`app:
-  name: hello
-  run: ["./hello", "--listen", "127.0.0.1:${PORT}", "--name", "e2e"%s]
-  health: { path: /healthz, interval: 50ms, timeout: 3s }
-  stop: { signal: SIGTERM, timeout: 10s }
-state: %s
-environments:
+	cfg := fmt.Sprintf(appYAML+`environments:
   staging:
     lb: %s
     hosts:
