@@ -114,10 +114,9 @@ func (b *Balancer) Targets(ctx context.Context) ([]lb.Target, error) {
 	return out, nil
 }
 
-// Checked says whether HAProxy runs health checks on the server.
-func (s Server) Checked() bool {
-	return !strings.EqualFold(s.Status, "no check") && s.Rise > 0
-}
+// Checked says whether HAProxy health-checks the server (paused while it
+// is in maintenance).
+func (s Server) Checked() bool { return s.CheckConfigured }
 
 // stateOf maps HAProxy's server status to ELBv2's words. A server in
 // drain or maintenance is draining while it still has sessions or queued
@@ -160,10 +159,12 @@ func (b *Balancer) server(ctx context.Context, addr string) (Server, error) {
 	return Server{}, fmt.Errorf("haproxy: backend %s has no server at %s (it has %s)", b.backend, addr, strings.Join(have, ", "))
 }
 
-// Attach implements lb.Balancer: from drain or maintenance to ready; the
-// server takes new requests once HAProxy's checks find it up. A server
-// HAProxy does not check is checked here first, so a dead app is never
-// put in rotation.
+// Attach implements lb.Balancer: from drain or maintenance to ready, with
+// the server's health forced down first, so it takes requests only once
+// HAProxy's checks have passed rise times against what runs there now.
+// (HAProxy lets a server out of maintenance UP at once, on the strength of
+// checks of the release before.) A server HAProxy does not check is
+// checked here first, so a dead app is never put in rotation.
 func (b *Balancer) Attach(ctx context.Context, addr string) error {
 	s, err := b.server(ctx, addr)
 	if err != nil {
@@ -172,6 +173,17 @@ func (b *Balancer) Attach(ctx context.Context, addr string) error {
 	if !s.Checked() {
 		if err := b.probe.Check(ctx, addr); err != nil {
 			return fmt.Errorf("not attached: %w (HAProxy has no check on server %s: zerodown checks it itself)", err, s.Name)
+		}
+		return b.rt.SetState(ctx, b.backend, s.Name, "ready")
+	}
+	if s.Detached {
+		// Out of maintenance into drain (still no new request), where the
+		// forced health holds until the checks change it.
+		if err := b.rt.SetState(ctx, b.backend, s.Name, "drain"); err != nil {
+			return err
+		}
+		if err := b.rt.SetHealth(ctx, b.backend, s.Name, "down"); err != nil {
+			return err
 		}
 	}
 	return b.rt.SetState(ctx, b.backend, s.Name, "ready")

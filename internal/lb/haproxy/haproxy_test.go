@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -206,10 +207,13 @@ func TestParseStat(t *testing.T) {
 	if st := stateOf(Server{Status: "DOWN", Detached: true}); st != lb.StateUnused {
 		t.Fatalf("a detached DOWN server is %s, want unused", st)
 	}
-	admin, err := parseServersState("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight\n" +
-		"3 app 1 web1 127.0.0.1 2 0 1\n3 app 2 web2 127.0.0.1 0 8 1\n")
-	if err != nil || admin["web1"] != 0 || admin["web2"] != 8 {
-		t.Fatalf("servers state: %v %v", admin, err)
+	// As HAProxy 2.6 answers: web1 checked and running, web2 checked and in
+	// maintenance (checks paused), web3 without a check.
+	states, err := parseServersState("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state\n" +
+		"3 app 1 web1 127.0.0.1 2 0 1 1 1 6 3 4 6\n3 app 2 web2 127.0.0.1 0 1 1 1 1 8 2 0 14\n3 app 3 web3 127.0.0.1 2 0 1 1 1 1 0 2 0\n")
+	want := map[string]serverState{"web1": {admin: 0, check: 6}, "web2": {admin: 1, check: 14}, "web3": {admin: 0, check: 0}}
+	if err != nil || !reflect.DeepEqual(states, want) {
+		t.Fatalf("servers state: %v %v", states, err)
 	}
 	if _, err := parseServersState("Can't find backend.\n"); err == nil {
 		t.Fatal("an error answer parsed as servers state")
@@ -251,7 +255,16 @@ backend app
 // server HAProxy does not check checked by the driver itself.
 func TestBalancerNamesMaintenanceAndOwnChecks(t *testing.T) {
 	bin := proctest.NeedProgram(t, "haproxy", "/usr/sbin/haproxy")
-	checked := app(t, "checked")
+	var sick atomic.Bool
+	checkedSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sick.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "hello from checked")
+	}))
+	t.Cleanup(checkedSrv.Close)
+	checked := strings.TrimPrefix(checkedSrv.URL, "http://")
 	var down atomic.Bool
 	unchecked := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if down.Load() {
@@ -323,10 +336,25 @@ func TestBalancerNamesMaintenanceAndOwnChecks(t *testing.T) {
 	if tg := lbtest.Target(t, bal, checked); tg.State != lb.StateUnused {
 		t.Fatalf("a second detach moved it back to %+v", tg)
 	}
+	// The new release fails HAProxy's check: attached, it must not be
+	// reported healthy (nor get requests) on the strength of the checks
+	// before the maintenance.
+	sick.Store(true)
 	if err := bal.Attach(ctxFor(t, 5*time.Second), checked); err != nil {
 		t.Fatal(err)
 	}
-	proctest.Eventually(t, 10*time.Second, "checked healthy after maintenance", func() bool {
+	if tg := lbtest.Target(t, bal, checked); tg.State == lb.StateHealthy {
+		t.Fatalf("right after attach from maintenance the server is %+v: healthy before any check of what runs now", tg)
+	}
+	proctest.Eventually(t, 10*time.Second, "HAProxy's check to find the sick release", func() bool {
+		tg := lbtest.Target(t, bal, checked)
+		if tg.State == lb.StateHealthy {
+			t.Fatalf("a release failing HAProxy's check is reported %+v", tg)
+		}
+		return strings.Contains(tg.Reason, "L7STS")
+	})
+	sick.Store(false)
+	proctest.Eventually(t, 10*time.Second, "checked healthy once its checks pass", func() bool {
 		return lbtest.Target(t, bal, checked).State == lb.StateHealthy
 	})
 

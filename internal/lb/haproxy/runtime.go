@@ -97,6 +97,9 @@ type Server struct {
 	// in drain or maintenance: `show stat` then still says DOWN for a
 	// server whose checks fail, so it comes from `show servers state`.
 	Detached bool
+	// CheckConfigured is set for a server with `check`, also while its
+	// checks pause in maintenance.
+	CheckConfigured bool
 }
 
 // Admin state bits of `show servers state` (srv_admin_state): forced,
@@ -120,23 +123,35 @@ func (r *Runtime) Servers(ctx context.Context, backend string) ([]Server, error)
 	if err != nil {
 		return nil, err
 	}
-	admin, err := parseServersState(out)
+	states, err := parseServersState(out)
 	if err != nil {
 		return nil, err
 	}
 	for i := range servers {
-		servers[i].Detached = admin[servers[i].Name]&adminDetached != 0
+		st := states[servers[i].Name]
+		servers[i].Detached = st.admin&adminDetached != 0
+		servers[i].CheckConfigured = st.check&checkConfigured != 0
 	}
 	return servers, nil
 }
 
-// parseServersState reads srv_admin_state by server name from `show
-// servers state`: a version line, a header naming the columns, then one
-// line of space-separated fields per server.
-func parseServersState(out string) (map[string]int, error) {
+// checkConfigured is srv_check_state's bit for a server configured with
+// `check` (CHK_ST_CONFIGURED): `show stat` leaves the check columns empty
+// while the server is in maintenance, so this is what tells.
+const checkConfigured = 0x02
+
+// serverState is what `show servers state` adds to `show stat`.
+type serverState struct {
+	admin, check int
+}
+
+// parseServersState reads srv_admin_state and srv_check_state by server
+// name from `show servers state`: a version line, a header naming the
+// columns, then one line of space-separated fields per server.
+func parseServersState(out string) (map[string]serverState, error) {
 	lines := strings.Split(out, "\n")
 	col := map[string]int{}
-	admin := map[string]int{}
+	states := map[string]serverState{}
 	for _, line := range lines {
 		line = strings.TrimSpace(line)
 		switch {
@@ -149,22 +164,36 @@ func parseServersState(out string) (map[string]int, error) {
 			// The version line comes before the header.
 		default:
 			f := strings.Fields(line)
-			ni, ok1 := col["srv_name"]
-			ai, ok2 := col["srv_admin_state"]
-			if !ok1 || !ok2 || ni >= len(f) || ai >= len(f) {
-				return nil, fmt.Errorf("haproxy: show servers state line %q has no srv_name or srv_admin_state", firstLine(line))
+			num := func(name string) (int, error) {
+				i, ok := col[name]
+				if !ok || i >= len(f) {
+					return 0, fmt.Errorf("haproxy: show servers state line %q has no %s", firstLine(line), name)
+				}
+				n, err := strconv.Atoi(f[i])
+				if err != nil {
+					return 0, fmt.Errorf("haproxy: show servers state: %s %q is not a number", name, f[i])
+				}
+				return n, nil
 			}
-			n, err := strconv.Atoi(f[ai])
+			ni, ok := col["srv_name"]
+			if !ok || ni >= len(f) {
+				return nil, fmt.Errorf("haproxy: show servers state line %q has no srv_name", firstLine(line))
+			}
+			admin, err := num("srv_admin_state")
 			if err != nil {
-				return nil, fmt.Errorf("haproxy: show servers state: srv_admin_state %q is not a number", f[ai])
+				return nil, err
 			}
-			admin[f[ni]] = n
+			check, err := num("srv_check_state")
+			if err != nil {
+				return nil, err
+			}
+			states[f[ni]] = serverState{admin: admin, check: check}
 		}
 	}
 	if len(col) == 0 {
 		return nil, fmt.Errorf("haproxy: show servers state answered %q, not its table", firstLine(out))
 	}
-	return admin, nil
+	return states, nil
 }
 
 // parseStat reads the CSV of `show stat` and keeps backend's servers. The
@@ -244,6 +273,16 @@ func (r *Runtime) SetState(ctx context.Context, backend, server, state string) e
 		return fmt.Errorf("haproxy: server state %q: want ready, drain or maint", state)
 	}
 	return r.set(ctx, fmt.Sprintf("set server %s/%s state %s", backend, server, state))
+}
+
+// SetHealth forces the health of a server's checks: up, stopping or down.
+func (r *Runtime) SetHealth(ctx context.Context, backend, server, health string) error {
+	switch health {
+	case "up", "stopping", "down":
+	default:
+		return fmt.Errorf("haproxy: server health %q: want up, stopping or down", health)
+	}
+	return r.set(ctx, fmt.Sprintf("set server %s/%s health %s", backend, server, health))
 }
 
 // SetWeight sets a server's weight (0 to 256).

@@ -63,7 +63,13 @@ func (b *Balancer) change(ctx context.Context, what string, edit func(*conf) (bo
 				// what runs.
 				return nil, fmt.Errorf("nginx: %s: %w; %s keeps the change", what, err, file)
 			}
-			return nil, b.restore(snap, fmt.Errorf("nginx: %s: %w", what, err))
+			// nginx got the reload signal: with the old file back, reload
+			// again, so what nginx runs is what the file says.
+			err = b.restore(snap, fmt.Errorf("nginx: %s: %w", what, err))
+			if out, rerr := run(ctx, b.cfg.Reload); rerr != nil {
+				err = fmt.Errorf("%w; reloading nginx with it failed too (%v: %s), so nginx may run the refused change", err, rerr, tail(out))
+			}
+			return nil, err
 		}
 	}
 	return old, nil

@@ -372,6 +372,17 @@ func TestRefusedChangeRestoresFile(t *testing.T) {
 			want: []string{"detach " + a.addr + ": `sh -c echo", "failed: exit status 1: nginx: [error] reload refused"},
 		},
 		{
+			name: "the pid file names a process that is not nginx's master",
+			file: upstreamOf(a.addr, b.addr),
+			edit: func(c *Config) {
+				c.PidFile = filepath.Join(t.TempDir(), "stale.pid")
+				if err := os.WriteFile(c.PidFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: []string{"stale.pid names pid", "not a running nginx master"},
+		},
+		{
 			name:       "nginx keeps the old workers",
 			file:       upstreamOf(a.addr, b.addr),
 			edit:       func(c *Config) { c.Reload = []string{"true"} },

@@ -28,11 +28,10 @@ func children(master int) ([]proc, error) {
 		if err != nil || parentOf(stat) != master {
 			continue
 		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		title, err := titleOf(pid)
 		if err != nil {
 			continue
 		}
-		title := string(bytes.TrimRight(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), " "))
 		out = append(out, proc{pid: pid, title: title})
 	}
 	return out, nil
@@ -55,4 +54,14 @@ func parentOf(stat []byte) int {
 		return -1
 	}
 	return ppid
+}
+
+// titleOf is the title nginx gave process pid (it overwrites its argv,
+// which /proc/PID/cmdline shows).
+func titleOf(pid int) (string, error) {
+	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return "", err
+	}
+	return string(bytes.TrimRight(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), " ")), nil
 }

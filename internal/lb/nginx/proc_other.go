@@ -16,3 +16,7 @@ const procSupported = false
 func children(int) ([]proc, error) {
 	return nil, errors.New("telling when nginx's old workers have exited is only supported on Linux (it reads /proc), not on " + runtime.GOOS)
 }
+
+func titleOf(int) (string, error) {
+	return "", errors.New("reading nginx's process titles is only supported on Linux")
+}

@@ -16,6 +16,7 @@ type proc struct {
 // The titles nginx gives its workers: a worker of the old configuration
 // after a reload takes the second until its last connection ends.
 const (
+	titleMaster       = "nginx: master process"
 	titleWorker       = "nginx: worker process"
 	titleShuttingDown = "nginx: worker process is shutting down"
 )
@@ -30,6 +31,16 @@ func (b *Balancer) workers() (master int, ws []proc, err error) {
 	master, err = strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil || master <= 0 {
 		return 0, nil, fmt.Errorf("nginx's pid file %s holds %q, not a pid", b.cfg.PidFile, strings.TrimSpace(string(data)))
+	}
+	// A stale or wrong pid file would make every drain look over and every
+	// reload look untaken: the pid must be a running nginx master.
+	title, err := titleOf(master)
+	if err == nil && !strings.HasPrefix(title, titleMaster) {
+		err = fmt.Errorf("its title is %q", title)
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("pid_file %s names pid %d, which is not a running nginx master (%v): is it the pid file nginx writes (its `pid` directive)?",
+			b.cfg.PidFile, master, err)
 	}
 	all, err := children(master)
 	if err != nil {
