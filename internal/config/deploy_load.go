@@ -530,6 +530,11 @@ func (d *deployValidator) lb(e *Environment, lp string) {
 				d.errorf(c.key(lp, k.key), "the command is empty: a program and its arguments, such as [%s]", strings.Join(map[string][]string{"test": DefaultNginxTest, "reload": DefaultNginxReload}[k.key], ", "))
 			}
 		}
+		// zerodown reads worker_shutdown_timeout by running test with -T
+		// (test and dump) in place of -t.
+		if len(lb.Test) > 0 && lb.Test[0] != "" && !slices.Contains(lb.Test, "-t") {
+			d.errorf(c.key(lp, "test"), "the test command has no -t argument: zerodown runs it with -T in its place to read worker_shutdown_timeout, such as [nginx, -c, /etc/nginx/nginx.conf, -t]")
+		}
 	case DriverAWSELB:
 		if lb.Name == "" {
 			d.errorf(c.key(lp, "name"), "required by the aws-elb driver: the classic load balancer's name, such as my-classic-elb")
@@ -538,8 +543,10 @@ func (d *deployValidator) lb(e *Environment, lp string) {
 	case DriverAWSALB:
 		if lb.TargetGroup == "" {
 			d.errorf(c.key(lp, "target_group"), "required by the aws-alb driver: the target group's ARN, such as arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/app/0123456789abcdef")
-		} else if !strings.HasPrefix(lb.TargetGroup, "arn:") || !strings.Contains(lb.TargetGroup, ":targetgroup/") {
+		} else if region, ok := ARNRegion(lb.TargetGroup); !ok || !strings.Contains(lb.TargetGroup, ":targetgroup/") {
 			d.errorf(c.key(lp, "target_group"), "%q is not a target group ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID)", lb.TargetGroup)
+		} else if lb.Region != "" && region != lb.Region {
+			d.errorf(c.key(lp, "region"), "region %s is not the target group's: its ARN says %s", lb.Region, region)
 		}
 		d.aws(lb, lp)
 	default:
@@ -566,6 +573,10 @@ func (d *deployValidator) foreignKeys(lb *EnvLB, lp string) {
 		{"check_inter", lb.CheckInter != 0, []string{DriverHAProxy}},
 		{"upstream_file", lb.UpstreamFile != "", []string{DriverNginx}},
 		{"upstream", lb.Upstream != "", []string{DriverNginx}},
+		{"test", len(lb.Test) > 0, []string{DriverNginx}},
+		{"reload", len(lb.Reload) > 0, []string{DriverNginx}},
+		{"pid_file", lb.PidFile != "", []string{DriverNginx}},
+		{"poll_interval", lb.PollInterval != 0, []string{DriverAWSELB, DriverAWSALB}},
 		{"name", lb.Name != "", []string{DriverAWSELB}},
 		{"target_group", lb.TargetGroup != "", []string{DriverAWSALB}},
 		{"region", lb.Region != "", []string{DriverAWSELB, DriverAWSALB}},
@@ -573,7 +584,11 @@ func (d *deployValidator) foreignKeys(lb *EnvLB, lp string) {
 		{"profile", lb.Profile != "", []string{DriverAWSELB, DriverAWSALB}},
 	} {
 		if k.set && !slices.Contains(k.drivers, lb.Driver) && slices.Contains(lbDrivers, lb.Driver) {
-			d.errorf(d.c.key(lp, k.key), "%s is a key of the %s driver; the %s driver does not use it", k.key, strings.Join(k.drivers, " and "), lb.Driver)
+			of := "the " + k.drivers[0] + " driver"
+			if len(k.drivers) > 1 {
+				of = "the " + strings.Join(k.drivers, " and ") + " drivers"
+			}
+			d.errorf(d.c.key(lp, k.key), "%s is a key of %s; the %s driver does not use it", k.key, of, lb.Driver)
 		}
 	}
 }
@@ -581,6 +596,15 @@ func (d *deployValidator) foreignKeys(lb *EnvLB, lp string) {
 // nginxName is what nginx accepts as an upstream name here: no spaces,
 // braces or semicolons that would break the file zerodown writes.
 var nginxName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// ARNRegion is the region field of an ARN (arn:PARTITION:SERVICE:REGION:...).
+func ARNRegion(arn string) (string, bool) {
+	f := strings.SplitN(arn, ":", 6)
+	if len(f) < 6 || f[0] != "arn" || f[3] == "" {
+		return "", false
+	}
+	return f[3], true
+}
 
 // aws checks what both AWS drivers share.
 func (d *deployValidator) aws(lb *EnvLB, lp string) {
@@ -604,6 +628,7 @@ func (d *deployValidator) hosts(e *Environment, ep string) {
 	names := map[string]string{}
 	agents := map[string]string{}
 	targets := map[string]string{}
+	lbNames := map[string]string{} // HAProxy server names and EC2 instance IDs, each once
 	for i := range e.Hosts {
 		h := &e.Hosts[i]
 		hp := c.item(hsp, i)
@@ -646,6 +671,25 @@ func (d *deployValidator) hosts(e *Environment, ep string) {
 		}
 		d.tokens(hp, h.Token, h.TokenFile)
 		d.hostLB(e, h, hp)
+		// Two hosts on one server or instance would have the wrong one
+		// drained while the other restarts in rotation.
+		key, kp := "", ""
+		switch {
+		case e.LB.Driver == DriverHAProxy:
+			key, kp = "server "+cmp.Or(h.Server, h.Name), c.key(hp, "server")
+			if h.Server == "" {
+				kp = np
+			}
+		case h.Instance != "":
+			key, kp = "instance "+h.Instance, c.key(hp, "instance")
+		}
+		if key != "" {
+			if prev, dup := lbNames[key]; dup {
+				d.errorf(kp, "duplicate %s (also %s): each host needs its own", key, prev)
+			} else {
+				lbNames[key] = kp
+			}
+		}
 	}
 }
 

@@ -547,12 +547,40 @@ zerodown.yaml:4:55: environments.web.lb.poll_interval: 10ms is too short: AWS th
 zerodown.yaml:6:9: environments.web.hosts[0].instance: required by the aws-elb driver: the host's EC2 instance ID, such as i-0abc123def4567890
 zerodown.yaml:7:81: environments.web.hosts[1].instance: "i-12" is not an EC2 instance ID (i- and 8 or 17 hex digits)`},
 
+	{"two hosts on one HAProxy server or EC2 instance", `app: {run: [./hello]}
+environments:
+  web:
+    lb: {driver: haproxy, socket: '127.0.0.1:9999', backend: app}
+    hosts:
+      - {name: web1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}
+      - {name: web-2, agent: 'http://127.0.0.1:7102', target: '127.0.0.1:8102', server: web1}
+  aws:
+    lb: {driver: aws-elb, name: web}
+    hosts:
+      - {name: web-1, agent: 'http://127.0.0.1:7201', target: '127.0.0.1:8201', instance: i-0123456789abcdef0}
+      - {name: web-2, agent: 'http://127.0.0.1:7202', target: '127.0.0.1:8202', instance: i-0123456789abcdef0}
+`, `zerodown.yaml:7:81: environments.web.hosts[1].server: duplicate server web1 (also environments.web.hosts[0].name): each host needs its own
+zerodown.yaml:12:81: environments.aws.hosts[1].instance: duplicate instance i-0123456789abcdef0 (also environments.aws.hosts[0].instance): each host needs its own`},
+
 	{"a key of another driver", `app: {run: [./hello]}
 environments:
   web:
     lb: {driver: haproxy, socket: '127.0.0.1:9999', backend: app, pool: hello}
     hosts: [{name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}]
 `, `zerodown.yaml:4:67: environments.web.lb.pool: pool is a key of the builtin driver; the haproxy driver does not use it`},
+
+	{"nginx keys elsewhere, and a test command without -t", `app: {run: [./hello]}
+environments:
+  web:
+    lb: {driver: nginx, upstream_file: up.conf, upstream: app, test: [nginx, -q], poll_interval: 1s}
+    hosts: [{name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}]
+  alb:
+    lb: {driver: aws-alb, region: eu-west-1, pid_file: /run/nginx.pid, target_group: 'arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/app/0123456789abcdef'}
+    hosts: [{name: web-1, agent: 'http://127.0.0.1:7201', target: '127.0.0.1:8201'}]
+`, `zerodown.yaml:4:64: environments.web.lb.test: the test command has no -t argument: zerodown runs it with -T in its place to read worker_shutdown_timeout, such as [nginx, -c, /etc/nginx/nginx.conf, -t]
+zerodown.yaml:4:83: environments.web.lb.poll_interval: poll_interval is a key of the aws-elb and aws-alb drivers; the nginx driver does not use it
+zerodown.yaml:7:27: environments.alb.lb.region: region eu-west-1 is not the target group's: its ARN says us-east-1
+zerodown.yaml:7:46: environments.alb.lb.pid_file: pid_file is a key of the nginx driver; the aws-alb driver does not use it`},
 
 	{"aws-alb needs a target group ARN", `app: {run: [./hello]}
 environments:

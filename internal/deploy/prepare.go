@@ -140,6 +140,9 @@ func Balancer(ctx context.Context, cfg *config.Deploy, env *config.Environment) 
 		return b, nil
 	case config.DriverAWSELB, config.DriverAWSALB:
 		ac := awslb.Config{Region: env.LB.Region, Endpoint: env.LB.Endpoint, Profile: env.LB.Profile, PollInterval: time.Duration(env.LB.PollInterval)}
+		if region, ok := config.ARNRegion(env.LB.TargetGroup); ok && ac.Region == "" {
+			ac.Region = region // the target group's, not whatever AWS_REGION says
+		}
 		ids := map[string]string{}
 		for _, h := range env.Hosts {
 			ids[h.Target] = h.Instance
