@@ -102,9 +102,11 @@ func (cc *checkCommand) run(c *cobra.Command, args []string) error {
 	if problems := cfg.CheckTokenFiles(env.Name); len(problems) > 0 {
 		return printProblems(c.ErrOrStderr(), cc.configPath, problems)
 	}
-	bal, err := deploy.Balancer(c.Context(), cfg, env)
+	setupCtx, cancel := context.WithTimeout(c.Context(), cc.timeout)
+	bal, err := deploy.Balancer(setupCtx, cfg, env)
+	cancel()
 	if err != nil {
-		return badInput(err)
+		return deployError(deploy.SetupError(err))
 	}
 	hosts, err := deploy.Hosts(env)
 	if err != nil {

@@ -130,13 +130,13 @@ const planWaitsTimeout = 5 * time.Second
 // printPlanWaits prints, as comments, the longest waits per host a deploy
 // of env would use, asking its load balancer for its settings.
 func printPlanWaits(ctx context.Context, out io.Writer, cfg *config.Deploy, env *config.Environment) error {
+	ctx, cancel := context.WithTimeout(ctx, planWaitsTimeout)
+	defer cancel()
 	bal, err := deploy.Balancer(ctx, cfg, env)
 	if err != nil {
 		_, err = fmt.Fprintf(out, "# waits per host: unknown, the load balancer driver could not be set up: %v\n", err)
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, planWaitsTimeout)
-	defer cancel()
 	w := deploy.ReadWaits(ctx, env, bal)
 	fmt.Fprintf(out, "# waits per host through %s (%s driver); the recipe sleeps %s after each call:\n", describeBalancer(env, bal), env.LB.Driver, deploy.RecipeSleep)
 	var b strings.Builder

@@ -53,9 +53,11 @@ func newFleet(ctx context.Context, cfg *config.Deploy, envName string) (*fleet, 
 	if err != nil {
 		return nil, err
 	}
-	bal, err := Balancer(ctx, cfg, env)
+	setupCtx, cancel := context.WithTimeout(ctx, SetupTimeout)
+	bal, err := Balancer(setupCtx, cfg, env)
+	cancel()
 	if err != nil {
-		return nil, setupError(err)
+		return nil, SetupError(err)
 	}
 	hosts, err := Hosts(env)
 	if err != nil {
@@ -93,13 +95,17 @@ func serverNames(env *config.Environment) map[string]string {
 	return out
 }
 
-// setupError classifies a driver that could not be set up: a balancer that
-// could not be reached is a failure (exit 1), anything else — a missing
-// token, credentials or permission, an unknown load balancer — is the
-// config's to fix.
-func setupError(err error) error {
+// SetupTimeout bounds building a driver: the AWS ones load credentials
+// and describe the load balancer, with the SDK's retries.
+const SetupTimeout = 30 * time.Second
+
+// SetupError classifies a driver that could not be set up: a balancer that
+// could not be reached in time is a failure (exit 1), anything else — a
+// missing token, credentials or permission, an unknown load balancer — is
+// the config's to fix (an *InputError).
+func SetupError(err error) error {
 	var ne net.Error
-	if errors.As(err, &ne) {
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	return badInput(err)
