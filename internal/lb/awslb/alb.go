@@ -172,9 +172,9 @@ func (a *ALB) read(ctx context.Context) ([]lb.Target, error) {
 				addr = net.JoinHostPort(addr, strconv.Itoa(int(aws.ToInt32(d.Target.Port))))
 			}
 		}
-		st := v2State(d.TargetHealth.State)
+		st := targetState(d.TargetHealth)
 		t := lb.Target{Address: addr, State: st}
-		if st == lb.StateUnhealthy || st == lb.StateInitial || st == lb.StateDraining {
+		if st != lb.StateHealthy {
 			t.Reason = string(d.TargetHealth.Reason)
 			if desc := aws.ToString(d.TargetHealth.Description); desc != "" {
 				t.Reason += ": " + desc
@@ -184,6 +184,24 @@ func (a *ALB) read(ctx context.Context) ([]lb.Target, error) {
 	}
 	sortTargets(ts)
 	return ts, nil
+}
+
+// outOfGroup are the reasons of an unused target that is out of the group,
+// as a deregistration leaves it.
+var outOfGroup = map[v2types.TargetHealthReasonEnum]bool{
+	"": true, v2types.TargetHealthReasonEnumNotRegistered: true, v2types.TargetHealthReasonEnumDeregistrationInProgress: true,
+}
+
+// targetState is the engine's state for AWS's health of a target. A
+// target registered but unused (Target.NotInUse: the group serves no load
+// balancer, or not in this zone) will never be healthy and is not out of
+// the group either: unhealthy, with AWS's reason.
+func targetState(h *v2types.TargetHealth) lb.State {
+	st := v2State(h.State)
+	if st == lb.StateUnused && !outOfGroup[h.Reason] {
+		return lb.StateUnhealthy
+	}
+	return st
 }
 
 // v2State maps ELBv2's states onto the engine's (its own words, but

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	v2types "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 
@@ -352,5 +354,27 @@ func TestPollLimit(t *testing.T) {
 	}
 	if n := f.Calls("DescribeInstanceHealth"); n != 2 {
 		t.Fatalf("%d calls, want one more after the change", n)
+	}
+}
+
+func TestTargetState(t *testing.T) {
+	for _, tc := range []struct {
+		state  v2types.TargetHealthStateEnum
+		reason v2types.TargetHealthReasonEnum
+		want   lb.State
+	}{
+		{v2types.TargetHealthStateEnumInitial, v2types.TargetHealthReasonEnumRegistrationInProgress, lb.StateInitial},
+		{v2types.TargetHealthStateEnumHealthy, "", lb.StateHealthy},
+		{v2types.TargetHealthStateEnumUnhealthy, v2types.TargetHealthReasonEnumFailedHealthChecks, lb.StateUnhealthy},
+		{v2types.TargetHealthStateEnumUnhealthyDraining, v2types.TargetHealthReasonEnumFailedHealthChecks, lb.StateDraining},
+		{v2types.TargetHealthStateEnumDraining, v2types.TargetHealthReasonEnumDeregistrationInProgress, lb.StateDraining},
+		{v2types.TargetHealthStateEnumUnused, v2types.TargetHealthReasonEnumNotRegistered, lb.StateUnused},
+		{v2types.TargetHealthStateEnumUnused, v2types.TargetHealthReasonEnumNotInUse, lb.StateUnhealthy},
+		{v2types.TargetHealthStateEnumUnused, v2types.TargetHealthReasonEnumInvalidState, lb.StateUnhealthy},
+		{v2types.TargetHealthStateEnumUnavailable, v2types.TargetHealthReasonEnumHealthCheckDisabled, lb.StateUnhealthy},
+	} {
+		if got := targetState(&v2types.TargetHealth{State: tc.state, Reason: tc.reason}); got != tc.want {
+			t.Errorf("%s (%s) is %s, want %s", tc.state, tc.reason, got, tc.want)
+		}
 	}
 }
