@@ -220,7 +220,8 @@ func checkEnvironment(ctx context.Context, env *config.Environment, bal lb.Balan
 	wg.Go(func() {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		waits = deploy.ReadWaits(ctx, env, bal)
+		drain, health := deploy.RollingTimeouts(env)
+		waits = deploy.ReadWaits(ctx, bal, drain, health)
 	})
 	for i, h := range env.Hosts {
 		wg.Go(func() {
@@ -443,8 +444,14 @@ func writeWaits(w io.Writer, waits deploy.Waits) error {
 		}
 		return fmt.Sprintf("the load balancer's %s %s", what, bound)
 	}
-	fmt.Fprintf(tw, "drain\t%s\t%s\t%s\n", waits.Drain, deploy.RecipeSleep, from(waits.DrainBound, "draining bound"))
-	fmt.Fprintf(tw, "health\t%s\t%s\t%s\n", waits.Health, deploy.RecipeSleep, from(waits.HealthBound, "health check bound"))
+	atMost := func(d time.Duration) string {
+		if d <= 0 {
+			return "no such step"
+		}
+		return d.String()
+	}
+	fmt.Fprintf(tw, "drain\t%s\t%s\t%s\n", atMost(waits.Drain), deploy.RecipeSleep, from(waits.DrainBound, "draining bound"))
+	fmt.Fprintf(tw, "health\t%s\t%s\t%s\n", atMost(waits.Health), deploy.RecipeSleep, from(waits.HealthBound, "health check bound"))
 	return tw.Flush()
 }
 

@@ -129,7 +129,7 @@ const planWaitsTimeout = 5 * time.Second
 
 // printPlanWaits prints, as comments, the longest waits per host a deploy
 // of env would use, asking its load balancer for its settings.
-func printPlanWaits(ctx context.Context, out io.Writer, cfg *config.Deploy, env *config.Environment) error {
+func printPlanWaits(ctx context.Context, out io.Writer, cfg *config.Deploy, env *config.Environment, p *pipeline.Pipeline) error {
 	ctx, cancel := context.WithTimeout(ctx, planWaitsTimeout)
 	defer cancel()
 	bal, err := deploy.Balancer(ctx, cfg, env)
@@ -137,7 +137,8 @@ func printPlanWaits(ctx context.Context, out io.Writer, cfg *config.Deploy, env 
 		_, err = fmt.Fprintf(out, "# waits per host: unknown, the load balancer driver could not be set up: %v\n", err)
 		return err
 	}
-	w := deploy.ReadWaits(ctx, env, bal)
+	drain, health := deploy.PipelineTimeouts(p)
+	w := deploy.ReadWaits(ctx, bal, drain, health)
 	fmt.Fprintf(out, "# waits per host through %s (%s driver); the recipe sleeps %s after each call:\n", describeBalancer(env, bal), env.LB.Driver, deploy.RecipeSleep)
 	var b strings.Builder
 	if err := writeWaits(&b, w); err != nil {
@@ -184,7 +185,7 @@ time hosts already on the version are skipped.`,
 			if err := printPlan(c, p, nil); err != nil {
 				return err
 			}
-			return printPlanWaits(c.Context(), c.OutOrStdout(), cfg, env)
+			return printPlanWaits(c.Context(), c.OutOrStdout(), cfg, env, p)
 		},
 	}
 	addConfigFlag(cmd, &cfgPath)

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"github.com/zerodown/zerodown/internal/config"
 	"github.com/zerodown/zerodown/internal/engine"
 	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/pipeline"
 )
 
 // RecipeSleep is what the hand-made recipe zerodown replaces waits after
@@ -43,19 +45,45 @@ func (w Waits) MarshalJSON() ([]byte, error) {
 	}{w.DrainBound.Seconds(), w.HealthBound.Seconds(), w.Drain.Seconds(), w.Health.Seconds(), plain(w)})
 }
 
-// ReadWaits asks bal for its bounds and advice, each within ctx, and
-// works out the waits a rolling deploy of env would use: the same rule
-// the engine applies (engine.Beyond).
-func ReadWaits(ctx context.Context, env *config.Environment, bal lb.Balancer) Waits {
-	drainTimeout, healthTimeout := config.DefaultDrainTimeout, config.DefaultRolloutHealthTimeout
+// RollingTimeouts are the drain and health timeouts of env's rolling
+// strategy, with their defaults.
+func RollingTimeouts(env *config.Environment) (drain, health time.Duration) {
+	drain, health = config.DefaultDrainTimeout, config.DefaultRolloutHealthTimeout
 	if r := env.Strategy.Rolling; r != nil {
 		if r.DrainTimeout > 0 {
-			drainTimeout = time.Duration(r.DrainTimeout)
+			drain = time.Duration(r.DrainTimeout)
 		}
 		if r.HealthTimeout > 0 {
-			healthTimeout = time.Duration(r.HealthTimeout)
+			health = time.Duration(r.HealthTimeout)
 		}
 	}
+	return drain, health
+}
+
+// PipelineTimeouts are the longest drain and health timeouts of p's wait
+// tasks, a task without one taking the engine's default (0 when p has no
+// such task).
+func PipelineTimeouts(p *pipeline.Pipeline) (drain, health time.Duration) {
+	for _, st := range p.Stages {
+		for _, j := range st.Jobs {
+			for _, t := range j.Tasks {
+				switch t.Kind {
+				case pipeline.KindWaitDrained:
+					drain = max(drain, cmp.Or(t.Timeout, config.DefaultDrainTimeout))
+				case pipeline.KindWaitHealthy:
+					health = max(health, cmp.Or(t.Timeout, config.DefaultRolloutHealthTimeout))
+				}
+			}
+		}
+	}
+	return drain, health
+}
+
+// ReadWaits asks bal for its bounds and advice, each within ctx, and
+// works out the longest waits for a drain and for health that steps
+// bounded by drainTimeout and healthTimeout get: the rule the engine
+// applies (engine.Beyond).
+func ReadWaits(ctx context.Context, bal lb.Balancer, drainTimeout, healthTimeout time.Duration) Waits {
 	w := Waits{Advice: []string{}}
 	var mu sync.Mutex
 	unread := func(what string, err error) {
@@ -94,7 +122,11 @@ func ReadWaits(ctx context.Context, env *config.Environment, bal lb.Balancer) Wa
 		})
 	}
 	wg.Wait()
-	w.Drain = engine.Beyond(drainTimeout, w.DrainBound, engine.DrainMargin)
-	w.Health = engine.Beyond(healthTimeout, w.HealthBound, engine.HealthMargin)
+	if drainTimeout > 0 {
+		w.Drain = engine.Beyond(drainTimeout, w.DrainBound, engine.DrainMargin)
+	}
+	if healthTimeout > 0 {
+		w.Health = engine.Beyond(healthTimeout, w.HealthBound, engine.HealthMargin)
+	}
 	return w
 }

@@ -265,8 +265,16 @@ func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey
 }
 
 // advise says, once at the start, what in the balancer's settings makes
-// this run slower or riskier than it needs to be.
+// this run slower or riskier than it needs to be, and reads its bounds
+// then, so a balancer that cannot be asked at the first drain has already
+// told.
 func (e *Engine) advise(ctx context.Context) {
+	if db, ok := e.LB.(lb.DrainBounder); ok {
+		e.drainBound.get(e, "draining bound", db.DrainBound)
+	}
+	if hb, ok := e.LB.(lb.HealthBounder); ok {
+		e.healthBound.get(e, "health check bound", hb.HealthBound)
+	}
 	a, ok := e.LB.(lb.Advisor)
 	if !ok {
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zerodown/zerodown/internal/lb"
@@ -97,20 +98,24 @@ func (b *Balancer) Targets(ctx context.Context) ([]lb.Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]lb.Target, 0, len(servers))
-	for _, s := range servers {
-		t := lb.Target{Address: s.Address, State: stateOf(s), InFlight: s.Sessions + s.Queued, Weight: s.Weight}
-		switch {
+	out := make([]lb.Target, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		out[i] = lb.Target{Address: s.Address, State: stateOf(s), InFlight: s.Sessions + s.Queued, Weight: s.Weight}
+		switch t := &out[i]; {
 		case t.State == lb.StateHealthy && !s.Checked():
-			if err := b.probe.Check(ctx, s.Address); err != nil {
-				t.State = lb.StateUnhealthy
-				t.Reason = err.Error() + " (HAProxy has no check on server " + s.Name + ": zerodown checks it itself)"
-			}
+			// All at once: a dead app costs one probe timeout, not one each.
+			wg.Go(func() {
+				if err := b.probe.Check(ctx, s.Address); err != nil {
+					out[i].State = lb.StateUnhealthy
+					out[i].Reason = err.Error() + " (HAProxy has no check on server " + s.Name + ": zerodown checks it itself)"
+				}
+			})
 		case t.State == lb.StateUnhealthy || t.State == lb.StateInitial:
 			t.Reason = strings.TrimSpace(s.CheckStatus + " " + s.CheckDesc)
 		}
-		out = append(out, t)
 	}
+	wg.Wait()
 	return out, nil
 }
 

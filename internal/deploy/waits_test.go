@@ -1,0 +1,45 @@
+package deploy
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/pipeline"
+)
+
+func TestPipelineTimeouts(t *testing.T) {
+	task := func(k pipeline.Kind, d time.Duration) pipeline.Task { return pipeline.Task{Kind: k, Host: "web-1", Timeout: d} }
+	p := &pipeline.Pipeline{Stages: []pipeline.Stage{{Jobs: []pipeline.Job{{Tasks: []pipeline.Task{
+		task(pipeline.KindWaitDrained, 10*time.Second), task(pipeline.KindWaitDrained, 0),
+		task(pipeline.KindWaitHealthy, 90*time.Second), task(pipeline.KindDetach, time.Hour),
+	}}}}}}
+	drain, health := PipelineTimeouts(p)
+	if drain != config.DefaultDrainTimeout || health != 90*time.Second {
+		t.Fatalf("drain %s, health %s: want the default drain (a task without a timeout) and 90s", drain, health)
+	}
+	if d, h := PipelineTimeouts(&pipeline.Pipeline{}); d != 0 || h != 0 {
+		t.Fatalf("a pipeline without waits: %s, %s", d, h)
+	}
+}
+
+// bounded is a balancer that says how long it drains and checks.
+type bounded struct {
+	lb.Balancer
+	drain, health time.Duration
+}
+
+func (b bounded) DrainBound(context.Context) (time.Duration, error)  { return b.drain, nil }
+func (b bounded) HealthBound(context.Context) (time.Duration, error) { return b.health, nil }
+
+func TestReadWaitsFollowsTheBalancer(t *testing.T) {
+	w := ReadWaits(context.Background(), bounded{drain: 330 * time.Second, health: 20 * time.Second}, 30*time.Second, time.Minute)
+	if w.Drain != 335*time.Second || w.Health != time.Minute || w.DrainBound != 330*time.Second {
+		t.Fatalf("waits %+v: want the drain lengthened to the bound and its margin, health left at the config's minute", w)
+	}
+	if w := ReadWaits(context.Background(), bounded{}, 0, time.Minute); w.Drain != 0 {
+		t.Fatalf("no drain step, yet a drain wait of %s", w.Drain)
+	}
+}
