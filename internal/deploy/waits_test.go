@@ -11,7 +11,9 @@ import (
 )
 
 func TestPipelineTimeouts(t *testing.T) {
-	task := func(k pipeline.Kind, d time.Duration) pipeline.Task { return pipeline.Task{Kind: k, Host: "web-1", Timeout: d} }
+	task := func(k pipeline.Kind, d time.Duration) pipeline.Task {
+		return pipeline.Task{Kind: k, Host: "web-1", Timeout: d}
+	}
 	p := &pipeline.Pipeline{Stages: []pipeline.Stage{{Jobs: []pipeline.Job{{Tasks: []pipeline.Task{
 		task(pipeline.KindWaitDrained, 10*time.Second), task(pipeline.KindWaitDrained, 0),
 		task(pipeline.KindWaitHealthy, 90*time.Second), task(pipeline.KindDetach, time.Hour),
