@@ -30,7 +30,7 @@ agent or the load balancer refuses); 3 left in a state that needs a person
 (the summary names each host that is detached or half-done, and why).`
 
 func newDeployCmds() []*cobra.Command {
-	return []*cobra.Command{newDeployCmd(), newPlanCmd(), newHistoryCmd(), newShowCmd(),
+	return []*cobra.Command{newDeployCmd(), newPromoteCmd(), newPlanCmd(), newHistoryCmd(), newShowCmd(),
 		newResumeCmd(), newRollbackCmd(), newApproveCmd(), newAbortCmd()}
 }
 
@@ -58,7 +58,9 @@ show, resume, rollback; and abort from another terminal.
 			if version == "" || artifact == "" {
 				return badInput(errors.New("deploy needs --version and --artifact"))
 			}
-			return runDeploy(c, cfgPath, args[0], version, artifact, pipelineName, output, dryRun, takeOver)
+			return runDeploy(c, cfgPath, output, dryRun, func(context.Context, *config.Deploy) (deploy.Request, error) {
+				return deploy.Request{Env: args[0], Version: version, Artifact: artifact, Pipeline: pipelineName, TakeOver: takeOver}, nil
+			})
 		},
 	}
 	addConfigFlag(cmd, &cfgPath)
@@ -71,14 +73,20 @@ show, resume, rollback; and abort from another terminal.
 	return cmd
 }
 
-func runDeploy(c *cobra.Command, cfgPath, envName, version, artifact, pipelineName, output string, dryRun, takeOver bool) error {
+// runDeploy runs the deploy that request makes of zerodown.yaml (deploy
+// and promote), with the run's output and exit code.
+func runDeploy(c *cobra.Command, cfgPath, output string, dryRun bool, request func(context.Context, *config.Deploy) (deploy.Request, error)) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg, err := loadDeployConfig(cfgPath)
 	if err != nil {
 		return err
 	}
-	req := deploy.Request{Env: envName, Version: version, Artifact: artifact, Pipeline: pipelineName, TakeOver: takeOver}
+	req, err := request(ctx, cfg)
+	if err != nil {
+		return deployError(err)
+	}
+	envName, version := req.Env, req.Version
 	if dryRun {
 		p, skip, err := deploy.Plan(ctx, cfg, req)
 		if err != nil {
@@ -156,6 +164,57 @@ func printPlanWaits(ctx context.Context, out io.Writer, cfg *config.Deploy, env 
 	return nil
 }
 
+func newPromoteCmd() *cobra.Command {
+	var cfgPath, version, output string
+	var dryRun, takeOver bool
+	cmd := &cobra.Command{
+		Use:   "promote FROM TO [--version V]",
+		Short: "Deploy to TO exactly the build that passed FROM",
+		Long: `Deploy to environment TO exactly the artifact (checked by its sha256) and
+the app spec of the last run on environment FROM, which must have succeeded —
+or, with --version, of the last run of that version on FROM. A build that did
+not pass FROM is refused, and so is an artifact whose file changed since. The
+deploy itself is TO's strategy, as with deploy; the run records the run it was
+promoted from, and history --path shows each build's way through the
+environments.
+
+` + exitCodesHelp,
+		Example: `  zerodown promote staging production
+  zerodown promote staging production --version 1.4.2 --dry-run`,
+		Args: exactArgs("FROM", "TO"),
+		RunE: func(c *cobra.Command, args []string) error {
+			from, to := args[0], args[1]
+			if from == to {
+				return badInput(fmt.Errorf("promote %s to itself: name two environments", from))
+			}
+			return runDeploy(c, cfgPath, output, dryRun, func(ctx context.Context, cfg *config.Deploy) (deploy.Request, error) {
+				if _, err := deploy.Environment(cfg, to); err != nil {
+					return deploy.Request{}, err
+				}
+				st, err := openStore(ctx, cfg)
+				if err != nil {
+					return deploy.Request{}, err
+				}
+				defer st.Close()
+				p, err := deploy.FindPromotion(ctx, st, cfg, from, version)
+				if err != nil {
+					return deploy.Request{}, err
+				}
+				fmt.Fprintf(c.ErrOrStderr(), "promoting %s (sha256 %.12s…) from %s, where run %s passed, to %s\n", p.From.Version, p.From.SHA256, from, p.From.ID, to)
+				req := p.Request(to)
+				req.TakeOver = takeOver
+				return req, nil
+			})
+		},
+	}
+	addConfigFlag(cmd, &cfgPath)
+	cmd.Flags().StringVar(&version, "version", "", "promote this version's last run on FROM instead of FROM's last run")
+	cmd.Flags().StringVarP(&output, "output", "o", outputAuto, "auto, live, log or json (events as JSON lines)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
+	cmd.Flags().BoolVar(&takeOver, "take-over", false, "take TO's lock from a run whose process is gone")
+	return cmd
+}
+
 func newPlanCmd() *cobra.Command {
 	var cfgPath, pipelineName string
 	cmd := &cobra.Command{
@@ -229,15 +288,30 @@ func getRun(ctx context.Context, st store.Store, id string) (store.Run, error) {
 func newHistoryCmd() *cobra.Command {
 	var cfgPath string
 	var limit int
+	var path bool
 	cmd := &cobra.Command{
-		Use:   "history [ENV]",
-		Short: "List runs, newest first",
-		Args:  cobra.MaximumNArgs(1),
+		Use:   "history [ENV] [--path]",
+		Short: "List runs, newest first, or each build's path through the environments",
+		Long: `List runs, newest first (of ENV only, when given). With --path, list builds
+instead — an artifact by its sha256, newest first — and for each environment,
+in zerodown.yaml's order, the last run of that build there: its status and
+run, and the run it was promoted from.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return withStore(cfgPath, func(ctx context.Context, _ *config.Deploy, st store.Store) error {
+			return withStore(cfgPath, func(ctx context.Context, cfg *config.Deploy, st store.Store) error {
 				env := ""
 				if len(args) == 1 {
 					env = args[0]
+				}
+				if path {
+					if env != "" {
+						return badInput(errors.New("history --path lists every environment: give no ENV"))
+					}
+					runs, err := st.ListRuns(ctx, "", 0)
+					if err != nil {
+						return err
+					}
+					return writeBuildPaths(c.OutOrStdout(), cfg, runs, limit)
 				}
 				runs, err := st.ListRuns(ctx, env, limit)
 				if err != nil {
@@ -262,8 +336,56 @@ func newHistoryCmd() *cobra.Command {
 		},
 	}
 	addConfigFlag(cmd, &cfgPath)
-	cmd.Flags().IntVarP(&limit, "limit", "n", 20, "show at most this many runs (0: all)")
+	cmd.Flags().IntVarP(&limit, "limit", "n", 20, "show at most this many runs, or builds with --path (0: all)")
+	cmd.Flags().BoolVar(&path, "path", false, "each build's path through the environments (GoCD's value stream, in text)")
 	return cmd
+}
+
+// writeBuildPaths prints, per build (newest first, at most limit), the
+// last run of it in each environment of cfg.
+func writeBuildPaths(w io.Writer, cfg *config.Deploy, runs []store.Run, limit int) error {
+	type build struct {
+		sha, version string
+		last         map[string]store.Run // by environment; runs come newest first
+	}
+	var builds []*build
+	bySHA := map[string]*build{}
+	for _, r := range runs {
+		b := bySHA[r.SHA256]
+		if b == nil {
+			b = &build{sha: r.SHA256, version: r.Version, last: map[string]store.Run{}}
+			bySHA[r.SHA256] = b
+			builds = append(builds, b)
+		}
+		if _, seen := b.last[r.Env]; !seen {
+			b.last[r.Env] = r
+		}
+	}
+	if limit > 0 && len(builds) > limit {
+		builds = builds[:limit]
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprint(tw, "BUILD\tVERSION")
+	for _, env := range cfg.EnvOrder {
+		fmt.Fprintf(tw, "\t%s", strings.ToUpper(env))
+	}
+	fmt.Fprintln(tw)
+	for _, b := range builds {
+		fmt.Fprintf(tw, "%.12s\t%s", b.sha, b.version)
+		for _, env := range cfg.EnvOrder {
+			r, ok := b.last[env]
+			switch {
+			case !ok:
+				fmt.Fprint(tw, "\t-")
+			case r.PromotedFrom != "":
+				fmt.Fprintf(tw, "\t%s %s (promoted from %s)", r.Status, r.ID, r.PromotedFrom)
+			default:
+				fmt.Fprintf(tw, "\t%s %s", r.Status, r.ID)
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
 }
 
 func newShowCmd() *cobra.Command {

@@ -48,6 +48,18 @@ type Request struct {
 	// TakeOver takes the environment's lock from a run whose process is
 	// gone.
 	TakeOver bool
+	// App replaces zerodown.yaml's app spec (a promotion deploys the spec
+	// that passed the environment before); PromotedFrom is that run.
+	App          *config.App
+	PromotedFrom string
+}
+
+// app is the spec req deploys.
+func (req Request) app(cfg *config.Deploy) config.App {
+	if req.App != nil {
+		return *req.App
+	}
+	return cfg.App
 }
 
 // Start describes a run as it begins.
@@ -78,7 +90,7 @@ type Outcome struct {
 // because they already run the version and are healthy. It contacts the
 // balancer and the hosts, and changes nothing.
 func Plan(ctx context.Context, cfg *config.Deploy, req Request) (*pipeline.Pipeline, map[string]bool, error) {
-	if _, err := Release(req.Artifact, req.Version, cfg.App); err != nil {
+	if _, err := Release(req.Artifact, req.Version, req.app(cfg)); err != nil {
 		return nil, nil, err
 	}
 	f, err := newFleet(ctx, cfg, req.Env)
@@ -105,9 +117,13 @@ func (f *fleet) lookAround(ctx context.Context, version string) (map[string]bool
 // a held lock a *RefusedError, with no run left behind.
 func Deploy(ctx context.Context, o Options, req Request) (*Outcome, error) {
 	cfg := o.Config
-	rel, err := Release(req.Artifact, req.Version, cfg.App)
+	app := req.app(cfg)
+	rel, err := Release(req.Artifact, req.Version, app)
 	if err != nil {
 		return nil, err
+	}
+	if req.PromotedFrom != "" && req.App == nil {
+		return nil, badInput(fmt.Errorf("a promotion from run %s carries no app spec", req.PromotedFrom))
 	}
 	f, err := newFleet(ctx, cfg, req.Env)
 	if err != nil {
@@ -134,8 +150,9 @@ func Deploy(ctx context.Context, o Options, req Request) (*Outcome, error) {
 	}
 	defer release()
 	plan, _ := json.Marshal(p)
+	spec, _ := json.Marshal(app)
 	run, err := o.Store.CreateRun(ctx, store.Run{ID: runID, Env: f.env.Name, Pipeline: p.Name, Version: req.Version,
-		Artifact: req.Artifact, SHA256: rel.SHA256, Owner: store.ProcessOwner(), Plan: plan})
+		Artifact: req.Artifact, SHA256: rel.SHA256, Owner: store.ProcessOwner(), Plan: plan, Spec: spec, PromotedFrom: req.PromotedFrom})
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +185,11 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 	if err := json.Unmarshal(run.Plan, &p); err != nil {
 		return nil, fmt.Errorf("run %s: its plan in the journal is unreadable: %w", run.ID, err)
 	}
-	rel, err := Release(run.Artifact, run.Version, o.Config.App)
+	app, err := RunSpec(run, o.Config)
+	if err != nil {
+		return nil, err
+	}
+	rel, err := Release(run.Artifact, run.Version, app)
 	switch {
 	case err != nil && rollback:
 		// Going back needs no artifact, only which version the run brought.

@@ -162,6 +162,12 @@ type Run struct {
 	Plan               []byte // JSON of the pipeline as expanded; opaque to the store
 	Error              string
 	Abort              bool // an abort was requested
+	// Spec is the JSON of the app spec the run deployed, so a promotion
+	// deploys the same; opaque to the store.
+	Spec []byte
+	// PromotedFrom is the run of another environment whose artifact and
+	// spec this run deployed (zerodown promote); empty otherwise.
+	PromotedFrom string
 }
 
 // RunUpdate is what UpdateRun sets. A zero EndedAt clears the end time (a

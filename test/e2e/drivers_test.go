@@ -50,29 +50,38 @@ func (f *driverFleet) target(i int) string {
 	return fmt.Sprintf("127.0.0.1:%d", f.agents[i].port)
 }
 
-// config writes zerodown.yaml; extraArgs go to the app's command line.
-func (f *driverFleet) config(name string, extraArgs ...string) string {
-	f.t.Helper()
+// envYAML is the fleet as environment env of zerodown.yaml.
+func (f *driverFleet) envYAML(env string) string {
 	var hosts strings.Builder
 	for i, a := range f.agents {
 		extra := f.hostYAML(i)
 		if extra != "" {
 			extra = ", " + extra
 		}
-		fmt.Fprintf(&hosts, "      - { name: staging-%d, agent: %q, target: %q, token_file: %q%s }\n",
-			i+1, a.url, f.target(i), filepath.Join(a.root, "agent.token"), extra)
+		fmt.Fprintf(&hosts, "      - { name: %s-%d, agent: %q, target: %q, token_file: %q%s }\n",
+			env, i+1, a.url, f.target(i), filepath.Join(a.root, "agent.token"), extra)
 	}
-	args := ""
-	for _, a := range extraArgs {
-		args += fmt.Sprintf(", %q", a)
-	}
-	cfg := fmt.Sprintf(appYAML+`environments:
-  staging:
+	return fmt.Sprintf(`  %s:
     lb: %s
     hosts:
 %s    strategy:
       rolling: { min_healthy: 1, drain_timeout: 30s, health_timeout: 30s }
-`, args, filepath.Join(f.dir, "state.db"), f.lbYAML, hosts.String())
+`, env, f.lbYAML, hosts.String())
+}
+
+// appArgs is extraArgs as the tail of the app's run list in appYAML.
+func appArgs(extraArgs ...string) string {
+	args := ""
+	for _, a := range extraArgs {
+		args += fmt.Sprintf(", %q", a)
+	}
+	return args
+}
+
+// config writes zerodown.yaml; extraArgs go to the app's command line.
+func (f *driverFleet) config(name string, extraArgs ...string) string {
+	f.t.Helper()
+	cfg := fmt.Sprintf(appYAML, appArgs(extraArgs...), filepath.Join(f.dir, "state.db")) + "environments:\n" + f.envYAML("staging")
 	p := filepath.Join(f.dir, name)
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		f.t.Fatal(err)

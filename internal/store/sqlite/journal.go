@@ -14,7 +14,7 @@ import (
 	"github.com/zerodown/zerodown/internal/store"
 )
 
-const runColumns = `id, env, pipeline, version, artifact, sha256, status, started_at, ended_at, owner, plan, error, abort`
+const runColumns = `id, env, pipeline, version, artifact, sha256, status, started_at, ended_at, owner, plan, error, abort, spec, promoted_from`
 
 // CreateRun implements store.Store.
 func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, error) {
@@ -32,9 +32,9 @@ func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, error) {
 			r.ID = store.NewRunID(r.StartedAt)
 		}
 		_, err := s.db.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, r.Env, r.Pipeline, r.Version, r.Artifact, r.SHA256, string(r.Status),
-			us(r.StartedAt), us(r.EndedAt), r.Owner, blob(r.Plan), r.Error, r.Abort)
+			us(r.StartedAt), us(r.EndedAt), r.Owner, blob(r.Plan), r.Error, r.Abort, blob(r.Spec), r.PromotedFrom)
 		if code(err) == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY {
 			if generated && attempt < 10 {
 				continue // two runs in the same second drew the same suffix
@@ -56,6 +56,8 @@ func checkRun(r store.Run) error {
 		return fmt.Errorf("unknown status %q", r.Status)
 	case len(r.Plan) > 0 && !json.Valid(r.Plan):
 		return errors.New("plan is not valid JSON")
+	case len(r.Spec) > 0 && !json.Valid(r.Spec):
+		return errors.New("app spec is not valid JSON")
 	}
 	return nil
 }
@@ -111,7 +113,7 @@ func scanRun(sc scanner) (store.Run, error) {
 		started, ended sql.NullInt64
 	)
 	err := sc.Scan(&r.ID, &r.Env, &r.Pipeline, &r.Version, &r.Artifact, &r.SHA256, &status,
-		&started, &ended, &r.Owner, &r.Plan, &r.Error, &r.Abort)
+		&started, &ended, &r.Owner, &r.Plan, &r.Error, &r.Abort, &r.Spec, &r.PromotedFrom)
 	r.Status = store.RunStatus(status)
 	r.StartedAt, r.EndedAt = fromUs(started), fromUs(ended)
 	return r, err

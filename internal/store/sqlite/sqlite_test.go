@@ -93,8 +93,8 @@ func TestOpenSettings(t *testing.T) {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 	}
 	var version, rows int
-	if err := db.QueryRow(`SELECT max(version), count(*) FROM schema_version`).Scan(&version, &rows); err != nil || version != 1 || rows != 1 {
-		t.Errorf("schema_version = %d in %d rows, %v; want 1 in 1", version, rows, err)
+	if err := db.QueryRow(`SELECT max(version), count(*) FROM schema_version`).Scan(&version, &rows); err != nil || version != 2 || rows != 1 {
+		t.Errorf("schema_version = %d in %d rows, %v; want 2 in 1", version, rows, err)
 	}
 }
 
@@ -176,7 +176,7 @@ func TestOpenNewerSchema(t *testing.T) {
 	if !errors.Is(err, sqlite.ErrSchemaTooNew) {
 		t.Fatalf("Open of a newer schema: %v, want ErrSchemaTooNew", err)
 	}
-	want := "open state database " + path + ": database schema is newer than this zerodown: it has schema version 99, this zerodown knows up to 1; use a newer zerodown"
+	want := "open state database " + path + ": database schema is newer than this zerodown: it has schema version 99, this zerodown knows up to 2; use a newer zerodown"
 	if err.Error() != want {
 		t.Errorf("error:\n got %q\nwant %q", err, want)
 	}
@@ -349,5 +349,39 @@ func BenchmarkStartFinishTask(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+// TestMigrateFromVersion1: a journal written before runs kept their app
+// spec opens, and its runs read with none.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The runs table as schema version 1 made it, with one run.
+	for _, stmt := range []string{
+		`CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT`,
+		`INSERT INTO schema_version VALUES (1)`,
+		`CREATE TABLE runs (id TEXT PRIMARY KEY, env TEXT NOT NULL, pipeline TEXT NOT NULL, version TEXT NOT NULL,
+			artifact TEXT NOT NULL, sha256 TEXT NOT NULL, status TEXT NOT NULL, started_at INTEGER NOT NULL, ended_at INTEGER,
+			owner TEXT NOT NULL, plan BLOB, error TEXT NOT NULL, abort INTEGER NOT NULL DEFAULT 0) STRICT`,
+		`INSERT INTO runs VALUES ('r-1', 'staging', 'p', 'v1', 'a.tar.gz', 'abc', 'succeeded', 1, 2, 'me', NULL, '', 0)`,
+	} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	st, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r, err := st.GetRun(ctx, "r-1")
+	if err != nil || r.Version != "v1" || r.Spec != nil || r.PromotedFrom != "" {
+		t.Fatalf("run after the migration: %+v, %v", r, err)
 	}
 }

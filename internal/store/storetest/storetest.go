@@ -128,8 +128,11 @@ func checkRun(t *testing.T, got, want store.Run) {
 	if !jsonEqual(got.Plan, want.Plan) {
 		t.Errorf("run %s: plan %s, want %s", want.ID, got.Plan, want.Plan)
 	}
-	got.StartedAt, got.EndedAt, got.Plan = time.Time{}, time.Time{}, nil
-	want.StartedAt, want.EndedAt, want.Plan = time.Time{}, time.Time{}, nil
+	if !jsonEqual(got.Spec, want.Spec) {
+		t.Errorf("run %s: spec %s, want %s", want.ID, got.Spec, want.Spec)
+	}
+	got.StartedAt, got.EndedAt, got.Plan, got.Spec = time.Time{}, time.Time{}, nil, nil
+	want.StartedAt, want.EndedAt, want.Plan, want.Spec = time.Time{}, time.Time{}, nil, nil
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("run:\n got %+v\nwant %+v", got, want)
 	}
@@ -164,8 +167,9 @@ func testRuns(t *testing.T, db Opener) {
 		EndedAt:   time.Date(2026, 11, 25, 19, 1, 2, 654_321_000, time.UTC),
 		Owner:     "alice@ci-1 pid 4242",
 		Plan:      []byte(`{"stages": [{"name": "update-staging-1", "jobs": [{"tasks": [{"detach": "staging-1"}]}]}]}`),
-		Error:     "attach staging-2: not healthy after 30s",
-		Abort:     true,
+		Spec:      []byte(`{"name": "hello", "run": ["./hello"]}`), PromotedFrom: "r-20260101-000000-abcd",
+		Error: "attach staging-2: not healthy after 30s",
+		Abort: true,
 	}
 	created, err := s.CreateRun(ctx, full)
 	if err != nil {
