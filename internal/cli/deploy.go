@@ -399,6 +399,12 @@ func newShowCmd() *cobra.Command {
 				out := c.OutOrStdout()
 				fmt.Fprintf(out, "run %s: %s %s to %s, %s\n", r.ID, r.Pipeline, r.Version, r.Env, r.Status)
 				fmt.Fprintf(out, "started %s by %s\n", r.StartedAt.Local().Format(time.RFC3339), r.Owner)
+				if r.PromotedFrom != "" {
+					fmt.Fprintf(out, "promoted from run %s\n", r.PromotedFrom)
+				}
+				if r.Abort {
+					fmt.Fprintf(out, "abort requested %s by %s\n", r.AbortAt.Local().Format(time.RFC3339), orDash(r.AbortBy))
+				}
 				if r.Error != "" {
 					fmt.Fprintf(out, "error: %s\n", r.Error)
 				}
@@ -566,7 +572,7 @@ func newAbortCmd() *cobra.Command {
 				if r.Status != store.RunRunning {
 					return badInput(fmt.Errorf("run %s is not running (%s)", r.ID, r.Status))
 				}
-				if err := st.RequestAbort(ctx, r.ID); err != nil {
+				if err := st.RequestAbort(ctx, r.ID, store.ProcessOwner()); err != nil {
 					return err
 				}
 				fmt.Fprintf(c.OutOrStdout(), "abort requested; run %s stops at its next safe point and rolls back\n", r.ID)

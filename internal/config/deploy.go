@@ -42,6 +42,9 @@ type Environment struct {
 	// Rollback is RollbackAuto (default): a failed run rolls back every host
 	// it changed; or RollbackManual: it stops and leaves that to a person.
 	Rollback string `yaml:"rollback"`
+	// RequireApproval makes every run on the environment wait for
+	// `zerodown approve` before it changes anything.
+	RequireApproval bool `yaml:"require_approval"`
 }
 
 // EnvLB says which load balancer fronts an environment and how to reach it.

@@ -299,13 +299,37 @@ func Pipeline(cfg *config.Deploy, env *config.Environment, name string, skip map
 		if pc.Environment != env.Name {
 			return nil, badInput(fmt.Errorf("pipeline %s is for environment %s, not %s", name, pc.Environment, env.Name))
 		}
-		return pipeline.FromConfig(name, pc), nil
+		return gated(env, pipeline.FromConfig(name, pc)), nil
 	}
 	p, err := pipeline.Rolling(env, skip)
 	if err != nil {
 		return nil, badInput(err)
 	}
-	return p, nil
+	return gated(env, p), nil
+}
+
+// ApprovalStage is the stage an environment with require_approval starts
+// with.
+const ApprovalStage = "approval"
+
+// gated puts an approval before everything else when env requires one and
+// p does not start with one; an empty p stays empty (nothing to approve).
+func gated(env *config.Environment, p *pipeline.Pipeline) *pipeline.Pipeline {
+	if !env.RequireApproval || len(p.Stages) == 0 {
+		return p
+	}
+	for _, j := range p.Stages[0].Jobs {
+		for _, t := range j.Tasks {
+			if t.Kind == pipeline.KindApprove {
+				return p
+			}
+		}
+	}
+	gate := pipeline.Stage{Name: ApprovalStage, Jobs: []pipeline.Job{{Name: "approve", Tasks: []pipeline.Task{{
+		Kind: pipeline.KindApprove, Approve: &config.ApproveTask{Message: "environment " + env.Name + " requires an approval before a deploy starts"},
+	}}}}}
+	p.Stages = append([]pipeline.Stage{gate}, p.Stages...)
+	return p
 }
 
 // CountTasks is the number of tasks of p, for progress.

@@ -45,3 +45,33 @@ func TestReadWaitsFollowsTheBalancer(t *testing.T) {
 		t.Fatalf("no drain step, yet a drain wait of %s", w.Drain)
 	}
 }
+
+func TestRequireApprovalGatesEveryPipeline(t *testing.T) {
+	cfg, err := config.ParseDeploy("zerodown.yaml", []byte(`app: {run: [./hello]}
+environments:
+  production:
+    require_approval: true
+    lb: {admin: 'http://127.0.0.1:9100', pool: hello}
+    hosts: [{name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}]
+pipelines:
+  by-hand:
+    environment: production
+    stages: [{name: one, jobs: [{tasks: [{detach: web-1}, {attach: web-1}]}]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := cfg.Environments["production"]
+	for _, name := range []string{"", "by-hand"} {
+		p, err := Pipeline(cfg, env, name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first := p.Stages[0]; first.Name != ApprovalStage || first.Jobs[0].Tasks[0].Kind != pipeline.KindApprove {
+			t.Errorf("pipeline %q starts with %+v, want the approval", name, first)
+		}
+	}
+	if p, err := Pipeline(cfg, env, "", map[string]bool{"web-1": true}); err != nil || len(p.Stages) != 0 {
+		t.Errorf("nothing to deploy, yet %d stages (%v)", len(p.Stages), err)
+	}
+}

@@ -34,9 +34,9 @@ type Store interface {
 	ListRuns(ctx context.Context, env string, limit int) ([]Run, error)
 	// UpdateRun sets a run's status, end time and error message.
 	UpdateRun(ctx context.Context, id string, u RunUpdate) error
-	// RequestAbort sets the run's Abort flag; the engine reads it through
-	// GetRun and stops at its next safe point.
-	RequestAbort(ctx context.Context, id string) error
+	// RequestAbort sets the run's Abort flag, recording who asked and
+	// when (the first request's); the engine reads it through GetRun.
+	RequestAbort(ctx context.Context, id, by string) error
 
 	// StartTask records that a task is about to act, before it acts. It
 	// inserts the task, or, when it was started before (a retry or a resumed
@@ -162,6 +162,9 @@ type Run struct {
 	Plan               []byte // JSON of the pipeline as expanded; opaque to the store
 	Error              string
 	Abort              bool // an abort was requested
+	// AbortBy and AbortAt say who first asked for the abort, and when.
+	AbortBy string
+	AbortAt time.Time
 	// Spec is the JSON of the app spec the run deployed, so a promotion
 	// deploys the same; opaque to the store.
 	Spec []byte

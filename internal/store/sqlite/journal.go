@@ -14,7 +14,7 @@ import (
 	"github.com/zerodown/zerodown/internal/store"
 )
 
-const runColumns = `id, env, pipeline, version, artifact, sha256, status, started_at, ended_at, owner, plan, error, abort, spec, promoted_from`
+const runColumns = `id, env, pipeline, version, artifact, sha256, status, started_at, ended_at, owner, plan, error, abort, spec, promoted_from, abort_by, abort_at`
 
 // CreateRun implements store.Store.
 func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, error) {
@@ -32,9 +32,9 @@ func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, error) {
 			r.ID = store.NewRunID(r.StartedAt)
 		}
 		_, err := s.db.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, r.Env, r.Pipeline, r.Version, r.Artifact, r.SHA256, string(r.Status),
-			us(r.StartedAt), us(r.EndedAt), r.Owner, blob(r.Plan), r.Error, r.Abort, blob(r.Spec), r.PromotedFrom)
+			us(r.StartedAt), us(r.EndedAt), r.Owner, blob(r.Plan), r.Error, r.Abort, blob(r.Spec), r.PromotedFrom, r.AbortBy, us(norm(r.AbortAt)))
 		if code(err) == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY {
 			if generated && attempt < 10 {
 				continue // two runs in the same second drew the same suffix
@@ -108,14 +108,14 @@ type scanner interface{ Scan(dest ...any) error }
 
 func scanRun(sc scanner) (store.Run, error) {
 	var (
-		r              store.Run
-		status         string
-		started, ended sql.NullInt64
+		r                       store.Run
+		status                  string
+		started, ended, abortAt sql.NullInt64
 	)
 	err := sc.Scan(&r.ID, &r.Env, &r.Pipeline, &r.Version, &r.Artifact, &r.SHA256, &status,
-		&started, &ended, &r.Owner, &r.Plan, &r.Error, &r.Abort, &r.Spec, &r.PromotedFrom)
+		&started, &ended, &r.Owner, &r.Plan, &r.Error, &r.Abort, &r.Spec, &r.PromotedFrom, &r.AbortBy, &abortAt)
 	r.Status = store.RunStatus(status)
-	r.StartedAt, r.EndedAt = fromUs(started), fromUs(ended)
+	r.StartedAt, r.EndedAt, r.AbortAt = fromUs(started), fromUs(ended), fromUs(abortAt)
 	return r, err
 }
 
@@ -135,9 +135,13 @@ func (s *Store) UpdateRun(ctx context.Context, id string, u store.RunUpdate) err
 	return nil
 }
 
-// RequestAbort implements store.Store.
-func (s *Store) RequestAbort(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE runs SET abort = 1 WHERE id = ?`, id)
+// RequestAbort implements store.Store. Who asked and when are the first
+// request's.
+func (s *Store) RequestAbort(ctx context.Context, id, by string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE runs SET abort = 1,
+	abort_by = CASE WHEN abort = 1 THEN abort_by ELSE ? END,
+	abort_at = CASE WHEN abort = 1 THEN abort_at ELSE ? END
+WHERE id = ?`, by, us(s.nowOr(time.Time{})), id)
 	if err == nil {
 		err = oneRow(res)
 	}

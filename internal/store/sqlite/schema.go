@@ -80,11 +80,13 @@ CREATE TABLE locks (
 	heartbeat INTEGER NOT NULL
 ) STRICT;
 `,
-	// 2: what a run deployed (the app spec, for promotion) and the run of
-	// the environment it was promoted from.
+	// 2: what a run deployed (the app spec, for promotion), the run of
+	// the environment it was promoted from, and who asked for an abort.
 	`
 ALTER TABLE runs ADD COLUMN spec BLOB;
 ALTER TABLE runs ADD COLUMN promoted_from TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN abort_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN abort_at INTEGER;
 CREATE INDEX runs_by_sha256 ON runs (sha256, started_at DESC);
 `,
 }

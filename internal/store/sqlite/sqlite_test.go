@@ -292,7 +292,7 @@ func TestHelperProcess(t *testing.T) {
 				fmt.Print("acquired")
 			}
 		case "abort":
-			if err = s.RequestAbort(ctx, args[2]); err == nil {
+			if err = s.RequestAbort(ctx, args[2], "helper"); err == nil {
 				fmt.Print("ok")
 			}
 		}

@@ -308,17 +308,22 @@ func testAbort(t *testing.T, db Opener) {
 	if r, err := engine.GetRun(ctx, id); err != nil || r.Abort {
 		t.Fatalf("new run: Abort %v, %v; want false", r.Abort, err)
 	}
-	if err := cli.RequestAbort(ctx, id); err != nil {
+	if err := cli.RequestAbort(ctx, id, "alice@ci"); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := engine.GetRun(ctx, id); err != nil || !r.Abort {
-		t.Errorf("after RequestAbort from another handle: Abort %v, %v; want true", r.Abort, err)
+	first := clk.Now()
+	if r, err := engine.GetRun(ctx, id); err != nil || !r.Abort || r.AbortBy != "alice@ci" || !r.AbortAt.Equal(first) {
+		t.Errorf("after RequestAbort from another handle: Abort %v by %q at %v, %v; want true by alice@ci at %v", r.Abort, r.AbortBy, r.AbortAt, err, first)
 	}
 	if r, err := engine.GetRun(ctx, other); err != nil || r.Abort {
 		t.Errorf("another run: Abort %v, %v; want false", r.Abort, err)
 	}
-	if err := cli.RequestAbort(ctx, id); err != nil {
+	clk.Advance(time.Minute)
+	if err := cli.RequestAbort(ctx, id, "bob@laptop"); err != nil {
 		t.Errorf("second RequestAbort: %v", err)
+	}
+	if r, err := engine.GetRun(ctx, id); err != nil || r.AbortBy != "alice@ci" || !r.AbortAt.Equal(first) {
+		t.Errorf("a second request changed who asked first: by %q at %v, %v", r.AbortBy, r.AbortAt, err)
 	}
 }
 
@@ -631,7 +636,7 @@ func testUnknownRun(t *testing.T, db Opener) {
 	}{
 		{"GetRun", func() error { _, err := s.GetRun(ctx, id); return err }},
 		{"UpdateRun", func() error { return s.UpdateRun(ctx, id, store.RunUpdate{Status: store.RunFailed}) }},
-		{"RequestAbort", func() error { return s.RequestAbort(ctx, id) }},
+		{"RequestAbort", func() error { return s.RequestAbort(ctx, id, "me") }},
 		{"StartTask", func() error { _, err := s.StartTask(ctx, task); return err }},
 		{"FinishTask passed", func() error { task.Status = store.TaskPassed; return s.FinishTask(ctx, task) }},
 		{"FinishTask skipped", func() error { task.Status = store.TaskSkipped; return s.FinishTask(ctx, task) }},
