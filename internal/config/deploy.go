@@ -22,6 +22,9 @@ type Deploy struct {
 	// the file (token_file, exec dir) it is relative to the file's
 	// directory; the loader makes it absolute (see deploy_paths.go).
 	State string `yaml:"state"`
+	// Notify sends webhooks on run events; a webhook that is down never
+	// blocks or fails a deploy.
+	Notify Notify `yaml:"notify"`
 
 	// EnvOrder and PipelineOrder keep file order for listings.
 	EnvOrder      []string `yaml:"-"`
@@ -87,6 +90,23 @@ type EnvLB struct {
 	// poll every 15s, far slower than a target changes.
 	PollInterval Duration `yaml:"poll_interval"`
 }
+
+// Notify is where run events are sent.
+type Notify struct {
+	Webhooks []Webhook `yaml:"webhooks"`
+}
+
+// Webhook is one receiver of run events: a JSON POST signed with
+// HMAC-SHA256 when a secret is set (docs/notifications.md).
+type Webhook struct {
+	URL        string   `yaml:"url"`
+	Secret     string   `yaml:"secret"`
+	SecretFile string   `yaml:"secret_file"`
+	Events     []string `yaml:"events"` // empty: all
+}
+
+// NotifyEvents are the run events a webhook can ask for.
+var NotifyEvents = []string{"run_started", "waiting_for_approval", "succeeded", "failed", "rolled_back", "needs_attention"}
 
 // Agents holds what every host's agent shares; a host may override it.
 type Agents struct {

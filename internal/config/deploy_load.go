@@ -253,6 +253,10 @@ func (d *deployValidator) prepare() {
 	paths := newPathResolver(cfg.Path)
 	orDefault(&cfg.State, DefaultStatePath)
 	cfg.State = paths.resolve(cfg.State)
+	for i := range cfg.Notify.Webhooks {
+		w := &cfg.Notify.Webhooks[i]
+		w.SecretFile = paths.resolve(w.SecretFile)
+	}
 	cfg.App.ApplyDefaults()
 	for _, name := range cfg.EnvOrder {
 		e := cloneEnvironment(cfg.Environments[name])
@@ -430,6 +434,30 @@ func (d *deployValidator) validate() {
 	}
 	for _, name := range cfg.PipelineOrder {
 		d.pipeline(cfg.Pipelines[name], c.key("pipelines", name))
+	}
+	d.notify(&cfg.Notify, c.key("", "notify"))
+}
+
+func (d *deployValidator) notify(n *Notify, np string) {
+	c := d.c
+	wp := c.key(np, "webhooks")
+	for i := range n.Webhooks {
+		w := &n.Webhooks[i]
+		ip := c.item(wp, i)
+		if w.URL == "" {
+			d.errorf(ip, "a webhook needs a url, such as https://hooks.example.com/zerodown")
+		} else if err := checkURL(w.URL, "https://hooks.example.com/zerodown"); err != nil {
+			d.errorf(c.key(ip, "url"), "%v", err)
+		}
+		if w.Secret != "" && w.SecretFile != "" {
+			d.errorf(c.key(ip, "secret_file"), "secret and secret_file are both set; use one")
+		}
+		ep := c.key(ip, "events")
+		for j, ev := range w.Events {
+			if !slices.Contains(NotifyEvents, ev) {
+				d.errorf(c.item(ep, j), "unknown event %q (want one of: %s)", ev, strings.Join(NotifyEvents, ", "))
+			}
+		}
 	}
 }
 

@@ -562,6 +562,21 @@ environments:
 `, `zerodown.yaml:7:81: environments.web.hosts[1].server: duplicate server web1 (also environments.web.hosts[0].name): each host needs its own
 zerodown.yaml:12:81: environments.aws.hosts[1].instance: duplicate instance i-0123456789abcdef0 (also environments.aws.hosts[0].instance): each host needs its own`},
 
+	{"webhooks", `app: {run: [./hello]}
+environments:
+  web:
+    lb: {admin: 'http://127.0.0.1:9100', pool: hello}
+    hosts: [{name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}]
+notify:
+  webhooks:
+    - {url: 'hooks.example.com', events: [succeeded, deployed]}
+    - {events: [failed]}
+    - {url: 'https://hooks.example.com/z', secret: s, secret_file: s.txt}
+`, `zerodown.yaml:8:8: notify.webhooks[0].url: invalid URL "hooks.example.com": want http:// or https:// and a host, such as https://hooks.example.com/zerodown
+zerodown.yaml:8:54: notify.webhooks[0].events[1]: unknown event "deployed" (want one of: run_started, waiting_for_approval, succeeded, failed, rolled_back, needs_attention)
+zerodown.yaml:9:7: notify.webhooks[1]: a webhook needs a url, such as https://hooks.example.com/zerodown
+zerodown.yaml:10:55: notify.webhooks[2].secret_file: secret and secret_file are both set; use one`},
+
 	{"a key of another driver", `app: {run: [./hello]}
 environments:
   web:
