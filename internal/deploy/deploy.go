@@ -19,6 +19,7 @@ import (
 	"github.com/zerodown/zerodown/internal/engine"
 	"github.com/zerodown/zerodown/internal/host"
 	"github.com/zerodown/zerodown/internal/loadgen"
+	"github.com/zerodown/zerodown/internal/notify"
 	"github.com/zerodown/zerodown/internal/pipeline"
 	"github.com/zerodown/zerodown/internal/store"
 )
@@ -261,22 +262,34 @@ func (o Options) execute(ctx context.Context, f *fleet, rel host.Release, run st
 	eng := o.engine(f, rel, run.ID)
 	runCtx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
+	nt := newRunNotifier(f.hooks, run, o.warn())
+	nt.send(notify.RunStarted, mode)
+	end := func(res engine.Result, v *Verification) (*Outcome, error) {
+		out, err := o.end(run, res, v)
+		if out != nil {
+			nt.ended(out.Run)
+		}
+		return out, err
+	}
 	var ver *verifier
 	if f.env.Verify != nil {
 		var err error
 		if ver, err = newVerifier(f.env.Verify, f.bal, ReportDir(o.Config), run.ID); err != nil {
-			return o.end(run, engine.Result{Status: engine.StatusFailed, Err: err}, nil)
+			return end(engine.Result{Status: engine.StatusFailed, Err: err}, nil)
 		}
 		if err := ver.start(runCtx); err != nil {
-			return o.end(run, engine.Result{Status: engine.StatusFailed, Err: err}, nil)
-		}
-		eng.OnEvent = func(e engine.Event) {
-			if o.OnEvent != nil {
-				o.OnEvent(e)
-			}
-			ver.mark(e)
+			return end(engine.Result{Status: engine.StatusFailed, Err: err}, nil)
 		}
 		go ver.watch(runCtx, stopRun)
+	}
+	eng.OnEvent = func(e engine.Event) {
+		if o.OnEvent != nil {
+			o.OnEvent(e)
+		}
+		if ver != nil {
+			ver.mark(e)
+		}
+		nt.event(e)
 	}
 	if o.OnStart != nil {
 		o.OnStart(Start{RunID: run.ID, Env: run.Env, Version: run.Version, Pipeline: p.Name, Hosts: p.Hosts(),
@@ -314,7 +327,7 @@ func (o Options) execute(ctx context.Context, f *fleet, rel host.Release, run st
 			}
 		}
 	}
-	return o.end(run, res, verified)
+	return end(res, verified)
 }
 
 // end journals how the run ended.

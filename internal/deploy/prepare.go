@@ -25,6 +25,7 @@ import (
 	"github.com/zerodown/zerodown/internal/lb/builtin"
 	"github.com/zerodown/zerodown/internal/lb/haproxy"
 	"github.com/zerodown/zerodown/internal/lb/nginx"
+	"github.com/zerodown/zerodown/internal/notify"
 	"github.com/zerodown/zerodown/internal/pipeline"
 )
 
@@ -34,6 +35,7 @@ type fleet struct {
 	env   *config.Environment
 	bal   lb.Balancer
 	hosts map[string]engine.Host
+	hooks []notify.Webhook
 }
 
 // Environment returns the named environment of cfg, or bad input naming
@@ -63,7 +65,11 @@ func newFleet(ctx context.Context, cfg *config.Deploy, envName string) (*fleet, 
 	if err != nil {
 		return nil, badInput(err)
 	}
-	return &fleet{cfg: cfg, env: env, bal: bal, hosts: hosts}, nil
+	hooks, err := webhooks(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &fleet{cfg: cfg, env: env, bal: bal, hosts: hosts, hooks: hooks}, nil
 }
 
 // secret returns an inline token or the trimmed content of a token file.

@@ -81,7 +81,9 @@ const (
 	EvRolledBack = "rolled-back"
 	EvDetached   = "left-detached"
 	EvWaiting    = "waiting"
-	EvInfo       = "info"
+	// EvApproval is a run waiting for a person's approval of a stage.
+	EvApproval = "waiting-for-approval"
+	EvInfo     = "info"
 	// EvProgress is how a host's activation or rollback is getting on.
 	EvProgress = "progress"
 )

@@ -283,7 +283,7 @@ func TestApprove(t *testing.T) {
 	done := make(chan engine.Result, 1)
 	go func() { done <- f.eng.Run(context.Background(), p, nil) }()
 	deadline := time.After(5 * time.Second)
-	for !f.journal.HasEvent("", engine.EvWaiting) {
+	for !f.journal.HasEvent("", engine.EvApproval) {
 		select {
 		case <-deadline:
 			t.Fatal("never waited for approval")

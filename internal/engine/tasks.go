@@ -494,7 +494,7 @@ func (e *Engine) approve(stop context.Context, stage string, t pipeline.Task) er
 	if t.Approve != nil && t.Approve.Message != "" {
 		msg += ": " + t.Approve.Message
 	}
-	e.emit(Event{Type: EvWaiting, Message: msg})
+	e.emit(Event{Type: EvApproval, Message: msg})
 	return waitFor(stop, bound(t, config.DefaultApproveTimeout), "approval of stage "+stage, "approved",
 		func(ctx context.Context) (bool, string, error) {
 			ok, err := e.Journal.Approved(ctx, stage)
