@@ -28,8 +28,8 @@ type Journal interface {
 	// AbortRequested reports whether `zerodown abort RUN` asked this run to
 	// stop.
 	AbortRequested(ctx context.Context) (bool, error)
-	// Approved reports whether a person approved the stage.
-	Approved(ctx context.Context, stage string) (bool, error)
+	// Approved reports whether a person approved the stage, and who.
+	Approved(ctx context.Context, stage string) (by string, ok bool, err error)
 }
 
 // TaskKey names a task within a run.

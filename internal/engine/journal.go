@@ -54,9 +54,9 @@ func (j StoreJournal) AbortRequested(ctx context.Context) (bool, error) {
 }
 
 // Approved implements Journal.
-func (j StoreJournal) Approved(ctx context.Context, stage string) (bool, error) {
-	_, ok, err := j.Store.Approved(ctx, j.RunID, stage)
-	return ok, err
+func (j StoreJournal) Approved(ctx context.Context, stage string) (string, bool, error) {
+	a, ok, err := j.Store.Approved(ctx, j.RunID, stage)
+	return a.By, ok, err
 }
 
 // EventFromStore turns a journaled event back into an engine event.

@@ -497,7 +497,10 @@ func (e *Engine) approve(stop context.Context, stage string, t pipeline.Task) er
 	e.emit(Event{Type: EvApproval, Message: msg})
 	return waitFor(stop, bound(t, config.DefaultApproveTimeout), "approval of stage "+stage, "approved",
 		func(ctx context.Context) (bool, string, error) {
-			ok, err := e.Journal.Approved(ctx, stage)
+			by, ok, err := e.Journal.Approved(ctx, stage)
+			if ok {
+				e.emit(Event{Type: EvInfo, Message: "stage " + stage + " approved by " + by})
+			}
 			return ok, "not approved", err
 		})
 }

@@ -116,6 +116,10 @@ func TestWebhooksAndApproval(t *testing.T) {
 	if last.Run != run || last.Environment != "production" || last.Version != "v1" || last.SHA256 == "" || !strings.Contains(last.Text, "succeeded") {
 		t.Fatalf("the outcome's payload: %+v", last)
 	}
+	show, err := exec.Command(bin.zerodown, "show", run, "-c", cfgPath).CombinedOutput()
+	if err != nil || !strings.Contains(string(show), "stage approval approved by ") {
+		t.Fatalf("show %s should say who approved: %v\n%s", run, err, show)
+	}
 	if !strings.Contains(out.String(), "gave up on 1 undelivered") || strings.Contains(out.String(), secret) {
 		t.Fatalf("the deploy's output should warn about the dead webhook, and never show the secret:\n%s", out.String())
 	}

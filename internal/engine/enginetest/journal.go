@@ -60,10 +60,10 @@ func (j *Journal) AbortRequested(context.Context) (bool, error) {
 }
 
 // Approved implements engine.Journal.
-func (j *Journal) Approved(_ context.Context, stage string) (bool, error) {
+func (j *Journal) Approved(_ context.Context, stage string) (string, bool, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.approved[stage], nil
+	return "test", j.approved[stage], nil
 }
 
 // Abort asks the run to stop, as `zerodown abort` does.
