@@ -467,20 +467,60 @@ func newResumeCmd() *cobra.Command {
 	var cfgPath, output string
 	cmd := &cobra.Command{
 		Use:   "resume RUN",
-		Short: "Continue a run that was interrupted (its process killed), from where it stopped",
-		Long: `Continue a run whose zerodown process died: tasks that passed are not run again,
-the others run (every task is safe to repeat). The run's lock is taken over when
-its process is gone.
+		Short: "Let a paused run go on, or continue a run that was interrupted (its process killed)",
+		Long: `Let a run held at a pause task go on at once (its process carries on; this
+command returns).
+
+Or continue a run whose zerodown process died: tasks that passed are not run
+again, the others run (every task is safe to repeat). The run's lock is taken
+over when its process is gone.
 
 ` + exitCodesHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			resumed, err := resumePaused(c, cfgPath, args[0])
+			if err != nil || resumed {
+				return err
+			}
 			return continueRun(c, cfgPath, args[0], output, false)
 		},
 	}
 	addConfigFlag(cmd, &cfgPath)
 	cmd.Flags().StringVarP(&output, "output", "o", outputAuto, "auto, live, log or json")
 	return cmd
+}
+
+// resumePaused lets a run held at a pause go on, and reports whether it
+// was one: a running run whose process lives. Any other run is left to
+// continueRun.
+func resumePaused(c *cobra.Command, cfgPath, id string) (bool, error) {
+	resumed := false
+	err := withRun(cfgPath, id, func(ctx context.Context, st store.Store, r store.Run) error {
+		if r.Status != store.RunRunning || deploy.OwnerGone(r) {
+			return nil
+		}
+		tasks, err := st.Tasks(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		stage := ""
+		for _, t := range tasks {
+			if t.Kind == string(pipeline.KindPause) && t.Status == store.TaskRunning {
+				stage = t.Stage
+			}
+		}
+		if stage == "" {
+			return badInput(fmt.Errorf("run %s is running and not paused: resume is for a paused run, or one whose process died", r.ID))
+		}
+		a, err := st.Approve(ctx, r.ID, engine.ResumeKey(stage), store.ProcessOwner())
+		if err != nil {
+			return err
+		}
+		resumed = true
+		fmt.Fprintf(c.OutOrStdout(), "stage %s of run %s resumed by %s\n", stage, r.ID, a.By)
+		return nil
+	})
+	return resumed, err
 }
 
 func newRollbackCmd() *cobra.Command {

@@ -338,6 +338,7 @@ type Task struct {
 	Exec        *ExecTask    `yaml:"exec"`
 	Smoke       *SmokeTask   `yaml:"smoke"`
 	Approve     *ApproveTask `yaml:"approve"`
+	Pause       *PauseTask   `yaml:"pause"`
 
 	// RunIf is RunIfPassed (default), RunIfFailed or RunIfAny: whether the
 	// task runs after an earlier task of its job passed or failed.
@@ -365,6 +366,14 @@ type SmokeTask struct {
 	URL    string `yaml:"url"`
 	Status int    `yaml:"status"`        // default 200
 	Body   string `yaml:"body_contains"` // optional
+}
+
+// PauseTask holds the run for For, or, without For, until a person runs
+// `zerodown resume RUN`; `zerodown resume RUN` also ends a timed pause
+// early.
+type PauseTask struct {
+	For     Duration `yaml:"for"`
+	Message string   `yaml:"message"`
 }
 
 // ApproveTask waits until a person runs `zerodown approve RUN`.

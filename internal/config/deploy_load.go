@@ -357,6 +357,9 @@ func taskDefaults(t *Task, raw any) {
 	if t.Approve == nil && rawHas(raw, "approve") {
 		t.Approve = &ApproveTask{}
 	}
+	if t.Pause == nil && rawHas(raw, "pause") {
+		t.Pause = &PauseTask{}
+	}
 	if t.Smoke != nil {
 		orDefault(&t.Smoke.Status, 200)
 	}
@@ -416,6 +419,7 @@ func cloneTaskParts(t *Task) {
 	}
 	t.Smoke = clonePtr(t.Smoke)
 	t.Approve = clonePtr(t.Approve)
+	t.Pause = clonePtr(t.Pause)
 	if t.OnCancel != nil {
 		oc := *t.OnCancel
 		cloneTaskParts(&oc)
@@ -874,7 +878,7 @@ func (d *deployValidator) pipeline(p *Pipeline, pp string) {
 
 // TaskKinds are the keys that say what a task does, in the order error
 // messages list them; a task has exactly one.
-var TaskKinds = []string{"detach", "attach", "deploy", "wait-healthy", "wait-drained", "sleep", "exec", "smoke", "approve"}
+var TaskKinds = []string{"detach", "attach", "deploy", "wait-healthy", "wait-drained", "sleep", "exec", "smoke", "approve", "pause"}
 
 // hostOf is the host a task of a host kind names.
 func (t *Task) hostOf(kind string) *string {
@@ -908,6 +912,8 @@ func (t *Task) kinds(raw any) []string {
 			set = set || t.Smoke != nil
 		case "approve":
 			set = set || t.Approve != nil
+		case "pause":
+			set = set || t.Pause != nil
 		default:
 			set = set || *t.hostOf(k) != ""
 		}
@@ -942,9 +948,11 @@ func (d *deployValidator) task(t *Task, raw any, tp string, env *Environment, on
 			d.exec(t.Exec, kp)
 		case "smoke":
 			d.smoke(t.Smoke, kp)
-		case "approve":
+		case "approve", "pause":
 		default:
-			d.taskHost(*t.hostOf(k), kp, env)
+			if h := t.hostOf(k); h != nil {
+				d.taskHost(*h, kp, env)
+			}
 		}
 	}
 	if t.RunIf != RunIfPassed && t.RunIf != RunIfFailed && t.RunIf != RunIfAny {

@@ -83,7 +83,9 @@ const (
 	EvWaiting    = "waiting"
 	// EvApproval is a run waiting for a person's approval of a stage.
 	EvApproval = "waiting-for-approval"
-	EvInfo     = "info"
+	// EvPaused is a run held by a pause task.
+	EvPaused = "paused"
+	EvInfo   = "info"
 	// EvProgress is how a host's activation or rollback is getting on.
 	EvProgress = "progress"
 )

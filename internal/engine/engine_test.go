@@ -17,6 +17,7 @@ import (
 	"github.com/zerodown/zerodown/internal/host"
 	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/pipeline"
+	"github.com/zerodown/zerodown/internal/proctest"
 )
 
 type fleet struct {
@@ -299,6 +300,66 @@ func TestApprove(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("approval did not let the run go on")
 	}
+}
+
+// TestPause: an untimed pause holds the run until it is resumed; a timed
+// one ends by itself, or earlier when resumed.
+func TestPause(t *testing.T) {
+	gate := func(p *config.PauseTask) *pipeline.Pipeline {
+		return &pipeline.Pipeline{Name: "p", Environment: "staging", Stages: []pipeline.Stage{{Name: "gate", Jobs: []pipeline.Job{{Name: "j", Tasks: []pipeline.Task{
+			{Kind: pipeline.KindPause, Pause: p},
+		}}}}}}
+	}
+	run := func(f *fleet, p *pipeline.Pipeline) chan engine.Result {
+		done := make(chan engine.Result, 1)
+		go func() { done <- f.eng.Run(context.Background(), p, nil) }()
+		return done
+	}
+	ended := func(t *testing.T, done chan engine.Result, within time.Duration, what string) {
+		t.Helper()
+		select {
+		case res := <-done:
+			if res.Status != engine.StatusSucceeded {
+				t.Fatalf("%s: status %s err %v", what, res.Status, res.Err)
+			}
+		case <-time.After(within):
+			t.Fatalf("%s: the run did not go on within %s", what, within)
+		}
+	}
+	t.Run("until resumed", func(t *testing.T) {
+		f := newFleet(t, 1, 0)
+		done := run(f, gate(&config.PauseTask{Message: "check the dashboards"}))
+		waitEvent(t, f, engine.EvPaused)
+		select {
+		case res := <-done:
+			t.Fatalf("an untimed pause ended by itself: %+v", res)
+		default:
+		}
+		f.journal.Approve(engine.ResumeKey("gate"))
+		ended(t, done, 5*time.Second, "resumed")
+	})
+	t.Run("timed", func(t *testing.T) {
+		f := newFleet(t, 1, 0)
+		start := time.Now()
+		done := run(f, gate(&config.PauseTask{For: config.Duration(200 * time.Millisecond)}))
+		ended(t, done, 5*time.Second, "timed")
+		if took := time.Since(start); took < 200*time.Millisecond {
+			t.Fatalf("a 200ms pause ended after %s", took)
+		}
+	})
+	t.Run("timed, resumed early", func(t *testing.T) {
+		f := newFleet(t, 1, 0)
+		done := run(f, gate(&config.PauseTask{For: config.Duration(time.Hour)}))
+		waitEvent(t, f, engine.EvPaused)
+		f.journal.Approve(engine.ResumeKey("gate"))
+		ended(t, done, 5*time.Second, "resumed early")
+	})
+}
+
+// waitEvent waits until the run journaled an event of type typ.
+func waitEvent(t *testing.T, f *fleet, typ string) {
+	t.Helper()
+	proctest.Eventually(t, 5*time.Second, "a "+typ+" event", func() bool { return f.journal.HasEvent("", typ) })
 }
 
 // TestFirstDeployOntoUnhealthyFleet: hosts that serve nothing yet can be

@@ -55,6 +55,8 @@ func (e *Engine) runTask(stop context.Context, stage string, t pipeline.Task) er
 		return smoke(stop, t)
 	case pipeline.KindApprove:
 		return e.approve(stop, stage, t)
+	case pipeline.KindPause:
+		return e.pause(stop, stage, t)
 	}
 	return fmt.Errorf("unknown task kind %q", t.Kind)
 }
@@ -484,6 +486,48 @@ func smoke(stop context.Context, t pipeline.Task) error {
 		return fmt.Errorf("smoke %s: body does not contain %q", t.Smoke.URL, t.Smoke.Body)
 	}
 	return nil
+}
+
+// ResumeKey is how the journal records `zerodown resume RUN` of a paused
+// stage: as an approval under a key no stage name can take.
+func ResumeKey(stage string) string { return "resume:" + stage }
+
+// pause holds the run for the task's time, or until `zerodown resume RUN`;
+// an untimed pause waits at most the approval timeout.
+func (e *Engine) pause(stop context.Context, stage string, t pipeline.Task) error {
+	p := t.Pause
+	if p == nil {
+		p = &config.PauseTask{}
+	}
+	d := time.Duration(p.For)
+	if e.Journal == nil {
+		if d > 0 {
+			return sleep(stop, d)
+		}
+		return errors.New("pause: this run has no journal to be resumed through")
+	}
+	msg := "paused until `zerodown resume` of the run"
+	wait := bound(t, config.DefaultApproveTimeout)
+	if d > 0 {
+		msg, wait = fmt.Sprintf("paused for %s (`zerodown resume` of the run goes on at once)", d), d
+	}
+	if p.Message != "" {
+		msg += ": " + p.Message
+	}
+	e.emit(Event{Type: EvPaused, Message: msg})
+	err := waitFor(stop, wait, "resume of stage "+stage, "resumed",
+		func(ctx context.Context) (bool, string, error) {
+			by, ok, err := e.Journal.Approved(ctx, ResumeKey(stage))
+			if ok {
+				e.emit(Event{Type: EvInfo, Message: "stage " + stage + " resumed by " + by})
+			}
+			return ok, "paused", err
+		})
+	var we *WaitError
+	if d > 0 && errors.As(err, &we) {
+		return nil // the pause's time is up: on we go
+	}
+	return err
 }
 
 func (e *Engine) approve(stop context.Context, stage string, t pipeline.Task) error {

@@ -26,6 +26,7 @@ const (
 	KindExec        Kind = "exec"
 	KindSmoke       Kind = "smoke"
 	KindApprove     Kind = "approve"
+	KindPause       Kind = "pause"
 )
 
 // hostKinds act on one host of the environment.
@@ -45,6 +46,7 @@ type Task struct {
 	Exec    *config.ExecTask    `json:"exec,omitempty"`
 	Smoke   *config.SmokeTask   `json:"smoke,omitempty"`
 	Approve *config.ApproveTask `json:"approve,omitempty"`
+	Pause   *config.PauseTask   `json:"pause,omitempty"`
 	// RunIf is config.RunIfPassed, RunIfFailed or RunIfAny.
 	RunIf    string        `json:"run_if,omitempty"`
 	OnCancel *Task         `json:"on_cancel,omitempty"`
@@ -150,6 +152,8 @@ func taskFromConfig(c config.Task) Task {
 		t.Kind, t.Smoke = KindSmoke, c.Smoke
 	case c.Approve != nil:
 		t.Kind, t.Approve = KindApprove, c.Approve
+	case c.Pause != nil:
+		t.Kind, t.Pause = KindPause, c.Pause
 	}
 	if c.OnCancel != nil {
 		oc := taskFromConfig(*c.OnCancel)

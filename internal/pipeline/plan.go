@@ -48,6 +48,15 @@ func taskYAML(t Task) string {
 			msg = t.Approve.Message
 		}
 		fields = append(fields, "approve: { message: "+yamlString(msg)+" }")
+	case t.Kind == KindPause && t.Pause != nil:
+		pause := []string{}
+		if t.Pause.For > 0 {
+			pause = append(pause, "for: "+durationString(time.Duration(t.Pause.For)))
+		}
+		if t.Pause.Message != "" {
+			pause = append(pause, "message: "+yamlString(t.Pause.Message))
+		}
+		fields = append(fields, "pause: { "+strings.Join(pause, ", ")+" }")
 	default:
 		fields = append(fields, string(t.Kind)+": {}")
 	}

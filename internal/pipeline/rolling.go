@@ -139,6 +139,12 @@ func Estimate(p *Pipeline) (time.Duration, int) {
 					d += t.Sleep
 				case KindApprove:
 					approvals++
+				case KindPause:
+					if t.Pause != nil && t.Pause.For > 0 {
+						d += time.Duration(t.Pause.For)
+					} else {
+						approvals++ // held until a person resumes it
+					}
 				default:
 					d += estimateDefault
 				}
