@@ -78,6 +78,6 @@ Under systemd, let the unit follow the process that serves with --pid-file
 	cmd.Flags().DurationVar(&o.upgradeTimeout, "upgrade-timeout", time.Minute, "how long a new process may take to serve before the upgrade is given up")
 	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile to this file until the load balancer stops")
 	_ = cmd.Flags().MarkHidden("cpu-profile")
-	cmd.AddCommand(newLBTargetsCmd(), newLBUpgradeCmd())
+	cmd.AddCommand(newLBTargetsCmd(), newLBUpgradeCmd(), newLBSwitchCmd())
 	return cmd
 }

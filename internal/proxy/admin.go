@@ -45,6 +45,33 @@ type WeightRequest struct {
 	Weight *int   `json:"weight"`
 }
 
+// SwitchRequest is the body of POST /v1/switch: send the routes configured
+// for pool From to pool To (To == From puts them back).
+type SwitchRequest struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// SwitchesView answers GET /v1/switches and POST /v1/switch.
+type SwitchesView struct {
+	// Switches maps a pool named in routes to the pool they go to now.
+	Switches map[string]string `json:"switches"`
+	// SwitchMillis is how long the switch took, for POST.
+	SwitchMillis float64 `json:"switch_ms,omitempty"`
+}
+
+// DecodeSwitch reads and checks a POST /v1/switch body.
+func DecodeSwitch(r io.Reader) (SwitchRequest, error) {
+	var req SwitchRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return req, err
+	}
+	if req.From == "" || req.To == "" {
+		return req, errors.New(`want {"from": POOL, "to": POOL}`)
+	}
+	return req, nil
+}
+
 // UpgradeResult answers POST /v1/upgrade: a new process serves on the same
 // sockets, and this one is finishing its requests.
 type UpgradeResult struct {
@@ -180,6 +207,8 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("POST /v1/pools/{pool}/detach", s.handleDetach)
 	mux.HandleFunc("POST /v1/pools/{pool}/weight", s.handleWeight)
 	mux.HandleFunc("POST /v1/upgrade", s.handleUpgrade)
+	mux.HandleFunc("GET /v1/switches", s.handleSwitches)
+	mux.HandleFunc("POST /v1/switch", s.handleSwitch)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, fmt.Sprintf("no such admin call: %s %s", r.Method, r.URL.Path))
@@ -294,6 +323,28 @@ func (s *Server) handleWeight(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, t.snapshot())
+}
+
+func (s *Server) handleSwitches(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, SwitchesView{Switches: s.Switches()})
+}
+
+func (s *Server) handleSwitch(w http.ResponseWriter, r *http.Request) {
+	req, err := DecodeSwitch(r.Body)
+	if err != nil {
+		writeJSONError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	start := time.Now()
+	switches, err := s.Switch(req.From, req.To)
+	if err != nil && switches != nil {
+		writeJSONError(w, http.StatusInternalServerError, "the switch is applied but was not saved, so a restart would lose it: "+err.Error())
+		return
+	}
+	if s.answerChange(w, nil, err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, SwitchesView{Switches: switches, SwitchMillis: float64(time.Since(start).Microseconds()) / 1000})
 }
 
 // handleUpgrade hands the sockets to a new process started from the

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"log"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -65,6 +66,9 @@ type Server struct {
 	pools     atomic.Pointer[poolMap]
 	maxBodyV  atomic.Int64
 	listeners map[string]*listener // by address as configured
+	// switches send the routes configured for a pool (key) to another
+	// pool (value): blue-green's live route, kept in the state file.
+	switches  map[string]string
 	admin     *http.Server
 	adminLn   net.Listener
 	token     string
@@ -205,7 +209,66 @@ func New(cfg *config.LB, opts Options) (*Server, error) {
 			}
 		}
 	}
+	s.switches = map[string]string{}
+	if saved != nil {
+		for from, to := range saved.Switches {
+			if pm.byName[from] == nil || pm.byName[to] == nil {
+				s.log.Warn("state file switches a pool the config no longer has; the switch is dropped", "from", from, "to", to)
+				continue
+			}
+			s.switches[from] = to
+		}
+	}
 	return s, nil
+}
+
+// Switch sends every route configured for pool from to pool to, on every
+// listener at once; to == from puts them back. A request already routed
+// finishes on the pool it went to. The switch is kept in the state file.
+func (s *Server) Switch(from, to string) (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.refuseChange(); err != nil {
+		return nil, err
+	}
+	pm := s.pools.Load()
+	for _, name := range []string{from, to} {
+		if pm.byName[name] == nil {
+			return nil, errUnknownPool(name)
+		}
+	}
+	prev, had := s.switches[from]
+	if to == from {
+		delete(s.switches, from)
+	} else {
+		s.switches[from] = to
+	}
+	// Compile every listener's routes first: nothing changes unless all do.
+	compiled := map[*listener][]route{}
+	for _, l := range s.listeners {
+		routes, err := s.compileRoutes(l.cfg, pm)
+		if err != nil {
+			if had {
+				s.switches[from] = prev
+			} else {
+				delete(s.switches, from)
+			}
+			return nil, err
+		}
+		compiled[l] = routes
+	}
+	for l, routes := range compiled {
+		l.handler.routes.Store(&routes)
+	}
+	s.log.Info("routes switched", "from", from, "to", to)
+	return maps.Clone(s.switches), s.saveStateLocked()
+}
+
+// Switches are the pools whose routes go to another pool.
+func (s *Server) Switches() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.switches)
 }
 
 func seedTargets(pc *config.Pool) []savedTarget {
@@ -449,9 +512,13 @@ func (s *Server) serve(l *listener) {
 func (s *Server) compileRoutes(lc config.Listener, pm *poolMap) ([]route, error) {
 	routes := make([]route, 0, len(lc.Routes))
 	for _, rc := range lc.Routes {
-		p := pm.byName[rc.Pool]
+		name := rc.Pool
+		if to, ok := s.switches[name]; ok && pm.byName[to] != nil {
+			name = to // switched (blue-green); a pool the config dropped is not
+		}
+		p := pm.byName[name]
 		if p == nil {
-			return nil, fmt.Errorf("listener %s: route to unknown pool %q", lc.Address, rc.Pool)
+			return nil, fmt.Errorf("listener %s: route to unknown pool %q", lc.Address, name)
 		}
 		routes = append(routes, route{host: strings.ToLower(rc.Host), prefix: rc.PathPrefix, pool: p})
 	}
@@ -637,7 +704,7 @@ func (s *Server) closeListener(l *listener, timeout time.Duration) {
 // saveStateLocked writes every pool's targets; s.mu is held. A failure is
 // logged and reported by the admin API.
 func (s *Server) saveStateLocked() error {
-	st := savedState{Version: stateVersion, Pools: map[string][]savedTarget{}, Config: map[string][]savedTarget{}}
+	st := savedState{Version: stateVersion, Pools: map[string][]savedTarget{}, Config: map[string][]savedTarget{}, Switches: s.switches}
 	for _, p := range s.poolList() {
 		st.Pools[p.name] = p.saved()
 		if pc, ok := s.cfg.Pools[p.name]; ok {

@@ -18,6 +18,8 @@ type savedState struct {
 	// the state was saved, so a restart applies what was edited in the file
 	// since, the way a reload does.
 	Config map[string][]savedTarget `json:"config,omitempty"`
+	// Switches send a pool's routes to another pool (Server.Switch).
+	Switches map[string]string `json:"switches,omitempty"`
 }
 
 // mergeConfigEdits applies to a pool's saved targets the edits made to its

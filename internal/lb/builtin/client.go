@@ -235,6 +235,28 @@ func (c *Client) SetWeight(ctx context.Context, pool, target string, weight int)
 	return t, err
 }
 
+// Switch sends the routes configured for pool from to pool to, on every
+// listener at once (blue-green's switch); to == from puts them back. It
+// answers the switches in force after it.
+func (c *Client) Switch(ctx context.Context, from, to string) (proxy.SwitchesView, error) {
+	call := fmt.Sprintf("switch the routes of pool %s to pool %s", from, to)
+	if from == "" || to == "" {
+		return proxy.SwitchesView{}, fmt.Errorf("%s: both pools must be named", call)
+	}
+	var v proxy.SwitchesView
+	err := c.do(ctx, call, http.MethodPost, "/v1/switch", proxy.SwitchRequest{From: from, To: to}, 0, &v)
+	return v, err
+}
+
+// Switches are the pools whose routes go to another pool now.
+func (c *Client) Switches(ctx context.Context) (map[string]string, error) {
+	var v proxy.SwitchesView
+	if err := c.do(ctx, "read the switches", http.MethodGet, "/v1/switches", nil, 0, &v); err != nil {
+		return nil, err
+	}
+	return v.Switches, nil
+}
+
 // Upgrade asks the load balancer to hand its sockets to a new process
 // started from its executable's path, and waits up to timeout for the new
 // process to serve. It is sent once: an upgrade is not a call to repeat
