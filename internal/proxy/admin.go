@@ -341,6 +341,11 @@ func (s *Server) handleSwitch(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusInternalServerError, "the switch is applied but was not saved, so a restart would lose it: "+err.Error())
 		return
 	}
+	var se *switchError
+	if errors.As(err, &se) {
+		writeJSONError(w, http.StatusConflict, err.Error())
+		return
+	}
 	if s.answerChange(w, nil, err) {
 		return
 	}

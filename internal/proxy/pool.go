@@ -97,6 +97,13 @@ func newPool(srv *Server, c *config.Pool) *pool {
 
 func (p *pool) settings() *settings { return p.cfg.Load() }
 
+// hasHealthy reports whether a request routed to the pool now would find
+// a healthy target (failing open does not count).
+func (p *pool) hasHealthy() bool {
+	rs := p.routes.Load()
+	return len(rs.targets) > 0 && !rs.failOpen
+}
+
 // rebuild recomputes the routable set; the caller holds p.mu.
 func (p *pool) rebuild() {
 	s := p.settings()

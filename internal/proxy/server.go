@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -237,6 +238,12 @@ func (s *Server) Switch(from, to string) (map[string]string, error) {
 			return nil, errUnknownPool(name)
 		}
 	}
+	if !s.routed(from) {
+		return nil, &switchError{fmt.Sprintf("no route of lb.yaml names pool %s: switch a pool the routes name (switches now: %s; `switch X X` puts X's routes back)", from, describeSwitches(s.switches))}
+	}
+	if !pm.byName[to].hasHealthy() {
+		return nil, &switchError{fmt.Sprintf("pool %s has no healthy target: every request would fail after the switch", to)}
+	}
 	prev, had := s.switches[from]
 	if to == from {
 		delete(s.switches, from)
@@ -244,9 +251,15 @@ func (s *Server) Switch(from, to string) (map[string]string, error) {
 		s.switches[from] = to
 	}
 	// Compile every listener's routes first: nothing changes unless all do.
+	// The routes are the config's as last loaded (a reload may have edited
+	// them), for the listeners open now.
 	compiled := map[*listener][]route{}
-	for _, l := range s.listeners {
-		routes, err := s.compileRoutes(l.cfg, pm)
+	for _, lc := range s.cfg.Listeners {
+		l := s.listeners[lc.Address]
+		if l == nil {
+			continue
+		}
+		routes, err := s.compileRoutes(lc, pm)
 		if err != nil {
 			if had {
 				s.switches[from] = prev
@@ -262,6 +275,34 @@ func (s *Server) Switch(from, to string) (map[string]string, error) {
 	}
 	s.log.Info("routes switched", "from", from, "to", to)
 	return maps.Clone(s.switches), s.saveStateLocked()
+}
+
+// switchError is a switch refused as it stands: the caller's to change.
+type switchError struct{ msg string }
+
+func (e *switchError) Error() string { return e.msg }
+
+// routed reports whether a route of the config names pool.
+func (s *Server) routed(pool string) bool {
+	for _, lc := range s.cfg.Listeners {
+		for _, rc := range lc.Routes {
+			if rc.Pool == pool {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func describeSwitches(sw map[string]string) string {
+	if len(sw) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, from := range slices.Sorted(maps.Keys(sw)) {
+		parts = append(parts, from+"→"+sw[from])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Switches are the pools whose routes go to another pool.
@@ -555,6 +596,16 @@ func (s *Server) Reload(cfg *config.LB) error {
 	defer s.mu.Unlock()
 	if err := s.refuseChange(); err != nil {
 		return err
+	}
+	// A switched pool stays: dropping it would move traffic back (or
+	// forward) without anyone asking.
+	for _, from := range slices.Sorted(maps.Keys(s.switches)) {
+		to := s.switches[from]
+		for _, name := range []string{from, to} {
+			if _, ok := cfg.Pools[name]; !ok {
+				return fmt.Errorf("the new config has no pool %s, which is switched (%s → %s): run `zerodown lb switch %s %s` first", name, from, to, from, from)
+			}
+		}
 	}
 	old := s.cfg
 	oldPools := s.pools.Load()

@@ -65,7 +65,10 @@ type savedTarget struct {
 	Detached bool `json:"detached,omitempty"`
 }
 
-const stateVersion = 1
+// stateVersion 2 added switches: an older zerodown refuses the file rather
+// than drop them and send traffic back without a word. Version 1 files
+// are read as they are.
+const stateVersion = 2
 
 // loadState reads the state file; a missing file is no error and returns nil.
 func loadState(path string) (*savedState, error) {
@@ -80,7 +83,7 @@ func loadState(path string) (*savedState, error) {
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, fmt.Errorf("state file %s is corrupt: %w (move it away to start from the config's targets)", path, err)
 	}
-	if st.Version != stateVersion {
+	if st.Version != stateVersion && st.Version != 1 {
 		return nil, fmt.Errorf("state file %s has version %d, this zerodown reads version %d", path, st.Version, stateVersion)
 	}
 	return &st, nil

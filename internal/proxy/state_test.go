@@ -237,7 +237,7 @@ func TestStateCorruptFile(t *testing.T) {
 		{"empty", "", []string{"corrupt"}},
 		{"truncated", `{"version": 1, "pools": {"app": [{"address": "127.0.0.1:1"`, []string{"corrupt"}},
 		{"wrong types", `{"version": 1, "pools": {"app": "127.0.0.1:1"}}`, []string{"corrupt"}},
-		{"newer version", `{"version": 2, "pools": {}}`, []string{"version 2"}},
+		{"newer version", `{"version": 3, "pools": {}}`, []string{"version 3"}},
 		{"no version", `{"pools": {}}`, []string{"version 0"}},
 		{"null", `null`, []string{"version 0"}},
 	}

@@ -119,6 +119,7 @@ func TestSwitchAdminAPI(t *testing.T) {
 		{"POST", "/v1/switch", `{"from":"blue","to":"green"}`, 200, `"switches":{"blue":"green"}`},
 		{"GET", "/v1/switches", "", 200, `{"switches":{"blue":"green"}}`},
 		{"POST", "/v1/switch", `{"from":"blue","to":"nope"}`, 404, `unknown pool \"nope\"`},
+		{"POST", "/v1/switch", `{"from":"green","to":"blue"}`, 409, `no route of lb.yaml names pool green`},
 		{"POST", "/v1/switch", `{"from":"blue"}`, 400, `want {\"from\": POOL, \"to\": POOL}`},
 		{"POST", "/v1/switch", `{"from":"blue","to":"green","extra":1}`, 400, "extra"},
 		{"POST", "/v1/switch", `{"from":"blue","to":"blue"}`, 200, `"switches":{}`},
@@ -157,4 +158,58 @@ func FuzzDecodeSwitch(f *testing.F) {
 			t.Fatalf("round trip of %+v gave %+v, %v", req, again, err)
 		}
 	})
+}
+
+// A switch is refused when it would do nothing or break serving; a reload
+// keeps its routes and cannot drop a switched pool.
+func TestSwitchRefusalsAndReload(t *testing.T) {
+	blue, green, other := backend(t, "blue"), backend(t, "green"), backend(t, "other")
+	cfg := blueGreen(t, hostPort(blue.URL), hostPort(green.URL))
+	srv, url := startServer(t, cfg)
+	eventually(t, 2*time.Second, "both pools healthy", func() bool {
+		return stateOf(srv, "blue", hostPort(blue.URL)) == "healthy" && stateOf(srv, "green", hostPort(green.URL)) == "healthy"
+	})
+	if _, err := srv.Switch("green", "blue"); err == nil || !strings.Contains(err.Error(), "no route of lb.yaml names pool green") {
+		t.Fatalf("switch of a pool no route names: %v", err)
+	}
+	if _, err := srv.Detach("green", hostPort(green.URL)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Switch("blue", "green"); err == nil || !strings.Contains(err.Error(), "pool green has no healthy target") {
+		t.Fatalf("switch to a pool with nothing healthy: %v", err)
+	}
+	if _, err := srv.Attach("green", hostPort(green.URL), 1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "green healthy again", func() bool { return stateOf(srv, "green", hostPort(green.URL)) == "healthy" })
+
+	// A reload adds pool other and sends /other/ there; a switch after it
+	// keeps that route.
+	next := blueGreen(t, hostPort(blue.URL), hostPort(green.URL))
+	next.StateFile = cfg.StateFile
+	o := *next.Pools["blue"]
+	o.Name, o.Targets = "other", []config.TargetSpec{{Address: hostPort(other.URL)}}
+	next.Pools["other"] = &o
+	next.PoolOrder = append(next.PoolOrder, "other")
+	next.Listeners[0].Routes = []config.Route{{PathPrefix: "/other/", Pool: "other"}, {Pool: "blue"}}
+	if err := srv.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "other healthy", func() bool { return stateOf(srv, "other", hostPort(other.URL)) == "healthy" })
+	if _, err := srv.Switch("blue", "green"); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := get(t, http.DefaultClient, url+"/other/x"); body != "hello from other" {
+		t.Fatalf("after a reload and a switch the reloaded route answers %q", body)
+	}
+	if _, body := get(t, http.DefaultClient, url+"/"); body != "hello from green" {
+		t.Fatalf("after the switch: %q", body)
+	}
+	// A reload that drops a switched pool is refused.
+	dropped := *next
+	dropped.Pools = map[string]*config.Pool{"blue": next.Pools["blue"], "other": next.Pools["other"]}
+	dropped.PoolOrder = []string{"blue", "other"}
+	if err := srv.Reload(&dropped); err == nil || !strings.Contains(err.Error(), "no pool green, which is switched") {
+		t.Fatalf("reload without a switched pool: %v", err)
+	}
 }
