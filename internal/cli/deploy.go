@@ -402,8 +402,10 @@ func newShowCmd() *cobra.Command {
 				if r.PromotedFrom != "" {
 					fmt.Fprintf(out, "promoted from run %s\n", r.PromotedFrom)
 				}
-				if r.Abort {
+				if r.Abort && !r.AbortAt.IsZero() {
 					fmt.Fprintf(out, "abort requested %s by %s\n", r.AbortAt.Local().Format(time.RFC3339), orDash(r.AbortBy))
+				} else if r.Abort {
+					fmt.Fprintln(out, "abort requested") // by a zerodown that did not record who
 				}
 				if r.Error != "" {
 					fmt.Fprintf(out, "error: %s\n", r.Error)
@@ -503,21 +505,23 @@ func resumePaused(c *cobra.Command, cfgPath, id string) (bool, error) {
 		if err != nil {
 			return err
 		}
-		stage := ""
+		var paused []store.TaskRecord
 		for _, t := range tasks {
 			if t.Kind == string(pipeline.KindPause) && t.Status == store.TaskRunning {
-				stage = t.Stage
+				paused = append(paused, t)
 			}
 		}
-		if stage == "" {
+		if len(paused) == 0 {
 			return badInput(fmt.Errorf("run %s is running and not paused: resume is for a paused run, or one whose process died", r.ID))
 		}
-		a, err := st.Approve(ctx, r.ID, engine.ResumeKey(stage), store.ProcessOwner())
-		if err != nil {
-			return err
+		for _, t := range paused { // parallel jobs may each be paused
+			a, err := st.Approve(ctx, r.ID, engine.ResumeKey(engine.TaskKey{Stage: t.Stage, Job: t.Job, Index: t.Index}), store.ProcessOwner())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "stage %s of run %s resumed by %s\n", t.Stage, r.ID, a.By)
 		}
 		resumed = true
-		fmt.Fprintf(c.OutOrStdout(), "stage %s of run %s resumed by %s\n", stage, r.ID, a.By)
 		return nil
 	})
 	return resumed, err

@@ -948,7 +948,7 @@ func (d *deployValidator) task(t *Task, raw any, tp string, env *Environment, on
 			d.exec(t.Exec, kp)
 		case "smoke":
 			d.smoke(t.Smoke, kp)
-		case "approve", "pause":
+		case "approve", "pause": // pause.for > 0 is the Duration's own check
 		default:
 			if h := t.hostOf(k); h != nil {
 				d.taskHost(*h, kp, env)

@@ -577,6 +577,12 @@ zerodown.yaml:8:54: notify.webhooks[0].events[1]: unknown event "deployed" (want
 zerodown.yaml:9:7: notify.webhooks[1]: a webhook needs a url, such as https://hooks.example.com/zerodown
 zerodown.yaml:10:55: notify.webhooks[2].secret_file: secret and secret_file are both set; use one`},
 
+	{"pause for nothing", minimalEnv(1, "") + `pipelines:
+  p:
+    environment: web
+    stages: [{name: s, jobs: [{tasks: [{pause: {for: 0s}}]}]}]
+`, `zerodown.yaml:10:49: pipelines.p.stages[0].jobs[0].tasks[0].pause.for: must be greater than 0 (leave the key out for the default)`},
+
 	{"a key of another driver", `app: {run: [./hello]}
 environments:
   web:

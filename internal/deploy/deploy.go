@@ -53,6 +53,18 @@ type Request struct {
 	// that passed the environment before); PromotedFrom is that run.
 	App          *config.App
 	PromotedFrom string
+	// SHA256, when set, is what the artifact must hash to: a promotion's
+	// file read again must still be the build that passed.
+	SHA256 string
+}
+
+// release checks and describes req's artifact.
+func (req Request) release(cfg *config.Deploy) (host.Release, error) {
+	rel, err := Release(req.Artifact, req.Version, req.app(cfg))
+	if err == nil && req.SHA256 != "" && rel.SHA256 != req.SHA256 {
+		err = badInput(fmt.Errorf("artifact %s changed since it was chosen (sha256 %s, want %s): only the build that passed is deployed", req.Artifact, rel.SHA256, req.SHA256))
+	}
+	return rel, err
 }
 
 // app is the spec req deploys.
@@ -91,7 +103,7 @@ type Outcome struct {
 // because they already run the version and are healthy. It contacts the
 // balancer and the hosts, and changes nothing.
 func Plan(ctx context.Context, cfg *config.Deploy, req Request) (*pipeline.Pipeline, map[string]bool, error) {
-	if _, err := Release(req.Artifact, req.Version, req.app(cfg)); err != nil {
+	if _, err := req.release(cfg); err != nil {
 		return nil, nil, err
 	}
 	f, err := newFleet(ctx, cfg, req.Env)
@@ -119,7 +131,7 @@ func (f *fleet) lookAround(ctx context.Context, version string) (map[string]bool
 func Deploy(ctx context.Context, o Options, req Request) (*Outcome, error) {
 	cfg := o.Config
 	app := req.app(cfg)
-	rel, err := Release(req.Artifact, req.Version, app)
+	rel, err := req.release(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +223,9 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 		return nil, err
 	}
 	defer release()
-	_ = o.Store.UpdateRun(ctx, run.ID, store.RunUpdate{Status: store.RunRunning})
+	// The run is this process's now: `resume` of a pause in it must see a
+	// live owner.
+	_ = o.Store.UpdateRun(ctx, run.ID, store.RunUpdate{Status: store.RunRunning, Owner: store.ProcessOwner()})
 	if !rollback {
 		skip, err := engine.PassedTasks(ctx, o.Store, run.ID)
 		if err != nil {
@@ -224,6 +238,8 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 		return nil, err
 	}
 	eng := o.engine(f, rel, run.ID)
+	nt := newRunNotifier(f.hooks, run, o.warn())
+	nt.send(notify.RunStarted, "rollback")
 	if o.OnStart != nil {
 		o.OnStart(Start{RunID: run.ID, Env: run.Env, Version: run.Version, Pipeline: run.Pipeline, Hosts: touched, Mode: "rollback"})
 	}
@@ -232,7 +248,11 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 	if len(stranded) > 0 {
 		res.Status = engine.StatusNeedsAttention
 	}
-	return o.end(run, res, nil)
+	out, err := o.end(run, res, nil)
+	if out != nil {
+		nt.ended(out.Run)
+	}
+	return out, err
 }
 
 func (o Options) warn() io.Writer {

@@ -50,18 +50,20 @@ func newRunNotifier(hooks []notify.Webhook, run store.Run, warn io.Writer) *runN
 	return &runNotifier{n: n, run: run, warn: warn}
 }
 
-func (r *runNotifier) send(event, message string) {
+func (r *runNotifier) send(event, message string) { r.sendStage(event, message, "") }
+
+func (r *runNotifier) sendStage(event, message, stage string) {
 	if r == nil {
 		return
 	}
 	r.n.Send(notify.Payload{Event: event, Run: r.run.ID, Environment: r.run.Env, Version: r.run.Version,
-		SHA256: r.run.SHA256, At: time.Now(), Message: message})
+		SHA256: r.run.SHA256, At: time.Now(), Message: message, Stage: stage})
 }
 
 // event passes on what a person is waiting for.
 func (r *runNotifier) event(e engine.Event) {
 	if e.Type == engine.EvApproval {
-		r.send(notify.WaitingForApproval, e.Message)
+		r.sendStage(notify.WaitingForApproval, e.Message, e.Stage)
 	}
 }
 

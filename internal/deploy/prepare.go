@@ -316,20 +316,28 @@ func Pipeline(cfg *config.Deploy, env *config.Environment, name string, skip map
 
 // ApprovalStage is the stage an environment with require_approval starts
 // with.
-const ApprovalStage = "approval"
+const ApprovalStage = "environment-approval"
+
+// isGate reports whether st does nothing but wait for approvals, every one
+// of which must pass: then nothing changes before a person approved.
+func isGate(st pipeline.Stage) bool {
+	n := 0
+	for _, j := range st.Jobs {
+		for _, t := range j.Tasks {
+			if t.Kind != pipeline.KindApprove || (t.RunIf != "" && t.RunIf != config.RunIfPassed) {
+				return false
+			}
+			n++
+		}
+	}
+	return n > 0
+}
 
 // gated puts an approval before everything else when env requires one and
 // p does not start with one; an empty p stays empty (nothing to approve).
 func gated(env *config.Environment, p *pipeline.Pipeline) *pipeline.Pipeline {
-	if !env.RequireApproval || len(p.Stages) == 0 {
+	if !env.RequireApproval || len(p.Stages) == 0 || isGate(p.Stages[0]) {
 		return p
-	}
-	for _, j := range p.Stages[0].Jobs {
-		for _, t := range j.Tasks {
-			if t.Kind == pipeline.KindApprove {
-				return p
-			}
-		}
 	}
 	gate := pipeline.Stage{Name: ApprovalStage, Jobs: []pipeline.Job{{Name: "approve", Tasks: []pipeline.Task{{
 		Kind: pipeline.KindApprove, Approve: &config.ApproveTask{Message: "environment " + env.Name + " requires an approval before a deploy starts"},

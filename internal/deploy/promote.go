@@ -67,6 +67,9 @@ func FindPromotion(ctx context.Context, st store.Store, cfg *config.Deploy, from
 		return Promotion{}, badInput(fmt.Errorf("%s on %s (run %s) did not succeed (%s): version %s did not pass %s and is not promoted",
 			what, from, last.ID, last.Status, last.Version, from))
 	}
+	if len(last.Spec) == 0 {
+		return Promotion{}, badInput(fmt.Errorf("run %s on %s was journaled by a zerodown that did not keep its app spec: deploy %s to %s again, then promote", last.ID, from, last.Version, from))
+	}
 	app, err := RunSpec(*last, cfg)
 	if err != nil {
 		return Promotion{}, err
@@ -89,5 +92,5 @@ func FindPromotion(ctx context.Context, st store.Store, cfg *config.Deploy, from
 // Request is the deploy of p to env.
 func (p Promotion) Request(env string) Request {
 	app := p.App
-	return Request{Env: env, Version: p.From.Version, Artifact: p.From.Artifact, App: &app, PromotedFrom: p.From.ID}
+	return Request{Env: env, Version: p.From.Version, Artifact: p.From.Artifact, App: &app, PromotedFrom: p.From.ID, SHA256: p.From.SHA256}
 }

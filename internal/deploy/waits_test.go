@@ -74,4 +74,10 @@ pipelines:
 	if p, err := Pipeline(cfg, env, "", map[string]bool{"web-1": true}); err != nil || len(p.Stages) != 0 {
 		t.Errorf("nothing to deploy, yet %d stages (%v)", len(p.Stages), err)
 	}
+	// A first stage that approves and also changes a host is no gate.
+	mixed := &pipeline.Pipeline{Stages: []pipeline.Stage{{Name: "one", Jobs: []pipeline.Job{
+		{Tasks: []pipeline.Task{{Kind: pipeline.KindApprove}}}, {Tasks: []pipeline.Task{{Kind: pipeline.KindDeploy, Host: "web-1"}}}}}}}
+	if g := gated(env, mixed); g.Stages[0].Name != ApprovalStage {
+		t.Errorf("a first stage that deploys beside an approval counted as the gate: %+v", g.Stages[0])
+	}
 }

@@ -61,6 +61,8 @@ type Event struct {
 	Message string    `json:"message"`
 	// InFlight is the target's in-flight count, for draining events.
 	InFlight int `json:"in_flight,omitempty"`
+	// Stage is the stage waiting, for approval and pause events.
+	Stage string `json:"stage,omitempty"`
 }
 
 // Event types.
@@ -452,7 +454,7 @@ func (e *Engine) runJob(stop context.Context, stage string, j pipeline.Job, skip
 			}
 		}
 		e.emit(Event{Host: t.Host, Type: EvTask, Message: "start " + t.Label()})
-		err := e.runTask(stop, stage, t)
+		err := e.runTask(stop, k, t)
 		switch {
 		case err == nil:
 			e.finish(k, TaskPassed, nil)
@@ -460,7 +462,7 @@ func (e *Engine) runJob(stop context.Context, stage string, j pipeline.Job, skip
 			e.finish(k, TaskCancelled, err)
 			if t.OnCancel != nil {
 				e.emit(Event{Host: t.Host, Type: EvInfo, Message: "on_cancel of " + t.Label() + ": " + t.OnCancel.Label()})
-				if cerr := e.runTask(context.Background(), stage, *t.OnCancel); cerr != nil {
+				if cerr := e.runTask(context.Background(), k, *t.OnCancel); cerr != nil {
 					e.emit(Event{Host: t.Host, Type: EvFailed, Message: "on_cancel failed: " + cerr.Error()})
 				}
 			}

@@ -335,7 +335,7 @@ func TestPause(t *testing.T) {
 			t.Fatalf("an untimed pause ended by itself: %+v", res)
 		default:
 		}
-		f.journal.Approve(engine.ResumeKey("gate"))
+		f.journal.Approve(engine.ResumeKey(engine.TaskKey{Stage: "gate", Job: "j", Index: 0}))
 		ended(t, done, 5*time.Second, "resumed")
 	})
 	t.Run("timed", func(t *testing.T) {
@@ -351,7 +351,7 @@ func TestPause(t *testing.T) {
 		f := newFleet(t, 1, 0)
 		done := run(f, gate(&config.PauseTask{For: config.Duration(time.Hour)}))
 		waitEvent(t, f, engine.EvPaused)
-		f.journal.Approve(engine.ResumeKey("gate"))
+		f.journal.Approve(engine.ResumeKey(engine.TaskKey{Stage: "gate", Job: "j", Index: 0}))
 		ended(t, done, 5*time.Second, "resumed early")
 	})
 }

@@ -33,7 +33,7 @@ const (
 // change the load balancer run to completion under their own bound, and an
 // activation the run stops waiting for completes (or is undone) on the
 // host itself, so an abort never leaves one half-done.
-func (e *Engine) runTask(stop context.Context, stage string, t pipeline.Task) error {
+func (e *Engine) runTask(stop context.Context, k TaskKey, t pipeline.Task) error {
 	switch t.Kind {
 	case pipeline.KindUpload:
 		return e.upload(stop, t)
@@ -54,9 +54,9 @@ func (e *Engine) runTask(stop context.Context, stage string, t pipeline.Task) er
 	case pipeline.KindSmoke:
 		return smoke(stop, t)
 	case pipeline.KindApprove:
-		return e.approve(stop, stage, t)
+		return e.approve(stop, k.Stage, t)
 	case pipeline.KindPause:
-		return e.pause(stop, stage, t)
+		return e.pause(stop, k, t)
 	}
 	return fmt.Errorf("unknown task kind %q", t.Kind)
 }
@@ -488,13 +488,15 @@ func smoke(stop context.Context, t pipeline.Task) error {
 	return nil
 }
 
-// ResumeKey is how the journal records `zerodown resume RUN` of a paused
-// stage: as an approval under a key no stage name can take.
-func ResumeKey(stage string) string { return "resume:" + stage }
+// ResumeKey is how the journal records `zerodown resume RUN` of the pause
+// task k: as an approval under a key no stage name can take, one per task,
+// so a resume ends that pause and no other.
+func ResumeKey(k TaskKey) string { return fmt.Sprintf("resume:%s/%s/%d", k.Stage, k.Job, k.Index) }
 
 // pause holds the run for the task's time, or until `zerodown resume RUN`;
 // an untimed pause waits at most the approval timeout.
-func (e *Engine) pause(stop context.Context, stage string, t pipeline.Task) error {
+func (e *Engine) pause(stop context.Context, k TaskKey, t pipeline.Task) error {
+	stage := k.Stage
 	p := t.Pause
 	if p == nil {
 		p = &config.PauseTask{}
@@ -514,10 +516,10 @@ func (e *Engine) pause(stop context.Context, stage string, t pipeline.Task) erro
 	if p.Message != "" {
 		msg += ": " + p.Message
 	}
-	e.emit(Event{Type: EvPaused, Message: msg})
+	e.emit(Event{Type: EvPaused, Message: msg, Stage: stage})
 	err := waitFor(stop, wait, "resume of stage "+stage, "resumed",
 		func(ctx context.Context) (bool, string, error) {
-			by, ok, err := e.Journal.Approved(ctx, ResumeKey(stage))
+			by, ok, err := e.Journal.Approved(ctx, ResumeKey(k))
 			if ok {
 				e.emit(Event{Type: EvInfo, Message: "stage " + stage + " resumed by " + by})
 			}
@@ -538,7 +540,7 @@ func (e *Engine) approve(stop context.Context, stage string, t pipeline.Task) er
 	if t.Approve != nil && t.Approve.Message != "" {
 		msg += ": " + t.Approve.Message
 	}
-	e.emit(Event{Type: EvApproval, Message: msg})
+	e.emit(Event{Type: EvApproval, Message: msg, Stage: stage})
 	return waitFor(stop, bound(t, config.DefaultApproveTimeout), "approval of stage "+stage, "approved",
 		func(ctx context.Context) (bool, string, error) {
 			by, ok, err := e.Journal.Approved(ctx, stage)

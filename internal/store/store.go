@@ -179,6 +179,9 @@ type RunUpdate struct {
 	Status  RunStatus
 	EndedAt time.Time
 	Error   string
+	// Owner, when set, is the process that runs the run now (a resumed
+	// run); empty leaves it.
+	Owner string
 }
 
 // TaskRecord is the journal of one task of a run. A task is identified by

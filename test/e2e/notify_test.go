@@ -111,13 +111,16 @@ func TestWebhooksAndApproval(t *testing.T) {
 		t.Fatalf("the webhook heard %v (%d badly signed), want run_started, waiting_for_approval, succeeded", evs, badSig)
 	}
 	mu.Lock()
-	last := got[2]
+	last, waiting := got[2], got[1]
 	mu.Unlock()
+	if waiting.Stage != "environment-approval" {
+		t.Fatalf("waiting_for_approval names stage %q", waiting.Stage)
+	}
 	if last.Run != run || last.Environment != "production" || last.Version != "v1" || last.SHA256 == "" || !strings.Contains(last.Text, "succeeded") {
 		t.Fatalf("the outcome's payload: %+v", last)
 	}
 	show, err := exec.Command(bin.zerodown, "show", run, "-c", cfgPath).CombinedOutput()
-	if err != nil || !strings.Contains(string(show), "stage approval approved by ") {
+	if err != nil || !strings.Contains(string(show), "stage environment-approval approved by ") {
 		t.Fatalf("show %s should say who approved: %v\n%s", run, err, show)
 	}
 	if !strings.Contains(out.String(), "gave up on 1 undelivered") || strings.Contains(out.String(), secret) {

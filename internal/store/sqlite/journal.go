@@ -124,8 +124,9 @@ func (s *Store) UpdateRun(ctx context.Context, id string, u store.RunUpdate) err
 	if !u.Status.Valid() {
 		return fmt.Errorf("update run %s: unknown status %q", id, u.Status)
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE id = ?`,
-		string(u.Status), us(u.EndedAt), u.Error, id)
+	res, err := s.db.ExecContext(ctx, `UPDATE runs SET status = ?, ended_at = ?, error = ?,
+	owner = CASE WHEN ? = '' THEN owner ELSE ? END WHERE id = ?`,
+		string(u.Status), us(u.EndedAt), u.Error, u.Owner, u.Owner, id)
 	if err == nil {
 		err = oneRow(res)
 	}

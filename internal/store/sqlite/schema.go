@@ -87,7 +87,6 @@ ALTER TABLE runs ADD COLUMN spec BLOB;
 ALTER TABLE runs ADD COLUMN promoted_from TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN abort_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN abort_at INTEGER;
-CREATE INDEX runs_by_sha256 ON runs (sha256, started_at DESC);
 `,
 }
 

@@ -278,7 +278,7 @@ func testUpdateRun(t *testing.T, db Opener) {
 	}
 	for _, u := range []store.RunUpdate{
 		{Status: store.RunFailed, EndedAt: clk.Advance(time.Minute), Error: "detach staging-1: draining did not finish in 30s"},
-		{Status: store.RunRunning}, // resumed: no end, no error
+		{Status: store.RunRunning, Owner: "ci@builder:4242"}, // resumed by another process: no end, no error
 		{Status: store.RunRolledBack, EndedAt: clk.Advance(time.Minute), Error: "rolled back after: deploy staging-2 failed"},
 	} {
 		if err := s.UpdateRun(ctx, id, u); err != nil {
@@ -290,6 +290,10 @@ func testUpdateRun(t *testing.T, db Opener) {
 		}
 		want := before
 		want.Status, want.EndedAt, want.Error = u.Status, u.EndedAt, u.Error
+		if u.Owner != "" {
+			before.Owner = u.Owner // and it stays with the updates after
+			want.Owner = u.Owner
+		}
 		checkRun(t, got, want)
 	}
 	if err := s.UpdateRun(ctx, id, store.RunUpdate{Status: "done"}); err == nil {
