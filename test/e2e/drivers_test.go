@@ -93,23 +93,35 @@ func (f *driverFleet) config(name string, extraArgs ...string) string {
 // while it runs.
 func (f *driverFleet) deploy(cfg, version string, during func()) (string, int) {
 	f.t.Helper()
-	cmd := f.command("deploy", "staging", "--version", version, "--artifact", helloTarGz(f.t), "-c", cfg, "-o", "log")
+	var hook func(*proctest.Buffer)
+	if during != nil {
+		hook = func(*proctest.Buffer) { during() }
+	}
+	return zerodownWhile(f.t, hook, "deploy", "staging", "--version", version, "--artifact", helloTarGz(f.t), "-c", cfg, "-o", "log")
+}
+
+// zerodownWhile runs zerodown with args to completion and returns its
+// output and exit code; during, when set, runs meanwhile with the output
+// so far. A command still running after 3 minutes fails t.
+func zerodownWhile(t *testing.T, during func(out *proctest.Buffer), args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(bin.zerodown, args...)
 	var out proctest.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	if during != nil {
-		during()
+		during(&out)
 	}
 	select {
 	case <-done:
 	case <-time.After(3 * time.Minute):
 		_ = cmd.Process.Kill()
 		<-done
-		f.t.Fatalf("deploy %s did not finish in 3 minutes:\n%s", version, out.String())
+		t.Fatalf("zerodown %s did not finish in 3 minutes:\n%s", strings.Join(args, " "), out.String())
 	}
 	return out.String(), cmd.ProcessState.ExitCode()
 }

@@ -66,14 +66,6 @@ func TestWebhooksAndApproval(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(bin.zerodown, "deploy", "production", "--version", "v1", "--artifact", helloTarGz(t), "-c", cfgPath, "-o", "log")
-	var out proctest.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	events := func() []string {
 		mu.Lock()
 		defer mu.Unlock()
@@ -83,27 +75,24 @@ func TestWebhooksAndApproval(t *testing.T) {
 		}
 		return evs
 	}
-	proctest.Eventually(t, 30*time.Second, "the webhook to hear the run wait for approval", func() bool {
-		evs := events()
-		return len(evs) >= 2 && evs[1] == notify.WaitingForApproval
-	})
-	mu.Lock()
-	run := got[0].Run
-	mu.Unlock()
-	if v, err := appVersion(f.agents[0].app); err == nil {
-		t.Fatalf("the app answers %s before the approval: nothing may change before it", v)
-	}
-	if o, err := exec.Command(bin.zerodown, "approve", run, "-c", cfgPath).CombinedOutput(); err != nil {
-		t.Fatalf("approve: %v\n%s", err, o)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("deploy: %v\n%s", err, out.String())
+	var run string
+	out, code := zerodownWhile(t, func(*proctest.Buffer) {
+		proctest.Eventually(t, 30*time.Second, "the webhook to hear the run wait for approval", func() bool {
+			evs := events()
+			return len(evs) >= 2 && evs[1] == notify.WaitingForApproval
+		})
+		mu.Lock()
+		run = got[0].Run
+		mu.Unlock()
+		if v, err := appVersion(f.agents[0].app); err == nil {
+			t.Fatalf("the app answers %s before the approval: nothing may change before it", v)
 		}
-	case <-time.After(2 * time.Minute):
-		_ = cmd.Process.Kill()
-		t.Fatalf("deploy did not end\n%s", out.String())
+		if o, err := exec.Command(bin.zerodown, "approve", run, "-c", cfgPath).CombinedOutput(); err != nil {
+			t.Fatalf("approve: %v\n%s", err, o)
+		}
+	}, "deploy", "production", "--version", "v1", "--artifact", helloTarGz(t), "-c", cfgPath, "-o", "log")
+	if code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", code, out)
 	}
 	f.onVersion("v1")
 	evs := events()
@@ -123,7 +112,7 @@ func TestWebhooksAndApproval(t *testing.T) {
 	if err != nil || !strings.Contains(string(show), "stage environment-approval approved by ") {
 		t.Fatalf("show %s should say who approved: %v\n%s", run, err, show)
 	}
-	if !strings.Contains(out.String(), "gave up on 1 undelivered") || strings.Contains(out.String(), secret) {
-		t.Fatalf("the deploy's output should warn about the dead webhook, and never show the secret:\n%s", out.String())
+	if !strings.Contains(out, "gave up on 1 undelivered") || strings.Contains(out, secret) {
+		t.Fatalf("the deploy's output should warn about the dead webhook, and never show the secret:\n%s", out)
 	}
 }

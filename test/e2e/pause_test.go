@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,45 +32,32 @@ func TestPauseResume(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin.zerodown, "deploy", "production", "--pipeline", "held", "--version", "v1", "--artifact", helloTarGz(t), "-c", cfgPath, "-o", "log")
-	var out proctest.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	var exited atomic.Bool
-	go func() { done <- cmd.Wait(); exited.Store(true) }()
-	proctest.Eventually(t, 30*time.Second, "the run to pause", func() bool {
-		return strings.Contains(out.String(), "paused until") || exited.Load()
-	})
-	run := regexp.MustCompile(`run (r-[0-9a-z-]+)`).FindStringSubmatch(out.String())
-	if run == nil {
-		t.Fatalf("no run ID in\n%s", out.String())
-	}
-	if _, err := appVersion(f.agents[0].app); err == nil {
-		t.Fatal("the app runs before the pause was resumed")
-	}
-	o, err := exec.Command(bin.zerodown, "resume", run[1], "-c", cfgPath).CombinedOutput()
-	if err != nil || !strings.Contains(string(o), "stage hold of run "+run[1]+" resumed by ") {
-		t.Fatalf("resume of the paused run: %v\n%s", err, o)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("deploy: %v\n%s", err, out.String())
+	var run string
+	out, code := zerodownWhile(t, func(out *proctest.Buffer) {
+		proctest.Eventually(t, 30*time.Second, "the run to pause", func() bool { return strings.Contains(out.String(), "paused until") })
+		m := regexp.MustCompile(`run (r-[0-9a-z-]+)`).FindStringSubmatch(out.String())
+		if m == nil {
+			t.Fatalf("no run ID in\n%s", out.String())
 		}
-	case <-time.After(2 * time.Minute):
-		_ = cmd.Process.Kill()
-		t.Fatalf("the deploy did not go on after resume\n%s", out.String())
+		run = m[1]
+		if _, err := appVersion(f.agents[0].app); err == nil {
+			t.Fatal("the app runs before the pause was resumed")
+		}
+		o, err := exec.Command(bin.zerodown, "resume", run, "-c", cfgPath).CombinedOutput()
+		if err != nil || !strings.Contains(string(o), "stage hold of run "+run+" resumed by ") {
+			t.Fatalf("resume of the paused run: %v\n%s", err, o)
+		}
+	}, "deploy", "production", "--pipeline", "held", "--version", "v1", "--artifact", helloTarGz(t), "-c", cfgPath, "-o", "log")
+	if code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", code, out)
 	}
 	if v, err := appVersion(f.agents[0].app); err != nil || v != "v1" {
 		t.Fatalf("production-1 answers %q (%v) after the run, want v1", v, err)
 	}
-	if !strings.Contains(out.String(), "resumed by") {
-		t.Errorf("the run's output does not say who resumed it:\n%s", out.String())
+	if !strings.Contains(out, "resumed by") {
+		t.Errorf("the run's output does not say who resumed it:\n%s", out)
 	}
-	if o, err := exec.Command(bin.zerodown, "resume", run[1], "-c", cfgPath).CombinedOutput(); err == nil {
+	if o, err := exec.Command(bin.zerodown, "resume", run, "-c", cfgPath).CombinedOutput(); err == nil {
 		t.Fatalf("resume of an ended run succeeded:\n%s", o)
 	}
 }
