@@ -105,9 +105,6 @@ type Webhook struct {
 	Events     []string `yaml:"events"` // empty: all
 }
 
-// NotifyEvents are the run events a webhook can ask for.
-var NotifyEvents = []string{"run_started", "waiting_for_approval", "succeeded", "failed", "rolled_back", "needs_attention"}
-
 // Agents holds what every host's agent shares; a host may override it.
 type Agents struct {
 	Token     string `yaml:"token"`

@@ -16,6 +16,8 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+
+	"github.com/zerodown/zerodown/internal/notify"
 )
 
 // LoadDeploy reads and parses zerodown.yaml at path; see ParseDeploy.
@@ -458,8 +460,8 @@ func (d *deployValidator) notify(n *Notify, np string) {
 		}
 		ep := c.key(ip, "events")
 		for j, ev := range w.Events {
-			if !slices.Contains(NotifyEvents, ev) {
-				d.errorf(c.item(ep, j), "unknown event %q (want one of: %s)", ev, strings.Join(NotifyEvents, ", "))
+			if !slices.Contains(notify.Events, ev) {
+				d.errorf(c.item(ep, j), "unknown event %q (want one of: %s)", ev, strings.Join(notify.Events, ", "))
 			}
 		}
 	}

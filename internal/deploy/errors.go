@@ -36,11 +36,7 @@ var deniedCodes = map[string]bool{
 
 // AccessRefused reports whether err is an agent or load balancer refusing
 // the token it was given, or AWS refusing the credentials or a permission.
-func AccessRefused(err error) bool { return tokenRefused(err) }
-
-// tokenRefused reports whether err is an agent or load balancer refusing
-// the token it was given, or AWS refusing the credentials or a permission.
-func tokenRefused(err error) bool {
+func AccessRefused(err error) bool {
 	var coded interface{ ErrorCode() string }
 	if errors.As(err, &coded) && deniedCodes[coded.ErrorCode()] {
 		return true
@@ -55,7 +51,7 @@ func tokenRefused(err error) bool {
 
 // classify turns a refused token into bad input that says so.
 func classify(what string, err error) error {
-	if tokenRefused(err) {
+	if AccessRefused(err) {
 		return badInput(fmt.Errorf("%s: the token was refused (check token or token_file): %w", what, err))
 	}
 	return fmt.Errorf("%s: %w", what, err)

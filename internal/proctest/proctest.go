@@ -160,6 +160,19 @@ func reservedRange() (lo, hi int) {
 	return lo, hi
 }
 
+// WaitListening waits until something accepts connections on addr (a
+// server the test started), failing t after within.
+func WaitListening(t testing.TB, addr string, within time.Duration) {
+	t.Helper()
+	Eventually(t, within, "a listener on "+addr, func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
 // FreePort is FreeAddr's port.
 func FreePort(t testing.TB) int {
 	t.Helper()

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,13 +58,7 @@ func startHAProxyFor(t *testing.T, f *driverFleet) *haproxyFixture {
 		t.Fatal(err)
 	}
 	h.master = proctest.Start(t, "haproxy", haproxyBin, "-W", "-db", "-f", cfgPath)
-	proctest.Eventually(t, 10*time.Second, "haproxy's stats socket", func() bool {
-		c, err := net.DialTimeout("tcp", stats, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	proctest.WaitListening(t, stats, 10*time.Second)
 	var err error
 	if h.rt, err = haproxy.NewRuntime(stats); err != nil {
 		t.Fatal(err)

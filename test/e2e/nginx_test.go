@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,13 +43,7 @@ func startNginxFor(t *testing.T, f *driverFleet) {
 	proctest.Start(t, "nginx", bin, append(base[1:], "-g", "daemon off;")...)
 	f.front = "http://" + front
 	// No app runs before the first deploy: nginx is up when it accepts.
-	proctest.Eventually(t, 10*time.Second, "nginx to listen", func() bool {
-		c, err := net.DialTimeout("tcp", front, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	proctest.WaitListening(t, front, 10*time.Second)
 	cfg := nginx.Config{UpstreamFile: upstream, Upstream: "app", PidFile: filepath.Join(dir, "nginx.pid"),
 		Test: append(append([]string{}, base...), "-t"), Reload: append(append([]string{}, base...), "-s", "reload"),
 		Targets: targets, HealthPath: "/healthz"}

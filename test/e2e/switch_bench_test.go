@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -145,13 +144,7 @@ backend green
 		t.Fatal(err)
 	}
 	proctest.Start(t, "haproxy", bin, "-db", "-f", path)
-	proctest.Eventually(t, 10*time.Second, "haproxy's stats socket", func() bool {
-		c, err := net.DialTimeout("tcp", stats, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	proctest.WaitListening(t, stats, 10*time.Second)
 	rt, err := haproxy.NewRuntime(stats)
 	if err != nil {
 		t.Fatal(err)

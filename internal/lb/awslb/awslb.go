@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -157,9 +159,5 @@ func healthAdvice(what string, threshold, interval, timeout int32) []string {
 func seconds(n int32) time.Duration { return time.Duration(n) * time.Second }
 
 func sortTargets(ts []lb.Target) {
-	for i := 1; i < len(ts); i++ {
-		for j := i; j > 0 && ts[j].Address < ts[j-1].Address; j-- {
-			ts[j], ts[j-1] = ts[j-1], ts[j]
-		}
-	}
+	slices.SortFunc(ts, func(a, b lb.Target) int { return strings.Compare(a.Address, b.Address) })
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,21 +19,21 @@ import (
 	"github.com/zerodown/zerodown/internal/proctest"
 )
 
+// haproxyCfg is HAProxy on a TCP stats socket (%[1]s) and a frontend
+// (%[2]s) whose backend app has the server lines %[3]s.
 const haproxyCfg = `global
-    stats socket ipv4@%s level admin
+    stats socket ipv4@%[1]s level admin
 defaults
     mode http
     timeout connect 1s
     timeout client 10s
     timeout server 10s
 frontend web
-    bind %s
+    bind %[2]s
     default_backend app
 backend app
     option httpchk GET /healthz
-    server web1 %s check inter 50ms rise 2 fall 2
-    server web2 %s check inter 50ms rise 2 fall 2
-`
+%[3]s`
 
 // app is a backend that answers at once, or after ?sleep=D.
 func app(t *testing.T, name string) string {
@@ -48,24 +47,25 @@ func app(t *testing.T, name string) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-// startHAProxy runs HAProxy in the foreground in front of a and b and
-// returns its frontend's URL and its stats socket.
+// startHAProxy runs HAProxy in the foreground with servers web1 at a and
+// web2 at b, checked every 50ms, and returns its frontend's URL and its
+// stats socket.
 func startHAProxy(t *testing.T, a, b string) (url, socket string) {
+	t.Helper()
+	return startHAProxyWith(t, fmt.Sprintf("    server web1 %s check inter 50ms rise 2 fall 2\n    server web2 %s check inter 50ms rise 2 fall 2\n", a, b))
+}
+
+// startHAProxyWith runs HAProxy with these server lines in backend app.
+func startHAProxyWith(t *testing.T, servers string) (url, socket string) {
 	t.Helper()
 	bin := proctest.NeedProgram(t, "haproxy", "/usr/sbin/haproxy")
 	front, stats := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	path := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(path, fmt.Appendf(nil, haproxyCfg, stats, front, a, b), 0o600); err != nil {
+	if err := os.WriteFile(path, fmt.Appendf(nil, haproxyCfg, stats, front, servers), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	proctest.Start(t, "haproxy", bin, "-f", path, "-db")
-	proctest.Eventually(t, 10*time.Second, "haproxy's stats socket", func() bool {
-		c, err := net.DialTimeout("tcp", stats, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	proctest.WaitListening(t, stats, 10*time.Second)
 	return "http://" + front, stats
 }
 
@@ -235,62 +235,31 @@ func FuzzParseStat(f *testing.F) {
 	})
 }
 
-const haproxyNamedCfg = `global
-    stats socket ipv4@%s level admin
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 10s
-    timeout server 10s
-frontend web
-    bind %s
-    default_backend app
-backend app
-    option httpchk GET /healthz
-    server checked %s check inter 50ms rise 3 fall 2
-    server unchecked %s
-`
+// failable is a backend that answers 503 to everything while the flag it
+// returns is set.
+func failable(t *testing.T, name string) (addr string, failing *atomic.Bool) {
+	failing = &atomic.Bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "hello from "+name)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), failing
+}
 
 // Servers found by name, a drain finished into maintenance and back, and a
 // server HAProxy does not check checked by the driver itself.
 func TestBalancerNamesMaintenanceAndOwnChecks(t *testing.T) {
-	bin := proctest.NeedProgram(t, "haproxy", "/usr/sbin/haproxy")
-	var sick atomic.Bool
-	checkedSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if sick.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, "hello from checked")
-	}))
-	t.Cleanup(checkedSrv.Close)
-	checked := strings.TrimPrefix(checkedSrv.URL, "http://")
-	var down atomic.Bool
-	unchecked := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if down.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, "hello from unchecked")
-	}))
-	t.Cleanup(unchecked.Close)
-	uncheckedAddr := strings.TrimPrefix(unchecked.URL, "http://")
-	front, stats := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	checked, sick := failable(t, "checked")
+	uncheckedAddr, down := failable(t, "unchecked")
 	// The configured addresses are "localhost" names: the hosts' targets
 	// are found by server name, not by address.
-	path := filepath.Join(t.TempDir(), "haproxy.cfg")
 	localhost := func(addr string) string { return strings.Replace(addr, "127.0.0.1", "localhost", 1) }
-	if err := os.WriteFile(path, fmt.Appendf(nil, haproxyNamedCfg, stats, front, localhost(checked), localhost(uncheckedAddr)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	proctest.Start(t, "haproxy", bin, "-f", path, "-db")
-	proctest.Eventually(t, 10*time.Second, "haproxy's stats socket", func() bool {
-		c, err := net.DialTimeout("tcp", stats, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	_, stats := startHAProxyWith(t, fmt.Sprintf("    server checked %s check inter 50ms rise 3 fall 2\n    server unchecked %s\n",
+		localhost(checked), localhost(uncheckedAddr)))
 	bal, err := New(Config{Socket: stats, Backend: "app", HealthPath: "/healthz", CheckInter: 50 * time.Millisecond,
 		Servers: map[string]string{checked: "checked", uncheckedAddr: "unchecked"}})
 	if err != nil {

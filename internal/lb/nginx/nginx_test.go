@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -125,13 +124,7 @@ func startSite(t *testing.T, upstream string, targets ...*backend) (*site, *Bala
 		_, ws, err := b.workers()
 		return err == nil && len(ws) == 2
 	})
-	proctest.Eventually(t, 10*time.Second, "nginx listening at "+s.url, func() bool {
-		c, err := net.DialTimeout("tcp", strings.TrimPrefix(s.url, "http://"), time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	proctest.WaitListening(t, strings.TrimPrefix(s.url, "http://"), 10*time.Second)
 	return s, b
 }
 
