@@ -28,6 +28,10 @@ defaults
     load-server-state-from-file global
 frontend web
     bind %s
+    # On a reload the old worker keeps idle keep-alive connections until
+    # their next request, answered with Connection: close, instead of
+    # closing them under a client that is sending one (a POST lost).
+    option idle-close-on-response
     default_backend app
 backend app
     option httpchk GET /healthz
