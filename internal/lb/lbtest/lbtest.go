@@ -31,8 +31,9 @@ func Target(t testing.TB, b lb.Balancer, addr string) lb.Target {
 
 // NginxConf is an nginx.conf for a test: nginx keeps every file under dir
 // (so it runs as any user), listens on listen and proxies to the upstream
-// app that dir/upstream.conf defines; main goes into the main context.
-func NginxConf(dir, listen, main string) string {
+// app that dir/upstream.conf defines; main goes into the main context,
+// http into the http block.
+func NginxConf(dir, listen, main, http string) string {
 	return fmt.Sprintf(`worker_processes 2;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log;
@@ -45,11 +46,12 @@ http {
     fastcgi_temp_path %[1]s/fcgi;
     uwsgi_temp_path %[1]s/uwsgi;
     scgi_temp_path %[1]s/scgi;
+    %[4]s
     include %[1]s/upstream.conf;
     server {
         listen %[2]s;
         location / { proxy_pass http://app; }
     }
 }
-`, dir, listen, main)
+`, dir, listen, main, http)
 }

@@ -80,7 +80,7 @@ func writeSite(t *testing.T, upstream, main string, targets ...*backend) *site {
 	bin := proctest.NeedProgram(t, "nginx", "/usr/sbin/nginx")
 	dir := t.TempDir()
 	listen := proctest.FreeAddr(t)
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(lbtest.NginxConf(dir, listen, main)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(lbtest.NginxConf(dir, listen, main, "")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	file := filepath.Join(dir, "upstream.conf")
