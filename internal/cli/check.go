@@ -220,7 +220,7 @@ func checkEnvironment(ctx context.Context, env *config.Environment, bal lb.Balan
 	wg.Go(func() {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		drain, health := deploy.RollingTimeouts(env)
+		drain, health := deploy.StrategyTimeouts(env)
 		waits = deploy.ReadWaits(ctx, bal, drain, health)
 	})
 	for i, h := range env.Hosts {
@@ -243,15 +243,16 @@ func checkEnvironment(ctx context.Context, env *config.Environment, bal lb.Balan
 	rep.Waits = &waits
 	// The engine waits at least the bound plus a margin; below that, what
 	// the file says is not what a deploy does.
-	if r := env.Strategy.Rolling; r != nil && time.Duration(r.DrainTimeout) < waits.Drain {
+	drainTimeout, healthTimeout := deploy.StrategyTimeouts(env)
+	if drainTimeout < waits.Drain {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf(
 			"drain_timeout %s is not above the load balancer's draining bound %s: a deploy waits %s instead, until the balancer ends a drain itself; set drain_timeout to %s or more",
-			time.Duration(r.DrainTimeout), waits.DrainBound, waits.Drain, waits.Drain))
+			drainTimeout, waits.DrainBound, waits.Drain, waits.Drain))
 	}
-	if r := env.Strategy.Rolling; r != nil && time.Duration(r.HealthTimeout) < waits.Health {
+	if healthTimeout < waits.Health {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf(
 			"health_timeout %s is not above the time the load balancer's checks may take, %s: a deploy waits %s instead",
-			time.Duration(r.HealthTimeout), waits.HealthBound, waits.Health))
+			healthTimeout, waits.HealthBound, waits.Health))
 	}
 	rep.Warnings = append(rep.Warnings, waits.Advice...)
 	for _, u := range waits.Unread {

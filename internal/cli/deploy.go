@@ -237,7 +237,11 @@ time hosts already on the version are skipped.`,
 			if err != nil {
 				return deployError(err)
 			}
-			p, err := deploy.Pipeline(cfg, env, pipelineName, nil)
+			live, err := planLive(c, env)
+			if err != nil {
+				return err
+			}
+			p, err := deploy.Pipeline(cfg, env, pipelineName, nil, live)
 			if err != nil {
 				return deployError(err)
 			}
@@ -250,6 +254,23 @@ time hosts already on the version are skipped.`,
 	addConfigFlag(cmd, &cfgPath)
 	cmd.Flags().StringVar(&pipelineName, "pipeline", "", "a hand-written pipeline instead of the strategy")
 	return cmd
+}
+
+// planLive is the pool that serves users, for the plan of a blue-green
+// environment: asked of the balancer within 5s, else the first pool, said.
+func planLive(c *cobra.Command, env *config.Environment) (string, error) {
+	bg := env.Strategy.BlueGreen
+	if bg == nil {
+		return "", nil
+	}
+	ctx, cancel := context.WithTimeout(c.Context(), 5*time.Second)
+	defer cancel()
+	live, err := deploy.LivePool(ctx, env, nil)
+	if err != nil {
+		fmt.Fprintf(c.ErrOrStderr(), "note: could not ask the load balancer which pool is live (%v); the plan assumes %s\n", err, bg.Pools[0])
+		return bg.Pools[0], nil
+	}
+	return live, nil
 }
 
 // withStore opens the journal named by the config for a read or a small
@@ -530,9 +551,16 @@ func resumePaused(c *cobra.Command, cfgPath, id string) (bool, error) {
 func newRollbackCmd() *cobra.Command {
 	var cfgPath, output string
 	cmd := &cobra.Command{
-		Use:   "rollback RUN",
+		Use:   "rollback RUN|ENV",
 		Short: "Undo a run: put every host it touched back on its previous release, attached and healthy",
-		Args:  cobra.ExactArgs(1),
+		Long: `Undo a run: every host it touched goes back to its previous release through
+the load balancer (detach, drained, roll back, attach, healthy). Given an
+environment's name, the environment's last run is undone.
+
+A blue-green run that switched live traffic is undone by switching it back
+to the old pool, which still runs the old release: within the strategy's
+rollback_window, and only for the environment's last run.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			return continueRun(c, cfgPath, args[0], output, true)
 		},
@@ -558,6 +586,13 @@ func continueRun(c *cobra.Command, cfgPath, runID, output string, rollback bool)
 	out := newRunOutput(c, output)
 	opts := out.options(cfg, st)
 	var o *deploy.Outcome
+	if _, isEnv := cfg.Environments[runID]; rollback && isEnv {
+		last, err := deploy.LastRun(ctx, cfg, st, runID)
+		if err != nil {
+			return deployError(err)
+		}
+		runID = last.ID
+	}
 	if rollback {
 		o, err = deploy.Rollback(ctx, opts, runID)
 	} else {

@@ -7,10 +7,13 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/zerodown/zerodown/internal/proxy"
 )
 
 func newLBSwitchCmd() *cobra.Command {
 	o := &targetsOptions{}
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "switch FROM TO [--admin URL] [--token-file F]",
 		Short: "Send the routes of one pool to another at once (blue-green), or list the switches",
@@ -42,7 +45,7 @@ failed; 2 bad input (an unknown pool, arguments, token).`,
 			}
 			var switches map[string]string
 			if len(args) == 2 {
-				v, err := cl.Switch(c.Context(), args[0], args[1])
+				v, err := cl.Switch(c.Context(), proxy.SwitchRequest{From: args[0], To: args[1], Force: force})
 				if err != nil {
 					return apiFailure(err)
 				}
@@ -72,5 +75,6 @@ failed; 2 bad input (an unknown pool, arguments, token).`,
 		},
 	}
 	o.addFlags(cmd.Flags(), false)
+	cmd.Flags().BoolVar(&force, "force", false, "switch even to a pool with no healthy target (every request it gets fails)")
 	return cmd
 }

@@ -85,6 +85,10 @@ type EnvLB struct {
 	Region      string `yaml:"region"`
 	Endpoint    string `yaml:"endpoint"`
 	Profile     string `yaml:"profile"`
+	// Map is the haproxy driver's blue-green map, by the path HAProxy
+	// loaded it from: use_backend rules read its "live" and "preview"
+	// entries, which a switch sets with `set map`.
+	Map string `yaml:"map"`
 	// PollInterval is how often the AWS drivers ask for target health
 	// (default 2s): AWS throttles a faster poll, and its own waiters
 	// poll every 15s, far slower than a target changes.
@@ -125,11 +129,62 @@ type Host struct {
 	Instance  string `yaml:"instance"`
 	Token     string `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
+	// Pool is the host's pool under blue-green: a pool of zerodown lb,
+	// or an HAProxy backend; one of strategy.blue_green.pools.
+	Pool string `yaml:"pool"`
 }
 
 // Strategy generates an environment's pipeline; exactly one is set.
 type Strategy struct {
-	Rolling *Rolling `yaml:"rolling"`
+	Rolling   *Rolling   `yaml:"rolling"`
+	BlueGreen *BlueGreen `yaml:"blue_green"`
+}
+
+// HostTimeouts are the strategy's bounds for one host's drain and health,
+// and how many hosts receive the artifact at once.
+func (s Strategy) HostTimeouts() (drain, health time.Duration, uploadParallel int) {
+	switch {
+	case s.BlueGreen != nil:
+		b := s.BlueGreen
+		return time.Duration(b.DrainTimeout), time.Duration(b.HealthTimeout), b.UploadParallel
+	case s.Rolling != nil:
+		r := s.Rolling
+		return time.Duration(r.DrainTimeout), time.Duration(r.HealthTimeout), r.UploadParallel
+	}
+	return DefaultDrainTimeout, DefaultRolloutHealthTimeout, DefaultUploadParallel
+}
+
+// BlueGreen deploys to the idle one of two pools while users are served
+// by the other, checks it through the preview route, then switches live
+// traffic to it at once; the old pool keeps running, so a rollback within
+// RollbackWindow is a switch back.
+type BlueGreen struct {
+	// Pools are the two pools the hosts are split into (hosts[].pool):
+	// zerodown lb pools, or HAProxy backends. The first is the one the
+	// balancer's live routes name in its own config (lb.yaml's live
+	// listener); the second the one its preview routes name.
+	Pools []string `yaml:"pools"`
+	// Preview is a URL through the preview route, which reaches the idle
+	// pool: the smoke checks and the preview load are sent there.
+	Preview string `yaml:"preview"`
+	// Smoke checks the idle pool through the preview before the switch;
+	// by default one GET of Preview must answer 200.
+	Smoke []SmokeTask `yaml:"smoke"`
+	// PreviewLoad is the load verifier fired at Preview before the
+	// switch; every request must succeed. Rate 0 turns it off.
+	PreviewLoad PreviewLoad `yaml:"preview_load"`
+	// RollbackWindow is how long after a switch `zerodown rollback`
+	// switches back to the old pool, which still runs the old release.
+	RollbackWindow Duration `yaml:"rollback_window"`
+	DrainTimeout   Duration `yaml:"drain_timeout"`
+	HealthTimeout  Duration `yaml:"health_timeout"`
+	UploadParallel int      `yaml:"upload_parallel"`
+}
+
+// PreviewLoad is a short constant-rate load at the preview route.
+type PreviewLoad struct {
+	Rate     *int     `yaml:"rate"`
+	Duration Duration `yaml:"duration"`
 }
 
 // Rolling replaces hosts a batch at a time.
@@ -336,6 +391,11 @@ type Task struct {
 	Smoke       *SmokeTask   `yaml:"smoke"`
 	Approve     *ApproveTask `yaml:"approve"`
 	Pause       *PauseTask   `yaml:"pause"`
+	// Switch and PreviewLoad are blue-green's: send live traffic from
+	// one of strategy.blue_green.pools to the other; fire a short load at
+	// the preview route.
+	Switch      *SwitchTask `yaml:"switch"`
+	PreviewLoad *LoadTask   `yaml:"preview-load"`
 
 	// RunIf is RunIfPassed (default), RunIfFailed or RunIfAny: whether the
 	// task runs after an earlier task of its job passed or failed.
@@ -363,6 +423,20 @@ type SmokeTask struct {
 	URL    string `yaml:"url"`
 	Status int    `yaml:"status"`        // default 200
 	Body   string `yaml:"body_contains"` // optional
+}
+
+// SwitchTask sends live traffic from pool From to pool To.
+type SwitchTask struct {
+	From string `yaml:"from" json:"from"`
+	To   string `yaml:"to" json:"to"`
+}
+
+// LoadTask fires Rate requests a second at URL for Duration; every one
+// must succeed.
+type LoadTask struct {
+	URL      string   `yaml:"url" json:"url"`
+	Rate     int      `yaml:"rate" json:"rate"`
+	Duration Duration `yaml:"duration" json:"duration"`
 }
 
 // PauseTask holds the run for For, or, without For, until a person runs

@@ -330,6 +330,10 @@ func envDefaults(e *Environment, raw any) {
 			h.Token, h.TokenFile = e.Agents.Token, e.Agents.TokenFile
 		}
 	}
+	if bg := e.Strategy.BlueGreen; bg != nil {
+		blueGreenDefaults(bg)
+		return
+	}
 	if e.Strategy.Rolling == nil {
 		e.Strategy.Rolling = &Rolling{}
 	}
@@ -349,6 +353,29 @@ func envDefaults(e *Environment, raw any) {
 	if e.Verify != nil {
 		ptrDefault(&e.Verify.MaxFailed, 0)
 		ptrDefault(&e.Verify.MaxDropped, 0)
+	}
+}
+
+// Blue-green defaults: an hour to switch back; a preview load of 20
+// requests a second for 3 seconds.
+const (
+	DefaultRollbackWindow     = time.Hour
+	DefaultPreviewLoadRate    = 20
+	DefaultPreviewLoadSeconds = 3 * time.Second
+)
+
+func blueGreenDefaults(bg *BlueGreen) {
+	orDefault(&bg.RollbackWindow, Duration(DefaultRollbackWindow))
+	orDefault(&bg.DrainTimeout, Duration(DefaultDrainTimeout))
+	orDefault(&bg.HealthTimeout, Duration(DefaultRolloutHealthTimeout))
+	orDefault(&bg.UploadParallel, DefaultUploadParallel)
+	ptrDefault(&bg.PreviewLoad.Rate, DefaultPreviewLoadRate)
+	orDefault(&bg.PreviewLoad.Duration, Duration(DefaultPreviewLoadSeconds))
+	if len(bg.Smoke) == 0 && bg.Preview != "" {
+		bg.Smoke = []SmokeTask{{URL: bg.Preview}}
+	}
+	for i := range bg.Smoke {
+		orDefault(&bg.Smoke[i].Status, 200)
 	}
 }
 
@@ -380,6 +407,13 @@ func cloneEnvironment(e *Environment) *Environment {
 		r := *e.Strategy.Rolling
 		r.Batch = slices.Clone(r.Batch)
 		cp.Strategy.Rolling = &r
+	}
+	if e.Strategy.BlueGreen != nil {
+		bg := *e.Strategy.BlueGreen
+		bg.Pools = slices.Clone(bg.Pools)
+		bg.Smoke = slices.Clone(bg.Smoke)
+		bg.PreviewLoad.Rate = clonePtr(bg.PreviewLoad.Rate)
+		cp.Strategy.BlueGreen = &bg
 	}
 	if e.Verify != nil {
 		v := *e.Verify
@@ -422,6 +456,8 @@ func cloneTaskParts(t *Task) {
 	t.Smoke = clonePtr(t.Smoke)
 	t.Approve = clonePtr(t.Approve)
 	t.Pause = clonePtr(t.Pause)
+	t.Switch = clonePtr(t.Switch)
+	t.PreviewLoad = clonePtr(t.PreviewLoad)
 	if t.OnCancel != nil {
 		oc := *t.OnCancel
 		cloneTaskParts(&oc)
@@ -507,7 +543,11 @@ func (d *deployValidator) environment(e *Environment, ep string) {
 	ap := c.key(ep, "agents")
 	d.tokens(ap, e.Agents.Token, e.Agents.TokenFile)
 	d.hosts(e, ep)
-	d.rolling(e, c.key(c.key(ep, "strategy"), "rolling"))
+	if e.Strategy.BlueGreen != nil {
+		d.blueGreen(e, c.key(ep, "strategy"))
+	} else {
+		d.rolling(e, c.key(c.key(ep, "strategy"), "rolling"))
+	}
 	if e.Verify != nil {
 		d.verify(e.Verify, c.key(ep, "verify"))
 	}
@@ -531,7 +571,11 @@ func (d *deployValidator) lb(e *Environment, lp string) {
 			d.errorf(admin, "%v", err)
 		}
 		pool := c.key(lp, "pool")
-		if lb.Pool == "" {
+		if e.Strategy.BlueGreen != nil {
+			if lb.Pool != "" {
+				d.errorf(pool, "unused under blue_green: each host names its pool (hosts[].pool), one of strategy.blue_green.pools")
+			}
+		} else if lb.Pool == "" {
 			d.errorf(pool, "required by the builtin driver: the pool of zerodown lb that serves this environment")
 		} else if err := checkPoolName(lb.Pool); err != nil {
 			d.errorf(pool, "%v", err)
@@ -544,8 +588,15 @@ func (d *deployValidator) lb(e *Environment, lp string) {
 				d.errorf(c.key(lp, "socket"), "%q is neither a unix socket path nor host:port", lb.Socket)
 			}
 		}
-		if lb.Backend == "" {
+		switch {
+		case e.Strategy.BlueGreen != nil && lb.Backend != "":
+			d.errorf(c.key(lp, "backend"), "unused under blue_green: each host names its backend (hosts[].pool), one of strategy.blue_green.pools")
+		case e.Strategy.BlueGreen != nil && lb.Map == "":
+			d.errorf(c.key(lp, "map"), "required by blue_green on the haproxy driver: the map HAProxy's use_backend rules read, by the path HAProxy loaded it from, such as /etc/haproxy/bluegreen.map (docs/blue-green.md)")
+		case e.Strategy.BlueGreen == nil && lb.Backend == "":
 			d.errorf(c.key(lp, "backend"), "required by the haproxy driver: the backend whose servers are the hosts' targets")
+		case e.Strategy.BlueGreen == nil && lb.Map != "":
+			d.errorf(c.key(lp, "map"), "the blue-green map is used by strategy.blue_green only")
 		}
 	case DriverNginx:
 		if lb.UpstreamFile == "" {
@@ -605,6 +656,7 @@ func (d *deployValidator) foreignKeys(lb *EnvLB, lp string) {
 		{"socket", lb.Socket != "", []string{DriverHAProxy}},
 		{"backend", lb.Backend != "", []string{DriverHAProxy}},
 		{"check_inter", lb.CheckInter != 0, []string{DriverHAProxy}},
+		{"map", lb.Map != "", []string{DriverHAProxy}},
 		{"upstream_file", lb.UpstreamFile != "", []string{DriverNginx}},
 		{"upstream", lb.Upstream != "", []string{DriverNginx}},
 		{"test", len(lb.Test) > 0, []string{DriverNginx}},
@@ -710,7 +762,12 @@ func (d *deployValidator) hosts(e *Environment, ep string) {
 		key, kp := "", ""
 		switch {
 		case e.LB.Driver == DriverHAProxy:
-			key, kp = "server "+cmp.Or(h.Server, h.Name), c.key(hp, "server")
+			// Under blue-green the same name may be in each backend.
+			backend := ""
+			if h.Pool != "" {
+				backend = h.Pool + "/"
+			}
+			key, kp = "server "+backend+cmp.Or(h.Server, h.Name), c.key(hp, "server")
 			if h.Server == "" {
 				kp = np
 			}
@@ -731,6 +788,9 @@ func (d *deployValidator) hosts(e *Environment, ep string) {
 // driver: an HAProxy server name, an EC2 instance ID.
 func (d *deployValidator) hostLB(e *Environment, h *Host, hp string) {
 	c := d.c
+	if h.Pool != "" && e.Strategy.BlueGreen == nil {
+		d.errorf(c.key(hp, "pool"), "a host's pool is used by strategy.blue_green only; the environment's pool is lb.pool")
+	}
 	if h.Server != "" && e.LB.Driver != DriverHAProxy {
 		d.errorf(c.key(hp, "server"), "server names an HAProxy server; the %s driver does not use it", e.LB.Driver)
 	}
@@ -742,6 +802,71 @@ func (d *deployValidator) hostLB(e *Environment, h *Host, hp string) {
 		d.errorf(ip, "instance names an EC2 instance; the %s driver does not use it", e.LB.Driver)
 	case h.Instance != "" && !instanceID.MatchString(h.Instance):
 		d.errorf(ip, "%q is not an EC2 instance ID (i- and 8 or 17 hex digits)", h.Instance)
+	}
+}
+
+// blueGreen checks the strategy against the hosts and the driver: two
+// pools the driver can switch between, every host in one, a preview.
+func (d *deployValidator) blueGreen(e *Environment, sp string) {
+	c, bg := d.c, e.Strategy.BlueGreen
+	bp := c.key(sp, "blue_green")
+	if e.Strategy.Rolling != nil {
+		d.errorf(c.key(sp, "rolling"), "rolling and blue_green are both set: an environment has one strategy")
+	}
+	if e.LB.Driver != DriverBuiltin && e.LB.Driver != DriverHAProxy && slices.Contains(lbDrivers, e.LB.Driver) {
+		d.errorf(bp, "blue_green switches pools through the builtin and haproxy drivers; the %s driver cannot switch yet", e.LB.Driver)
+	}
+	pp := c.key(bp, "pools")
+	pools := map[string]int{}
+	switch {
+	case len(bg.Pools) != 2:
+		d.errorf(pp, "want two pools, such as [blue, green]: the first is the one the load balancer's live routes name, the second the preview's")
+	case bg.Pools[0] == bg.Pools[1]:
+		d.errorf(c.item(pp, 1), "the two pools are both %s", bg.Pools[0])
+	default:
+		for i, name := range bg.Pools {
+			if err := checkPoolName(name); err != nil {
+				d.errorf(c.item(pp, i), "%v", err)
+			}
+			pools[name] = 0
+		}
+	}
+	hsp := c.key(c.key("environments", e.Name), "hosts")
+	for i, h := range e.Hosts {
+		hp := c.key(c.item(hsp, i), "pool")
+		n, ok := pools[h.Pool]
+		switch {
+		case len(pools) == 0:
+		case h.Pool == "":
+			d.errorf(c.item(hsp, i), "host %s: pool is required under blue_green: %s or %s", h.Name, bg.Pools[0], bg.Pools[1])
+		case !ok:
+			d.errorf(hp, "pool %s is not one of strategy.blue_green.pools (%s, %s)", h.Pool, bg.Pools[0], bg.Pools[1])
+		default:
+			pools[h.Pool] = n + 1
+		}
+	}
+	for i, name := range bg.Pools {
+		if n, ok := pools[name]; ok && n == 0 && len(e.Hosts) > 0 {
+			d.errorf(c.item(pp, i), "no host is in pool %s: blue-green needs hosts in both pools", name)
+		}
+	}
+	prp := c.key(bp, "preview")
+	if bg.Preview == "" {
+		d.errorf(prp, "required: a URL through the preview route, which reaches the idle pool, such as http://127.0.0.1:8081/")
+	} else if err := checkURL(bg.Preview, "http://127.0.0.1:8081/"); err != nil {
+		d.errorf(prp, "%v", err)
+	}
+	for i, st := range bg.Smoke {
+		if err := checkURL(st.URL, bg.Preview); err != nil {
+			d.errorf(c.key(c.item(c.key(bp, "smoke"), i), "url"), "%v", err)
+		}
+	}
+	lp := c.key(bp, "preview_load")
+	if r := bg.PreviewLoad.Rate; r != nil && *r < 0 {
+		d.errorf(c.key(lp, "rate"), "must not be negative (0 turns the preview load off)")
+	}
+	if bg.PreviewLoad.Duration < 0 {
+		d.errorf(c.key(lp, "duration"), "must not be negative")
 	}
 }
 
@@ -880,7 +1005,48 @@ func (d *deployValidator) pipeline(p *Pipeline, pp string) {
 
 // TaskKinds are the keys that say what a task does, in the order error
 // messages list them; a task has exactly one.
-var TaskKinds = []string{"detach", "attach", "deploy", "wait-healthy", "wait-drained", "sleep", "exec", "smoke", "approve", "pause"}
+var TaskKinds = []string{"detach", "attach", "deploy", "wait-healthy", "wait-drained", "sleep", "exec", "smoke", "approve", "pause", "switch", "preview-load"}
+
+// switchTask checks a switch between the environment's blue-green pools.
+func (d *deployValidator) switchTask(t *SwitchTask, kp string, env *Environment) {
+	if t == nil {
+		d.errorf(kp, "want {from: POOL, to: POOL}")
+		return
+	}
+	if env == nil {
+		return
+	}
+	bg := env.Strategy.BlueGreen
+	if bg == nil || len(bg.Pools) != 2 {
+		d.errorf(kp, "environment %s has no strategy.blue_green: a switch moves live traffic between its two pools", env.Name)
+		return
+	}
+	for _, k := range []struct{ key, pool string }{{"from", t.From}, {"to", t.To}} {
+		if !slices.Contains(bg.Pools, k.pool) {
+			d.errorf(d.c.key(kp, k.key), "want one of strategy.blue_green.pools (%s, %s), not %q", bg.Pools[0], bg.Pools[1], k.pool)
+		}
+	}
+	if t.From == t.To && t.From != "" {
+		d.errorf(d.c.key(kp, "to"), "from and to are both %s", t.From)
+	}
+}
+
+// loadTask checks a preview load.
+func (d *deployValidator) loadTask(t *LoadTask, kp string) {
+	if t == nil {
+		d.errorf(kp, "want {url: URL, rate: N, duration: 3s}")
+		return
+	}
+	if err := checkURL(t.URL, "http://127.0.0.1:8081/"); err != nil {
+		d.errorf(d.c.key(kp, "url"), "%v", err)
+	}
+	if t.Rate <= 0 {
+		d.errorf(d.c.key(kp, "rate"), "want requests a second, more than 0")
+	}
+	if t.Duration <= 0 {
+		d.errorf(d.c.key(kp, "duration"), "want a duration such as 3s")
+	}
+}
 
 // hostOf is the host a task of a host kind names.
 func (t *Task) hostOf(kind string) *string {
@@ -916,6 +1082,10 @@ func (t *Task) kinds(raw any) []string {
 			set = set || t.Approve != nil
 		case "pause":
 			set = set || t.Pause != nil
+		case "switch":
+			set = set || t.Switch != nil
+		case "preview-load":
+			set = set || t.PreviewLoad != nil
 		default:
 			set = set || *t.hostOf(k) != ""
 		}
@@ -951,6 +1121,10 @@ func (d *deployValidator) task(t *Task, raw any, tp string, env *Environment, on
 		case "smoke":
 			d.smoke(t.Smoke, kp)
 		case "approve", "pause": // pause.for > 0 is the Duration's own check
+		case "switch":
+			d.switchTask(t.Switch, kp, env)
+		case "preview-load":
+			d.loadTask(t.PreviewLoad, kp)
 		default:
 			if h := t.hostOf(k); h != nil {
 				d.taskHost(*h, kp, env)

@@ -110,18 +110,25 @@ func Plan(ctx context.Context, cfg *config.Deploy, req Request) (*pipeline.Pipel
 	if err != nil {
 		return nil, nil, err
 	}
-	skip, err := f.lookAround(ctx, req.Version)
+	skip, live, err := f.lookAround(ctx, req.Version)
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := Pipeline(cfg, f.env, req.Pipeline, skip)
+	p, err := Pipeline(cfg, f.env, req.Pipeline, skip, live)
 	return p, skip, err
 }
 
-func (f *fleet) lookAround(ctx context.Context, version string) (map[string]bool, error) {
+// lookAround finds the hosts already on version and, under blue-green,
+// the pool that serves users.
+func (f *fleet) lookAround(ctx context.Context, version string) (map[string]bool, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return f.alreadyDone(ctx, version)
+	skip, err := f.alreadyDone(ctx, version)
+	if err != nil {
+		return nil, "", err
+	}
+	live, err := LivePool(ctx, f.env, f.sw)
+	return skip, live, err
 }
 
 // Deploy runs req. Everything that can be checked without changing
@@ -142,11 +149,11 @@ func Deploy(ctx context.Context, o Options, req Request) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	skip, err := f.lookAround(ctx, req.Version)
+	skip, live, err := f.lookAround(ctx, req.Version)
 	if err != nil {
 		return nil, err
 	}
-	p, err := Pipeline(cfg, f.env, req.Pipeline, skip)
+	p, err := Pipeline(cfg, f.env, req.Pipeline, skip, live)
 	if err != nil {
 		return nil, err
 	}
@@ -238,6 +245,10 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 		return nil, err
 	}
 	eng := o.engine(f, rel, run.ID)
+	eng.Switch = p.SwitchOf()
+	if err := o.canSwitchBack(ctx, f, run, eng.Switch); err != nil {
+		return nil, err
+	}
 	nt := newRunNotifier(f.hooks, run, o.warn())
 	nt.send(notify.RunStarted, "rollback")
 	if o.OnStart != nil {
@@ -265,12 +276,10 @@ func (o Options) warn() io.Writer {
 func (o Options) engine(f *fleet, rel host.Release, runID string) *engine.Engine {
 	e := &engine.Engine{
 		LB: f.bal, Hosts: f.hosts, Release: rel, Journal: engine.StoreJournal{Store: o.Store, RunID: runID},
-		MinHealthy: minHealthy(f.env), Rollback: f.env.Rollback, OnEvent: o.OnEvent,
+		MinHealthy: minHealthy(f.env), Rollback: f.env.Rollback, OnEvent: o.OnEvent, Switcher: f.sw,
 	}
-	if r := f.env.Strategy.Rolling; r != nil {
-		e.UploadParallel = r.UploadParallel
-		e.HealthTimeout = time.Duration(r.HealthTimeout)
-	}
+	_, health, parallel := f.env.Strategy.HostTimeouts()
+	e.UploadParallel, e.HealthTimeout = parallel, health
 	return e
 }
 
@@ -280,6 +289,7 @@ func (o Options) engine(f *fleet, rel host.Release, runID string) *engine.Engine
 func (o Options) execute(ctx context.Context, f *fleet, rel host.Release, run store.Run, p *pipeline.Pipeline,
 	skip map[engine.TaskKey]bool, mode string) (*Outcome, error) {
 	eng := o.engine(f, rel, run.ID)
+	eng.Switch = p.SwitchOf()
 	runCtx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
 	nt := newRunNotifier(f.hooks, run, o.warn())

@@ -34,6 +34,7 @@ type fleet struct {
 	cfg   *config.Deploy
 	env   *config.Environment
 	bal   lb.Balancer
+	sw    lb.Switcher // blue-green's; nil otherwise
 	hosts map[string]engine.Host
 	hooks []notify.Webhook
 }
@@ -61,6 +62,10 @@ func newFleet(ctx context.Context, cfg *config.Deploy, envName string) (*fleet, 
 	if err != nil {
 		return nil, SetupError(err)
 	}
+	sw, err := Switcher(env)
+	if err != nil {
+		return nil, SetupError(err)
+	}
 	hosts, err := Hosts(env)
 	if err != nil {
 		return nil, badInput(err)
@@ -69,7 +74,7 @@ func newFleet(ctx context.Context, cfg *config.Deploy, envName string) (*fleet, 
 	if err != nil {
 		return nil, err
 	}
-	return &fleet{cfg: cfg, env: env, bal: bal, hosts: hosts, hooks: hooks}, nil
+	return &fleet{cfg: cfg, env: env, bal: bal, sw: sw, hosts: hosts, hooks: hooks}, nil
 }
 
 // secret returns an inline token or the trimmed content of a token file.
@@ -119,22 +124,83 @@ func SetupError(err error) error {
 
 // Balancer builds the environment's load balancer driver; the app's health
 // path is for drivers whose balancer checks nothing itself. The AWS drivers
-// load credentials and describe the load balancer here, within ctx.
+// load credentials and describe the load balancer here, within ctx. Under
+// blue-green it is one driver per pool, joined (lb.Pools).
 func Balancer(ctx context.Context, cfg *config.Deploy, env *config.Environment) (lb.Balancer, error) {
-	app := cfg.App
-	switch env.LB.Driver {
-	case config.DriverBuiltin, "":
-		tok, err := secret(env.LB.Token, env.LB.TokenFile, "load balancer")
+	bg := env.Strategy.BlueGreen
+	if bg == nil {
+		return poolBalancer(ctx, cfg, env, env.LB.Pool, env.LB.Backend)
+	}
+	pools := map[string]lb.Balancer{}
+	members := map[string]string{}
+	for _, name := range bg.Pools {
+		b, err := poolBalancer(ctx, cfg, env, name, name)
 		if err != nil {
 			return nil, err
 		}
-		c, err := builtin.New(builtin.Config{Admin: env.LB.Admin, Token: tok})
+		pools[name] = b
+	}
+	for _, h := range env.Hosts {
+		members[h.Target] = h.Pool
+	}
+	b, err := lb.NewPools(bg.Pools, pools, members)
+	if err != nil {
+		return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
+	}
+	return b, nil
+}
+
+// Switcher builds blue-green's pool switch; nil for other strategies.
+func Switcher(env *config.Environment) (lb.Switcher, error) {
+	bg := env.Strategy.BlueGreen
+	if bg == nil {
+		return nil, nil
+	}
+	if len(bg.Pools) != 2 {
+		return nil, fmt.Errorf("environment %s: strategy.blue_green needs two pools", env.Name)
+	}
+	switch env.LB.Driver {
+	case config.DriverBuiltin, "":
+		c, err := builtinClient(env)
+		if err != nil {
+			return nil, err
+		}
+		return c.BlueGreen(bg.Pools[0], bg.Pools[1]), nil
+	case config.DriverHAProxy:
+		sw, err := haproxy.NewMapSwitcher(env.LB.Socket, env.LB.Map, [2]string{bg.Pools[0], bg.Pools[1]})
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
 		}
-		return c.Balancer(env.LB.Pool), nil
+		return sw, nil
+	}
+	return nil, fmt.Errorf("environment %s: the %s driver cannot switch pools", env.Name, env.LB.Driver)
+}
+
+func builtinClient(env *config.Environment) (*builtin.Client, error) {
+	tok, err := secret(env.LB.Token, env.LB.TokenFile, "load balancer")
+	if err != nil {
+		return nil, err
+	}
+	c, err := builtin.New(builtin.Config{Admin: env.LB.Admin, Token: tok})
+	if err != nil {
+		return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
+	}
+	return c, nil
+}
+
+// poolBalancer builds the driver of one pool (builtin) or backend
+// (haproxy) of the environment's load balancer.
+func poolBalancer(ctx context.Context, cfg *config.Deploy, env *config.Environment, pool, backend string) (lb.Balancer, error) {
+	app := cfg.App
+	switch env.LB.Driver {
+	case config.DriverBuiltin, "":
+		c, err := builtinClient(env)
+		if err != nil {
+			return nil, err
+		}
+		return c.Balancer(pool), nil
 	case config.DriverHAProxy:
-		b, err := haproxy.New(haproxy.Config{Socket: env.LB.Socket, Backend: env.LB.Backend, Servers: serverNames(env), HealthPath: app.Health.Path, CheckInter: time.Duration(env.LB.CheckInter)})
+		b, err := haproxy.New(haproxy.Config{Socket: env.LB.Socket, Backend: backend, Servers: serverNames(env), HealthPath: app.Health.Path, CheckInter: time.Duration(env.LB.CheckInter)})
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
 		}
@@ -295,8 +361,9 @@ func (f *fleet) alreadyDone(ctx context.Context, version string) (map[string]boo
 }
 
 // Pipeline picks the hand-written pipeline named, or expands the
-// environment's strategy without the hosts in skip.
-func Pipeline(cfg *config.Deploy, env *config.Environment, name string, skip map[string]bool) (*pipeline.Pipeline, error) {
+// environment's strategy without the hosts in skip; live is the pool that
+// serves users now, for blue-green (LivePool).
+func Pipeline(cfg *config.Deploy, env *config.Environment, name string, skip map[string]bool, live string) (*pipeline.Pipeline, error) {
 	if name != "" {
 		pc, ok := cfg.Pipelines[name]
 		if !ok {
@@ -307,11 +374,36 @@ func Pipeline(cfg *config.Deploy, env *config.Environment, name string, skip map
 		}
 		return gated(env, pipeline.FromConfig(name, pc)), nil
 	}
-	p, err := pipeline.Rolling(env, skip)
+	var p *pipeline.Pipeline
+	var err error
+	if env.Strategy.BlueGreen != nil {
+		p, err = pipeline.BlueGreen(env, live, skip)
+	} else {
+		p, err = pipeline.Rolling(env, skip)
+	}
 	if err != nil {
 		return nil, badInput(err)
 	}
 	return gated(env, p), nil
+}
+
+// LivePool asks the balancer which pool serves users now: empty for an
+// environment that is not blue-green.
+func LivePool(ctx context.Context, env *config.Environment, sw lb.Switcher) (string, error) {
+	if env.Strategy.BlueGreen == nil {
+		return "", nil
+	}
+	if sw == nil {
+		var err error
+		if sw, err = Switcher(env); err != nil {
+			return "", err
+		}
+	}
+	live, err := sw.Live(ctx)
+	if err != nil {
+		return "", classify("read which pool serves live traffic", err)
+	}
+	return live, nil
 }
 
 // ApprovalStage is the stage an environment with require_approval starts

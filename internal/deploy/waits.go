@@ -45,17 +45,15 @@ func (w Waits) MarshalJSON() ([]byte, error) {
 	}{w.DrainBound.Seconds(), w.HealthBound.Seconds(), w.Drain.Seconds(), w.Health.Seconds(), plain(w)})
 }
 
-// RollingTimeouts are the drain and health timeouts of env's rolling
-// strategy, with their defaults.
-func RollingTimeouts(env *config.Environment) (drain, health time.Duration) {
-	drain, health = config.DefaultDrainTimeout, config.DefaultRolloutHealthTimeout
-	if r := env.Strategy.Rolling; r != nil {
-		if r.DrainTimeout > 0 {
-			drain = time.Duration(r.DrainTimeout)
-		}
-		if r.HealthTimeout > 0 {
-			health = time.Duration(r.HealthTimeout)
-		}
+// StrategyTimeouts are the drain and health timeouts of env's strategy,
+// with their defaults.
+func StrategyTimeouts(env *config.Environment) (drain, health time.Duration) {
+	drain, health, _ = env.Strategy.HostTimeouts()
+	if drain <= 0 {
+		drain = config.DefaultDrainTimeout
+	}
+	if health <= 0 {
+		health = config.DefaultRolloutHealthTimeout
 	}
 	return drain, health
 }

@@ -63,7 +63,7 @@ pipelines:
 	}
 	env := cfg.Environments["production"]
 	for _, name := range []string{"", "by-hand"} {
-		p, err := Pipeline(cfg, env, name, nil)
+		p, err := Pipeline(cfg, env, name, nil, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +71,7 @@ pipelines:
 			t.Errorf("pipeline %q starts with %+v, want the approval", name, first)
 		}
 	}
-	if p, err := Pipeline(cfg, env, "", map[string]bool{"web-1": true}); err != nil || len(p.Stages) != 0 {
+	if p, err := Pipeline(cfg, env, "", map[string]bool{"web-1": true}, ""); err != nil || len(p.Stages) != 0 {
 		t.Errorf("nothing to deploy, yet %d stages (%v)", len(p.Stages), err)
 	}
 	// A first stage that approves and also changes a host is no gate.

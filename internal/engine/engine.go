@@ -90,6 +90,8 @@ const (
 	EvInfo   = "info"
 	// EvProgress is how a host's activation or rollback is getting on.
 	EvProgress = "progress"
+	// EvSwitched is live traffic moved to another pool (blue-green).
+	EvSwitched = "switched"
 )
 
 // Host is one host the engine may act on.
@@ -116,14 +118,20 @@ type Engine struct {
 	HealthTimeout time.Duration
 	// OnEvent, if set, sees every event as it happens (the live view).
 	OnEvent func(Event)
+	// Switcher and Switch are blue-green's: the balancer's pool switch,
+	// and the run's switch of live traffic (from its pipeline), which a
+	// rollback undoes first.
+	Switcher lb.Switcher
+	Switch   *config.SwitchTask
 
 	detachMu  sync.Mutex // one min_healthy check and detach at a time
 	uploadSem chan struct{}
 	byTarget  map[string]string // target address → host name
 
-	mu      sync.Mutex
-	touched map[string]bool // hosts this run detached or deployed to
-	order   []string
+	mu       sync.Mutex
+	touched  map[string]bool // hosts this run detached or deployed to
+	order    []string
+	switched bool // this run switched live traffic
 
 	// drainBound and healthBound are the balancer's own bounds, read once
 	// per run (a failed read is tried again at the next wait).
@@ -249,7 +257,7 @@ func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey
 	}
 	res.Err = failure
 	res.Aborted = errors.Is(failure, ErrAborted)
-	if len(res.Changed) == 0 {
+	if len(res.Changed) == 0 && !e.hasSwitched() {
 		res.Status = StatusFailed
 		return res
 	}
@@ -258,7 +266,9 @@ func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey
 		res.Status = StatusNeedsAttention
 		return res
 	}
-	if errors.Is(failure, ErrRequestsFailing) {
+	if errors.Is(failure, ErrRequestsFailing) && e.Switch == nil {
+		// Under blue-green the remedy is the switch back, at once: the
+		// old pool is warm, and the new one may be all that is live.
 		e.detachSuspects(res.Changed)
 	}
 	res.Stranded = e.RollBack(context.Background(), res.Changed)

@@ -22,6 +22,24 @@ func (e *Engine) RollBack(ctx context.Context, hosts []string) map[string]string
 	flush := e.journalEvents()
 	defer flush()
 	stranded := map[string]string{}
+	if e.Switcher != nil && e.Switch != nil {
+		// Blue-green: the old pool still runs the old release, so going
+		// back is a switch, in well under a second. The new pool's hosts
+		// then serve only the preview and are left as they are: the next
+		// deploy replaces them.
+		switched, err := e.switchBack()
+		if err != nil {
+			key := "pool " + e.Switch.To
+			stranded[key] = err.Error() + "; live traffic still goes to pool " + e.Switch.To
+			e.emit(Event{Type: EvDetached, Message: "could not switch back: " + stranded[key]})
+			return stranded
+		}
+		if switched {
+			e.emit(Event{Type: EvRolledBack, Message: fmt.Sprintf("live traffic is back on pool %s; pool %s keeps %s for the preview until the next deploy",
+				e.Switch.From, e.Switch.To, e.Release.Version)})
+			return stranded
+		}
+	}
 	for i := len(hosts) - 1; i >= 0; i-- {
 		name := hosts[i]
 		if ctx.Err() != nil {

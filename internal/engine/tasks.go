@@ -57,6 +57,10 @@ func (e *Engine) runTask(stop context.Context, k TaskKey, t pipeline.Task) error
 		return e.approve(stop, k.Stage, t)
 	case pipeline.KindPause:
 		return e.pause(stop, k, t)
+	case pipeline.KindSwitch:
+		return e.switchLive(t)
+	case pipeline.KindPreviewLoad:
+		return previewLoad(stop, t)
 	}
 	return fmt.Errorf("unknown task kind %q", t.Kind)
 }

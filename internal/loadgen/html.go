@@ -152,7 +152,7 @@ svg text{font:11px system-ui,sans-serif;fill:#555}
 		row("service time (from start)", perc(r.Service))
 		row("start lag", perc(r.StartLag))
 	}
-	row("outcomes", esc(r.outcomeLine()))
+	row("outcomes", esc(r.OutcomeLine()))
 	if len(r.Versions) > 0 {
 		if r.versionless() {
 			row("versions", `<span class="note">`+esc(r.noVersionNote())+`</span>`)

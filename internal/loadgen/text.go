@@ -55,7 +55,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		pct("service", "  (from start)", r.Service)
 		pct("start lag", "", r.StartLag)
 	}
-	p("%-12s%s\n", "outcomes", r.outcomeLine())
+	p("%-12s%s\n", "outcomes", r.OutcomeLine())
 	if len(r.Versions) > 0 {
 		var vs []string
 		for _, v := range r.Versions {
@@ -102,7 +102,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	return err
 }
 
-func (r *Report) outcomeLine() string {
+// OutcomeLine counts the answers by outcome, with the status codes of the
+// HTTP ones: "ok 120, http-5xx 3 (500: 3)".
+func (r *Report) OutcomeLine() string {
 	var parts []string
 	for _, o := range Outcomes() {
 		n := r.Outcomes[o.String()]

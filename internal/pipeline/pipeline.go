@@ -27,6 +27,12 @@ const (
 	KindSmoke       Kind = "smoke"
 	KindApprove     Kind = "approve"
 	KindPause       Kind = "pause"
+	// KindPreviewLoad fires a short constant-rate load at a URL (the
+	// blue-green preview); every request must succeed.
+	KindPreviewLoad Kind = "preview-load"
+	// KindSwitch sends live traffic from one pool to the other
+	// (blue-green).
+	KindSwitch Kind = "switch"
 )
 
 // hostKinds act on one host of the environment.
@@ -47,6 +53,8 @@ type Task struct {
 	Smoke   *config.SmokeTask   `json:"smoke,omitempty"`
 	Approve *config.ApproveTask `json:"approve,omitempty"`
 	Pause   *config.PauseTask   `json:"pause,omitempty"`
+	Load    *config.LoadTask    `json:"load,omitempty"`
+	Switch  *config.SwitchTask  `json:"switch,omitempty"`
 	// RunIf is config.RunIfPassed, RunIfFailed or RunIfAny.
 	RunIf    string        `json:"run_if,omitempty"`
 	OnCancel *Task         `json:"on_cancel,omitempty"`
@@ -64,8 +72,26 @@ func (t Task) Label() string {
 		return "exec " + t.Exec.Command[0]
 	case t.Kind == KindSmoke && t.Smoke != nil:
 		return "smoke " + t.Smoke.URL
+	case t.Kind == KindPreviewLoad && t.Load != nil:
+		return fmt.Sprintf("preview-load %d/s for %s at %s", t.Load.Rate, time.Duration(t.Load.Duration), t.Load.URL)
+	case t.Kind == KindSwitch && t.Switch != nil:
+		return "switch " + t.Switch.From + " → " + t.Switch.To
 	}
 	return string(t.Kind)
+}
+
+// SwitchOf returns p's switch, or nil when p switches nothing.
+func (p *Pipeline) SwitchOf() *config.SwitchTask {
+	for _, st := range p.Stages {
+		for _, j := range st.Jobs {
+			for _, t := range j.Tasks {
+				if t.Kind == KindSwitch && t.Switch != nil {
+					return t.Switch
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // Job is a list of tasks run in order.
@@ -154,6 +180,10 @@ func taskFromConfig(c config.Task) Task {
 		t.Kind, t.Approve = KindApprove, c.Approve
 	case c.Pause != nil:
 		t.Kind, t.Pause = KindPause, c.Pause
+	case c.Switch != nil:
+		t.Kind, t.Switch = KindSwitch, c.Switch
+	case c.PreviewLoad != nil:
+		t.Kind, t.Load = KindPreviewLoad, c.PreviewLoad
 	}
 	if c.OnCancel != nil {
 		oc := taskFromConfig(*c.OnCancel)

@@ -42,6 +42,10 @@ func taskYAML(t Task) string {
 		fields = append(fields, "exec: { command: ["+strings.Join(args, ", ")+"] }")
 	case t.Kind == KindSmoke && t.Smoke != nil:
 		fields = append(fields, fmt.Sprintf("smoke: { url: %s, status: %d }", yamlString(t.Smoke.URL), t.Smoke.Status))
+	case t.Kind == KindSwitch && t.Switch != nil:
+		fields = append(fields, fmt.Sprintf("switch: { from: %s, to: %s }", yamlString(t.Switch.From), yamlString(t.Switch.To)))
+	case t.Kind == KindPreviewLoad && t.Load != nil:
+		fields = append(fields, fmt.Sprintf("preview-load: { url: %s, rate: %d, duration: %s }", yamlString(t.Load.URL), t.Load.Rate, durationString(time.Duration(t.Load.Duration))))
 	case t.Kind == KindApprove:
 		msg := ""
 		if t.Approve != nil {

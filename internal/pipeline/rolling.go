@@ -137,6 +137,10 @@ func Estimate(p *Pipeline) (time.Duration, int) {
 					d += estimateHealthy
 				case KindSleep:
 					d += t.Sleep
+				case KindPreviewLoad:
+					if t.Load != nil {
+						d += time.Duration(t.Load.Duration)
+					}
 				case KindApprove:
 					approvals++
 				case KindPause:

@@ -50,6 +50,9 @@ type WeightRequest struct {
 type SwitchRequest struct {
 	From string `json:"from"`
 	To   string `json:"to"`
+	// Force switches even to a pool with no healthy target: a preview
+	// route may point at a pool that serves nothing yet.
+	Force bool `json:"force,omitempty"`
 }
 
 // SwitchesView answers GET /v1/switches and POST /v1/switch.
@@ -336,7 +339,7 @@ func (s *Server) handleSwitch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	switches, err := s.Switch(req.From, req.To)
+	switches, err := s.Switch(req.From, req.To, req.Force)
 	if err != nil && switches != nil {
 		writeJSONError(w, http.StatusInternalServerError, "the switch is applied but was not saved, so a restart would lose it: "+err.Error())
 		return

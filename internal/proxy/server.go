@@ -226,7 +226,8 @@ func New(cfg *config.LB, opts Options) (*Server, error) {
 // Switch sends every route configured for pool from to pool to, on every
 // listener at once; to == from puts them back. A request already routed
 // finishes on the pool it went to. The switch is kept in the state file.
-func (s *Server) Switch(from, to string) (map[string]string, error) {
+// A pool with no healthy target is refused unless force is set.
+func (s *Server) Switch(from, to string, force bool) (map[string]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.refuseChange(); err != nil {
@@ -241,8 +242,8 @@ func (s *Server) Switch(from, to string) (map[string]string, error) {
 	if !s.routed(from) {
 		return nil, &switchError{fmt.Sprintf("no route of lb.yaml names pool %s: switch a pool the routes name (switches now: %s; `switch X X` puts X's routes back)", from, describeSwitches(s.switches))}
 	}
-	if !pm.byName[to].hasHealthy() {
-		return nil, &switchError{fmt.Sprintf("pool %s has no healthy target: every request would fail after the switch", to)}
+	if !force && !pm.byName[to].hasHealthy() {
+		return nil, &switchError{fmt.Sprintf("pool %s has no healthy target: every request would fail after the switch (force switches anyway)", to)}
 	}
 	prev, had := s.switches[from]
 	if to == from {

@@ -62,7 +62,7 @@ func TestSwitch(t *testing.T) {
 		return srv.pool("blue").lookup(hostPort(blue.URL)).inFlight.Load() > 0
 	})
 	start := time.Now()
-	switches, err := srv.Switch("blue", "green")
+	switches, err := srv.Switch("blue", "green", false)
 	took := time.Since(start)
 	if err != nil || switches["blue"] != "green" {
 		t.Fatalf("Switch: %v %v", switches, err)
@@ -93,7 +93,7 @@ func TestSwitch(t *testing.T) {
 		t.Fatalf("after a restart: %q", body)
 	}
 	// Back, and errors.
-	if switches, err := srv2.Switch("blue", "blue"); err != nil || len(switches) != 0 {
+	if switches, err := srv2.Switch("blue", "blue", false); err != nil || len(switches) != 0 {
 		t.Fatalf("switch back: %v %v", switches, err)
 	}
 	eventually(t, 2*time.Second, "blue healthy in the new process", func() bool {
@@ -102,7 +102,7 @@ func TestSwitch(t *testing.T) {
 	if _, body := get(t, http.DefaultClient, url2+"/"); body != "hello from blue" {
 		t.Fatalf("after the switch back: %q", body)
 	}
-	if _, err := srv2.Switch("blue", "purple"); err == nil || !strings.Contains(err.Error(), `unknown pool "purple"`) {
+	if _, err := srv2.Switch("blue", "purple", false); err == nil || !strings.Contains(err.Error(), `unknown pool "purple"`) {
 		t.Fatalf("switch to an unknown pool: %v", err)
 	}
 }
@@ -169,13 +169,13 @@ func TestSwitchRefusalsAndReload(t *testing.T) {
 	eventually(t, 2*time.Second, "both pools healthy", func() bool {
 		return stateOf(srv, "blue", hostPort(blue.URL)) == "healthy" && stateOf(srv, "green", hostPort(green.URL)) == "healthy"
 	})
-	if _, err := srv.Switch("green", "blue"); err == nil || !strings.Contains(err.Error(), "no route of lb.yaml names pool green") {
+	if _, err := srv.Switch("green", "blue", false); err == nil || !strings.Contains(err.Error(), "no route of lb.yaml names pool green") {
 		t.Fatalf("switch of a pool no route names: %v", err)
 	}
 	if _, err := srv.Detach("green", hostPort(green.URL)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := srv.Switch("blue", "green"); err == nil || !strings.Contains(err.Error(), "pool green has no healthy target") {
+	if _, err := srv.Switch("blue", "green", false); err == nil || !strings.Contains(err.Error(), "pool green has no healthy target") {
 		t.Fatalf("switch to a pool with nothing healthy: %v", err)
 	}
 	if _, err := srv.Attach("green", hostPort(green.URL), 1); err != nil {
@@ -196,7 +196,7 @@ func TestSwitchRefusalsAndReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 2*time.Second, "other healthy", func() bool { return stateOf(srv, "other", hostPort(other.URL)) == "healthy" })
-	if _, err := srv.Switch("blue", "green"); err != nil {
+	if _, err := srv.Switch("blue", "green", false); err != nil {
 		t.Fatal(err)
 	}
 	if _, body := get(t, http.DefaultClient, url+"/other/x"); body != "hello from other" {

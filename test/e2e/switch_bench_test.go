@@ -12,6 +12,7 @@ import (
 
 	"github.com/zerodown/zerodown/internal/lb/haproxy"
 	"github.com/zerodown/zerodown/internal/proctest"
+	"github.com/zerodown/zerodown/internal/proxy"
 )
 
 // switcher switches a front between a blue and a green pool.
@@ -106,7 +107,7 @@ pools:
 	return switcher{name: "zerodown lb (`POST /v1/switch`)", front: lbf.url, to: func(t *testing.T, pool string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := lbf.client.Switch(ctx, "blue", pool); err != nil {
+		if _, err := lbf.client.Switch(ctx, proxy.SwitchRequest{From: "blue", To: pool}); err != nil {
 			t.Fatalf("switch: %v", err)
 		}
 	}}

@@ -235,16 +235,16 @@ func (c *Client) SetWeight(ctx context.Context, pool, target string, weight int)
 	return t, err
 }
 
-// Switch sends the routes configured for pool from to pool to, on every
-// listener at once (blue-green's switch); to == from puts them back. It
-// answers the switches in force after it.
-func (c *Client) Switch(ctx context.Context, from, to string) (proxy.SwitchesView, error) {
-	call := fmt.Sprintf("switch the routes of pool %s to pool %s", from, to)
-	if from == "" || to == "" {
+// Switch sends the routes configured for pool req.From to pool req.To, on
+// every listener at once (blue-green's switch); To == From puts them back.
+// It answers the switches in force after it.
+func (c *Client) Switch(ctx context.Context, req proxy.SwitchRequest) (proxy.SwitchesView, error) {
+	call := fmt.Sprintf("switch the routes of pool %s to pool %s", req.From, req.To)
+	if req.From == "" || req.To == "" {
 		return proxy.SwitchesView{}, fmt.Errorf("%s: both pools must be named", call)
 	}
 	var v proxy.SwitchesView
-	err := c.do(ctx, call, http.MethodPost, "/v1/switch", proxy.SwitchRequest{From: from, To: to}, 0, &v)
+	err := c.do(ctx, call, http.MethodPost, "/v1/switch", req, 0, &v)
 	return v, err
 }
 
@@ -483,4 +483,58 @@ func (b *poolBalancer) SetWeight(ctx context.Context, address string, weight int
 // String names the pool and admin URL, for logs.
 func (b *poolBalancer) String() string {
 	return "pool " + b.pool + " of zerodown lb at " + b.c.base.Redacted()
+}
+
+// BlueGreen returns the lb.Switcher of two pools: lb.yaml routes live
+// traffic to pool live and its preview listener to pool preview; a switch
+// sends each of those routes to the other pool, and back.
+func (c *Client) BlueGreen(live, preview string) lb.Switcher {
+	return &switcher{c: c, live: live, preview: preview}
+}
+
+type switcher struct {
+	c             *Client
+	live, preview string // the pools lb.yaml's routes name
+}
+
+// Live is where the routes lb.yaml sends to the live pool go now.
+func (s *switcher) Live(ctx context.Context) (string, error) {
+	sw, err := s.c.Switches(ctx)
+	if err != nil {
+		return "", err
+	}
+	to, ok := sw[s.live]
+	if !ok {
+		return s.live, nil
+	}
+	if to != s.live && to != s.preview {
+		return "", fmt.Errorf("zerodown lb sends the routes of pool %s to pool %s, which is neither %s nor %s: switch it back with `zerodown lb switch %s %s`",
+			s.live, to, s.live, s.preview, s.live, s.live)
+	}
+	return to, nil
+}
+
+// SwitchLive moves the live routes first, in one call, so live traffic
+// switches at once; the preview routes follow.
+func (s *switcher) SwitchLive(ctx context.Context, pool string) error {
+	var moves [2][2]string
+	switch pool {
+	case s.live:
+		moves = [2][2]string{{s.live, s.live}, {s.preview, s.preview}}
+	case s.preview:
+		moves = [2][2]string{{s.live, s.preview}, {s.preview, s.live}}
+	default:
+		return fmt.Errorf("switch live traffic to pool %s: the pools are %s and %s", pool, s.live, s.preview)
+	}
+	for i, m := range moves {
+		// The preview may go to a pool that serves nothing yet (the
+		// first deploy): it only answers 503 there.
+		if _, err := s.c.Switch(ctx, proxy.SwitchRequest{From: m[0], To: m[1], Force: i == 1}); err != nil {
+			if i == 1 {
+				return fmt.Errorf("live traffic switched to %s, but the preview was not: %w", pool, err)
+			}
+			return err
+		}
+	}
+	return nil
 }
