@@ -70,6 +70,7 @@ func (e *activationError) Error() string {
 type activation struct {
 	a       *Agent
 	kind    string
+	swap    bool // in the idle slot, beside the running release
 	rel     release
 	from    string
 	fromRel *release
@@ -82,12 +83,12 @@ type activation struct {
 // Activate switches the app to version behind its health gate; see
 // docs/agent.md. timeout 0 means the default for the release's spec.
 func (a *Agent) Activate(version string, timeout time.Duration) (ActivateResult, error) {
-	return a.switchTo("activate", version, "", timeout)
+	return a.switchTo("activate", version, "", timeout, false)
 }
 
 // Rollback activates the previous release.
 func (a *Agent) Rollback(timeout time.Duration) (ActivateResult, error) {
-	return a.switchTo("rollback", "", "", timeout)
+	return a.switchTo("rollback", "", "", timeout, false)
 }
 
 // replayedError answers a request asked again after it ended: the answer
@@ -98,7 +99,10 @@ func (e *replayedError) Error() string { return e.o.Error }
 
 // switchTo runs one activation or rollback. A request with the ID of the
 // one that ended last is not run again: it gets that one's answer.
-func (a *Agent) switchTo(kind, version, id string, timeout time.Duration) (ActivateResult, error) {
+func (a *Agent) switchTo(kind, version, id string, timeout time.Duration, swap bool) (ActivateResult, error) {
+	if swap && a.cfg.SwapPort == 0 {
+		return ActivateResult{}, errNoSwapPort
+	}
 	if !a.actMu.TryLock() {
 		return ActivateResult{}, &busyError{a.activation()}
 	}
@@ -133,7 +137,7 @@ func (a *Agent) switchTo(kind, version, id string, timeout time.Duration) (Activ
 	if err != nil {
 		return ActivateResult{}, err
 	}
-	x := &activation{a: a, kind: kind, rel: rel, from: cur, began: began, phaseAt: began}
+	x := &activation{a: a, kind: kind, rel: rel, from: cur, began: began, phaseAt: began, swap: swap}
 	if cur != "" {
 		if r, err := a.release(cur); err == nil {
 			x.fromRel = &r
@@ -184,7 +188,8 @@ func (x *activation) defaultTimeout() time.Duration {
 }
 
 func (x *activation) preflight() bool {
-	return *x.a.cfg.Preflight && x.from != "" && x.from != x.rel.version
+	// A swap starts the release beside the running one anyway.
+	return *x.a.cfg.Preflight && !x.swap && x.from != "" && x.from != x.rel.version
 }
 
 func (x *activation) enter(phase string) {
@@ -224,6 +229,9 @@ func (x *activation) run(timeout time.Duration) (ActivateResult, error) {
 			return x.untouched(err)
 		}
 	}
+	if x.swap {
+		return x.runSwap(ctx)
+	}
 	if x.preflight() {
 		x.enter("preflight")
 		if err := x.runPreflight(ctx); err != nil {
@@ -235,7 +243,7 @@ func (x *activation) run(timeout time.Duration) (ActivateResult, error) {
 	if sv := a.sup.detach(); sv != nil && sv.proc != nil {
 		if err := a.sup.stopProcess(sv.rel, sv.proc); err != nil {
 			// It still holds the port; keep it, and say so.
-			a.sup.supervise(sv.rel, sv.proc, false)
+			a.sup.supervise(sv.rel, sv.proc, false, sv.port)
 			a.clearJournal(nil)
 			return ActivateResult{}, &activationError{status: http.StatusInternalServerError, failure: ActivationFailure{
 				Version: rel.version, Phase: "stop", Reason: err.Error(), Restored: sv.rel.version, Touched: true,
@@ -256,23 +264,23 @@ func (x *activation) run(timeout time.Duration) (ActivateResult, error) {
 	a.m.setCurrent(rel.version)
 
 	x.enter("start")
-	if err := portFree(a.cfg.Port); err != nil {
+	if err := portFree(a.port()); err != nil {
 		return x.restore(err, nil)
 	}
-	p, err := a.sup.start(rel, a.cfg.Port)
+	p, err := a.sup.start(rel, a.port())
 	if err != nil {
 		return x.restore(err, nil)
 	}
-	if err := writePidFile(a.sup.pidPath, p, rel.version, a.cfg.Port); err != nil {
+	if err := writePidFile(a.sup.pidPath, p, rel.version, a.port()); err != nil {
 		a.log.Error("the app runs but its pid file could not be written; a restarted agent will not find it", "err", err)
 	}
 
 	x.enter("health")
-	if err := waitHealthy(ctx, p, a.cfg.Port, rel.spec.Health); err != nil {
+	if err := waitHealthy(ctx, p, a.port(), rel.spec.Health); err != nil {
 		return x.restore(err, p)
 	}
 	x.enter("")
-	a.sup.supervise(rel, p, true)
+	a.sup.supervise(rel, p, true, a.port())
 	a.m.up.Set(1)
 	a.m.healthy.Set(1)
 	took := time.Since(x.began)
@@ -333,7 +341,7 @@ func (x *activation) restore(cause error, p *process) (ActivateResult, error) {
 	if p != nil {
 		if err := a.sup.stopProcess(rel, p); err != nil {
 			f.RestoreError = err.Error()
-			a.sup.supervise(rel, p, false)
+			a.sup.supervise(rel, p, false, a.port())
 			return fail(http.StatusInternalServerError)
 		}
 	}
@@ -356,7 +364,7 @@ func (x *activation) restore(cause error, p *process) (ActivateResult, error) {
 			f.RestoreError = "it is the release that failed; it is restarted with backoff"
 		}
 		f.Restored = rel.version
-		a.sup.supervise(rel, nil, false)
+		a.sup.supervise(rel, nil, false, a.port())
 		return fail(http.StatusInternalServerError)
 	}
 	prev := *x.fromRel
@@ -366,24 +374,24 @@ func (x *activation) restore(cause error, p *process) (ActivateResult, error) {
 	}
 	a.m.setCurrent(prev.version)
 	f.Restored = prev.version
-	if err := portFree(a.cfg.Port); err != nil {
+	if err := portFree(a.port()); err != nil {
 		f.RestoreError = err.Error()
-		a.sup.supervise(prev, nil, false)
+		a.sup.supervise(prev, nil, false, a.port())
 		return fail(http.StatusInternalServerError)
 	}
-	pp, err := a.sup.start(prev, a.cfg.Port)
+	pp, err := a.sup.start(prev, a.port())
 	if err != nil {
 		f.RestoreError = err.Error()
-		a.sup.supervise(prev, nil, false)
+		a.sup.supervise(prev, nil, false, a.port())
 		return fail(http.StatusInternalServerError)
 	}
-	if err := writePidFile(a.sup.pidPath, pp, prev.version, a.cfg.Port); err != nil {
+	if err := writePidFile(a.sup.pidPath, pp, prev.version, a.port()); err != nil {
 		a.log.Error("the app runs but its pid file could not be written; a restarted agent will not find it", "err", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(prev.spec.Health.Timeout)+restoreSlack)
 	defer cancel()
-	herr := waitHealthy(ctx, pp, a.cfg.Port, prev.spec.Health)
-	a.sup.supervise(prev, pp, herr == nil)
+	herr := waitHealthy(ctx, pp, a.port(), prev.spec.Health)
+	a.sup.supervise(prev, pp, herr == nil, a.port())
 	if herr != nil {
 		f.RestoreError = herr.Error()
 		return fail(http.StatusInternalServerError)
@@ -397,7 +405,7 @@ func (x *activation) restore(cause error, p *process) (ActivateResult, error) {
 // hook runs before_start hook i in the release directory.
 func (x *activation) hook(ctx context.Context, i int, argv []string) error {
 	rel := x.rel
-	env := appEnv(rel, x.a.cfg.Port)
+	env := appEnv(rel, x.a.port())
 	cmd := command(rel, argv, env)
 	name := fmt.Sprintf("before_start hook %d %q", i+1, argv)
 	appendLog(rel.logPath, "running %s", name)
@@ -491,24 +499,7 @@ func (a *Agent) recover() error {
 		return err
 	}
 	a.stopLeftover(a.preflightPidPath())
-	var proc *process
-	if rec, ok, err := readPidFile(a.sup.pidPath); err != nil {
-		a.log.Warn("pid file unreadable", "err", err)
-	} else if ok {
-		if rec.Version == cur && rec.Port == a.cfg.Port {
-			if p, alive := adoptProcess(a.ctx, rec); alive {
-				proc = p
-				a.log.Info("adopted the running app", "version", cur, "pid", p.pid)
-			}
-		} else {
-			a.stopLeftover(a.sup.pidPath)
-		}
-		if proc == nil {
-			if err := removePidFile(a.sup.pidPath); err != nil {
-				a.log.Warn("could not remove a stale pid file", "err", err)
-			}
-		}
-	}
+	proc := a.recoverSlots(cur, st)
 	a.m.setCurrent(cur)
 	if cur == "" {
 		if st.Activation != nil {
@@ -527,7 +518,7 @@ func (a *Agent) recover() error {
 		a.log.Info("the previous agent stopped before it switched; the current release stays", "current", cur, "was activating", st.Activation.Version)
 		a.clearJournal(nil)
 	}
-	a.sup.supervise(rel, proc, false)
+	a.sup.supervise(rel, proc, false, a.port())
 	if proc == nil {
 		a.log.Info("starting the current release", "version", cur)
 	}
@@ -579,12 +570,12 @@ func (a *Agent) finishInterrupted(rel release, act *ActivationInfo, proc *proces
 	}
 	a.log.Info("finishing an activation the previous agent was stopped in", "version", rel.version, "from", act.From)
 	if proc == nil {
-		p, err := a.sup.start(rel, a.cfg.Port)
+		p, err := a.sup.start(rel, a.port())
 		if err != nil {
 			_, err := x.restore(err, nil)
 			return err
 		}
-		if err := writePidFile(a.sup.pidPath, p, rel.version, a.cfg.Port); err != nil {
+		if err := writePidFile(a.sup.pidPath, p, rel.version, a.port()); err != nil {
 			a.log.Error("the app runs but its pid file could not be written", "err", err)
 		}
 		proc = p
@@ -592,11 +583,11 @@ func (a *Agent) finishInterrupted(rel release, act *ActivationInfo, proc *proces
 	x.enter("health")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rel.spec.Health.Timeout))
 	defer cancel()
-	if err := waitHealthy(ctx, proc, a.cfg.Port, rel.spec.Health); err != nil {
+	if err := waitHealthy(ctx, proc, a.port(), rel.spec.Health); err != nil {
 		_, err := x.restore(err, proc)
 		return err
 	}
-	a.sup.supervise(rel, proc, true)
+	a.sup.supervise(rel, proc, true, a.port())
 	x.clearJournal(func(st *agentState) { st.Previous = act.From })
 	a.log.Info("finished the interrupted activation", "version", rel.version, "pid", proc.pid)
 	res = ActivateResult{Version: rel.version, From: act.From, PID: proc.pid, Millis: float64(time.Since(act.Since).Milliseconds())}

@@ -52,6 +52,13 @@ type Agent struct {
 	// stateMu serializes read-modify-write of state.json.
 	stateMu sync.Mutex
 
+	// slotPort is the port the current release runs on: cfg.Port, or
+	// cfg.SwapPort after a swap; retiring is the release a swap left
+	// running on the other slot until the caller retires it.
+	slotMu   sync.Mutex
+	slotPort int
+	retiring *retiringApp
+
 	// ctx ends at Shutdown; adopted processes are polled until then.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -79,8 +86,8 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 	m := newMetrics()
 	a := &Agent{
 		cfg: cfg, store: store, log: logger, out: out, m: m,
+		slotPort: cfg.Port,
 		sup: &supervisor{
-			port:       cfg.Port,
 			backoff:    time.Duration(cfg.Restart.Backoff),
 			maxBackoff: time.Duration(cfg.Restart.MaxBackoff),
 			logMax:     int64(cfg.LogMaxBytes),
@@ -326,7 +333,7 @@ func (a *Agent) Status() (Status, error) {
 		return Status{}, err
 	}
 	s := Status{
-		Version: cur, Previous: st.Previous, Port: a.cfg.Port,
+		Version: cur, Previous: st.Previous, Port: a.port(), Retiring: a.retiringInfo(),
 		State: snap.state, PID: snap.pid, Healthy: snap.healthy, HealthError: snap.healthErr,
 		Restarts: snap.restarts, LastExit: snap.lastExit, Adopted: snap.adopted,
 		Activation: a.activation(), LastActivation: a.lastOutcome(), Releases: list,

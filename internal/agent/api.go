@@ -55,12 +55,19 @@ type ActivateRequest struct {
 	// lost the answer (a partition, a restarting proxy) observes status or
 	// asks again with the same ID.
 	ID string `json:"id,omitempty"`
+	// Swap starts the release in the idle slot (swap_port) beside the
+	// running one, which keeps running as the retiring release until
+	// POST /v1/retire: the swap strategy.
+	Swap bool `json:"swap,omitempty"`
 }
 
 // RollbackRequest is the body of POST /v1/rollback; it may be empty.
 type RollbackRequest struct {
 	Timeout string `json:"timeout,omitempty"`
 	ID      string `json:"id,omitempty"`
+	// Swap rolls back in the idle slot, as ActivateRequest.Swap; a
+	// previous release still retiring there just trades places.
+	Swap bool `json:"swap,omitempty"`
 }
 
 // Phase is one step of an activation and how long it took.
@@ -79,6 +86,10 @@ type ActivateResult struct {
 	Unchanged bool    `json:"unchanged"`
 	Millis    float64 `json:"ms"`
 	Phases    []Phase `json:"phases"`
+	// Port is the slot the release runs in; Retiring the release a swap
+	// left running in the other one.
+	Port     int           `json:"port,omitempty"`
+	Retiring *RetiringInfo `json:"retiring,omitempty"`
 }
 
 // ActivationInfo describes an activation in progress.
@@ -133,7 +144,10 @@ type ActivationFailure struct {
 type Status struct {
 	Version  string `json:"version"`
 	Previous string `json:"previous"`
-	Port     int    `json:"port"`
+	// Port is the slot the current release runs in.
+	Port int `json:"port"`
+	// Retiring is the release a swap left running in the other slot.
+	Retiring *RetiringInfo `json:"retiring,omitempty"`
 	// State is running, starting, backoff (waiting to restart after a
 	// crash) or stopped.
 	State         string     `json:"state"`
@@ -170,6 +184,10 @@ func (s Status) Host() host.Status {
 	}
 	if s.Activation != nil {
 		out.Activating = s.Activation.Version
+	}
+	out.Port = s.Port
+	if s.Retiring != nil {
+		out.Retiring, out.RetiringPort = s.Retiring.Version, s.Retiring.Port
 	}
 	return out
 }

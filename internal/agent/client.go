@@ -241,6 +241,26 @@ func (c *Client) RollbackWith(ctx context.Context, req RollbackRequest) (Activat
 	return c.switchObserved(ctx, "roll back on "+c.base.Redacted(), "/v1/rollback", req, req.ID)
 }
 
+// ActivateSwap implements host.Swapper: version starts in the idle slot
+// beside the running release, which keeps running until Retire.
+func (c *Client) ActivateSwap(ctx context.Context, version string) error {
+	_, err := c.ActivateWith(ctx, ActivateRequest{Version: version, Swap: true})
+	return err
+}
+
+// RollbackSwap implements host.Swapper.
+func (c *Client) RollbackSwap(ctx context.Context) error {
+	_, err := c.RollbackWith(ctx, RollbackRequest{Swap: true})
+	return err
+}
+
+// Retire implements host.Swapper: it stops the release a swap left
+// running in the other slot; nothing retiring is not an error.
+func (c *Client) Retire(ctx context.Context) error {
+	var res RetireResult
+	return c.do(ctx, "retire the old release on "+c.base.Redacted(), http.MethodPost, "/v1/retire", struct{}{}, 0, &res)
+}
+
 func (c *Client) timeout(s string) string {
 	if s == "" && c.activateTimeout > 0 {
 		return c.activateTimeout.String()

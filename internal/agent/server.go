@@ -59,6 +59,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/releases/{version}", a.handleRelease)
 	mux.HandleFunc("POST /v1/activate", a.handleActivate)
 	mux.HandleFunc("POST /v1/rollback", a.handleRollback)
+	mux.HandleFunc("POST /v1/retire", a.handleRetire)
 	mux.HandleFunc("GET /v1/status", a.handleStatus)
 	mux.HandleFunc("GET /v1/logs", a.handleLogs)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.m.reg, promhttp.HandlerOpts{}))
@@ -365,7 +366,7 @@ func (a *Agent) handleActivate(w http.ResponseWriter, r *http.Request) {
 		// start nothing it would not know of.
 		return
 	}
-	res, err := a.switchTo("activate", req.Version, req.ID, timeout)
+	res, err := a.switchTo("activate", req.Version, req.ID, timeout, req.Swap)
 	if err != nil {
 		a.answerError(w, err)
 		return
@@ -387,7 +388,7 @@ func (a *Agent) handleRollback(w http.ResponseWriter, r *http.Request) {
 	if r.Context().Err() != nil {
 		return
 	}
-	res, err := a.switchTo("rollback", "", req.ID, timeout)
+	res, err := a.switchTo("rollback", "", req.ID, timeout, req.Swap)
 	if err != nil {
 		a.answerError(w, err)
 		return

@@ -85,6 +85,10 @@ type agentState struct {
 	// Activation is set while an activation runs; an agent that finds it
 	// on start was stopped in the middle of one and finishes it.
 	Activation *ActivationInfo `json:"activation,omitempty"`
+	// Port is the slot the current release runs in (0: port); Retiring
+	// the release a swap left in the other slot (see swap.go).
+	Port     int           `json:"port,omitempty"`
+	Retiring *RetiringInfo `json:"retiring,omitempty"`
 }
 
 // openStore creates the layout under root and removes what a crash left.

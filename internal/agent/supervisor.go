@@ -29,7 +29,6 @@ type release struct {
 // running (restarted with backoff when it exits on its own), its health
 // checked every interval and its log capped.
 type supervisor struct {
-	port                int
 	backoff, maxBackoff time.Duration
 	logMax              int64
 	pidPath             string
@@ -42,7 +41,9 @@ type supervisor struct {
 
 // supervised is one release under supervision.
 type supervised struct {
-	rel      release
+	rel release
+	// port is the slot it runs in: the agent's port, or its swap_port.
+	port     int
 	cancel   context.CancelFunc
 	loopDone chan struct{}
 
@@ -187,10 +188,11 @@ func (s *supervisor) stopProcess(rel release, p *process) error {
 	return nil
 }
 
-// supervise takes over a running process of rel (or nil, to start one).
-func (s *supervisor) supervise(rel release, p *process, healthy bool) {
+// supervise takes over a running process of rel on port (or nil, to start
+// one there).
+func (s *supervisor) supervise(rel release, p *process, healthy bool, port int) {
 	ctx, cancel := context.WithCancel(context.Background())
-	sv := &supervised{rel: rel, cancel: cancel, loopDone: make(chan struct{}), proc: p, state: stateRunning, healthy: healthy}
+	sv := &supervised{rel: rel, port: port, cancel: cancel, loopDone: make(chan struct{}), proc: p, state: stateRunning, healthy: healthy}
 	if p == nil {
 		sv.state = stateStarting
 	}
@@ -265,7 +267,7 @@ func (s *supervisor) loop(ctx context.Context, sv *supervised) {
 }
 
 func (s *supervisor) check(ctx context.Context, sv *supervised, p *process) {
-	err := probe(ctx, healthURL(s.port, sv.rel.spec.Health.Path), probeTimeout(sv.rel.spec.Health))
+	err := probe(ctx, healthURL(sv.port, sv.rel.spec.Health.Path), probeTimeout(sv.rel.spec.Health))
 	if ctx.Err() != nil || !p.alive() {
 		return
 	}
@@ -329,7 +331,7 @@ func (s *supervisor) restart(ctx context.Context, sv *supervised, delay *time.Du
 		case <-t.C:
 		}
 	}
-	p, err := s.start(sv.rel, s.port)
+	p, err := s.start(sv.rel, sv.port)
 	if err != nil {
 		sv.mu.Lock()
 		sv.restarts++
@@ -339,7 +341,7 @@ func (s *supervisor) restart(ctx context.Context, sv *supervised, delay *time.Du
 		s.log.Error("could not restart the app", "version", sv.rel.version, "err", err)
 		return ctx.Err() == nil
 	}
-	if err := writePidFile(s.pidPath, p, sv.rel.version, s.port); err != nil {
+	if err := writePidFile(s.pidPath, p, sv.rel.version, sv.port); err != nil {
 		s.log.Error("the app runs but its pid file could not be written; a restarted agent will not find it", "err", err)
 	}
 	sv.mu.Lock()

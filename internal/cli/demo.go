@@ -29,6 +29,10 @@ the live view, and print the load verifier's report: requests, failed 0,
 latency percentiles and the version mix moving from v1 to v2. Nothing is left
 running afterwards (the directory with the reports stays).
 
+A fleet of one (--hosts 1) is deployed by swap: the new release starts in
+the agent's second slot beside the running one, and the load balancer moves
+to it before the old one stops, so even one host serves every request.
+
 --fail makes v2 fail its health check: watch the automatic rollback, still with
 zero failed requests. --keep leaves the sandbox running and prints its
 addresses and a ready zerodown.yaml for trying zerodown deploy by hand.
@@ -47,22 +51,27 @@ sample app: the release is this executable and the hosts run it as
 			if rate < 1 || rate > 20000 {
 				return badInput(fmt.Errorf("--rate %d: want 1 to 20000 requests per second", rate))
 			}
-			if strategy != "rolling" {
-				return badInput(fmt.Errorf("--strategy %q: the demo knows rolling", strategy))
+			switch strategy {
+			case "auto":
+				// A rolling deploy of one host leaves nobody serving.
+				strategy = map[bool]string{true: "swap", false: "rolling"}[hosts == 1]
+			case "rolling", "swap":
+			default:
+				return badInput(fmt.Errorf("--strategy %q: the demo knows auto, rolling and swap", strategy))
 			}
-			return runDemo(c, hosts, rate, app, fail, keep)
+			return runDemo(c, hosts, rate, app, fail, keep, strategy == "swap")
 		},
 	}
 	cmd.Flags().IntVar(&hosts, "hosts", 2, "hosts in the fleet")
 	cmd.Flags().IntVar(&rate, "rate", 200, "requests per second the verifier fires through the load balancer")
-	cmd.Flags().StringVar(&strategy, "strategy", "rolling", "deploy strategy")
+	cmd.Flags().StringVar(&strategy, "strategy", "auto", "deploy strategy: rolling, swap (each host's new release starts beside the old one), or auto: swap for one host, else rolling")
 	cmd.Flags().StringVar(&app, "app", "", "a build of examples/hello to deploy (default: build it in the source tree, else this binary's own sample app)")
 	cmd.Flags().BoolVar(&fail, "fail", false, "v2 fails its health check: show the automatic rollback")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the sandbox running and print how to use it")
 	return cmd
 }
 
-func runDemo(c *cobra.Command, hosts, rate int, app string, fail, keep bool) error {
+func runDemo(c *cobra.Command, hosts, rate int, app string, fail, keep, swap bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	out := c.OutOrStdout()
@@ -79,7 +88,7 @@ func runDemo(c *cobra.Command, hosts, rate int, app string, fail, keep bool) err
 		return err
 	}
 	fmt.Fprintf(out, "starting a load balancer and %d hosts on loopback in %s\n", hosts, dir)
-	sb, err := demo.Start(ctx, demo.Options{Hosts: hosts, Rate: rate, Zerodown: self, App: sample, Dir: dir, Log: out})
+	sb, err := demo.Start(ctx, demo.Options{Hosts: hosts, Rate: rate, Swap: swap, Zerodown: self, App: sample, Dir: dir, Log: out})
 	if err != nil {
 		return err
 	}

@@ -237,6 +237,9 @@ time hosts already on the version are skipped.`,
 			if err != nil {
 				return deployError(err)
 			}
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintln(c.ErrOrStderr(), "warning: "+w)
+			}
 			live, err := planLive(c, env)
 			if err != nil {
 				return err

@@ -64,6 +64,9 @@ func (v *validateCommand) run(c *cobra.Command, _ []string) error {
 			return printProblems(c.ErrOrStderr(), v.configPath, problems)
 		}
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(c.ErrOrStderr(), "warning: "+w)
+	}
 	fmt.Fprintf(c.OutOrStdout(), "%s: ok (%s, %s)\n", v.configPath,
 		nounCount(len(cfg.EnvOrder), "environment"), nounCount(len(cfg.PipelineOrder), "pipeline"))
 	return nil

@@ -34,6 +34,11 @@ type Agent struct {
 	Root string `yaml:"root"`
 	// Port is exported to the app as PORT; its health is checked there.
 	Port int `yaml:"port"`
+	// SwapPort is the app's second slot, for the swap strategy: a new
+	// release starts there beside the running one, the load balancer
+	// moves to it, and the old one is stopped once drained; the next
+	// release goes back to Port. 0: one slot.
+	SwapPort int `yaml:"swap_port"`
 	// KeepReleases is how many releases are kept; the current and the
 	// previous one are never deleted.
 	KeepReleases     int      `yaml:"keep_releases"`
@@ -194,6 +199,16 @@ func (v *validator) agent(cfg *Agent) {
 		v.errorf(pp, "must be from 1 to 65535, got %d", cfg.Port)
 	case err == nil && strings.HasSuffix(listen, fmt.Sprintf(":%d", cfg.Port)):
 		v.errorf(pp, "%d is the agent's own port (listen %s)", cfg.Port, cfg.Listen)
+	}
+	sp := c.key("", "swap_port")
+	switch {
+	case cfg.SwapPort == 0:
+	case cfg.SwapPort < 1 || cfg.SwapPort > 65535:
+		v.errorf(sp, "must be from 1 to 65535, got %d", cfg.SwapPort)
+	case cfg.SwapPort == cfg.Port:
+		v.errorf(sp, "%d is port too: the two slots need two ports", cfg.SwapPort)
+	case err == nil && strings.HasSuffix(listen, fmt.Sprintf(":%d", cfg.SwapPort)):
+		v.errorf(sp, "%d is the agent's own port (listen %s)", cfg.SwapPort, cfg.Listen)
 	}
 	if cfg.Restart.MaxBackoff < cfg.Restart.Backoff {
 		v.errorf(c.key(c.key("", "restart"), "max_backoff"), "%s is less than backoff %s", cfg.Restart.MaxBackoff, cfg.Restart.Backoff)

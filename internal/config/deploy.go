@@ -132,12 +132,27 @@ type Host struct {
 	// Pool is the host's pool under blue-green: a pool of zerodown lb,
 	// or an HAProxy backend; one of strategy.blue_green.pools.
 	Pool string `yaml:"pool"`
+	// SwapTarget is the address of the app's second slot on this host
+	// (the agent's swap_port), for the swap strategy: a new release
+	// starts there and the load balancer moves to it.
+	SwapTarget string `yaml:"swap_target"`
 }
 
 // Strategy generates an environment's pipeline; exactly one is set.
 type Strategy struct {
 	Rolling   *Rolling   `yaml:"rolling"`
 	BlueGreen *BlueGreen `yaml:"blue_green"`
+	Swap      *Swap      `yaml:"swap"`
+}
+
+// Swap replaces each host's release in place without taking the host out
+// first: the new release starts in the agent's other slot, the load
+// balancer attaches it and reports it healthy, then the old slot is
+// detached, drained and stopped. One host is enough for zero downtime.
+type Swap struct {
+	DrainTimeout   Duration `yaml:"drain_timeout"`
+	HealthTimeout  Duration `yaml:"health_timeout"`
+	UploadParallel int      `yaml:"upload_parallel"`
 }
 
 // HostTimeouts are the strategy's bounds for one host's drain and health,
@@ -147,6 +162,9 @@ func (s Strategy) HostTimeouts() (drain, health time.Duration, uploadParallel in
 	case s.BlueGreen != nil:
 		b := s.BlueGreen
 		return time.Duration(b.DrainTimeout), time.Duration(b.HealthTimeout), b.UploadParallel
+	case s.Swap != nil:
+		w := s.Swap
+		return time.Duration(w.DrainTimeout), time.Duration(w.HealthTimeout), w.UploadParallel
 	case s.Rolling != nil:
 		r := s.Rolling
 		return time.Duration(r.DrainTimeout), time.Duration(r.HealthTimeout), r.UploadParallel
@@ -386,6 +404,11 @@ type Task struct {
 	Deploy      string       `yaml:"deploy"`       // host name: upload + activate
 	WaitHealthy string       `yaml:"wait-healthy"` // host name
 	WaitDrained string       `yaml:"wait-drained"` // host name
+	Retire      string       `yaml:"retire"`       // host name (swap)
+	// Slot is the swap strategy's: deploy into the "idle" slot; attach
+	// and wait-healthy the "new" slot's target; detach and wait-drained
+	// the "old" one's.
+	Slot string `yaml:"slot"`
 	Sleep       Duration     `yaml:"sleep"`
 	Exec        *ExecTask    `yaml:"exec"`
 	Smoke       *SmokeTask   `yaml:"smoke"`
@@ -492,3 +515,17 @@ var (
 	DefaultNginxTest   = []string{"nginx", "-t"}
 	DefaultNginxReload = []string{"nginx", "-s", "reload"}
 )
+
+// Warnings are what in the file is valid but likely not what its author
+// wants, for `zerodown validate` and `plan`.
+func (d *Deploy) Warnings() []string {
+	var out []string
+	for _, name := range d.EnvOrder {
+		e := d.Environments[name]
+		if e.Strategy.Rolling != nil && len(e.Hosts) == 1 {
+			out = append(out, fmt.Sprintf("%s: environments.%s.strategy: a rolling deploy of a single host takes it out of the load balancer, so nobody serves until it is back; "+
+				"give the agent a swap_port, the host a swap_target, and use strategy: { swap: {} } (the default for one host with a swap_target)", d.Path, name))
+		}
+	}
+	return out
+}

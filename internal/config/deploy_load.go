@@ -334,6 +334,17 @@ func envDefaults(e *Environment, raw any) {
 		blueGreenDefaults(bg)
 		return
 	}
+	// One host with a second slot: swap is the only strategy that keeps
+	// it serving, so it is the default.
+	if rawKey(raw, "strategy") == nil && len(e.Hosts) == 1 && e.Hosts[0].SwapTarget != "" {
+		e.Strategy.Swap = &Swap{}
+	}
+	if w := e.Strategy.Swap; w != nil {
+		orDefault(&w.DrainTimeout, Duration(DefaultDrainTimeout))
+		orDefault(&w.HealthTimeout, Duration(DefaultRolloutHealthTimeout))
+		orDefault(&w.UploadParallel, DefaultUploadParallel)
+		return
+	}
 	if e.Strategy.Rolling == nil {
 		e.Strategy.Rolling = &Rolling{}
 	}
@@ -407,6 +418,10 @@ func cloneEnvironment(e *Environment) *Environment {
 		r := *e.Strategy.Rolling
 		r.Batch = slices.Clone(r.Batch)
 		cp.Strategy.Rolling = &r
+	}
+	if e.Strategy.Swap != nil {
+		w := *e.Strategy.Swap
+		cp.Strategy.Swap = &w
 	}
 	if e.Strategy.BlueGreen != nil {
 		bg := *e.Strategy.BlueGreen
@@ -545,6 +560,8 @@ func (d *deployValidator) environment(e *Environment, ep string) {
 	d.hosts(e, ep)
 	if e.Strategy.BlueGreen != nil {
 		d.blueGreen(e, c.key(ep, "strategy"))
+	} else if e.Strategy.Swap != nil {
+		d.swap(e, c.key(ep, "strategy"))
 	} else {
 		d.rolling(e, c.key(c.key(ep, "strategy"), "rolling"))
 	}
@@ -755,6 +772,20 @@ func (d *deployValidator) hosts(e *Environment, ep string) {
 			targets[norm] = tp
 			h.Target = norm
 		}
+		if h.SwapTarget != "" {
+			sp := c.key(hp, "swap_target")
+			if norm, err := NormalizeTarget(h.SwapTarget); err != nil {
+				d.errorf(sp, "%v", err)
+			} else if prev, dup := targets[norm]; dup {
+				d.errorf(sp, "duplicate target %s (also %s)", h.SwapTarget, prev)
+			} else {
+				targets[norm] = sp
+				h.SwapTarget = norm
+			}
+			if e.Strategy.Swap == nil {
+				d.errorf(sp, "swap_target is used by strategy.swap only")
+			}
+		}
 		d.tokens(hp, h.Token, h.TokenFile)
 		d.hostLB(e, h, hp)
 		// Two hosts on one server or instance would have the wrong one
@@ -802,6 +833,28 @@ func (d *deployValidator) hostLB(e *Environment, h *Host, hp string) {
 		d.errorf(ip, "instance names an EC2 instance; the %s driver does not use it", e.LB.Driver)
 	case h.Instance != "" && !instanceID.MatchString(h.Instance):
 		d.errorf(ip, "%q is not an EC2 instance ID (i- and 8 or 17 hex digits)", h.Instance)
+	}
+}
+
+// swap checks that every host has a second slot the load balancer can
+// reach.
+func (d *deployValidator) swap(e *Environment, sp string) {
+	c := d.c
+	if e.Strategy.Rolling != nil {
+		d.errorf(c.key(sp, "rolling"), "rolling and swap are both set: an environment has one strategy")
+	}
+	switch e.LB.Driver {
+	case DriverBuiltin, DriverHAProxy:
+	default:
+		if slices.Contains(lbDrivers, e.LB.Driver) {
+			d.errorf(c.key(sp, "swap"), "swap moves a host between two targets through the builtin and haproxy drivers; the %s driver cannot yet", e.LB.Driver)
+		}
+	}
+	hsp := c.key(c.key("environments", e.Name), "hosts")
+	for i, h := range e.Hosts {
+		if h.SwapTarget == "" {
+			d.errorf(c.item(hsp, i), "host %s: swap_target is required by the swap strategy: the address of the app's second slot (the agent's swap_port), such as 10.0.0.11:8081", h.Name)
+		}
 	}
 }
 
@@ -1005,7 +1058,29 @@ func (d *deployValidator) pipeline(p *Pipeline, pp string) {
 
 // TaskKinds are the keys that say what a task does, in the order error
 // messages list them; a task has exactly one.
-var TaskKinds = []string{"detach", "attach", "deploy", "wait-healthy", "wait-drained", "sleep", "exec", "smoke", "approve", "pause", "switch", "preview-load"}
+var TaskKinds = []string{"detach", "attach", "deploy", "wait-healthy", "wait-drained", "retire", "sleep", "exec", "smoke", "approve", "pause", "switch", "preview-load"}
+
+// slot checks a swap task's slot against its kind and its host.
+func (d *deployValidator) slot(t *Task, kind, sp string, env *Environment) {
+	want := map[string][]string{"deploy": {"idle"}, "attach": {"new"}, "wait-healthy": {"new"}, "detach": {"old"}, "wait-drained": {"old"}}[kind]
+	if want == nil {
+		d.errorf(sp, "a %s task has no slot: slots are for deploy (idle), attach and wait-healthy (new), detach and wait-drained (old)", kind)
+		return
+	}
+	if !slices.Contains(want, t.Slot) {
+		d.errorf(sp, "a %s task's slot is %s, not %q", kind, strings.Join(want, " or "), t.Slot)
+		return
+	}
+	if env == nil {
+		return
+	}
+	name := *t.hostOf(kind)
+	for _, h := range env.Hosts {
+		if h.Name == name && h.SwapTarget == "" {
+			d.errorf(sp, "host %s has no swap_target, so it has one slot", name)
+		}
+	}
+}
 
 // switchTask checks a switch between the environment's blue-green pools.
 func (d *deployValidator) switchTask(t *SwitchTask, kp string, env *Environment) {
@@ -1061,6 +1136,8 @@ func (t *Task) hostOf(kind string) *string {
 		return &t.WaitHealthy
 	case "wait-drained":
 		return &t.WaitDrained
+	case "retire":
+		return &t.Retire
 	}
 	return nil
 }
@@ -1130,6 +1207,9 @@ func (d *deployValidator) task(t *Task, raw any, tp string, env *Environment, on
 				d.taskHost(*h, kp, env)
 			}
 		}
+	}
+	if t.Slot != "" && len(kinds) == 1 {
+		d.slot(t, kinds[0], c.key(tp, "slot"), env)
 	}
 	if t.RunIf != RunIfPassed && t.RunIf != RunIfFailed && t.RunIf != RunIfAny {
 		d.errorf(c.key(tp, "run_if"), "unknown run_if %q (want %s, %s or %s)", t.RunIf, RunIfPassed, RunIfFailed, RunIfAny)

@@ -27,6 +27,9 @@ import (
 type Options struct {
 	Hosts int // agents, each with its own app port
 	Rate  int // requests per second the verifier fires during deploys
+	// Swap gives every agent a second slot and deploys with the swap
+	// strategy, as a fleet of one must be.
+	Swap bool
 	// Zerodown is the zerodown executable that runs the load balancer and
 	// the agents.
 	Zerodown string
@@ -59,6 +62,8 @@ type Sandbox struct {
 // Host is one agent and the port its app serves on.
 type Host struct {
 	Name, Agent, Target, TokenFile string
+	// SwapTarget is the app's second slot, for a fleet of one (swap).
+	SwapTarget string
 }
 
 // readyTimeout bounds how long a started process may take to be ready.
@@ -89,7 +94,7 @@ func Start(ctx context.Context, o Options) (s *Sandbox, err error) {
 	}
 	var targets []string
 	for i := 1; i <= o.Hosts; i++ {
-		h, err := s.startAgent(ctx, o, i)
+		h, err := s.startAgent(ctx, o, i, o.Swap)
 		if err != nil {
 			return nil, err
 		}
@@ -152,7 +157,7 @@ func waitFile(ctx context.Context, path, what string) error {
 	}
 }
 
-func (s *Sandbox) startAgent(ctx context.Context, o Options, i int) (Host, error) {
+func (s *Sandbox) startAgent(ctx context.Context, o Options, i int, swap bool) (Host, error) {
 	name := fmt.Sprintf("staging-%d", i)
 	listen, err := freeAddr()
 	if err != nil {
@@ -165,6 +170,14 @@ func (s *Sandbox) startAgent(ctx context.Context, o Options, i int) (Host, error
 	_, port, _ := net.SplitHostPort(app)
 	root := filepath.Join(s.Dir, name)
 	cfg := fmt.Sprintf("listen: %s\nroot: %s\nport: %s\nrestart: { backoff: 100ms, max_backoff: 2s }\n", listen, root, port)
+	swapTarget := ""
+	if swap {
+		if swapTarget, err = freeAddr(); err != nil {
+			return Host{}, err
+		}
+		_, swapPort, _ := net.SplitHostPort(swapTarget)
+		cfg += "swap_port: " + swapPort + "\n"
+	}
 	cfgPath := filepath.Join(s.Dir, name+"-agent.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return Host{}, err
@@ -172,7 +185,7 @@ func (s *Sandbox) startAgent(ctx context.Context, o Options, i int) (Host, error
 	if err := s.start(o, name+"-agent", "agent", "--config", cfgPath); err != nil {
 		return Host{}, err
 	}
-	h := Host{Name: name, Agent: "http://" + listen, Target: app, TokenFile: filepath.Join(root, "agent.token")}
+	h := Host{Name: name, Agent: "http://" + listen, Target: app, TokenFile: filepath.Join(root, "agent.token"), SwapTarget: swapTarget}
 	if err := waitFile(ctx, h.TokenFile, "agent "+name); err != nil {
 		return Host{}, err
 	}
@@ -217,8 +230,15 @@ pools:
 
 func (s *Sandbox) writeConfig(o Options, name string, extraFlags ...string) (string, error) {
 	var hosts strings.Builder
+	strategy := fmt.Sprintf("rolling: { batch: 1, min_healthy: %d, bake: 1s }", min(1, len(s.Hosts)-1))
 	for _, h := range s.Hosts {
-		fmt.Fprintf(&hosts, "      - { name: %s, agent: %q, target: %q, token_file: %q }\n", h.Name, h.Agent, h.Target, h.TokenFile)
+		swap := ""
+		if h.SwapTarget != "" {
+			swap = fmt.Sprintf(", swap_target: %q", h.SwapTarget)
+			// A rolling deploy of one host leaves nobody serving.
+			strategy = "swap: {}"
+		}
+		fmt.Fprintf(&hosts, "      - { name: %s, agent: %q, target: %q, token_file: %q%s }\n", h.Name, h.Agent, h.Target, h.TokenFile, swap)
 	}
 	cfg := fmt.Sprintf(`# A zerodown.yaml for the demo's loopback fleet.
 app:
@@ -232,9 +252,9 @@ environments:
     lb: { driver: builtin, admin: %q, pool: hello, token_file: %q }
     hosts:
 %s    strategy:
-      rolling: { batch: 1, min_healthy: %d, bake: 1s }
+      %s
 `, o.App.run(append([]string{"--listen", "127.0.0.1:${PORT}", "--name", "demo"}, extraFlags...)...), filepath.Join(s.Dir, "state.db"), s.Admin, filepath.Join(s.Dir, "lb-admin.token"),
-		hosts.String(), min(1, len(s.Hosts)-1))
+		hosts.String(), strategy)
 	cfg += fmt.Sprintf("    verify: { url: %q, rate: %d, max_failed: 0, max_dropped: 0, post_echo: true }\n", s.LB+"/", o.Rate)
 	p := filepath.Join(s.Dir, name)
 	return p, os.WriteFile(p, []byte(cfg), 0o644)
@@ -293,6 +313,9 @@ func (s *Sandbox) Close() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if st, err := c.AgentStatus(ctx); err == nil && st.PID > 0 {
 			pids = append(pids, st.PID)
+			if st.Retiring != nil {
+				pids = append(pids, st.Retiring.PID)
+			}
 		}
 		cancel()
 	}

@@ -255,7 +255,7 @@ func Hosts(env *config.Environment) (map[string]engine.Host, error) {
 		if err != nil {
 			return nil, fmt.Errorf("host %s: %w", h.Name, err)
 		}
-		out[h.Name] = engine.Host{Name: h.Name, Target: h.Target, Deployer: c}
+		out[h.Name] = engine.Host{Name: h.Name, Target: h.Target, SwapTarget: h.SwapTarget, Deployer: c}
 	}
 	return out, nil
 }
@@ -343,7 +343,8 @@ func (f *fleet) alreadyDone(ctx context.Context, version string) (map[string]boo
 				errs[i] = classify("host "+h.Name, err)
 				return
 			}
-			if st.Version == version && healthy[h.Target] {
+			// A host with two slots serves from either.
+			if st.Version == version && (healthy[h.Target] || h.SwapTarget != "" && healthy[h.SwapTarget]) {
 				mu.Lock()
 				skip[h.Name] = true
 				mu.Unlock()
@@ -376,9 +377,12 @@ func Pipeline(cfg *config.Deploy, env *config.Environment, name string, skip map
 	}
 	var p *pipeline.Pipeline
 	var err error
-	if env.Strategy.BlueGreen != nil {
+	switch {
+	case env.Strategy.BlueGreen != nil:
 		p, err = pipeline.BlueGreen(env, live, skip)
-	} else {
+	case env.Strategy.Swap != nil:
+		p, err = pipeline.Swap(env, skip)
+	default:
 		p, err = pipeline.Rolling(env, skip)
 	}
 	if err != nil {

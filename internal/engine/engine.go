@@ -99,6 +99,9 @@ type Host struct {
 	Name     string
 	Target   string // ip:port in the load balancer
 	Deployer host.Deployer
+	// SwapTarget is the address of the host's second slot (swap); empty
+	// when it has one.
+	SwapTarget string
 }
 
 // Engine runs pipelines for one environment and one release.
@@ -324,6 +327,9 @@ func (e *Engine) init() {
 		e.byTarget = make(map[string]string, len(e.Hosts))
 		for _, h := range e.Hosts {
 			e.byTarget[h.Target] = h.Name
+			if h.SwapTarget != "" {
+				e.byTarget[h.SwapTarget] = h.Name
+			}
 		}
 	}
 }

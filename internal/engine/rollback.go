@@ -111,6 +111,23 @@ func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 			return err
 		}
 	}
+	if h.SwapTarget != "" {
+		var change func(context.Context) error
+		if st.Version == e.Release.Version && st.Previous != "" && st.Previous != e.Release.Version {
+			sw, err := swapperOf(h)
+			if err != nil {
+				return err
+			}
+			change = func(ctx context.Context) error {
+				if err := sw.RollbackSwap(ctx); err != nil {
+					return fmt.Errorf("roll back from %s to %s: %w", st.Version, st.Previous, err)
+				}
+				e.emit(Event{Host: name, Type: EvActivated, Message: "activated " + st.Previous + " again, in the other slot"})
+				return nil
+			}
+		}
+		return e.swapHost(ctx, h, change)
+	}
 	if st.Version == e.Release.Version && st.Previous != "" && st.Previous != e.Release.Version {
 		return e.changeHost(ctx, h, func(ctx context.Context) error {
 			if err := h.Deployer.Rollback(ctx); err != nil {

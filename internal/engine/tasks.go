@@ -59,6 +59,8 @@ func (e *Engine) runTask(stop context.Context, k TaskKey, t pipeline.Task) error
 		return e.pause(stop, k, t)
 	case pipeline.KindSwitch:
 		return e.switchLive(t)
+	case pipeline.KindRetire:
+		return e.retire(t)
 	case pipeline.KindPreviewLoad:
 		return previewLoad(stop, t)
 	}
@@ -99,7 +101,7 @@ func (e *Engine) upload(stop context.Context, t pipeline.Task) error {
 // detach takes a host out of the load balancer after checking, against the
 // balancer's real state, that enough others stay healthy.
 func (e *Engine) detach(t pipeline.Task) error {
-	h, err := e.hostOf(t.Host)
+	h, err := e.hostFor(t)
 	if err != nil {
 		return err
 	}
@@ -256,7 +258,7 @@ func (e *Engine) healthWait(t pipeline.Task) time.Duration {
 }
 
 func (e *Engine) waitDrained(stop context.Context, t pipeline.Task) error {
-	h, err := e.hostOf(t.Host)
+	h, err := e.hostFor(t)
 	if err != nil {
 		return err
 	}
@@ -347,6 +349,17 @@ func (e *Engine) deploy(stop context.Context, t pipeline.Task) error {
 	if err := h.Deployer.Upload(ctx, e.Release); err != nil {
 		return fmt.Errorf("upload %s to %s: %w", e.Release.Version, h.Name, err)
 	}
+	if t.Slot == pipeline.SlotIdle {
+		sw, err := swapperOf(h)
+		if err != nil {
+			return err
+		}
+		if err := sw.ActivateSwap(ctx, e.Release.Version); err != nil {
+			return err
+		}
+		e.emit(Event{Host: h.Name, Type: EvActivated, Message: "activated " + e.Release.Version + " in the idle slot, beside the running release"})
+		return nil
+	}
 	if err := h.Deployer.Activate(ctx, e.Release.Version); err != nil {
 		return err
 	}
@@ -355,7 +368,7 @@ func (e *Engine) deploy(stop context.Context, t pipeline.Task) error {
 }
 
 func (e *Engine) attach(t pipeline.Task) error {
-	h, err := e.hostOf(t.Host)
+	h, err := e.hostFor(t)
 	if err != nil {
 		return err
 	}
@@ -369,7 +382,7 @@ func (e *Engine) attach(t pipeline.Task) error {
 }
 
 func (e *Engine) waitHealthy(stop context.Context, t pipeline.Task) error {
-	h, err := e.hostOf(t.Host)
+	h, err := e.hostFor(t)
 	if err != nil {
 		return err
 	}

@@ -59,6 +59,11 @@ type Status struct {
 	Releases []string
 	// Activating is the version an activation in progress is switching to.
 	Activating string
+	// Port is the slot the current release runs in; Retiring and
+	// RetiringPort the release a swap left running in the other slot.
+	Port         int
+	Retiring     string
+	RetiringPort int
 }
 
 // Deployer puts releases on one host and switches between them. Every call
@@ -76,6 +81,20 @@ type Deployer interface {
 	// Rollback activates the previous release.
 	Rollback(ctx context.Context) error
 	Status(ctx context.Context) (Status, error)
+}
+
+// Swapper is the optional capability of running a release in a second slot
+// (the swap strategy): the new release starts beside the running one, and
+// the old one runs until Retire.
+type Swapper interface {
+	// ActivateSwap starts version in the idle slot and makes it current
+	// once healthy; the release it replaces keeps running, retiring.
+	ActivateSwap(ctx context.Context, version string) error
+	// RollbackSwap does the same with the previous release; one still
+	// retiring just trades places with the current one.
+	RollbackSwap(ctx context.Context) error
+	// Retire stops the retiring release; without one it does nothing.
+	Retire(ctx context.Context) error
 }
 
 // Errors a Deployer's errors wrap, for errors.Is.

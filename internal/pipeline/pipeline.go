@@ -33,12 +33,24 @@ const (
 	// KindSwitch sends live traffic from one pool to the other
 	// (blue-green).
 	KindSwitch Kind = "switch"
+	// KindRetire stops the release a swap left running in a host's other
+	// slot, once the load balancer has drained it.
+	KindRetire Kind = "retire"
+)
+
+// Slots a swap task acts on: the deploy starts the release in the idle
+// slot; attach and wait-healthy act on the new (current) slot's target,
+// detach and wait-drained on the old one's.
+const (
+	SlotIdle = "idle"
+	SlotNew  = "new"
+	SlotOld  = "old"
 )
 
 // hostKinds act on one host of the environment.
 var hostKinds = map[Kind]bool{
 	KindUpload: true, KindDetach: true, KindWaitDrained: true, KindDeploy: true,
-	KindAttach: true, KindWaitHealthy: true,
+	KindAttach: true, KindWaitHealthy: true, KindRetire: true,
 }
 
 // HasHost reports whether tasks of kind k name a host.
@@ -48,6 +60,8 @@ func (k Kind) HasHost() bool { return hostKinds[k] }
 type Task struct {
 	Kind    Kind                `json:"kind"`
 	Host    string              `json:"host,omitempty"`
+	// Slot is SlotIdle, SlotNew or SlotOld for the swap strategy's tasks.
+	Slot    string              `json:"slot,omitempty"`
 	Sleep   time.Duration       `json:"sleep,omitempty"`
 	Exec    *config.ExecTask    `json:"exec,omitempty"`
 	Smoke   *config.SmokeTask   `json:"smoke,omitempty"`
@@ -64,6 +78,8 @@ type Task struct {
 // Label names the task for people: "detach staging-1", "sleep 5s".
 func (t Task) Label() string {
 	switch {
+	case t.Host != "" && t.Slot != "":
+		return string(t.Kind) + " " + t.Host + " (" + t.Slot + " slot)"
 	case t.Host != "":
 		return string(t.Kind) + " " + t.Host
 	case t.Kind == KindSleep:
@@ -158,7 +174,7 @@ func FromConfig(name string, c *config.Pipeline) *Pipeline {
 }
 
 func taskFromConfig(c config.Task) Task {
-	t := Task{RunIf: c.RunIf, Timeout: time.Duration(c.Timeout)}
+	t := Task{RunIf: c.RunIf, Timeout: time.Duration(c.Timeout), Slot: c.Slot}
 	switch {
 	case c.Detach != "":
 		t.Kind, t.Host = KindDetach, c.Detach
@@ -170,6 +186,8 @@ func taskFromConfig(c config.Task) Task {
 		t.Kind, t.Host = KindWaitHealthy, c.WaitHealthy
 	case c.WaitDrained != "":
 		t.Kind, t.Host = KindWaitDrained, c.WaitDrained
+	case c.Retire != "":
+		t.Kind, t.Host = KindRetire, c.Retire
 	case c.Sleep > 0:
 		t.Kind, t.Sleep = KindSleep, time.Duration(c.Sleep)
 	case c.Exec != nil:

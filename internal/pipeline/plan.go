@@ -64,6 +64,9 @@ func taskYAML(t Task) string {
 	default:
 		fields = append(fields, string(t.Kind)+": {}")
 	}
+	if t.Slot != "" {
+		fields = append(fields, "slot: "+t.Slot)
+	}
 	if t.Timeout > 0 {
 		fields = append(fields, "timeout: "+durationString(t.Timeout))
 	}

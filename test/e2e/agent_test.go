@@ -55,12 +55,18 @@ stop: { signal: SIGTERM, timeout: 5s }
 
 func startAgent(t *testing.T, preflight bool) *agentFixture {
 	t.Helper()
+	return startAgentWith(t, preflight, "")
+}
+
+// startAgentWith starts an agent whose agent.yaml ends with extra.
+func startAgentWith(t *testing.T, preflight bool, extra string) *agentFixture {
+	t.Helper()
 	dir := t.TempDir()
 	f := &agentFixture{t: t, dir: dir, root: filepath.Join(dir, "root"), cfgPath: filepath.Join(dir, "agent.yaml"), port: proctest.FreePort(t)}
 	listen := proctest.FreePort(t)
 	f.url = fmt.Sprintf("http://127.0.0.1:%d", listen)
 	f.app = fmt.Sprintf("http://127.0.0.1:%d", f.port)
-	cfg := fmt.Sprintf(agentConfigTemplate, listen, f.root, f.port, preflight)
+	cfg := fmt.Sprintf(agentConfigTemplate, listen, f.root, f.port, preflight) + extra
 	if err := os.WriteFile(f.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

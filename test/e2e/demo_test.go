@@ -87,6 +87,14 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("versions seen %v, want v1 and v2", r.Versions)
 		}
 	})
+	t.Run("a fleet of one, by swap", func(t *testing.T) {
+		// A swap of one host takes well under a second: a higher rate gives
+		// the verifier enough requests to count.
+		r := runDemo(t, "--hosts", "1", "--rate", "600")
+		if seen := versionsSeen(r); !seen["v1"] || !seen["v2"] {
+			t.Fatalf("versions seen %v, want v1 and v2", r.Versions)
+		}
+	})
 	t.Run("failing release rolled back", func(t *testing.T) {
 		r := runDemo(t, "--fail")
 		if seen := versionsSeen(r); !seen["v1"] || seen["v2"] {
