@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +13,9 @@ const validDeployConfig = `app: {run: [./hello]}
 environments:
   web:
     lb: {admin: 'http://127.0.0.1:9100', pool: hello}
-    hosts: [{name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}]
+    hosts:
+      - {name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'}
+      - {name: web-2, agent: 'http://127.0.0.1:7102', target: '127.0.0.1:8102'}
 `
 
 func writeDeployConfig(t *testing.T, dir, content string) string {
@@ -36,6 +39,26 @@ func TestValidateOK(t *testing.T) {
 	code, stdout, stderr := runValidate(t, "--config", path)
 	if code != ExitOK || stdout != path+": ok (1 environment, 0 pipelines)\n" || stderr != "" {
 		t.Errorf("exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
+	}
+}
+
+// Rolling one host is valid, and warned about: nobody serves while it is
+// out. With a swap_target the default is swap, and there is no warning.
+func TestValidateWarnsRollingOneHost(t *testing.T) {
+	one := `app: {run: [./hello]}
+environments:
+  web:
+    lb: {admin: 'http://127.0.0.1:9100', pool: hello}
+    hosts: [{name: web-1, agent: 'http://127.0.0.1:7101', target: '127.0.0.1:8101'%s}]
+`
+	path := writeDeployConfig(t, t.TempDir(), fmt.Sprintf(one, ""))
+	code, _, stderr := runValidate(t, "--config", path)
+	if code != ExitOK || !strings.Contains(stderr, "warning: "+path+": environments.web.strategy: a rolling deploy of a single host") {
+		t.Errorf("exit %d\nstderr %q", code, stderr)
+	}
+	path = writeDeployConfig(t, t.TempDir(), fmt.Sprintf(one, ", swap_target: '127.0.0.1:8102'"))
+	if code, _, stderr := runValidate(t, "--config", path); code != ExitOK || stderr != "" {
+		t.Errorf("with a swap_target: exit %d\nstderr %q", code, stderr)
 	}
 }
 

@@ -399,21 +399,21 @@ type Job struct {
 // Task is one action. Exactly one of the kind fields is set; RunIf and
 // OnCancel apply to any kind, as in GoCD.
 type Task struct {
-	Detach      string       `yaml:"detach"`       // host name
-	Attach      string       `yaml:"attach"`       // host name
-	Deploy      string       `yaml:"deploy"`       // host name: upload + activate
-	WaitHealthy string       `yaml:"wait-healthy"` // host name
-	WaitDrained string       `yaml:"wait-drained"` // host name
-	Retire      string       `yaml:"retire"`       // host name (swap)
+	Detach      string `yaml:"detach"`       // host name
+	Attach      string `yaml:"attach"`       // host name
+	Deploy      string `yaml:"deploy"`       // host name: upload + activate
+	WaitHealthy string `yaml:"wait-healthy"` // host name
+	WaitDrained string `yaml:"wait-drained"` // host name
+	Retire      string `yaml:"retire"`       // host name (swap)
 	// Slot is the swap strategy's: deploy into the "idle" slot; attach
 	// and wait-healthy the "new" slot's target; detach and wait-drained
 	// the "old" one's.
-	Slot string `yaml:"slot"`
-	Sleep       Duration     `yaml:"sleep"`
-	Exec        *ExecTask    `yaml:"exec"`
-	Smoke       *SmokeTask   `yaml:"smoke"`
-	Approve     *ApproveTask `yaml:"approve"`
-	Pause       *PauseTask   `yaml:"pause"`
+	Slot    string       `yaml:"slot"`
+	Sleep   Duration     `yaml:"sleep"`
+	Exec    *ExecTask    `yaml:"exec"`
+	Smoke   *SmokeTask   `yaml:"smoke"`
+	Approve *ApproveTask `yaml:"approve"`
+	Pause   *PauseTask   `yaml:"pause"`
 	// Switch and PreviewLoad are blue-green's: send live traffic from
 	// one of strategy.blue_green.pools to the other; fire a short load at
 	// the preview route.

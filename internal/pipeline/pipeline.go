@@ -58,8 +58,8 @@ func (k Kind) HasHost() bool { return hostKinds[k] }
 
 // Task is one step of a job.
 type Task struct {
-	Kind    Kind                `json:"kind"`
-	Host    string              `json:"host,omitempty"`
+	Kind Kind   `json:"kind"`
+	Host string `json:"host,omitempty"`
 	// Slot is SlotIdle, SlotNew or SlotOld for the swap strategy's tasks.
 	Slot    string              `json:"slot,omitempty"`
 	Sleep   time.Duration       `json:"sleep,omitempty"`
