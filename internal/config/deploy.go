@@ -405,6 +405,7 @@ type Task struct {
 	WaitHealthy string `yaml:"wait-healthy"` // host name
 	WaitDrained string `yaml:"wait-drained"` // host name
 	Retire      string `yaml:"retire"`       // host name (swap)
+	Upload      string `yaml:"upload"`       // host name: the artifact only
 	// Slot is the swap strategy's: deploy into the "idle" slot; attach
 	// and wait-healthy the "new" slot's target; detach and wait-drained
 	// the "old" one's.

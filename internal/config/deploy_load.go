@@ -1058,7 +1058,7 @@ func (d *deployValidator) pipeline(p *Pipeline, pp string) {
 
 // TaskKinds are the keys that say what a task does, in the order error
 // messages list them; a task has exactly one.
-var TaskKinds = []string{"detach", "attach", "deploy", "wait-healthy", "wait-drained", "retire", "sleep", "exec", "smoke", "approve", "pause", "switch", "preview-load"}
+var TaskKinds = []string{"upload", "detach", "attach", "deploy", "wait-healthy", "wait-drained", "retire", "sleep", "exec", "smoke", "approve", "pause", "switch", "preview-load"}
 
 // slot checks a swap task's slot against its kind and its host.
 func (d *deployValidator) slot(t *Task, kind, sp string, env *Environment) {
@@ -1138,6 +1138,8 @@ func (t *Task) hostOf(kind string) *string {
 		return &t.WaitDrained
 	case "retire":
 		return &t.Retire
+	case "upload":
+		return &t.Upload
 	}
 	return nil
 }

@@ -30,7 +30,10 @@ func (e *Engine) RollBack(ctx context.Context, hosts []string) map[string]string
 		switched, err := e.switchBack()
 		if err != nil {
 			key := "pool " + e.Switch.To
-			stranded[key] = err.Error() + "; live traffic still goes to pool " + e.Switch.To
+			stranded[key] = err.Error()
+			if switched {
+				stranded[key] += "; live traffic still goes to pool " + e.Switch.To
+			}
 			e.emit(Event{Type: EvDetached, Message: "could not switch back: " + stranded[key]})
 			return stranded
 		}

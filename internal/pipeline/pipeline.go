@@ -188,6 +188,8 @@ func taskFromConfig(c config.Task) Task {
 		t.Kind, t.Host = KindWaitDrained, c.WaitDrained
 	case c.Retire != "":
 		t.Kind, t.Host = KindRetire, c.Retire
+	case c.Upload != "":
+		t.Kind, t.Host = KindUpload, c.Upload
 	case c.Sleep > 0:
 		t.Kind, t.Sleep = KindSleep, time.Duration(c.Sleep)
 	case c.Exec != nil:

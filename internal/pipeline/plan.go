@@ -41,7 +41,11 @@ func taskYAML(t Task) string {
 		}
 		fields = append(fields, "exec: { command: ["+strings.Join(args, ", ")+"] }")
 	case t.Kind == KindSmoke && t.Smoke != nil:
-		fields = append(fields, fmt.Sprintf("smoke: { url: %s, status: %d }", yamlString(t.Smoke.URL), t.Smoke.Status))
+		body := ""
+		if t.Smoke.Body != "" {
+			body = ", body_contains: " + yamlString(t.Smoke.Body)
+		}
+		fields = append(fields, fmt.Sprintf("smoke: { url: %s, status: %d%s }", yamlString(t.Smoke.URL), t.Smoke.Status, body))
 	case t.Kind == KindSwitch && t.Switch != nil:
 		fields = append(fields, fmt.Sprintf("switch: { from: %s, to: %s }", yamlString(t.Switch.From), yamlString(t.Switch.To)))
 	case t.Kind == KindPreviewLoad && t.Load != nil:

@@ -69,10 +69,15 @@ func parseShowMap(path, out string) (map[string]string, error) {
 		if len(f) == 0 {
 			continue
 		}
-		if len(f) != 3 || !strings.HasPrefix(f[0], "0x") {
-			return nil, fmt.Errorf("haproxy: show map %s: %s", path, firstLine(out))
+		if len(f) < 3 || !strings.HasPrefix(f[0], "0x") {
+			return nil, fmt.Errorf("haproxy: show map %s: %s", path, firstLine(line))
 		}
-		entries[f[1]] = f[2]
+		// A value may hold spaces: it is the rest of the line.
+		rest := strings.TrimSpace(line)
+		for _, field := range f[:2] {
+			rest = strings.TrimLeft(strings.TrimPrefix(rest, field), " \t")
+		}
+		entries[f[1]] = strings.TrimSpace(rest)
 	}
 	return entries, nil
 }

@@ -31,6 +31,8 @@ func TestParseShowMap(t *testing.T) {
 			map[string]string{"live": "blue", "preview": "green", "other": "thing"}, ""},
 		{"tabs and blank lines", "\n0x1\tlive\tgreen\n   \n",
 			map[string]string{"live": "green"}, ""},
+		{"a value with spaces (a shared map)", "0x1 greeting hello   world\n0x2 live blue\n",
+			map[string]string{"greeting": "hello   world", "live": "blue"}, ""},
 		{"empty map", "\n", map[string]string{}, ""},
 		{"an unknown map", "Unknown map identifier. Please use #<id> or <file>.\n\n", nil,
 			"haproxy: show map /etc/haproxy/bg.map: Unknown map identifier. Please use #<id> or <file>."},
