@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -168,8 +169,8 @@ func newPromoteCmd() *cobra.Command {
 	var cfgPath, version, output string
 	var dryRun, takeOver bool
 	cmd := &cobra.Command{
-		Use:   "promote FROM TO [--version V]",
-		Short: "Deploy to TO exactly the build that passed FROM",
+		Use:   "promote FROM TO [--version V] | promote RUN",
+		Short: "Deploy to TO exactly the build that passed FROM; or end a canary's steps at once",
 		Long: `Deploy to environment TO exactly the artifact (checked by its sha256) and
 the app spec of the last run on environment FROM, which must have succeeded —
 or, with --version, of the last run of that version on FROM. A build that did
@@ -178,11 +179,24 @@ deploy itself is TO's strategy, as with deploy; the run records the run it was
 promoted from, and history --path shows each build's way through the
 environments.
 
+Given a running canary run instead, promote ends its analysis now and lets
+its remaining steps go by without waiting: the canary is judged good, the
+rest of the hosts are updated. Who promoted it is stored with the run.
+
 ` + exitCodesHelp,
 		Example: `  zerodown promote staging production
-  zerodown promote staging production --version 1.4.2 --dry-run`,
-		Args: exactArgs("FROM", "TO"),
+  zerodown promote staging production --version 1.4.2 --dry-run
+  zerodown promote r-20261201-101500-1234     # a canary run: skip its remaining steps`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				return nil
+			}
+			return exactArgs("FROM", "TO")(c, args)
+		},
 		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				return promoteCanary(c, cfgPath, args[0])
+			}
 			from, to := args[0], args[1]
 			if from == to {
 				return badInput(fmt.Errorf("promote %s to itself: name two environments", from))
@@ -213,6 +227,25 @@ environments.
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
 	cmd.Flags().BoolVar(&takeOver, "take-over", false, "take TO's lock from a run whose process is gone")
 	return cmd
+}
+
+// promoteCanary records `zerodown promote RUN` for a running canary run.
+func promoteCanary(c *cobra.Command, cfgPath, id string) error {
+	return withRun(cfgPath, id, func(ctx context.Context, st store.Store, r store.Run) error {
+		if r.Status != store.RunRunning {
+			return badInput(fmt.Errorf("run %s ended (%s): only a running canary can be promoted", r.ID, r.Status))
+		}
+		var p pipeline.Pipeline
+		if err := json.Unmarshal(r.Plan, &p); err != nil || p.WeightsOf() == nil {
+			return badInput(fmt.Errorf("run %s has no canary to promote (to deploy a build to another environment: zerodown promote FROM TO)", r.ID))
+		}
+		a, err := st.Approve(ctx, r.ID, engine.PromoteKey, store.ProcessOwner())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.OutOrStdout(), "canary of run %s promoted by %s: its remaining steps go by without waiting\n", a.RunID, a.By)
+		return nil
+	})
 }
 
 func newPlanCmd() *cobra.Command {

@@ -113,3 +113,25 @@ func TestBlueGreenHAProxyServers(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Every strategy gets the verify block's defaults (a panic once: the
+// strategies' defaults returned before them).
+func TestVerifyDefaultsUnderEveryStrategy(t *testing.T) {
+	verify := "    verify: { url: 'http://127.0.0.1:8080/', rate: 10 }\n"
+	docs := map[string]string{
+		"blue-green": blueGreenEnv("") + verify,
+		"canary":     minimalEnv(2, "    strategy: { canary: { steps: [ { weight: 10, pause: 1s }, { weight: 100 } ] } }\n") + verify,
+		"swap":       strings.Replace(minimalEnv(1, ""), "target: '127.0.0.1:8101'", "target: '127.0.0.1:8101', swap_target: '127.0.0.1:8201'", 1) + verify,
+		"rolling":    minimalEnv(2, "") + verify,
+	}
+	for name, doc := range docs {
+		cfg, err := ParseDeploy("zerodown.yaml", []byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		v := cfg.Environments["web"].Verify
+		if v.MaxFailed == nil || *v.MaxFailed != 0 || v.MaxDropped == nil {
+			t.Errorf("%s: verify defaults %+v", name, v)
+		}
+	}
+}

@@ -143,6 +143,49 @@ type Strategy struct {
 	Rolling   *Rolling   `yaml:"rolling"`
 	BlueGreen *BlueGreen `yaml:"blue_green"`
 	Swap      *Swap      `yaml:"swap"`
+	Canary    *Canary    `yaml:"canary"`
+}
+
+// Canary puts the new release on a few hosts first and shifts a growing
+// share of traffic to them by load-balancer weight, step by step; between
+// steps the canary is compared with the baseline (error rate, p99) and a
+// failed comparison aborts and rolls back at once. After the last step
+// the other hosts are updated as in a rolling deploy.
+type Canary struct {
+	// Hosts is how many hosts (a count or a percentage) run the canary;
+	// default 1.
+	Hosts Quantity `yaml:"hosts"`
+	// Steps are the canary's shares of traffic, in percent, each held
+	// for its pause while the analysis runs; the last is 100.
+	Steps    []CanaryStep `yaml:"steps"`
+	Analysis Analysis     `yaml:"analysis"`
+	// Weight is every host's weight outside a canary, set back at its
+	// end; default 1, HAProxy's and zerodown lb's own default.
+	Weight int `yaml:"weight"`
+	// Batch sizes the rollout to the other hosts after the last step.
+	Batch          BatchSpec `yaml:"batch"`
+	DrainTimeout   Duration  `yaml:"drain_timeout"`
+	HealthTimeout  Duration  `yaml:"health_timeout"`
+	UploadParallel int       `yaml:"upload_parallel"`
+}
+
+// CanaryStep is one share of traffic for the canary and how long it holds.
+type CanaryStep struct {
+	Weight int      `yaml:"weight"` // percent of the traffic, 1 to 100
+	Pause  Duration `yaml:"pause"`
+}
+
+// Analysis are the canary's thresholds against its baseline.
+type Analysis struct {
+	// MaxErrorRate is how many percentage points the canary's error rate
+	// (5xx and failed requests) may exceed the baseline's; default 1.
+	MaxErrorRate *float64 `yaml:"max_error_rate"`
+	// MaxP99Increase is how many percent the canary's p99 may exceed the
+	// baseline's (beyond a 10ms noise floor); default 50.
+	MaxP99Increase *float64 `yaml:"max_p99_increase"`
+	// MinRequests is how many canary answers a comparison needs; default
+	// 20.
+	MinRequests int `yaml:"min_requests"`
 }
 
 // Swap replaces each host's release in place without taking the host out
@@ -165,6 +208,9 @@ func (s Strategy) HostTimeouts() (drain, health time.Duration, uploadParallel in
 	case s.Swap != nil:
 		w := s.Swap
 		return time.Duration(w.DrainTimeout), time.Duration(w.HealthTimeout), w.UploadParallel
+	case s.Canary != nil:
+		c := s.Canary
+		return time.Duration(c.DrainTimeout), time.Duration(c.HealthTimeout), c.UploadParallel
 	case s.Rolling != nil:
 		r := s.Rolling
 		return time.Duration(r.DrainTimeout), time.Duration(r.HealthTimeout), r.UploadParallel
@@ -420,6 +466,10 @@ type Task struct {
 	// the preview route.
 	Switch      *SwitchTask `yaml:"switch"`
 	PreviewLoad *LoadTask   `yaml:"preview-load"`
+	// Weights and Analyze are the canary's: set the canary hosts' share of
+	// traffic by weight; compare them with the other hosts for a while.
+	Weights *WeightsTask `yaml:"weights"`
+	Analyze *AnalyzeTask `yaml:"analyze"`
 
 	// RunIf is RunIfPassed (default), RunIfFailed or RunIfAny: whether the
 	// task runs after an earlier task of its job passed or failed.
@@ -447,6 +497,25 @@ type SmokeTask struct {
 	URL    string `yaml:"url"`
 	Status int    `yaml:"status"`        // default 200
 	Body   string `yaml:"body_contains"` // optional
+}
+
+// WeightsTask gives the Canary hosts Share percent of the traffic by
+// weight, and the others the rest; Share 0 puts every host back on
+// weight Base.
+type WeightsTask struct {
+	Canary []string `yaml:"canary" json:"canary"`
+	Share  int      `yaml:"share" json:"share"`
+	Base   int      `yaml:"base" json:"base"`
+}
+
+// AnalyzeTask compares the Canary hosts with the others for For, and
+// fails as soon as the canary is worse than the thresholds allow.
+type AnalyzeTask struct {
+	Canary         []string `yaml:"canary" json:"canary"`
+	For            Duration `yaml:"for" json:"for"`
+	MaxErrorRate   float64  `yaml:"max_error_rate" json:"max_error_rate"`
+	MaxP99Increase float64  `yaml:"max_p99_increase" json:"max_p99_increase"`
+	MinRequests    int      `yaml:"min_requests" json:"min_requests"`
 }
 
 // SwitchTask sends live traffic from pool From to pool To.

@@ -162,7 +162,7 @@ func quantityTypeError(e *Error) bool {
 	} else {
 		return false
 	}
-	for _, k := range []string{".strategy.rolling.batch", ".strategy.rolling.min_healthy"} {
+	for _, k := range []string{".strategy.rolling.batch", ".strategy.rolling.min_healthy", ".strategy.canary.batch", ".strategy.canary.hosts"} {
 		if after, ok := strings.CutPrefix(rest, k); ok && (after == "" || after[0] == '.' || after[0] == '[') {
 			return true
 		}
@@ -176,13 +176,32 @@ func checkQuantities(v *validator, raw any) {
 	c := v.c
 	envs, _ := rawKey(raw, "environments").(map[string]any)
 	for _, name := range slices.Sorted(maps.Keys(envs)) {
+		if canary, _ := rawKey(rawKey(envs[name], "strategy"), "canary").(map[string]any); canary != nil {
+			cp := c.key(c.key(c.key("environments", name), "strategy"), "canary")
+			checkBatchList(v, c.key(cp, "batch"), canary["batch"])
+			if h := canary["hosts"]; h != nil {
+				checkBatchSize(v, c.key(cp, "hosts"), h)
+			}
+		}
 		rolling, _ := rawKey(rawKey(envs[name], "strategy"), "rolling").(map[string]any)
 		if rolling == nil {
 			continue
 		}
 		rp := c.key(c.key(c.key("environments", name), "strategy"), "rolling")
-		bp := c.key(rp, "batch")
-		switch b := rolling["batch"].(type) {
+		checkBatchList(v, c.key(rp, "batch"), rolling["batch"])
+		if mh := rolling["min_healthy"]; mh != nil {
+			if _, err := parseQuantity(mh); err != nil {
+				v.errorf(c.key(rp, "min_healthy"), "%v", err)
+			}
+		}
+	}
+}
+
+// checkBatchList checks a batch: one size or a list of them.
+func checkBatchList(v *validator, bp string, raw any) {
+	c := v.c
+	{
+		switch b := raw.(type) {
 		case nil:
 		case []any:
 			if len(b) == 0 {
@@ -193,11 +212,6 @@ func checkQuantities(v *validator, raw any) {
 			}
 		default:
 			checkBatchSize(v, bp, b)
-		}
-		if mh := rolling["min_healthy"]; mh != nil {
-			if _, err := parseQuantity(mh); err != nil {
-				v.errorf(c.key(rp, "min_healthy"), "%v", err)
-			}
 		}
 	}
 }
@@ -330,6 +344,16 @@ func envDefaults(e *Environment, raw any) {
 			h.Token, h.TokenFile = e.Agents.Token, e.Agents.TokenFile
 		}
 	}
+	if e.Verify != nil {
+		ptrDefault(&e.Verify.MaxFailed, 0)
+		ptrDefault(&e.Verify.MaxDropped, 0)
+	}
+	strategyDefaults(e, raw)
+}
+
+// strategyDefaults fills the environment's strategy: rolling when none is
+// written, swap for one host with a second slot.
+func strategyDefaults(e *Environment, raw any) {
 	if bg := e.Strategy.BlueGreen; bg != nil {
 		blueGreenDefaults(bg)
 		return
@@ -338,6 +362,10 @@ func envDefaults(e *Environment, raw any) {
 	// it serving, so it is the default.
 	if rawKey(raw, "strategy") == nil && len(e.Hosts) == 1 && e.Hosts[0].SwapTarget != "" {
 		e.Strategy.Swap = &Swap{}
+	}
+	if cn := e.Strategy.Canary; cn != nil {
+		canaryDefaults(cn)
+		return
 	}
 	if w := e.Strategy.Swap; w != nil {
 		orDefault(&w.DrainTimeout, Duration(DefaultDrainTimeout))
@@ -361,10 +389,6 @@ func envDefaults(e *Environment, raw any) {
 	orDefault(&r.DrainTimeout, Duration(DefaultDrainTimeout))
 	orDefault(&r.HealthTimeout, Duration(DefaultRolloutHealthTimeout))
 	orDefault(&r.UploadParallel, DefaultUploadParallel)
-	if e.Verify != nil {
-		ptrDefault(&e.Verify.MaxFailed, 0)
-		ptrDefault(&e.Verify.MaxDropped, 0)
-	}
 }
 
 // Blue-green defaults: an hour to switch back; a preview load of 20
@@ -374,6 +398,30 @@ const (
 	DefaultPreviewLoadRate    = 20
 	DefaultPreviewLoadSeconds = 3 * time.Second
 )
+
+// Canary defaults: one canary host; 1 point of error rate and 50% of p99
+// over the baseline; 20 answers before a comparison counts.
+const (
+	DefaultCanaryMaxErrorRate   = 1.0
+	DefaultCanaryMaxP99Increase = 50.0
+	DefaultCanaryMinRequests    = 20
+)
+
+func canaryDefaults(cn *Canary) {
+	if cn.Hosts == (Quantity{}) {
+		cn.Hosts = Quantity{N: 1}
+	}
+	if len(cn.Batch) == 0 {
+		cn.Batch = BatchSpec{{N: 1}}
+	}
+	orDefault(&cn.Weight, DefaultWeight)
+	ptrDefault(&cn.Analysis.MaxErrorRate, DefaultCanaryMaxErrorRate)
+	ptrDefault(&cn.Analysis.MaxP99Increase, DefaultCanaryMaxP99Increase)
+	orDefault(&cn.Analysis.MinRequests, DefaultCanaryMinRequests)
+	orDefault(&cn.DrainTimeout, Duration(DefaultDrainTimeout))
+	orDefault(&cn.HealthTimeout, Duration(DefaultRolloutHealthTimeout))
+	orDefault(&cn.UploadParallel, DefaultUploadParallel)
+}
 
 func blueGreenDefaults(bg *BlueGreen) {
 	orDefault(&bg.RollbackWindow, Duration(DefaultRollbackWindow))
@@ -422,6 +470,14 @@ func cloneEnvironment(e *Environment) *Environment {
 	if e.Strategy.Swap != nil {
 		w := *e.Strategy.Swap
 		cp.Strategy.Swap = &w
+	}
+	if e.Strategy.Canary != nil {
+		cn := *e.Strategy.Canary
+		cn.Steps = slices.Clone(cn.Steps)
+		cn.Batch = slices.Clone(cn.Batch)
+		cn.Analysis.MaxErrorRate = clonePtr(cn.Analysis.MaxErrorRate)
+		cn.Analysis.MaxP99Increase = clonePtr(cn.Analysis.MaxP99Increase)
+		cp.Strategy.Canary = &cn
 	}
 	if e.Strategy.BlueGreen != nil {
 		bg := *e.Strategy.BlueGreen
@@ -473,6 +529,16 @@ func cloneTaskParts(t *Task) {
 	t.Pause = clonePtr(t.Pause)
 	t.Switch = clonePtr(t.Switch)
 	t.PreviewLoad = clonePtr(t.PreviewLoad)
+	if t.Weights != nil {
+		w := *t.Weights
+		w.Canary = slices.Clone(w.Canary)
+		t.Weights = &w
+	}
+	if t.Analyze != nil {
+		a := *t.Analyze
+		a.Canary = slices.Clone(a.Canary)
+		t.Analyze = &a
+	}
 	if t.OnCancel != nil {
 		oc := *t.OnCancel
 		cloneTaskParts(&oc)
@@ -562,6 +628,8 @@ func (d *deployValidator) environment(e *Environment, ep string) {
 		d.blueGreen(e, c.key(ep, "strategy"))
 	} else if e.Strategy.Swap != nil {
 		d.swap(e, c.key(ep, "strategy"))
+	} else if e.Strategy.Canary != nil {
+		d.canary(e, c.key(ep, "strategy"))
 	} else {
 		d.rolling(e, c.key(c.key(ep, "strategy"), "rolling"))
 	}
@@ -836,6 +904,61 @@ func (d *deployValidator) hostLB(e *Environment, h *Host, hp string) {
 	}
 }
 
+// canary checks the steps, the thresholds and that the driver can weigh.
+func (d *deployValidator) canary(e *Environment, sp string) {
+	c, cn := d.c, e.Strategy.Canary
+	cp := c.key(sp, "canary")
+	for _, other := range []struct {
+		key string
+		set bool
+	}{{"rolling", e.Strategy.Rolling != nil}, {"swap", e.Strategy.Swap != nil}, {"blue_green", e.Strategy.BlueGreen != nil}} {
+		if other.set {
+			d.errorf(c.key(sp, other.key), "%s and canary are both set: an environment has one strategy", other.key)
+		}
+	}
+	if e.LB.Driver != DriverBuiltin && e.LB.Driver != DriverHAProxy && slices.Contains(lbDrivers, e.LB.Driver) {
+		d.errorf(cp, "canary shifts traffic by weight and compares targets through the builtin and haproxy drivers; the %s driver cannot yet", e.LB.Driver)
+	}
+	if n := len(e.Hosts); n > 0 {
+		if k := cn.Hosts.Of(n); k < 1 || k >= n {
+			d.errorf(c.key(cp, "hosts"), "%s of %d hosts is %d canary hosts: want at least 1 and fewer than all, so a baseline is left to compare with", cn.Hosts, n, k)
+		}
+	}
+	stp := c.key(cp, "steps")
+	if len(cn.Steps) == 0 {
+		d.errorf(stp, "want at least one step, such as [{weight: 10, pause: 30s}, {weight: 50, pause: 1m}, {weight: 100}]")
+	}
+	prev := 0
+	for i, st := range cn.Steps {
+		ip := c.item(stp, i)
+		last := i == len(cn.Steps)-1
+		switch {
+		case st.Weight < 1 || st.Weight > 100:
+			d.errorf(c.key(ip, "weight"), "a share of the traffic in percent, from 1 to 100, got %d", st.Weight)
+		case st.Weight <= prev:
+			d.errorf(c.key(ip, "weight"), "%d is not above the step before (%d): each step gives the canary more", st.Weight, prev)
+		case last && st.Weight != 100:
+			d.errorf(c.key(ip, "weight"), "the last step is 100, got %d: the canary then serves everything before the rest is updated", st.Weight)
+		case !last && st.Pause <= 0:
+			d.errorf(c.key(ip, "pause"), "required before the last step: how long the canary holds %d%% while it is compared with the baseline, such as 30s", st.Weight)
+		}
+		prev = st.Weight
+	}
+	ap := c.key(cp, "analysis")
+	if v := *cn.Analysis.MaxErrorRate; v < 0 || v > 100 {
+		d.errorf(c.key(ap, "max_error_rate"), "percentage points from 0 to 100, got %g", v)
+	}
+	if v := *cn.Analysis.MaxP99Increase; v < 0 {
+		d.errorf(c.key(ap, "max_p99_increase"), "a percentage, not negative, got %g", v)
+	}
+	if cn.Analysis.MinRequests < 1 {
+		d.errorf(c.key(ap, "min_requests"), "at least 1, got %d", cn.Analysis.MinRequests)
+	}
+	if cn.Weight < 1 || cn.Weight > 256 {
+		d.errorf(c.key(cp, "weight"), "from 1 to 256 (HAProxy's range), got %d", cn.Weight)
+	}
+}
+
 // swap checks that every host has a second slot the load balancer can
 // reach.
 func (d *deployValidator) swap(e *Environment, sp string) {
@@ -1058,7 +1181,7 @@ func (d *deployValidator) pipeline(p *Pipeline, pp string) {
 
 // TaskKinds are the keys that say what a task does, in the order error
 // messages list them; a task has exactly one.
-var TaskKinds = []string{"upload", "detach", "attach", "deploy", "wait-healthy", "wait-drained", "retire", "sleep", "exec", "smoke", "approve", "pause", "switch", "preview-load"}
+var TaskKinds = []string{"upload", "detach", "attach", "deploy", "wait-healthy", "wait-drained", "retire", "sleep", "exec", "smoke", "approve", "pause", "switch", "preview-load", "weights", "analyze"}
 
 // slot checks a swap task's slot against its kind and its host.
 func (d *deployValidator) slot(t *Task, kind, sp string, env *Environment) {
@@ -1079,6 +1202,19 @@ func (d *deployValidator) slot(t *Task, kind, sp string, env *Environment) {
 		if h.Name == name && h.SwapTarget == "" {
 			d.errorf(sp, "host %s has no swap_target, so it has one slot", name)
 		}
+	}
+}
+
+// canaryHosts checks a canary task's hosts: some, all of env.
+func (d *deployValidator) canaryHosts(hosts []string, hp string, env *Environment) {
+	if len(hosts) == 0 {
+		d.errorf(hp, "want the canary hosts, such as [web-1]")
+	}
+	if env == nil {
+		return
+	}
+	for i, h := range hosts {
+		d.taskHost(h, d.c.item(hp, i), env)
 	}
 }
 
@@ -1165,6 +1301,10 @@ func (t *Task) kinds(raw any) []string {
 			set = set || t.Switch != nil
 		case "preview-load":
 			set = set || t.PreviewLoad != nil
+		case "weights":
+			set = set || t.Weights != nil
+		case "analyze":
+			set = set || t.Analyze != nil
 		default:
 			set = set || *t.hostOf(k) != ""
 		}
@@ -1204,6 +1344,30 @@ func (d *deployValidator) task(t *Task, raw any, tp string, env *Environment, on
 			d.switchTask(t.Switch, kp, env)
 		case "preview-load":
 			d.loadTask(t.PreviewLoad, kp)
+		case "weights":
+			if t.Weights == nil {
+				d.errorf(kp, "want {canary: [HOST...], share: PERCENT, base: WEIGHT}")
+			} else {
+				d.canaryHosts(t.Weights.Canary, c.key(kp, "canary"), env)
+				if t.Weights.Share < 0 || t.Weights.Share > 100 {
+					d.errorf(c.key(kp, "share"), "a percentage from 0 (every host back on base) to 100, got %d", t.Weights.Share)
+				}
+				if t.Weights.Base < 1 || t.Weights.Base > 256 {
+					d.errorf(c.key(kp, "base"), "every host's weight outside a canary, from 1 to 256, got %d", t.Weights.Base)
+				}
+			}
+		case "analyze":
+			if t.Analyze == nil {
+				d.errorf(kp, "want {canary: [HOST...], for: 30s}")
+			} else {
+				d.canaryHosts(t.Analyze.Canary, c.key(kp, "canary"), env)
+				if t.Analyze.For <= 0 {
+					d.errorf(c.key(kp, "for"), "want a duration such as 30s")
+				}
+				if t.Analyze.MinRequests < 1 {
+					d.errorf(c.key(kp, "min_requests"), "at least 1, got %d", t.Analyze.MinRequests)
+				}
+			}
 		default:
 			if h := t.hostOf(k); h != nil {
 				d.taskHost(*h, kp, env)

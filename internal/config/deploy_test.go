@@ -807,7 +807,7 @@ pipelines:
               - {attach: staging-3}
               - {wait-healthy: }
               - {sleep: }
-`, `zerodown.yaml:13:17: pipelines.by-hand.stages[0].jobs[0].tasks[0]: no task kind; want one of upload, detach, attach, deploy, wait-healthy, wait-drained, retire, sleep, exec, smoke, approve, pause, switch, preview-load
+`, `zerodown.yaml:13:17: pipelines.by-hand.stages[0].jobs[0].tasks[0]: no task kind; want one of upload, detach, attach, deploy, wait-healthy, wait-drained, retire, sleep, exec, smoke, approve, pause, switch, preview-load, weights, analyze
 zerodown.yaml:14:17: pipelines.by-hand.stages[0].jobs[0].tasks[1]: more than one task kind: detach, deploy, sleep; write a task for each
 zerodown.yaml:15:18: pipelines.by-hand.stages[0].jobs[0].tasks[2].attach: unknown host "staging-3" (hosts of staging: staging-1, staging-2)
 zerodown.yaml:16:18: pipelines.by-hand.stages[0].jobs[0].tasks[3].wait-healthy: want a host name (hosts of staging: staging-1, staging-2)
@@ -843,7 +843,7 @@ zerodown.yaml:15:52: pipelines.by-hand.stages[0].jobs[0].tasks[2].smoke.status: 
 zerodown.yaml:16:17: pipelines.by-hand.stages[0].jobs[0].tasks[3].smoke.url: required: the URL to check, such as http://127.0.0.1:8080/healthz
 zerodown.yaml:18:17: pipelines.by-hand.stages[0].jobs[0].tasks[4].run_if: unknown run_if "always" (want passed, failed or any)
 zerodown.yaml:20:48: pipelines.by-hand.stages[0].jobs[0].tasks[5].on_cancel.on_cancel: an on_cancel task cannot have its own on_cancel
-zerodown.yaml:22:17: pipelines.by-hand.stages[0].jobs[0].tasks[6].on_cancel: no task kind; want one of upload, detach, attach, deploy, wait-healthy, wait-drained, retire, sleep, exec, smoke, approve, pause, switch, preview-load`},
+zerodown.yaml:22:17: pipelines.by-hand.stages[0].jobs[0].tasks[6].on_cancel: no task kind; want one of upload, detach, attach, deploy, wait-healthy, wait-drained, retire, sleep, exec, smoke, approve, pause, switch, preview-load, weights, analyze`},
 
 	{"app block", `app:
   run: [' ']
@@ -1102,7 +1102,7 @@ func checkTaskInvariants(t *testing.T, fail func(string, ...any), task *Task, en
 
 // Every task kind parses in a pipeline, pause with and without a time.
 func TestEveryTaskKind(t *testing.T) {
-	doc := blueGreenEnv("") + "pipelines:\n  p:\n    environment: web\n    stages: [{name: s, jobs: [{tasks: [{pause: {}}, {pause: {for: 1m, message: look}}, {approve: {message: m}}, {sleep: 1s}, {detach: web-1}, {wait-drained: web-1}, {deploy: web-1}, {attach: web-1}, {wait-healthy: web-1}, {retire: web-1}, {upload: web-1}, {smoke: {url: 'http://x/'}}, {exec: {command: [true]}}, {switch: {from: blue, to: green}}, {preview-load: {url: 'http://x/', rate: 5, duration: 1s}}]}]}]\n"
+	doc := blueGreenEnv("") + "pipelines:\n  p:\n    environment: web\n    stages: [{name: s, jobs: [{tasks: [{pause: {}}, {pause: {for: 1m, message: look}}, {approve: {message: m}}, {sleep: 1s}, {detach: web-1}, {wait-drained: web-1}, {deploy: web-1}, {attach: web-1}, {wait-healthy: web-1}, {retire: web-1}, {upload: web-1}, {smoke: {url: 'http://x/'}}, {exec: {command: [true]}}, {switch: {from: blue, to: green}}, {preview-load: {url: 'http://x/', rate: 5, duration: 1s}}, {weights: {canary: [web-1], share: 10, base: 1}}, {analyze: {canary: [web-1], for: 10s, min_requests: 5}}]}]}]\n"
 	cfg, err := ParseDeploy("zerodown.yaml", []byte(doc))
 	if err != nil {
 		t.Fatal(err)

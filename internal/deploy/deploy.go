@@ -244,8 +244,7 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 	if err != nil {
 		return nil, err
 	}
-	eng := o.engine(f, rel, run.ID)
-	eng.Switch = p.SwitchOf()
+	eng := o.engine(f, rel, run.ID, &p)
 	if err := o.canSwitchBack(ctx, f, run, eng.Switch); err != nil {
 		return nil, err
 	}
@@ -273,10 +272,16 @@ func (o Options) warn() io.Writer {
 	return o.Warn
 }
 
-func (o Options) engine(f *fleet, rel host.Release, runID string) *engine.Engine {
+// engine builds the run's engine for p: what a rollback must undo besides
+// hosts (a blue-green switch, a canary's weights) comes from p.
+func (o Options) engine(f *fleet, rel host.Release, runID string, p *pipeline.Pipeline) *engine.Engine {
 	e := &engine.Engine{
 		LB: f.bal, Hosts: f.hosts, Release: rel, Journal: engine.StoreJournal{Store: o.Store, RunID: runID},
 		MinHealthy: minHealthy(f.env), Rollback: f.env.Rollback, OnEvent: o.OnEvent, Switcher: f.sw,
+		Switch: p.SwitchOf(),
+	}
+	if w := p.WeightsOf(); w != nil {
+		e.Canary = &engine.Canary{Hosts: w.Canary, Base: w.Base}
 	}
 	_, health, parallel := f.env.Strategy.HostTimeouts()
 	e.UploadParallel, e.HealthTimeout = parallel, health
@@ -288,8 +293,7 @@ func (o Options) engine(f *fleet, rel host.Release, runID string) *engine.Engine
 // new version leave the balancer first, and the run is rolled back.
 func (o Options) execute(ctx context.Context, f *fleet, rel host.Release, run store.Run, p *pipeline.Pipeline,
 	skip map[engine.TaskKey]bool, mode string) (*Outcome, error) {
-	eng := o.engine(f, rel, run.ID)
-	eng.Switch = p.SwitchOf()
+	eng := o.engine(f, rel, run.ID, p)
 	runCtx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
 	nt := newRunNotifier(f.hooks, run, o.warn())
@@ -311,6 +315,7 @@ func (o Options) execute(ctx context.Context, f *fleet, rel host.Release, run st
 			return end(engine.Result{Status: engine.StatusFailed, Err: err}, nil)
 		}
 		go ver.watch(runCtx, stopRun)
+		eng.VersionStats = ver.g.VersionStats
 	}
 	eng.OnEvent = func(e engine.Event) {
 		if o.OnEvent != nil {

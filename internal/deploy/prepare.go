@@ -312,6 +312,9 @@ func Release(path, version string, app config.App) (host.Release, error) {
 
 // minHealthy resolves the environment's min_healthy.
 func minHealthy(env *config.Environment) int {
+	if env.Strategy.Canary != nil {
+		return 1 // the canary's update and the rollout keep one serving
+	}
 	if env.Strategy.Rolling == nil {
 		return 0
 	}
@@ -382,6 +385,8 @@ func Pipeline(cfg *config.Deploy, env *config.Environment, name string, skip map
 		p, err = pipeline.BlueGreen(env, live, skip)
 	case env.Strategy.Swap != nil:
 		p, err = pipeline.Swap(env, skip)
+	case env.Strategy.Canary != nil:
+		p, err = pipeline.Canary(env, skip)
 	default:
 		p, err = pipeline.Rolling(env, skip)
 	}

@@ -175,7 +175,7 @@ func (v *verifier) readLB(ctx context.Context, first bool) *lb.Counts {
 func (v *verifier) mark(e engine.Event) {
 	switch e.Type {
 	case engine.EvDetaching, engine.EvDrained, engine.EvActivated, engine.EvAttaching, engine.EvHealthy,
-		engine.EvRollback, engine.EvRolledBack, engine.EvFailed, engine.EvDetached:
+		engine.EvRollback, engine.EvRolledBack, engine.EvFailed, engine.EvDetached, engine.EvSwitched, engine.EvCanary:
 	default:
 		return
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/zerodown/zerodown/internal/config"
 	"github.com/zerodown/zerodown/internal/host"
 	"github.com/zerodown/zerodown/internal/lb"
+	"github.com/zerodown/zerodown/internal/loadgen"
 	"github.com/zerodown/zerodown/internal/pipeline"
 )
 
@@ -92,6 +93,8 @@ const (
 	EvProgress = "progress"
 	// EvSwitched is live traffic moved to another pool (blue-green).
 	EvSwitched = "switched"
+	// EvCanary is a canary's share of traffic or analysis.
+	EvCanary = "canary"
 )
 
 // Host is one host the engine may act on.
@@ -126,6 +129,11 @@ type Engine struct {
 	// rollback undoes first.
 	Switcher lb.Switcher
 	Switch   *config.SwitchTask
+	// Canary is the run's canary (from its pipeline), and VersionStats
+	// the load verifier's answers by version so far, which the canary's
+	// analysis compares; nil without a verifier.
+	Canary       *Canary
+	VersionStats func() map[string]loadgen.VersionStat
 
 	detachMu  sync.Mutex // one min_healthy check and detach at a time
 	uploadSem chan struct{}
@@ -134,7 +142,8 @@ type Engine struct {
 	mu       sync.Mutex
 	touched  map[string]bool // hosts this run detached or deployed to
 	order    []string
-	switched bool // this run switched live traffic
+	switched    bool      // this run switched live traffic
+	canarySince time.Time // when the canary's first analysis began
 
 	// drainBound and healthBound are the balancer's own bounds, read once
 	// per run (a failed read is tried again at the next wait).
@@ -268,6 +277,15 @@ func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey
 		res.Stranded = e.describeLeftovers(res.Changed, "rollback: manual; left for a person")
 		res.Status = StatusNeedsAttention
 		return res
+	}
+	if errors.Is(failure, ErrCanaryFailed) {
+		// The others first get their share back (at the last step they
+		// have none), then the canary leaves at once, before its
+		// rollback's drain.
+		e.resetWeights()
+		e.detachSuspects(res.Changed)
+		e.emit(Event{Type: EvCanary, Message: fmt.Sprintf("canary aborted: out of the load balancer %s after it began serving",
+			time.Since(e.canaryStart()).Round(time.Millisecond))})
 	}
 	if errors.Is(failure, ErrRequestsFailing) && e.Switch == nil {
 		// Under blue-green the remedy is the switch back, at once: the

@@ -58,6 +58,7 @@ func (e *Engine) RollBack(ctx context.Context, hosts []string) map[string]string
 		}
 		e.emit(Event{Host: name, Type: EvRolledBack, Message: "rolled back and healthy"})
 	}
+	e.resetWeights()
 	return stranded
 }
 

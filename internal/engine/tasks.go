@@ -61,6 +61,10 @@ func (e *Engine) runTask(stop context.Context, k TaskKey, t pipeline.Task) error
 		return e.switchLive(t)
 	case pipeline.KindRetire:
 		return e.retire(t)
+	case pipeline.KindWeights:
+		return e.setWeights(t)
+	case pipeline.KindAnalyze:
+		return e.analyze(stop, t)
 	case pipeline.KindPreviewLoad:
 		return previewLoad(stop, t)
 	}

@@ -95,3 +95,17 @@ type Counts struct {
 type Counter interface {
 	Counts(ctx context.Context) (Counts, error)
 }
+
+// TargetStat is what a balancer counted for one target since it started.
+type TargetStat struct {
+	// Requests counts answers from the target (and failures toward it);
+	// Errors those that were 5xx or failed on the way.
+	Requests, Errors uint64
+}
+
+// TargetStatser is the optional capability of counting answers per target:
+// canary analysis compares the canary's targets with the baseline's on
+// two readings.
+type TargetStatser interface {
+	TargetStats(ctx context.Context) (map[string]TargetStat, error)
+}

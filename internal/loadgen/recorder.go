@@ -77,10 +77,12 @@ type shard struct {
 	bytesIn  int64
 	bytesOut int64
 	versions boundedCounts
-	samples  [numOutcomes][]errSample
-	firstAt  time.Time
-	lastEnd  time.Time
-	lastSent time.Time
+	// byVersion is for VersionStats (canary analysis).
+	byVersion map[string]*versionStat
+	samples   [numOutcomes][]errSample
+	firstAt   time.Time
+	lastEnd   time.Time
+	lastSent  time.Time
 
 	rows  []*shardRow // seconds not yet collected
 	spare []*shardRow

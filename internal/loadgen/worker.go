@@ -86,6 +86,7 @@ func (w *worker) record(r *result) {
 		}
 		s.versions.add(v, 1)
 		row.versions.add(v, 1)
+		s.recordVersion(r, g.highest)
 	}
 	if r.retried {
 		s.retried++

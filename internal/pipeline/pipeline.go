@@ -33,6 +33,10 @@ const (
 	// KindSwitch sends live traffic from one pool to the other
 	// (blue-green).
 	KindSwitch Kind = "switch"
+	// KindWeights sets the canary hosts' share of traffic by weight;
+	// KindAnalyze compares them with the others for a while (canary).
+	KindWeights Kind = "weights"
+	KindAnalyze Kind = "analyze"
 	// KindRetire stops the release a swap left running in a host's other
 	// slot, once the load balancer has drained it.
 	KindRetire Kind = "retire"
@@ -69,6 +73,8 @@ type Task struct {
 	Pause   *config.PauseTask   `json:"pause,omitempty"`
 	Load    *config.LoadTask    `json:"load,omitempty"`
 	Switch  *config.SwitchTask  `json:"switch,omitempty"`
+	Weights *config.WeightsTask `json:"weights,omitempty"`
+	Analyze *config.AnalyzeTask `json:"analyze,omitempty"`
 	// RunIf is config.RunIfPassed, RunIfFailed or RunIfAny.
 	RunIf    string        `json:"run_if,omitempty"`
 	OnCancel *Task         `json:"on_cancel,omitempty"`
@@ -92,6 +98,12 @@ func (t Task) Label() string {
 		return fmt.Sprintf("preview-load %d/s for %s at %s", t.Load.Rate, time.Duration(t.Load.Duration), t.Load.URL)
 	case t.Kind == KindSwitch && t.Switch != nil:
 		return "switch " + t.Switch.From + " → " + t.Switch.To
+	case t.Kind == KindWeights && t.Weights != nil && t.Weights.Share == 0:
+		return "weights back to " + fmt.Sprint(t.Weights.Base)
+	case t.Kind == KindWeights && t.Weights != nil:
+		return fmt.Sprintf("weights: canary %d%%", t.Weights.Share)
+	case t.Kind == KindAnalyze && t.Analyze != nil:
+		return "analyze for " + time.Duration(t.Analyze.For).String()
 	}
 	return string(t.Kind)
 }
@@ -103,6 +115,20 @@ func (p *Pipeline) SwitchOf() *config.SwitchTask {
 			for _, t := range j.Tasks {
 				if t.Kind == KindSwitch && t.Switch != nil {
 					return t.Switch
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// WeightsOf returns p's first weights task (a canary's), or nil.
+func (p *Pipeline) WeightsOf() *config.WeightsTask {
+	for _, st := range p.Stages {
+		for _, j := range st.Jobs {
+			for _, t := range j.Tasks {
+				if t.Kind == KindWeights && t.Weights != nil {
+					return t.Weights
 				}
 			}
 		}
@@ -204,6 +230,10 @@ func taskFromConfig(c config.Task) Task {
 		t.Kind, t.Switch = KindSwitch, c.Switch
 	case c.PreviewLoad != nil:
 		t.Kind, t.Load = KindPreviewLoad, c.PreviewLoad
+	case c.Weights != nil:
+		t.Kind, t.Weights = KindWeights, c.Weights
+	case c.Analyze != nil:
+		t.Kind, t.Analyze = KindAnalyze, c.Analyze
 	}
 	if c.OnCancel != nil {
 		oc := taskFromConfig(*c.OnCancel)

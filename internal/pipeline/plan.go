@@ -50,6 +50,12 @@ func taskYAML(t Task) string {
 		fields = append(fields, fmt.Sprintf("switch: { from: %s, to: %s }", yamlString(t.Switch.From), yamlString(t.Switch.To)))
 	case t.Kind == KindPreviewLoad && t.Load != nil:
 		fields = append(fields, fmt.Sprintf("preview-load: { url: %s, rate: %d, duration: %s }", yamlString(t.Load.URL), t.Load.Rate, durationString(time.Duration(t.Load.Duration))))
+	case t.Kind == KindWeights && t.Weights != nil:
+		fields = append(fields, fmt.Sprintf("weights: { canary: [%s], share: %d, base: %d }", yamlList(t.Weights.Canary), t.Weights.Share, t.Weights.Base))
+	case t.Kind == KindAnalyze && t.Analyze != nil:
+		a := t.Analyze
+		fields = append(fields, fmt.Sprintf("analyze: { canary: [%s], for: %s, max_error_rate: %g, max_p99_increase: %g, min_requests: %d }",
+			yamlList(a.Canary), durationString(time.Duration(a.For)), a.MaxErrorRate, a.MaxP99Increase, a.MinRequests))
 	case t.Kind == KindApprove:
 		msg := ""
 		if t.Approve != nil {
@@ -116,4 +122,12 @@ func yamlString(s string) string {
 		return strconv.Quote(s)
 	}
 	return s
+}
+
+func yamlList(items []string) string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = yamlString(it)
+	}
+	return strings.Join(out, ", ")
 }

@@ -137,6 +137,8 @@ func Estimate(p *Pipeline) (time.Duration, int) {
 					d += estimateHealthy
 				case KindSleep:
 					d += t.Sleep
+				case KindAnalyze:
+					d += canaryEstimate(t)
 				case KindPreviewLoad:
 					if t.Load != nil {
 						d += time.Duration(t.Load.Duration)

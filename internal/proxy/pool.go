@@ -247,8 +247,15 @@ func (p *pool) pickRoundRobin(rs *routeSet, tried *triedSet) *target {
 }
 
 // pickLeastOutstanding picks the target with the fewest in-flight requests
-// per unit of weight; the scan starts at a rotating index so ties spread.
+// when the weights are equal; the scan starts at a rotating index so ties
+// spread. With unequal weights it is weighted round robin.
 func (p *pool) pickLeastOutstanding(rs *routeSet, tried *triedSet) *target {
+	if !rs.equal {
+		// Weights that differ are shares of the requests (a canary's
+		// 10%): fewest-in-flight-per-weight would send every request to
+		// the heaviest target while the pool is idle.
+		return p.pickRoundRobin(rs, tried)
+	}
 	n := len(rs.targets)
 	start := int(p.next.Add(1) % uint64(n))
 	var best *target

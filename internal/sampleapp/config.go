@@ -36,6 +36,9 @@ type Config struct {
 	// requestlog.go): a test counts from it how often each request ran, on
 	// every host and across restarts of the app.
 	RequestLog string
+	// ErrorPercent makes that share of the answers to / a 500, spread
+	// evenly (every 20th at 5): a release that is bad, but not always.
+	ErrorPercent int
 }
 
 // ParseArgs reads a command line (without the program name) into a Config,
@@ -53,12 +56,16 @@ func ParseArgs(prog string, args []string, getenv func(string) string, stderr io
 	fs.StringVar(&cfg.UnhealthyFile, "unhealthy-file", "", "answer 503 on /healthz while this file exists")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", DefaultIdleTimeout, "close keep-alive connections idle this long")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "on SIGTERM, wait this long for in-flight requests")
+	fs.IntVar(&cfg.ErrorPercent, "error-percent", 0, "answer 500 to this percentage of the requests to / (GET and POST), spread evenly")
 	fs.StringVar(&cfg.RequestLog, "request-log", "", "append the X-Request-Id of every POST to this file as it starts, to count executions")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if cfg.ErrorPercent < 0 || cfg.ErrorPercent > 100 {
+		return Config{}, fmt.Errorf("--error-percent %d: want 0 to 100", cfg.ErrorPercent)
 	}
 	listenSet := false
 	fs.Visit(func(f *flag.Flag) {

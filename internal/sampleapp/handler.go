@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -38,6 +39,9 @@ type app struct {
 	pattern    []byte
 	// reqLog is nil without --request-log.
 	reqLog *requestLog
+
+	// served counts answers to /, for --error-percent.
+	served atomic.Int64
 
 	wsMu       sync.Mutex
 	wsShutdown bool
@@ -76,6 +80,8 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.stream(w, r)
 	case r.URL.Path == "/ws":
 		a.websocket(w, r)
+	case a.cfg.ErrorPercent > 0 && a.failNext():
+		http.Error(w, "failing on purpose: --error-percent", http.StatusInternalServerError)
 	case r.Method == http.MethodPost:
 		a.echo(w, r)
 	case r.Method == http.MethodGet || r.Method == http.MethodHead:
@@ -84,6 +90,14 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h["Allow"] = []string{"GET, HEAD, POST"}
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}
+}
+
+// failNext reports whether this answer is one of --error-percent's 500s:
+// the answers numbered so that n·percent crosses a multiple of 100.
+func (a *app) failNext() bool {
+	n := a.served.Add(1)
+	p := int64(a.cfg.ErrorPercent)
+	return n*p/100 != (n-1)*p/100
 }
 
 func (a *app) healthz(w http.ResponseWriter) {

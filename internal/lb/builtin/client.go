@@ -427,14 +427,20 @@ type poolBalancer struct {
 }
 
 var (
-	_ lb.Balancer = (*poolBalancer)(nil)
-	_ lb.Weighter = (*poolBalancer)(nil)
-	_ lb.Counter  = (*poolBalancer)(nil)
+	_ lb.Balancer      = (*poolBalancer)(nil)
+	_ lb.Weighter      = (*poolBalancer)(nil)
+	_ lb.Counter       = (*poolBalancer)(nil)
+	_ lb.TargetStatser = (*poolBalancer)(nil)
 )
 
 // Counts reads the pool's retries and target errors from /metrics.
 func (b *poolBalancer) Counts(ctx context.Context) (lb.Counts, error) {
 	return b.c.Counts(ctx, b.pool)
+}
+
+// TargetStats reads the pool's answers per target from /metrics.
+func (b *poolBalancer) TargetStats(ctx context.Context) (map[string]lb.TargetStat, error) {
+	return b.c.TargetStats(ctx, b.pool)
 }
 
 func (b *poolBalancer) Targets(ctx context.Context) ([]lb.Target, error) {

@@ -50,6 +50,7 @@ var (
 	_ lb.DrainFinisher = (*Balancer)(nil)
 	_ lb.HealthBounder = (*Balancer)(nil)
 	_ lb.Advisor       = (*Balancer)(nil)
+	_ lb.TargetStatser = (*Balancer)(nil)
 )
 
 // New returns the backend's driver.
@@ -260,6 +261,21 @@ func (b *Balancer) Advice(ctx context.Context) ([]string, error) {
 	if len(unchecked) > 0 {
 		out = append(out, fmt.Sprintf("HAProxy has no health check on %s: zerodown checks %s itself before attaching and while waiting; add `check` (and `option httpchk GET %s`) so HAProxy stops sending requests to a server that fails",
 			strings.Join(unchecked, ", "), b.probe.URL("ADDR"), b.probe.Path))
+	}
+	return out, nil
+}
+
+// TargetStats implements lb.TargetStatser from `show stat`: a server's
+// HTTP answers, and as errors its 5xx answers and the failures toward it.
+func (b *Balancer) TargetStats(ctx context.Context) (map[string]lb.TargetStat, error) {
+	servers, err := b.addressed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]lb.TargetStat{}
+	for _, s := range servers {
+		errs := s.Answers5xx + s.ConnErrors + s.RespErrors
+		out[s.Address] = lb.TargetStat{Requests: s.Answers + s.ConnErrors + s.RespErrors, Errors: errs}
 	}
 	return out, nil
 }

@@ -93,6 +93,9 @@ type Server struct {
 	// Retries and Redispatches count requests HAProxy tried again on the
 	// same or another server; ConnErrors and RespErrors failures toward it.
 	Retries, Redispatches, ConnErrors, RespErrors uint64
+	// Answers counts the server's HTTP answers (hrsp_1xx to hrsp_other),
+	// Answers5xx those with a 5xx status.
+	Answers, Answers5xx uint64
 	// Detached is set when an administrator (or zerodown) put the server
 	// in drain or maintenance: `show stat` then still says DOWN for a
 	// server whose checks fail, so it comes from `show servers state`.
@@ -257,6 +260,9 @@ func parseStat(out, backend string) ([]Server, error) {
 			Rise: num(rec, "check_rise"), Fall: num(rec, "check_fall"),
 			Retries: unum(rec, "wretr"), Redispatches: unum(rec, "wredis"),
 			ConnErrors: unum(rec, "econ"), RespErrors: unum(rec, "eresp"),
+			Answers: unum(rec, "hrsp_1xx") + unum(rec, "hrsp_2xx") + unum(rec, "hrsp_3xx") + unum(rec, "hrsp_4xx") +
+				unum(rec, "hrsp_5xx") + unum(rec, "hrsp_other"),
+			Answers5xx: unum(rec, "hrsp_5xx"),
 		})
 	}
 	if !found && len(servers) == 0 {

@@ -1,0 +1,72 @@
+package loadgen
+
+import (
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// VersionStat is what the answers carrying one version looked like since
+// the run began: a canary is compared with its baseline on these.
+type VersionStat struct {
+	// Answers counts answers with the version header; Errors those of
+	// them with a 5xx status.
+	Answers, Errors int64
+	// P99 is the 99th percentile of their service time (start to last
+	// byte), so a backlog at the client does not count against a version.
+	P99 time.Duration
+}
+
+// versionStat accumulates one version's answers in a shard.
+type versionStat struct {
+	answers, errors int64
+	service         *hdr.Histogram
+}
+
+// recordVersion counts an answer that carried version v. Called with s.mu
+// held; at most maxRunVersions versions are kept, as in the report.
+func (s *shard) recordVersion(r *result, highest int64) {
+	if !r.hasVer || r.start.IsZero() {
+		return
+	}
+	vs := s.byVersion[r.version]
+	if vs == nil {
+		if len(s.byVersion) >= maxRunVersions {
+			return
+		}
+		if s.byVersion == nil {
+			s.byVersion = map[string]*versionStat{}
+		}
+		vs = &versionStat{service: newHist(highest, rowDigits)}
+		s.byVersion[r.version] = vs
+	}
+	vs.answers++
+	if r.outcome == HTTP5xx {
+		vs.errors++
+	}
+	recordMicros(vs.service, r.end.Sub(r.start))
+}
+
+// VersionStats merges the shards' counts by version, so far.
+func (g *Generator) VersionStats() map[string]VersionStat {
+	merged := map[string]*versionStat{}
+	for _, s := range g.shards {
+		s.mu.Lock()
+		for v, vs := range s.byVersion {
+			m := merged[v]
+			if m == nil {
+				m = &versionStat{service: newHist(g.highest, rowDigits)}
+				merged[v] = m
+			}
+			m.answers += vs.answers
+			m.errors += vs.errors
+			m.service.Merge(vs.service)
+		}
+		s.mu.Unlock()
+	}
+	out := make(map[string]VersionStat, len(merged))
+	for v, m := range merged {
+		out[v] = VersionStat{Answers: m.answers, Errors: m.errors, P99: time.Duration(m.service.ValueAtQuantile(99)) * time.Microsecond}
+	}
+	return out
+}
