@@ -139,9 +139,9 @@ type Engine struct {
 	uploadSem chan struct{}
 	byTarget  map[string]string // target address → host name
 
-	mu       sync.Mutex
-	touched  map[string]bool // hosts this run detached or deployed to
-	order    []string
+	mu          sync.Mutex
+	touched     map[string]bool // hosts this run detached or deployed to
+	order       []string
 	switched    bool      // this run switched live traffic
 	canarySince time.Time // when the canary's first analysis began
 
