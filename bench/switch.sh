@@ -2,12 +2,14 @@
 # bench/switch.sh — blue-green switching: zerodown lb against HAProxy.
 #
 # Two sample apps (blue, green) behind each balancer, under 100 GET/s. The
-# front is switched from blue to green and back, ten times each way, 25
-# requests apart: zerodown lb through its admin API (POST /v1/switch, what
-# `zerodown lb switch` sends), HAProxy 2.6 with `set map` on the map its
-# use_backend rule reads. Per balancer: the switch call's time, the time
-# from the call until a request is answered by the new pool, and failed
-# GETs (test/e2e TestSwitchBenchmark).
+# live front is switched from blue to green and back, ten times each way,
+# 25 requests apart, through the drivers a blue-green deploy uses: zerodown
+# lb's (two admin calls: the live routes, then the preview's) and HAProxy
+# 2.6's (`set map` of the live and preview entries on the map the
+# use_backend rules read, then the map file). Per balancer and direction:
+# the switch call's time, the time from the call until the new pool
+# answers (the 20 requests after it all do), and failed GETs
+# (test/e2e TestSwitchBenchmark).
 #
 #   bench/switch.sh            # about 15 s
 #

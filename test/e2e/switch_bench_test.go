@@ -6,28 +6,29 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/lb/haproxy"
 	"github.com/zerodown/zerodown/internal/proctest"
-	"github.com/zerodown/zerodown/internal/proxy"
 )
 
-// switcher switches a front between a blue and a green pool.
+// switcher switches a front between a blue and a green pool through
+// zerodown's own lb.Switcher driver, as a blue-green deploy does.
 type switcher struct {
 	name  string
 	front string
-	to    func(t *testing.T, pool string)
+	sw    lb.Switcher
 }
 
 // TestSwitchBenchmark switches a front from blue to green and back, ten
-// times each way, under 100 GET/s, through `zerodown lb switch` and
-// through HAProxy's `set map` on a use_backend map (the way HAProxy users
-// switch backends at run time), and prints per balancer the time of a
-// switch call, the time from the call until a request answers from the
-// new pool, and failed requests. bench/switch.sh runs it; skipped
+// times each way, under 100 GET/s, through the blue-green drivers of
+// zerodown lb (its admin API) and of HAProxy (`set map` on a use_backend
+// map, plus the map file), and prints per balancer and direction the
+// time of the switch call, the time from the call until a request
+// answers from the new pool (every request after the call does: the test
+// checks 20), and failed requests. bench/switch.sh runs it; skipped
 // otherwise.
 func TestSwitchBenchmark(t *testing.T) {
 	if os.Getenv("ZERODOWN_BENCH_SWITCH") == "" {
@@ -48,30 +49,44 @@ func TestSwitchBenchmark(t *testing.T) {
 		}
 		proctest.Eventually(t, 10*time.Second, sw.name+" serving blue", func() bool { return version() == "blue" })
 		l := startLoad(sw.front, 100, 100000, 5*time.Minute)
-		var calls, seen []time.Duration
+		calls := map[string][]time.Duration{}
+		seen := map[string][]time.Duration{}
 		for i := range 20 {
 			// Each switch after 25 more requests of the load, so every
 			// switch happens under it.
 			sent := l.ok.Load() + l.failed.Load()
 			proctest.Eventually(t, 10*time.Second, "25 more requests", func() bool { return l.ok.Load()+l.failed.Load() >= sent+25 })
 			pool := []string{"green", "blue"}[i%2]
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			start := time.Now()
-			sw.to(t, pool)
-			calls = append(calls, time.Since(start))
+			err := sw.sw.SwitchLive(ctx, pool)
+			calls[pool] = append(calls[pool], time.Since(start))
+			cancel()
+			if err != nil {
+				t.Fatalf("%s: switch to %s: %v", sw.name, pool, err)
+			}
 			deadline := time.Now().Add(5 * time.Second)
 			for version() != pool {
 				if time.Now().After(deadline) {
 					t.Fatalf("%s: no answer from %s 5s after the switch", sw.name, pool)
 				}
 			}
-			seen = append(seen, time.Since(start))
+			seen[pool] = append(seen[pool], time.Since(start))
+			for j := range 20 {
+				if v := version(); v != pool {
+					t.Fatalf("%s: request %d after the switch to %s answered %s", sw.name, j, pool, v)
+				}
+			}
 		}
 		l.finish()
-		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %d of %d |", sw.name,
-			median(calls), slices.Max(calls).Round(10*time.Microsecond), median(seen), slices.Max(seen).Round(10*time.Microsecond),
-			l.failed.Load(), l.ok.Load()+l.failed.Load()))
+		for _, dir := range []struct{ pool, label string }{{"green", "switch blue → green"}, {"blue", "switch back green → blue"}} {
+			c, s := calls[dir.pool], seen[dir.pool]
+			rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", sw.name, dir.label,
+				median(c), slices.Max(c).Round(10*time.Microsecond), median(s), slices.Max(s).Round(10*time.Microsecond)))
+		}
+		rows = append(rows, fmt.Sprintf("| %s | failed GETs over the 20 switches | %d of %d | | | |", sw.name, l.failed.Load(), l.ok.Load()+l.failed.Load()))
 	}
-	fmt.Println("| balancer | switch call, median | max | call → first answer from the new pool, median | max | failed GETs |")
+	fmt.Println("| balancer | direction | switch call, median | max | call → every new request on the new pool, median | max |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
 		fmt.Println(r)
@@ -84,43 +99,43 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2].Round(10 * time.Microsecond)
 }
 
-// zerodownSwitcher is zerodown lb with pools blue and green, switched by
-// the CLI as a person or a script would.
+// zerodownSwitcher is zerodown lb with pools blue and green, a live
+// listener routed to blue and a preview one to green.
 func zerodownSwitcher(t *testing.T, blue, green string) switcher {
 	dir := t.TempDir()
-	listen, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
-	cfg := fmt.Sprintf(`listeners: [ { name: web, address: %s, routes: [ { pool: blue } ] } ]
+	listen, preview, admin := proctest.FreeAddr(t), proctest.FreeAddr(t), proctest.FreeAddr(t)
+	cfg := fmt.Sprintf(`listeners:
+  - { name: web, address: %s, routes: [ { pool: blue } ] }
+  - { name: preview, address: %s, routes: [ { pool: green } ] }
 admin: { address: %s, token_file: %s }
 state_file: %s
 pools:
   blue: { targets: [%q], health: { path: /healthz, interval: 100ms, timeout: 80ms, healthy_threshold: 2, unhealthy_threshold: 2 } }
   green: { targets: [%q], health: { path: /healthz, interval: 100ms, timeout: 80ms, healthy_threshold: 2, unhealthy_threshold: 2 } }
-`, listen, admin, filepath.Join(dir, "admin.token"), filepath.Join(dir, "state.json"), blue, green)
+`, listen, preview, admin, filepath.Join(dir, "admin.token"), filepath.Join(dir, "state.json"), blue, green)
 	path := filepath.Join(dir, "lb.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	lbf := &lbFixture{dir: dir, cfgPath: path, url: "http://" + listen, admin: "http://" + admin}
 	lbf.run(t)
-	// The admin API from Go, as HAProxy's Runtime API is driven below:
-	// what a deploy does (the CLI adds a process start).
-	return switcher{name: "zerodown lb (`POST /v1/switch`)", front: lbf.url, to: func(t *testing.T, pool string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := lbf.client.Switch(ctx, proxy.SwitchRequest{From: "blue", To: pool}); err != nil {
-			t.Fatalf("switch: %v", err)
-		}
-	}}
+	for _, pool := range []string{"blue", "green"} {
+		proctest.Eventually(t, 10*time.Second, pool+" healthy", func() bool {
+			p, err := lbf.client.Pool(ctxFor(t, time.Second), pool)
+			return err == nil && len(p.Targets) == 1 && p.Targets[0].State == "healthy"
+		})
+	}
+	return switcher{name: "zerodown lb (admin API)", front: lbf.url, sw: lbf.client.BlueGreen("blue", "green")}
 }
 
-// haproxySwitcher is HAProxy with backends blue and green chosen by a map,
-// switched with `set map` over the Runtime API.
+// haproxySwitcher is HAProxy with backends blue and green chosen by a
+// map's live and preview entries.
 func haproxySwitcher(t *testing.T, blue, green string) switcher {
 	bin := proctest.NeedProgram(t, "haproxy", "/usr/sbin/haproxy")
 	dir := t.TempDir()
-	front, stats := proctest.FreeAddr(t), proctest.FreeAddr(t)
-	mapFile := filepath.Join(dir, "live.map")
-	if err := os.WriteFile(mapFile, []byte("app blue\n"), 0o644); err != nil {
+	front, preview, stats := proctest.FreeAddr(t), proctest.FreeAddr(t), proctest.FreeAddr(t)
+	mapFile := filepath.Join(dir, "bluegreen.map")
+	if err := os.WriteFile(mapFile, []byte("live blue\npreview green\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg := fmt.Sprintf(`global
@@ -132,30 +147,26 @@ defaults
     timeout server 30s
 frontend web
     bind %s
-    use_backend %%[str(app),map(%s,blue)]
+    use_backend %%[str(live),map(%s)]
+frontend preview
+    bind %s
+    use_backend %%[str(preview),map(%s)]
 backend blue
     option httpchk GET /healthz
     server b %s check inter 100ms
 backend green
     option httpchk GET /healthz
     server g %s check inter 100ms
-`, stats, front, mapFile, blue, green)
+`, stats, front, mapFile, preview, mapFile, blue, green)
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	proctest.Start(t, "haproxy", bin, "-db", "-f", path)
 	proctest.WaitListening(t, stats, 10*time.Second)
-	rt, err := haproxy.NewRuntime(stats)
+	sw, err := haproxy.NewMapSwitcher(stats, mapFile, [2]string{"blue", "green"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return switcher{name: "HAProxy 2.6 (`set map` on the Runtime API)", front: "http://" + front, to: func(t *testing.T, pool string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		out, err := rt.Command(ctx, "set map "+mapFile+" app "+pool)
-		if err != nil || strings.TrimSpace(out) != "" {
-			t.Fatalf("set map: %q %v", out, err)
-		}
-	}}
+	return switcher{name: "HAProxy 2.6 (`set map` + map file)", front: "http://" + front, sw: sw}
 }
