@@ -97,6 +97,19 @@ func TestCanary(t *testing.T) {
 	t.Parallel()
 	f := startDriverAgents(t, 4)
 	startBuiltinFor(t, f)
+	canaryThrough(t, f)
+}
+
+// TestCanaryHAProxy is the same canary through HAProxy: weights with `set
+// server weight`, the canary's per-server counts from `show stat`.
+func TestCanaryHAProxy(t *testing.T) {
+	t.Parallel()
+	f := startDriverAgents(t, 4)
+	startHAProxyFor(t, f)
+	canaryThrough(t, f)
+}
+
+func canaryThrough(t *testing.T, f *driverFleet) {
 	art := helloTarGz(t)
 	rolling := f.config("rolling.yaml")
 	if out, code := f.deploy(rolling, "v1", nil); code != 0 {
@@ -108,8 +121,12 @@ func TestCanary(t *testing.T) {
 		t.Helper()
 		var hosts strings.Builder
 		for i, a := range f.agents {
-			fmt.Fprintf(&hosts, "      - { name: staging-%d, agent: %q, target: %q, token_file: %q }\n",
-				i+1, a.url, f.target(i), filepath.Join(a.root, "agent.token"))
+			extra := f.hostYAML(i)
+			if extra != "" {
+				extra = ", " + extra
+			}
+			fmt.Fprintf(&hosts, "      - { name: staging-%d, agent: %q, target: %q, token_file: %q%s }\n",
+				i+1, a.url, f.target(i), filepath.Join(a.root, "agent.token"), extra)
 		}
 		cfg := fmt.Sprintf(appYAML, appArgs(extraArgs...), filepath.Join(f.dir, "state.db")) + fmt.Sprintf(`environments:
   staging:
