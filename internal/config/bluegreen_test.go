@@ -74,7 +74,7 @@ func TestBlueGreenErrors(t *testing.T) {
 		{"lb.pool set", swap("lb: {admin: 'http://127.0.0.1:9100'}", "lb: {admin: 'http://127.0.0.1:9100', pool: hello}"),
 			"lb.pool: unused under blue_green"},
 		{"nginx cannot switch", swap("lb: {admin: 'http://127.0.0.1:9100'}", "lb: {driver: nginx, upstream_file: /etc/nginx/u.conf, upstream: app}"),
-			"blue_green switches pools through the builtin and haproxy drivers; the nginx driver cannot switch yet"},
+			"blue_green switches pools through the builtin, haproxy and aws-alb drivers; the nginx driver cannot switch yet"},
 		{"haproxy without a map", swap("lb: {admin: 'http://127.0.0.1:9100'}", "lb: {driver: haproxy, socket: /run/haproxy.sock}"),
 			"lb.map: required by blue_green on the haproxy driver"},
 		{"pool on a rolling host", strings.Replace(minimalEnv(1, ""), "{name: web-1,", "{name: web-1, pool: blue,", 1),

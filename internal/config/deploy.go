@@ -89,6 +89,11 @@ type EnvLB struct {
 	// loaded it from: use_backend rules read its "live" and "preview"
 	// entries, which a switch sets with `set map`.
 	Map string `yaml:"map"`
+	// Listener and PreviewListener are aws-alb's blue-green: the ARNs of
+	// the listener users reach, whose default action forwards to the live
+	// target group, and of the one that forwards to the idle group.
+	Listener        string `yaml:"listener"`
+	PreviewListener string `yaml:"preview_listener"`
 	// PollInterval is how often the AWS drivers ask for target health
 	// (default 2s): AWS throttles a faster poll, and its own waiters
 	// poll every 15s, far slower than a target changes.
@@ -224,9 +229,10 @@ func (s Strategy) HostTimeouts() (drain, health time.Duration, uploadParallel in
 // RollbackWindow is a switch back.
 type BlueGreen struct {
 	// Pools are the two pools the hosts are split into (hosts[].pool):
-	// zerodown lb pools, or HAProxy backends. The first is the one the
-	// balancer's live routes name in its own config (lb.yaml's live
-	// listener); the second the one its preview routes name.
+	// zerodown lb pools, HAProxy backends, or ALB target group ARNs. The
+	// first is the one the balancer's live routes name in its own config
+	// (lb.yaml's live listener); the second the one its preview routes
+	// name.
 	Pools []string `yaml:"pools"`
 	// Preview is a URL through the preview route, which reaches the idle
 	// pool: the smoke checks and the preview load are sent there.

@@ -711,6 +711,19 @@ func (d *deployValidator) lb(e *Environment, lp string) {
 		}
 		d.aws(lb, lp)
 	case DriverAWSALB:
+		if e.Strategy.BlueGreen != nil {
+			if lb.TargetGroup != "" {
+				d.errorf(c.key(lp, "target_group"), "unused under blue_green: the target groups are strategy.blue_green.pools, and each host names its own (hosts[].pool)")
+			}
+			if lb.Listener == "" {
+				d.errorf(c.key(lp, "listener"), "required by blue_green on the aws-alb driver: the ARN of the listener users reach, whose default action forwards to the live target group")
+			}
+			d.aws(lb, lp)
+			break
+		}
+		if lb.Listener != "" || lb.PreviewListener != "" {
+			d.errorf(c.key(lp, "listener"), "listener and preview_listener are used by strategy.blue_green only")
+		}
 		if lb.TargetGroup == "" {
 			d.errorf(c.key(lp, "target_group"), "required by the aws-alb driver: the target group's ARN, such as arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/app/0123456789abcdef")
 		} else if region, ok := ARNRegion(lb.TargetGroup); !ok || !strings.Contains(lb.TargetGroup, ":targetgroup/") {
@@ -750,6 +763,8 @@ func (d *deployValidator) foreignKeys(lb *EnvLB, lp string) {
 		{"poll_interval", lb.PollInterval != 0, []string{DriverAWSELB, DriverAWSALB}},
 		{"name", lb.Name != "", []string{DriverAWSELB}},
 		{"target_group", lb.TargetGroup != "", []string{DriverAWSALB}},
+		{"listener", lb.Listener != "", []string{DriverAWSALB}},
+		{"preview_listener", lb.PreviewListener != "", []string{DriverAWSALB}},
 		{"region", lb.Region != "", []string{DriverAWSELB, DriverAWSALB}},
 		{"endpoint", lb.Endpoint != "", []string{DriverAWSELB, DriverAWSALB}},
 		{"profile", lb.Profile != "", []string{DriverAWSELB, DriverAWSALB}},
@@ -989,8 +1004,9 @@ func (d *deployValidator) blueGreen(e *Environment, sp string) {
 	if e.Strategy.Rolling != nil {
 		d.errorf(c.key(sp, "rolling"), "rolling and blue_green are both set: an environment has one strategy")
 	}
-	if e.LB.Driver != DriverBuiltin && e.LB.Driver != DriverHAProxy && slices.Contains(lbDrivers, e.LB.Driver) {
-		d.errorf(bp, "blue_green switches pools through the builtin and haproxy drivers; the %s driver cannot switch yet", e.LB.Driver)
+	alb := e.LB.Driver == DriverAWSALB
+	if e.LB.Driver != DriverBuiltin && e.LB.Driver != DriverHAProxy && !alb && slices.Contains(lbDrivers, e.LB.Driver) {
+		d.errorf(bp, "blue_green switches pools through the builtin, haproxy and aws-alb drivers; the %s driver cannot switch yet", e.LB.Driver)
 	}
 	pp := c.key(bp, "pools")
 	pools := map[string]int{}
@@ -1001,8 +1017,13 @@ func (d *deployValidator) blueGreen(e *Environment, sp string) {
 		d.errorf(c.item(pp, 1), "the two pools are both %s", bg.Pools[0])
 	default:
 		for i, name := range bg.Pools {
-			if err := checkPoolName(name); err != nil {
-				d.errorf(c.item(pp, i), "%v", err)
+			switch {
+			case alb && !strings.Contains(name, ":targetgroup/"):
+				d.errorf(c.item(pp, i), "%q is not a target group ARN: under aws-alb the pools are the two target groups' ARNs", name)
+			case !alb:
+				if err := checkPoolName(name); err != nil {
+					d.errorf(c.item(pp, i), "%v", err)
+				}
 			}
 			pools[name] = 0
 		}

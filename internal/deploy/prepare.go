@@ -58,11 +58,11 @@ func newFleet(ctx context.Context, cfg *config.Deploy, envName string) (*fleet, 
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, SetupTimeout)
 	bal, err := Balancer(setupCtx, cfg, env)
-	cancel()
-	if err != nil {
-		return nil, SetupError(err)
+	var sw lb.Switcher
+	if err == nil {
+		sw, err = Switcher(setupCtx, env)
 	}
-	sw, err := Switcher(env)
+	cancel()
 	if err != nil {
 		return nil, SetupError(err)
 	}
@@ -150,8 +150,9 @@ func Balancer(ctx context.Context, cfg *config.Deploy, env *config.Environment) 
 	return b, nil
 }
 
-// Switcher builds blue-green's pool switch; nil for other strategies.
-func Switcher(env *config.Environment) (lb.Switcher, error) {
+// Switcher builds blue-green's pool switch; nil for other strategies. The
+// AWS one describes the live listener within ctx.
+func Switcher(ctx context.Context, env *config.Environment) (lb.Switcher, error) {
 	bg := env.Strategy.BlueGreen
 	if bg == nil {
 		return nil, nil
@@ -168,6 +169,12 @@ func Switcher(env *config.Environment) (lb.Switcher, error) {
 		return c.BlueGreen(bg.Pools[0], bg.Pools[1]), nil
 	case config.DriverHAProxy:
 		sw, err := haproxy.NewMapSwitcher(env.LB.Socket, env.LB.Map, [2]string{bg.Pools[0], bg.Pools[1]})
+		if err != nil {
+			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
+		}
+		return sw, nil
+	case config.DriverAWSALB:
+		sw, err := awslb.NewListeners(ctx, awsConfig(env, bg.Pools[0]), env.LB.Listener, env.LB.PreviewListener, [2]string{bg.Pools[0], bg.Pools[1]})
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
 		}
@@ -217,20 +224,23 @@ func poolBalancer(ctx context.Context, cfg *config.Deploy, env *config.Environme
 		}
 		return b, nil
 	case config.DriverAWSELB, config.DriverAWSALB:
-		ac := awslb.Config{Region: env.LB.Region, Endpoint: env.LB.Endpoint, Profile: env.LB.Profile, PollInterval: time.Duration(env.LB.PollInterval)}
-		if region, ok := config.ARNRegion(env.LB.TargetGroup); ok && ac.Region == "" {
-			ac.Region = region // the target group's, not whatever AWS_REGION says
+		targetGroup := env.LB.TargetGroup
+		if env.Strategy.BlueGreen != nil {
+			targetGroup = pool // the pools are target groups
 		}
+		ac := awsConfig(env, targetGroup)
 		ids := map[string]string{}
 		for _, h := range env.Hosts {
-			ids[h.Target] = h.Instance
+			if env.Strategy.BlueGreen == nil || h.Pool == pool {
+				ids[h.Target] = h.Instance
+			}
 		}
 		var b lb.Balancer
 		var err error
 		if env.LB.Driver == config.DriverAWSELB {
 			b, err = awslb.NewELB(ctx, ac, env.LB.Name, ids)
 		} else {
-			b, err = awslb.NewALB(ctx, ac, env.LB.TargetGroup, ids)
+			b, err = awslb.NewALB(ctx, ac, targetGroup, ids)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
@@ -238,6 +248,16 @@ func poolBalancer(ctx context.Context, cfg *config.Deploy, env *config.Environme
 		return b, nil
 	}
 	return nil, fmt.Errorf("environment %s: unknown load balancer driver %q", env.Name, env.LB.Driver)
+}
+
+// awsConfig is the AWS drivers' settings; an ARN's region is the default,
+// not whatever AWS_REGION says.
+func awsConfig(env *config.Environment, arn string) awslb.Config {
+	ac := awslb.Config{Region: env.LB.Region, Endpoint: env.LB.Endpoint, Profile: env.LB.Profile, PollInterval: time.Duration(env.LB.PollInterval)}
+	if region, ok := config.ARNRegion(arn); ok && ac.Region == "" {
+		ac.Region = region
+	}
+	return ac
 }
 
 // Hosts builds an agent client per host.
@@ -404,7 +424,7 @@ func LivePool(ctx context.Context, env *config.Environment, sw lb.Switcher) (str
 	}
 	if sw == nil {
 		var err error
-		if sw, err = Switcher(env); err != nil {
+		if sw, err = Switcher(ctx, env); err != nil {
 			return "", err
 		}
 	}

@@ -6,11 +6,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/lb/awsfake"
 	"github.com/zerodown/zerodown/internal/proctest"
 )
 
@@ -22,6 +24,17 @@ type bgFleet struct {
 	blue, green    []*agentFixture
 	lbYAML         string
 	front, preview string
+	// names are the pools' names in the balancer (ALB: target group
+	// ARNs); by default "blue" and "green".
+	names map[string]string
+}
+
+// pool is the balancer's name of pool blue or green.
+func (f *bgFleet) pool(color string) string {
+	if n, ok := f.names[color]; ok {
+		return n
+	}
+	return color
 }
 
 func startBGAgents(t *testing.T, perPool int) *bgFleet {
@@ -51,8 +64,8 @@ func (f *bgFleet) config(name, extra string) string {
 	var hosts strings.Builder
 	for pool, as := range map[string][]*agentFixture{"blue": f.blue, "green": f.green} {
 		for i, a := range as {
-			fmt.Fprintf(&hosts, "      - { name: %s-%d, pool: %s, agent: %q, target: %q, server: %s%d, token_file: %q }\n",
-				pool, i+1, pool, a.url, targetOf(a), pool, i+1, filepath.Join(a.root, "agent.token"))
+			fmt.Fprintf(&hosts, "      - { name: %s-%d, pool: %q, agent: %q, target: %q, server: %s%d, token_file: %q }\n",
+				pool, i+1, f.pool(pool), a.url, targetOf(a), pool, i+1, filepath.Join(a.root, "agent.token"))
 		}
 	}
 	cfg := fmt.Sprintf(appYAML, "", filepath.Join(f.dir, "state.db")) + fmt.Sprintf(`environments:
@@ -61,10 +74,10 @@ func (f *bgFleet) config(name, extra string) string {
     hosts:
 %s    strategy:
       blue_green:
-        pools: [blue, green]
+        pools: [%q, %q]
         preview: %s/
         preview_load: { rate: 20, duration: 2s }
-%s`, f.lbYAML, hosts.String(), f.preview, extra)
+%s`, f.lbYAML, hosts.String(), f.pool("blue"), f.pool("green"), f.preview, extra)
 	if !strings.Contains(f.lbYAML, "haproxy") {
 		// server: names HAProxy's servers; zerodown lb has none.
 		cfg = regexp.MustCompile(`, server: \w+`).ReplaceAllString(cfg, "")
@@ -167,8 +180,8 @@ func (s *straddlers) finish() []straddler {
 // switchWindow reads from zerodown's log output when the switch was
 // called and when it returned.
 var (
-	switchingLine = regexp.MustCompile(`(?m)^(\d\d:\d\d:\d\d\.\d{3}) run +switching live traffic (?:back )?from pool (\w+) to pool (\w+)`)
-	switchedLine  = regexp.MustCompile(`(?m)^(\d\d:\d\d:\d\d\.\d{3}) run +live traffic switched (?:back )?from pool (\w+) to pool (\w+) in ([0-9.]+[µm]?s)`)
+	switchingLine = regexp.MustCompile(`(?m)^(\d\d:\d\d:\d\d\.\d{3}) run +switching live traffic (?:back )?from pool (\S+) to pool (\S+)`)
+	switchedLine  = regexp.MustCompile(`(?m)^(\d\d:\d\d:\d\d\.\d{3}) run +live traffic switched (?:back )?from pool (\S+) to pool (\S+) in ([0-9.]+[µm]?s)`)
 )
 
 // clock turns an hh:mm:ss.mmm of today's log into a time.
@@ -245,7 +258,7 @@ func blueGreenThrough(t *testing.T, f *bgFleet) {
 	}
 
 	out, err := exec.Command(bin.zerodown, "plan", "staging", "-c", cfg).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "switch: { from: green, to: blue }") || !strings.Contains(string(out), "preview-load:") {
+	if err != nil || !strings.Contains(string(out), "switch: { from: ") || !strings.Contains(string(out), "to: "+yamlQuoted(f.pool("blue"))+" }") || !strings.Contains(string(out), "preview-load:") {
 		t.Fatalf("zerodown plan: %v\n%s", err, out)
 	}
 
@@ -396,5 +409,57 @@ frontend preview
 	b, err := os.ReadFile(mapFile)
 	if err != nil || !strings.Contains(string(b), "live blue\npreview green\n") || !strings.HasPrefix(string(b), "# zerodown") {
 		t.Fatalf("the map file after the switches: %q %v", b, err)
+	}
+}
+
+// yamlQuoted is s as the plan writes a pool's name: plain when it can be,
+// else double-quoted.
+func yamlQuoted(s string) string {
+	if strings.ContainsAny(s, ":/ ") {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// TestBlueGreenALB runs blue-green through the AWS simulation: two target
+// groups, a live listener forwarding to one and a preview listener to the
+// other, switched with ModifyListener.
+func TestBlueGreenALB(t *testing.T) {
+	t.Parallel()
+	f := startBGAgents(t, 1)
+	fake := startAWSFake(t)
+	s := awsTuned
+	groups := map[string]*awsfake.Proxy{}
+	for color, as := range map[string][]*agentFixture{"blue": f.blue, "green": f.green} {
+		var registered []awsfake.Target
+		for _, a := range as {
+			registered = append(registered, awsfake.Target{ID: "127.0.0.1", Port: a.port})
+		}
+		px, err := fake.AddTargetGroup(awsfake.TargetGroup{Name: "web-" + color, TargetType: "ip", Protocol: "HTTP", Port: 8080,
+			HealthCheckPath: "/healthz", Interval: s.interval, Timeout: s.timeout, HealthyThreshold: s.healthy,
+			UnhealthyThreshold: s.unhealthy, DeregistrationDelay: s.draining, Registered: registered})
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups[color] = px
+	}
+	live, err := fake.AddListener(awsfake.Listener{TargetGroupARN: groups["blue"].ARN()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	preview, err := fake.AddListener(awsfake.Listener{TargetGroupARN: groups["green"].ARN()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.names = map[string]string{"blue": groups["blue"].ARN(), "green": groups["green"].ARN()}
+	f.front, f.preview = live.URL(), preview.URL()
+	f.lbYAML = fmt.Sprintf("{ driver: aws-alb, listener: %q, preview_listener: %q, region: %s, endpoint: %q, poll_interval: 200ms }",
+		live.ARN(), preview.ARN(), fake.Region(), fake.Endpoint())
+	blueGreenThrough(t, f)
+	if got := live.Forward(); got != groups["blue"].ARN() {
+		t.Fatalf("after v3 the live listener forwards to %s, want blue's group", got)
+	}
+	if got := preview.Forward(); got != groups["green"].ARN() {
+		t.Fatalf("after v3 the preview listener forwards to %s, want green's group", got)
 	}
 }

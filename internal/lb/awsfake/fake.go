@@ -57,11 +57,13 @@ type Fake struct {
 	mu       sync.Mutex
 	classics map[string]*classicLB
 	groups   map[string]*targetGroup
-	deny     map[string]bool
-	throttle int         // the next throttle calls are refused
-	rate     int         // calls per second beyond which calls are refused; 0: no limit
-	recent   []time.Time // the calls of the last second, when rate is set
-	calls    map[string]int
+	// listeners are ELBv2 listeners forwarding to a target group.
+	listeners map[string]*listener
+	deny      map[string]bool
+	throttle  int         // the next throttle calls are refused
+	rate      int         // calls per second beyond which calls are refused; 0: no limit
+	recent    []time.Time // the calls of the last second, when rate is set
+	calls     map[string]int
 }
 
 // New starts a Fake listening on loopback.
@@ -109,7 +111,14 @@ func (f *Fake) Close() error {
 	for _, g := range f.groups {
 		pools = append(pools, g.pool)
 	}
+	var servers []*http.Server
+	for _, l := range f.listeners {
+		servers = append(servers, l.srv)
+	}
 	f.mu.Unlock()
+	for _, s := range servers {
+		_ = s.Close()
+	}
 	for _, p := range pools {
 		p.close()
 	}
@@ -297,6 +306,12 @@ func (f *Fake) resourceOf(req *request) string {
 	}
 	if arn := req.get("TargetGroupArn"); arn != "" {
 		return arn
+	}
+	if arn := req.get("ListenerArn"); arn != "" {
+		return arn
+	}
+	if arns, _ := req.list("ListenerArns", ""); len(arns) == 1 {
+		return arns[0]
 	}
 	if arns, _ := req.list("TargetGroupArns", ""); len(arns) == 1 {
 		return arns[0]

@@ -176,6 +176,10 @@ func (f *Fake) v2Action(req *request, out *xw) *apiError {
 		return nil
 	case "DescribeTargetHealth":
 		return f.describeTargetHealth(req, out)
+	case "DescribeListeners":
+		return f.describeListeners(req, out)
+	case "ModifyListener":
+		return f.modifyListener(req, out)
 	case "RegisterTargets", "DeregisterTargets":
 		g, err := f.group(req.get("TargetGroupArn"))
 		if err != nil {

@@ -99,7 +99,9 @@ func explain(err error, what, action, region string) error {
 	case "LoadBalancerNotFound":
 		return fmt.Errorf("%s: there is no classic load balancer by that name in region %s (check lb name: and region:): %w", what, region, err)
 	case "TargetGroupNotFound":
-		return fmt.Errorf("%s: there is no such target group in region %s (check lb target_group: and region:): %w", what, region, err)
+		return fmt.Errorf("%s: there is no such target group in region %s (check lb target_group:, the pools and region:): %w", what, region, err)
+	case "ListenerNotFound":
+		return fmt.Errorf("%s: there is no such listener in region %s (check lb listener:, preview_listener: and region:): %w", what, region, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
