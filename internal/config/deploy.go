@@ -71,6 +71,9 @@ type EnvLB struct {
 	// named Upstream; the commands that check nginx's config and reload
 	// it; and the master's pid file, whose workers tell when a drain ends.
 	UpstreamFile string   `yaml:"upstream_file"`
+	// SwitchFile is nginx's blue-green: the include file zerodown owns
+	// that maps $zerodown_live and $zerodown_preview to the two upstreams.
+	SwitchFile string `yaml:"switch_file"`
 	Upstream     string   `yaml:"upstream"`
 	Test         []string `yaml:"test"`
 	Reload       []string `yaml:"reload"`
@@ -229,7 +232,8 @@ func (s Strategy) HostTimeouts() (drain, health time.Duration, uploadParallel in
 // RollbackWindow is a switch back.
 type BlueGreen struct {
 	// Pools are the two pools the hosts are split into (hosts[].pool):
-	// zerodown lb pools, HAProxy backends, or ALB target group ARNs. The
+	// zerodown lb pools, HAProxy backends, nginx upstreams, or ALB
+	// target group ARNs. The
 	// first is the one the balancer's live routes name in its own config
 	// (lb.yaml's live listener); the second the one its preview routes
 	// name.

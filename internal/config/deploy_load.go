@@ -687,9 +687,17 @@ func (d *deployValidator) lb(e *Environment, lp string) {
 		if lb.UpstreamFile == "" {
 			d.errorf(c.key(lp, "upstream_file"), "required by the nginx driver: the include file zerodown owns, holding the upstream block, such as /etc/nginx/conf.d/app-upstream.conf")
 		}
-		if lb.Upstream == "" {
+		switch {
+		case e.Strategy.BlueGreen != nil && lb.Upstream != "":
+			d.errorf(c.key(lp, "upstream"), "unused under blue_green: the upstreams are strategy.blue_green.pools, each host names its own (hosts[].pool)")
+		case e.Strategy.BlueGreen != nil && lb.SwitchFile == "":
+			d.errorf(c.key(lp, "switch_file"), "required by blue_green on the nginx driver: the include file zerodown owns that maps $zerodown_live and $zerodown_preview to the upstreams, such as /etc/nginx/conf.d/app-bluegreen.conf (docs/strategies.md)")
+		case e.Strategy.BlueGreen == nil && lb.SwitchFile != "":
+			d.errorf(c.key(lp, "switch_file"), "the blue-green switch file is used by strategy.blue_green only")
+		}
+		if e.Strategy.BlueGreen == nil && lb.Upstream == "" {
 			d.errorf(c.key(lp, "upstream"), "required by the nginx driver: the name of the upstream block in upstream_file, such as app")
-		} else if !nginxName.MatchString(lb.Upstream) {
+		} else if lb.Upstream != "" && !nginxName.MatchString(lb.Upstream) {
 			d.errorf(c.key(lp, "upstream"), "%q is not an nginx upstream name (letters, digits, '_', '-', '.')", lb.Upstream)
 		}
 		for _, k := range []struct {
@@ -757,6 +765,7 @@ func (d *deployValidator) foreignKeys(lb *EnvLB, lp string) {
 		{"map", lb.Map != "", []string{DriverHAProxy}},
 		{"upstream_file", lb.UpstreamFile != "", []string{DriverNginx}},
 		{"upstream", lb.Upstream != "", []string{DriverNginx}},
+		{"switch_file", lb.SwitchFile != "", []string{DriverNginx}},
 		{"test", len(lb.Test) > 0, []string{DriverNginx}},
 		{"reload", len(lb.Reload) > 0, []string{DriverNginx}},
 		{"pid_file", lb.PidFile != "", []string{DriverNginx}},
@@ -1005,8 +1014,8 @@ func (d *deployValidator) blueGreen(e *Environment, sp string) {
 		d.errorf(c.key(sp, "rolling"), "rolling and blue_green are both set: an environment has one strategy")
 	}
 	alb := e.LB.Driver == DriverAWSALB
-	if e.LB.Driver != DriverBuiltin && e.LB.Driver != DriverHAProxy && !alb && slices.Contains(lbDrivers, e.LB.Driver) {
-		d.errorf(bp, "blue_green switches pools through the builtin, haproxy and aws-alb drivers; the %s driver cannot switch yet", e.LB.Driver)
+	if e.LB.Driver == DriverAWSELB {
+		d.errorf(bp, "blue_green switches pools through the builtin, haproxy, nginx and aws-alb drivers; a classic ELB has one pool")
 	}
 	pp := c.key(bp, "pools")
 	pools := map[string]int{}
@@ -1020,6 +1029,8 @@ func (d *deployValidator) blueGreen(e *Environment, sp string) {
 			switch {
 			case alb && !strings.Contains(name, ":targetgroup/"):
 				d.errorf(c.item(pp, i), "%q is not a target group ARN: under aws-alb the pools are the two target groups' ARNs", name)
+			case e.LB.Driver == DriverNginx && !nginxName.MatchString(name):
+				d.errorf(c.item(pp, i), "%q is not an nginx upstream name (letters, digits, '_', '-', '.')", name)
 			case !alb:
 				if err := checkPoolName(name); err != nil {
 					d.errorf(c.item(pp, i), "%v", err)

@@ -173,6 +173,13 @@ func Switcher(ctx context.Context, env *config.Environment) (lb.Switcher, error)
 			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
 		}
 		return sw, nil
+	case config.DriverNginx:
+		sw, err := nginx.NewSwitch(nginx.SwitchConfig{File: env.LB.SwitchFile, Pools: [2]string{bg.Pools[0], bg.Pools[1]},
+			Test: env.LB.Test, Reload: env.LB.Reload, PidFile: env.LB.PidFile})
+		if err != nil {
+			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
+		}
+		return sw, nil
 	case config.DriverAWSALB:
 		sw, err := awslb.NewListeners(ctx, awsConfig(env, bg.Pools[0]), env.LB.Listener, env.LB.PreviewListener, [2]string{bg.Pools[0], bg.Pools[1]})
 		if err != nil {
@@ -213,11 +220,17 @@ func poolBalancer(ctx context.Context, cfg *config.Deploy, env *config.Environme
 		}
 		return b, nil
 	case config.DriverNginx:
+		upstream := env.LB.Upstream
+		if env.Strategy.BlueGreen != nil {
+			upstream = pool // the pools are upstreams
+		}
 		var targets []string
 		for _, h := range env.Hosts {
-			targets = append(targets, h.Target)
+			if env.Strategy.BlueGreen == nil || h.Pool == pool {
+				targets = append(targets, h.Target)
+			}
 		}
-		b, err := nginx.New(nginx.Config{UpstreamFile: env.LB.UpstreamFile, Upstream: env.LB.Upstream, Test: env.LB.Test,
+		b, err := nginx.New(nginx.Config{UpstreamFile: env.LB.UpstreamFile, Upstream: upstream, Test: env.LB.Test,
 			Reload: env.LB.Reload, PidFile: env.LB.PidFile, Targets: targets, HealthPath: cmp.Or(app.Health.Path, "/")})
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)

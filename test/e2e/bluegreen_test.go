@@ -463,3 +463,68 @@ func TestBlueGreenALB(t *testing.T) {
 		t.Fatalf("after v3 the preview listener forwards to %s, want green's group", got)
 	}
 }
+
+// TestBlueGreenNginx runs blue-green through nginx: upstreams blue and
+// green in the upstream file zerodown owns, the live and preview servers
+// passing to $zerodown_live and $zerodown_preview, which the switch file
+// (zerodown's too) maps; a switch rewrites it and reloads nginx.
+func TestBlueGreenNginx(t *testing.T) {
+	t.Parallel()
+	bin := proctest.NeedProgram(t, "nginx", "/usr/sbin/nginx")
+	f := startBGAgents(t, 1)
+	dir := filepath.Join(f.dir, "nginx")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	front, preview := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	upstream, switchFile := filepath.Join(dir, "upstream.conf"), filepath.Join(dir, "bluegreen.conf")
+	// No client keep-alive: a reload closes the old workers' idle
+	// keep-alive connections (docs/drivers.md).
+	conf := fmt.Sprintf(`worker_processes 2;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+worker_shutdown_timeout 10s;
+events {}
+http {
+    access_log off;
+    keepalive_timeout 0;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    include %[2]s;
+    include %[3]s;
+    server { listen %[4]s; location / { proxy_pass http://$zerodown_live; } }
+    server { listen %[5]s; location / { proxy_pass http://$zerodown_preview; } }
+}
+`, dir, upstream, switchFile, front, preview)
+	var up strings.Builder
+	for color, as := range map[string][]*agentFixture{"blue": f.blue, "green": f.green} {
+		fmt.Fprintf(&up, "upstream %s {\n", color)
+		for _, a := range as {
+			fmt.Fprintf(&up, "    server %s;\n", targetOf(a))
+		}
+		up.WriteString("}\n")
+	}
+	for path, data := range map[string]string{
+		filepath.Join(dir, "nginx.conf"): conf,
+		upstream:                         up.String(),
+		switchFile:                       "map $host $zerodown_live { default blue; }\nmap $host $zerodown_preview { default green; }\n",
+	} {
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := []string{bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log")}
+	proctest.Start(t, "nginx", bin, append(base[1:], "-g", "daemon off;")...)
+	proctest.WaitListening(t, front, 10*time.Second)
+	f.front, f.preview = "http://"+front, "http://"+preview
+	f.lbYAML = fmt.Sprintf("{ driver: nginx, upstream_file: %q, switch_file: %q, pid_file: %q, test: %s, reload: %s }",
+		upstream, switchFile, filepath.Join(dir, "nginx.pid"), yamlList(append(base, "-t")), yamlList(append(base, "-s", "reload")))
+	blueGreenThrough(t, f)
+	b, err := os.ReadFile(switchFile)
+	if err != nil || !strings.Contains(string(b), "$zerodown_live { default blue; }") || !strings.Contains(string(b), "$zerodown_preview { default green; }") {
+		t.Fatalf("the switch file after v3 (live on blue): %q %v", b, err)
+	}
+}

@@ -75,10 +75,6 @@ type Balancer struct {
 	// reloadWait is defaultReloadWait; tests shorten it.
 	reloadWait time.Duration
 
-	// mu serializes changes: the engine may detach two hosts at once, and
-	// each change is a read, write, test and reload of one file.
-	mu sync.Mutex
-
 	// recMu guards drains; it is not mu, so Targets does not wait for a
 	// change in progress.
 	recMu sync.Mutex

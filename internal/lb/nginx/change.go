@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zerodown/zerodown/internal/atomicfile"
@@ -19,8 +20,8 @@ import (
 // It returns the worker pids that ran before the reload (nil when
 // nothing changed or /proc cannot tell).
 func (b *Balancer) change(ctx context.Context, what string, edit func(*conf) (bool, error)) (map[int]bool, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	unlock := lockFile(b.cfg.UpstreamFile)
+	defer unlock()
 	snap, err := b.read()
 	if err != nil {
 		return nil, fmt.Errorf("nginx: %s: %w", what, err)
@@ -32,31 +33,63 @@ func (b *Balancer) change(ctx context.Context, what string, edit func(*conf) (bo
 	if !changed {
 		return nil, nil
 	}
-	file := b.cfg.UpstreamFile
-	if err := atomicfile.Write(file, snap.conf.format(), snap.mode); err != nil {
+	return b.ctl().apply(ctx, what, b.cfg.UpstreamFile, snap.conf.format(), snap)
+}
+
+// fileLocks serialize the changes of one file: the engine may detach two
+// hosts at once, and under blue-green two upstreams (two drivers) share a
+// file; each change is a read, write, test and reload.
+var fileLocks sync.Map // path → *sync.Mutex
+
+func lockFile(path string) (unlock func()) {
+	m, _ := fileLocks.LoadOrStore(path, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// ctl is how zerodown makes nginx run a file it changed: test, reload, and
+// wait until the new workers serve.
+type ctl struct {
+	test, reload []string
+	pidFile      string
+	// reloadWait bounds the wait for the new workers.
+	reloadWait time.Duration
+}
+
+func (b *Balancer) ctl() ctl {
+	return ctl{test: b.cfg.Test, reload: b.cfg.Reload, pidFile: b.cfg.PidFile, reloadWait: b.reloadWait}
+}
+
+// apply writes data to file (snap is what it held) and makes nginx run it;
+// when nginx refuses it at any step snap is put back. It returns the
+// worker pids that ran before the reload (nil when /proc cannot tell).
+func (c ctl) apply(ctx context.Context, what, file string, data []byte, snap snapshot) (map[int]bool, error) {
+	if err := atomicfile.Write(file, data, snap.mode); err != nil {
 		return nil, fmt.Errorf("nginx: %s: write %s: %w", what, file, err)
 	}
-	if out, err := run(ctx, b.cfg.Test); err != nil {
-		return nil, b.restore(snap, fmt.Errorf("nginx: %s: `%s` rejected the new %s: %w: %s", what, argv(b.cfg.Test), file, err, tail(out)))
+	if out, err := run(ctx, c.test); err != nil {
+		return nil, restore(file, snap, fmt.Errorf("nginx: %s: `%s` rejected the new %s: %w: %s", what, argv(c.test), file, err, tail(out)))
 	}
 	var master int
 	var old map[int]bool
 	if procSupported {
 		var ws []proc
-		master, ws, err = b.workers()
+		var err error
+		master, ws, err = workers(c.pidFile)
 		if err != nil {
-			return nil, b.restore(snap, fmt.Errorf("nginx: %s: before the reload: %w", what, err))
+			return nil, restore(file, snap, fmt.Errorf("nginx: %s: before the reload: %w", what, err))
 		}
 		old = map[int]bool{}
 		for _, w := range ws {
 			old[w.pid] = true
 		}
 	}
-	if out, err := run(ctx, b.cfg.Reload); err != nil {
-		return nil, b.restore(snap, fmt.Errorf("nginx: %s: `%s` failed: %w: %s", what, argv(b.cfg.Reload), err, tail(out)))
+	if out, err := run(ctx, c.reload); err != nil {
+		return nil, restore(file, snap, fmt.Errorf("nginx: %s: `%s` failed: %w: %s", what, argv(c.reload), err, tail(out)))
 	}
 	if procSupported {
-		if err := b.awaitReload(ctx, master, old); err != nil {
+		if err := c.awaitReload(ctx, master, old); err != nil {
 			if ctx.Err() != nil {
 				// nginx got the reload and most likely runs the new file:
 				// putting the old one back could leave the file unlike
@@ -65,8 +98,8 @@ func (b *Balancer) change(ctx context.Context, what string, edit func(*conf) (bo
 			}
 			// nginx got the reload signal: with the old file back, reload
 			// again, so what nginx runs is what the file says.
-			err = b.restore(snap, fmt.Errorf("nginx: %s: %w", what, err))
-			if out, rerr := run(ctx, b.cfg.Reload); rerr != nil {
+			err = restore(file, snap, fmt.Errorf("nginx: %s: %w", what, err))
+			if out, rerr := run(ctx, c.reload); rerr != nil {
 				err = fmt.Errorf("%w; reloading nginx with it failed too (%v: %s), so nginx may run the refused change", err, rerr, tail(out))
 			}
 			return nil, err
@@ -75,21 +108,21 @@ func (b *Balancer) change(ctx context.Context, what string, edit func(*conf) (bo
 	return old, nil
 }
 
-// restore puts the file back as snap read it, and says so in cause.
-func (b *Balancer) restore(snap snapshot, cause error) error {
+// restore puts file back as snap read it, and says so in cause.
+func restore(file string, snap snapshot, cause error) error {
 	var err error
 	if snap.exists {
-		err = atomicfile.Write(b.cfg.UpstreamFile, snap.data, snap.mode)
-	} else if err = os.Remove(b.cfg.UpstreamFile); errors.Is(err, os.ErrNotExist) {
+		err = atomicfile.Write(file, snap.data, snap.mode)
+	} else if err = os.Remove(file); errors.Is(err, os.ErrNotExist) {
 		err = nil
 	}
 	if err != nil {
-		return fmt.Errorf("%w; putting the previous %s back failed too, so it holds the refused change: %v", cause, b.cfg.UpstreamFile, err)
+		return fmt.Errorf("%w; putting the previous %s back failed too, so it holds the refused change: %v", cause, file, err)
 	}
 	if !snap.exists {
-		return fmt.Errorf("%w; %s is removed again, as it was", cause, b.cfg.UpstreamFile)
+		return fmt.Errorf("%w; %s is removed again, as it was", cause, file)
 	}
-	return fmt.Errorf("%w; the previous %s is back in place", cause, b.cfg.UpstreamFile)
+	return fmt.Errorf("%w; the previous %s is back in place", cause, file)
 }
 
 // awaitReload waits until nginx runs the new configuration: a worker that
@@ -98,8 +131,8 @@ func (b *Balancer) restore(snap snapshot, cause error) error {
 // `nginx -s reload` only signals the master and returns at once; when the
 // master cannot apply the configuration (a port it cannot bind, a file it
 // cannot open) it logs that and keeps the old workers.
-func (b *Balancer) awaitReload(ctx context.Context, master int, old map[int]bool) error {
-	deadline := time.Now().Add(b.reloadWait)
+func (c ctl) awaitReload(ctx context.Context, master int, old map[int]bool) error {
+	deadline := time.Now().Add(c.reloadWait)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -122,11 +155,11 @@ func (b *Balancer) awaitReload(ctx context.Context, master int, old map[int]bool
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s after `%s`, nginx (master pid %d from %s) has started %d workers with the new configuration and %d of the old one still accept connections: "+
 				"nginx did not take the new configuration at reload time; its error log says why",
-				b.reloadWait, argv(b.cfg.Reload), master, b.cfg.PidFile, fresh, serving)
+				c.reloadWait, argv(c.reload), master, c.pidFile, fresh, serving)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for nginx (master pid %d from %s) to start workers with the new configuration: %w", master, b.cfg.PidFile, ctx.Err())
+			return fmt.Errorf("waiting for nginx (master pid %d from %s) to start workers with the new configuration: %w", master, c.pidFile, ctx.Err())
 		case <-tick.C:
 		}
 	}

@@ -24,13 +24,17 @@ const (
 // workers reads the master's pid from the pid file and lists its workers,
 // leaving out the cache manager and loader.
 func (b *Balancer) workers() (master int, ws []proc, err error) {
-	data, err := os.ReadFile(b.cfg.PidFile)
+	return workers(b.cfg.PidFile)
+}
+
+func workers(pidFile string) (master int, ws []proc, err error) {
+	data, err := os.ReadFile(pidFile)
 	if err != nil {
 		return 0, nil, fmt.Errorf("read nginx's pid file: %w", err)
 	}
 	master, err = strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil || master <= 0 {
-		return 0, nil, fmt.Errorf("nginx's pid file %s holds %q, not a pid", b.cfg.PidFile, strings.TrimSpace(string(data)))
+		return 0, nil, fmt.Errorf("nginx's pid file %s holds %q, not a pid", pidFile, strings.TrimSpace(string(data)))
 	}
 	// A stale or wrong pid file would make every drain look over and every
 	// reload look untaken: the pid must be a running nginx master.
@@ -40,11 +44,11 @@ func (b *Balancer) workers() (master int, ws []proc, err error) {
 	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("pid_file %s names pid %d, which is not a running nginx master (%v): is it the pid file nginx writes (its `pid` directive)?",
-			b.cfg.PidFile, master, err)
+			pidFile, master, err)
 	}
 	all, err := children(master)
 	if err != nil {
-		return 0, nil, fmt.Errorf("the workers of nginx's master (pid %d from %s): %w", master, b.cfg.PidFile, err)
+		return 0, nil, fmt.Errorf("the workers of nginx's master (pid %d from %s): %w", master, pidFile, err)
 	}
 	for _, p := range all {
 		if strings.HasPrefix(p.title, titleWorker) {
