@@ -70,14 +70,14 @@ type EnvLB struct {
 	// driver's: the include file zerodown owns, holding the upstream block
 	// named Upstream; the commands that check nginx's config and reload
 	// it; and the master's pid file, whose workers tell when a drain ends.
-	UpstreamFile string   `yaml:"upstream_file"`
+	UpstreamFile string `yaml:"upstream_file"`
 	// SwitchFile is nginx's blue-green: the include file zerodown owns
 	// that maps $zerodown_live and $zerodown_preview to the two upstreams.
-	SwitchFile string `yaml:"switch_file"`
-	Upstream     string   `yaml:"upstream"`
-	Test         []string `yaml:"test"`
-	Reload       []string `yaml:"reload"`
-	PidFile      string   `yaml:"pid_file"`
+	SwitchFile string   `yaml:"switch_file"`
+	Upstream   string   `yaml:"upstream"`
+	Test       []string `yaml:"test"`
+	Reload     []string `yaml:"reload"`
+	PidFile    string   `yaml:"pid_file"`
 	// Name, TargetGroup, Region, Endpoint and Profile are the AWS
 	// drivers': the classic load balancer's name (aws-elb) or the target
 	// group's ARN (aws-alb); credentials come from the standard chain
