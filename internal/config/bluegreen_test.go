@@ -34,7 +34,7 @@ func TestBlueGreenDefaults(t *testing.T) {
 		t.Error("a blue-green environment got a rolling strategy too")
 	}
 	if bg.RollbackWindow != Duration(DefaultRollbackWindow) || bg.DrainTimeout != Duration(DefaultDrainTimeout) ||
-		*bg.PreviewLoad.Rate != DefaultPreviewLoadRate || bg.PreviewLoad.Duration != Duration(DefaultPreviewLoadSeconds) {
+		*bg.PreviewLoad.Rate != DefaultPreviewLoadRate || bg.PreviewLoad.Duration != Duration(DefaultPreviewLoadDuration) {
 		t.Errorf("defaults: %+v", bg)
 	}
 	if len(bg.Smoke) != 1 || bg.Smoke[0].URL != "http://127.0.0.1:8081/" || bg.Smoke[0].Status != 200 {

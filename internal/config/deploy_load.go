@@ -396,7 +396,7 @@ func strategyDefaults(e *Environment, raw any) {
 const (
 	DefaultRollbackWindow     = time.Hour
 	DefaultPreviewLoadRate    = 20
-	DefaultPreviewLoadSeconds = 3 * time.Second
+	DefaultPreviewLoadDuration = 3 * time.Second
 )
 
 // Canary defaults: one canary host; 1 point of error rate and 50% of p99
@@ -429,7 +429,7 @@ func blueGreenDefaults(bg *BlueGreen) {
 	orDefault(&bg.HealthTimeout, Duration(DefaultRolloutHealthTimeout))
 	orDefault(&bg.UploadParallel, DefaultUploadParallel)
 	ptrDefault(&bg.PreviewLoad.Rate, DefaultPreviewLoadRate)
-	orDefault(&bg.PreviewLoad.Duration, Duration(DefaultPreviewLoadSeconds))
+	orDefault(&bg.PreviewLoad.Duration, Duration(DefaultPreviewLoadDuration))
 	if len(bg.Smoke) == 0 && bg.Preview != "" {
 		bg.Smoke = []SmokeTask{{URL: bg.Preview}}
 	}
