@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/canary.sh — a canary through zerodown lb, three times (test/e2e
-# TestCanary): four hosts, one canary, steps 10 % (5 s), 50 % (5 s), 100 %,
+# TestCanary): three hosts, one canary, steps 10 % (3 s), 50 % (3 s), 100 %,
 # under the load verifier at 200 GET/s. Per run: the canary's share of the
 # verifier's answers during each step (set by load-balancer weight), and
 # for a canary answering 5 % of its requests with 500: how long after it

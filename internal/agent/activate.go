@@ -187,6 +187,15 @@ func (x *activation) defaultTimeout() time.Duration {
 	return d
 }
 
+// port is the port the release will run on: the idle slot for a swap,
+// else the current slot. Its before_start hooks get it as PORT.
+func (x *activation) port() int {
+	if x.swap {
+		return x.a.otherPort(x.a.port())
+	}
+	return x.a.port()
+}
+
 func (x *activation) preflight() bool {
 	// A swap starts the release beside the running one anyway.
 	return *x.a.cfg.Preflight && !x.swap && x.from != "" && x.from != x.rel.version
@@ -405,7 +414,7 @@ func (x *activation) restore(cause error, p *process) (ActivateResult, error) {
 // hook runs before_start hook i in the release directory.
 func (x *activation) hook(ctx context.Context, i int, argv []string) error {
 	rel := x.rel
-	env := appEnv(rel, x.a.port())
+	env := appEnv(rel, x.port())
 	cmd := command(rel, argv, env)
 	name := fmt.Sprintf("before_start hook %d %q", i+1, argv)
 	appendLog(rel.logPath, "running %s", name)

@@ -390,6 +390,9 @@ func (a *Agent) prune(extra ...string) []string {
 	if act := a.activation(); act != nil {
 		protect = append(protect, act.Version, act.From)
 	}
+	if r := a.retiringInfo(); r != nil {
+		protect = append(protect, r.Version) // still running in the other slot
+	}
 	deleted, err := a.store.Prune(a.cfg.KeepReleases, protect...)
 	if err != nil {
 		a.log.Warn("could not prune releases", "err", err)

@@ -129,9 +129,9 @@ func (x *activation) swapped(p *process, port int) (ActivateResult, error) {
 		back = nil
 	}
 	old := a.sup.detach()
-	// The pid files first: an agent killed from here on finds the new
-	// release as the app and the old one as retiring, whatever current
-	// says (recoverSlots).
+	// The pid files first: an agent killed from here on finds both
+	// processes by them (recoverSlots), the app by the release current
+	// names and the other as retiring.
 	if err := writePidFile(a.sup.pidPath, p, rel.version, port); err != nil {
 		a.log.Error("the app runs but its pid file could not be written; a restarted agent will not find it", "err", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -449,4 +450,49 @@ func TestSwapAgentRestart(t *testing.T) {
 	h.retire()
 	silent(t, swapPort)
 	serves(t, port, "v3")
+}
+
+// A swap's before_start hooks get the idle slot's port as PORT, the port
+// the release will run on.
+func TestSwapHooksGetTheIdlePort(t *testing.T) {
+	t.Parallel()
+	f := swapFixture(t)
+	f.upload(helloRelease(t, "v1"))
+	f.activate("v1")
+	spec := helloSpec()
+	spec.Hooks.BeforeStart = [][]string{{"sh", "-c", "echo $PORT > hook-port"}}
+	f.upload(memRelease("v2", host.FormatFile, "hello", helloBinary(t), spec))
+	f.swap("v2")
+	b, err := os.ReadFile(filepath.Join(f.cfg.Root, "releases", "v2", "hook-port"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != fmt.Sprint(f.cfg.SwapPort) {
+		t.Fatalf("the hook got PORT=%s, want the idle slot's %d (the running one is on %d)", got, f.cfg.SwapPort, f.cfg.Port)
+	}
+}
+
+// A release still retiring in the other slot is never pruned, however few
+// releases are kept.
+func TestSwapRetiringIsNotPruned(t *testing.T) {
+	t.Parallel()
+	f := swapFixture(t, func(c *config.Agent) { c.KeepReleases = 1 })
+	f.upload(helloRelease(t, "v1"))
+	f.activate("v1")
+	f.upload(helloRelease(t, "v2"))
+	f.swap("v2") // v1 retiring on port
+	f.upload(helloRelease(t, "v3"))
+	f.activate("v3") // an ordinary activation, in v2's slot: v1 still retiring
+	s := f.status()
+	if s.Retiring == nil || s.Retiring.Version != "v1" {
+		t.Fatalf("retiring %+v, want v1", s.Retiring)
+	}
+	var stored []string
+	for _, r := range s.Releases {
+		stored = append(stored, r.Version)
+	}
+	if !slices.Contains(stored, "v1") {
+		t.Fatalf("releases %v: the retiring v1 was pruned while it runs", stored)
+	}
+	serves(t, f.cfg.Port, "v1")
 }

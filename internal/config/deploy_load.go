@@ -394,8 +394,8 @@ func strategyDefaults(e *Environment, raw any) {
 // Blue-green defaults: an hour to switch back; a preview load of 20
 // requests a second for 3 seconds.
 const (
-	DefaultRollbackWindow     = time.Hour
-	DefaultPreviewLoadRate    = 20
+	DefaultRollbackWindow      = time.Hour
+	DefaultPreviewLoadRate     = 20
 	DefaultPreviewLoadDuration = 3 * time.Second
 )
 

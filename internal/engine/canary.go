@@ -45,10 +45,9 @@ func canaryWeights(share, canary, others, base int) (wc, wb int) {
 	}
 	bestErr := math.Inf(1)
 	for b := maxWeight; b >= 1; b-- {
-		c := int(math.Round(float64(share*others*b) / float64((100-share)*canary)))
-		if c < 1 || c > maxWeight {
-			continue
-		}
+		// Clamped, not skipped: a share no whole weights reach (99% of
+		// four hosts) gets the closest one, never weight 0 everywhere.
+		c := min(max(int(math.Round(float64(share*others*b)/float64((100-share)*canary))), 1), maxWeight)
 		got := 100 * float64(c*canary) / float64(c*canary+b*others)
 		if d := math.Abs(got - float64(share)); d < bestErr-1e-9 {
 			bestErr, wc, wb = d, c, b

@@ -57,6 +57,22 @@ func TestCanaryWeights(t *testing.T) {
 	}
 }
 
+// A share no whole weights reach gets the closest one they do, never
+// weight 0 on every target (which would send the traffic nowhere).
+func TestCanaryWeightsUnreachableShare(t *testing.T) {
+	for _, tc := range []struct{ share, canary, others int }{{99, 1, 3}, {1, 1, 1}, {99, 1, 9}, {1, 3, 1}} {
+		wc, wb := canaryWeights(tc.share, tc.canary, tc.others, 1)
+		if wc < 1 || wb < 1 || wc > maxWeight || wb > maxWeight {
+			t.Errorf("share %d%%, %d canaries, %d others: weights %d and %d", tc.share, tc.canary, tc.others, wc, wb)
+		}
+		lo, hi := realShare(1, maxWeight, tc.canary, tc.others), realShare(maxWeight, 1, tc.canary, tc.others)
+		want := math.Min(math.Max(float64(tc.share), lo), hi)
+		if got := realShare(wc, wb, tc.canary, tc.others); math.Abs(got-want) > 0.01 {
+			t.Errorf("share %d%%, %d canaries, %d others: %.2f%%, want the closest reachable %.2f%%", tc.share, tc.canary, tc.others, got, want)
+		}
+	}
+}
+
 // Every share a step may ask (1 to 99) that whole weights from 1 to 256
 // can give, with small fleets, comes within half a point.
 func TestCanaryWeightsEveryShare(t *testing.T) {

@@ -10,7 +10,8 @@ import (
 // the run began: a canary is compared with its baseline on these.
 type VersionStat struct {
 	// Answers counts answers with the version header; Errors those of
-	// them with a 5xx status.
+	// them that failed: a 5xx status, or cut off after the header (a 3xx
+	// or 4xx is not counted: the client's doing).
 	Answers, Errors int64
 	// P99 is the 99th percentile of their service time (start to last
 	// byte), so a backlog at the client does not count against a version.
@@ -41,7 +42,9 @@ func (s *shard) recordVersion(r *result, highest int64) {
 		s.byVersion[r.version] = vs
 	}
 	vs.answers++
-	if r.outcome == HTTP5xx {
+	switch r.outcome {
+	case OK, HTTP3xx, HTTP4xx: // a client's own mistakes are not the version's
+	default:
 		vs.errors++
 	}
 	recordMicros(vs.service, r.end.Sub(r.start))

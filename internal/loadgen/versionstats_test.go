@@ -154,14 +154,14 @@ func TestRecordVersion(t *testing.T) {
 		want    map[string]VersionStat
 	}{
 		{
-			name: "ok and 5xx answers; 4xx and failures are not errors",
+			name: "5xx and cut-off answers are errors; 4xx are not",
 			results: []*result{
 				answer("v1", OK, 2*time.Millisecond), answer("v1", HTTP4xx, time.Millisecond),
 				answer("v2", HTTP5xx, 30*time.Millisecond), answer("v2", OK, 4*time.Millisecond), answer("v2", Truncated, 5*time.Millisecond),
 			},
 			want: map[string]VersionStat{
 				"v1": {Answers: 2, Errors: 0, P99: 2 * time.Millisecond},
-				"v2": {Answers: 3, Errors: 1, P99: 30 * time.Millisecond},
+				"v2": {Answers: 3, Errors: 2, P99: 30 * time.Millisecond}, // the 500 and the cut-off answer
 			},
 		},
 		{

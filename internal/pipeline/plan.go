@@ -51,7 +51,12 @@ func taskYAML(t Task) string {
 	case t.Kind == KindPreviewLoad && t.Load != nil:
 		fields = append(fields, fmt.Sprintf("preview-load: { url: %s, rate: %d, duration: %s }", yamlString(t.Load.URL), t.Load.Rate, durationString(time.Duration(t.Load.Duration))))
 	case t.Kind == KindWeights && t.Weights != nil:
-		fields = append(fields, fmt.Sprintf("weights: { canary: [%s], share: %d, base: %d }", yamlList(t.Weights.Canary), t.Weights.Share, t.Weights.Base))
+		// Share 0 (every host back on base) is the key left out.
+		share := ""
+		if t.Weights.Share != 0 {
+			share = fmt.Sprintf(", share: %d", t.Weights.Share)
+		}
+		fields = append(fields, fmt.Sprintf("weights: { canary: [%s]%s, base: %d }", yamlList(t.Weights.Canary), share, t.Weights.Base))
 	case t.Kind == KindAnalyze && t.Analyze != nil:
 		a := t.Analyze
 		fields = append(fields, fmt.Sprintf("analyze: { canary: [%s], for: %s, max_error_rate: %g, max_p99_increase: %g, min_requests: %d }",
