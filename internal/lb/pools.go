@@ -21,6 +21,18 @@ type Switcher interface {
 	SwitchLive(ctx context.Context, pool string) error
 }
 
+// OtherPool is the pool of the two that pool is not: where the preview goes
+// when live traffic goes to pool. A pool that is neither is an error.
+func OtherPool(pools [2]string, pool string) (string, error) {
+	switch pool {
+	case pools[0]:
+		return pools[1], nil
+	case pools[1]:
+		return pools[0], nil
+	}
+	return "", fmt.Errorf("switch live traffic to %s: the pools are %s and %s", pool, pools[0], pools[1])
+}
+
 // Pools is the balancer of an environment whose hosts are in several pools
 // of one load balancer (blue-green): each call about a target goes to the
 // pool the target belongs to, and Targets lists every pool's targets.

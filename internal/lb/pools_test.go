@@ -313,3 +313,15 @@ func TestPoolsBoundsCountsAdvice(t *testing.T) {
 		}
 	})
 }
+
+func TestOtherPool(t *testing.T) {
+	pools := [2]string{"blue", "green"}
+	for pool, want := range map[string]string{"blue": "green", "green": "blue"} {
+		if got, err := lb.OtherPool(pools, pool); err != nil || got != want {
+			t.Errorf("OtherPool(%s) = %q, %v; want %s", pool, got, err, want)
+		}
+	}
+	if _, err := lb.OtherPool(pools, "red"); err == nil || err.Error() != "switch live traffic to red: the pools are blue and green" {
+		t.Errorf("OtherPool(red): %v", err)
+	}
+}

@@ -110,25 +110,27 @@ func (t Task) Label() string {
 
 // SwitchOf returns p's switch, or nil when p switches nothing.
 func (p *Pipeline) SwitchOf() *config.SwitchTask {
-	for _, st := range p.Stages {
-		for _, j := range st.Jobs {
-			for _, t := range j.Tasks {
-				if t.Kind == KindSwitch && t.Switch != nil {
-					return t.Switch
-				}
-			}
-		}
+	if t := p.first(KindSwitch); t != nil {
+		return t.Switch
 	}
 	return nil
 }
 
 // WeightsOf returns p's first weights task (a canary's), or nil.
 func (p *Pipeline) WeightsOf() *config.WeightsTask {
+	if t := p.first(KindWeights); t != nil {
+		return t.Weights
+	}
+	return nil
+}
+
+// first returns p's first task of kind, or nil.
+func (p *Pipeline) first(kind Kind) *Task {
 	for _, st := range p.Stages {
 		for _, j := range st.Jobs {
-			for _, t := range j.Tasks {
-				if t.Kind == KindWeights && t.Weights != nil {
-					return t.Weights
+			for i := range j.Tasks {
+				if j.Tasks[i].Kind == kind {
+					return &j.Tasks[i]
 				}
 			}
 		}

@@ -386,21 +386,14 @@ func TestBlueGreenHAProxy(t *testing.T) {
 			fmt.Fprintf(&backends, "    server %s%d %s check inter 100ms rise 2 fall 2\n", pool, i+1, targetOf(a))
 		}
 	}
-	cfg := fmt.Sprintf(`global
-    stats socket ipv4@%s level admin
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-frontend web
+	cfg := haproxyHead(stats) + fmt.Sprintf(`frontend web
     bind %s
     option idle-close-on-response
     use_backend %%[str(live),map(%s)]
 frontend preview
     bind %s
     use_backend %%[str(preview),map(%s)]
-%s`, stats, front, mapFile, preview, mapFile, backends.String())
+%s`, front, mapFile, preview, mapFile, backends.String())
 	cfgPath := filepath.Join(f.dir, "haproxy.cfg")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,20 @@ import (
 	"github.com/zerodown/zerodown/internal/proctest"
 )
 
+// haproxyHead is the global and defaults sections of the tests' HAProxy
+// configurations: the Runtime API on a TCP socket at level admin, HTTP
+// mode, short connect timeouts.
+func haproxyHead(stats string) string {
+	return fmt.Sprintf(`global
+    stats socket ipv4@%s level admin
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+`, stats)
+}
+
 // haproxyFleetCfg keeps runtime state across reloads the way docs/deploy.md
 // says to: a server-state-file, written from `show servers state` before
 // each reload and loaded by every backend.

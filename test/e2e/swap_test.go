@@ -159,14 +159,7 @@ func TestSwapSingleHostHAProxy(t *testing.T) {
 	haproxyBin := proctest.NeedProgram(t, "haproxy", "/usr/sbin/haproxy")
 	s := startSwapAgent(t)
 	front, stats := proctest.FreeAddr(t), proctest.FreeAddr(t)
-	cfg := fmt.Sprintf(`global
-    stats socket ipv4@%s level admin
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-frontend web
+	cfg := haproxyHead(stats) + fmt.Sprintf(`frontend web
     bind %s
     option idle-close-on-response
     default_backend app
@@ -174,7 +167,7 @@ backend app
     option httpchk GET /healthz
     server web1 %s check inter 100ms rise 2 fall 2
     server web1b %s check inter 100ms rise 2 fall 2
-`, stats, front, s.slotA, s.slotB)
+`, front, s.slotA, s.slotB)
 	cfgPath := filepath.Join(s.dir, "haproxy.cfg")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -138,14 +138,7 @@ func haproxySwitcher(t *testing.T, blue, green string) switcher {
 	if err := os.WriteFile(mapFile, []byte("live blue\npreview green\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`global
-    stats socket ipv4@%s level admin
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-frontend web
+	cfg := haproxyHead(stats) + fmt.Sprintf(`frontend web
     bind %s
     use_backend %%[str(live),map(%s)]
 frontend preview
@@ -157,7 +150,7 @@ backend blue
 backend green
     option httpchk GET /healthz
     server g %s check inter 100ms
-`, stats, front, mapFile, preview, mapFile, blue, green)
+`, front, mapFile, preview, mapFile, blue, green)
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -84,13 +84,9 @@ func (s *Listeners) Live(ctx context.Context) (string, error) {
 // SwitchLive points the live listener at pool, then the preview listener
 // at the other group.
 func (s *Listeners) SwitchLive(ctx context.Context, pool string) error {
-	other := s.pools[0]
-	switch pool {
-	case s.pools[0]:
-		other = s.pools[1]
-	case s.pools[1]:
-	default:
-		return fmt.Errorf("aws-alb: switch the live listener to target group %s: the pools are %s and %s", pool, s.pools[0], s.pools[1])
+	other, err := lb.OtherPool(s.pools, pool)
+	if err != nil {
+		return fmt.Errorf("aws-alb: %w", err)
 	}
 	if err := s.point(ctx, s.live, pool); err != nil {
 		return err

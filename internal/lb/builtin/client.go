@@ -523,15 +523,13 @@ func (s *switcher) Live(ctx context.Context) (string, error) {
 // SwitchLive moves the live routes first, in one call, so live traffic
 // switches at once; the preview routes follow.
 func (s *switcher) SwitchLive(ctx context.Context, pool string) error {
-	var moves [2][2]string
-	switch pool {
-	case s.live:
-		moves = [2][2]string{{s.live, s.live}, {s.preview, s.preview}}
-	case s.preview:
-		moves = [2][2]string{{s.live, s.preview}, {s.preview, s.live}}
-	default:
-		return fmt.Errorf("switch live traffic to pool %s: the pools are %s and %s", pool, s.live, s.preview)
+	other, err := lb.OtherPool([2]string{s.live, s.preview}, pool)
+	if err != nil {
+		return err
 	}
+	// The routes lb.yaml gives the live pool go to pool, those it gives
+	// the preview pool go to the other.
+	moves := [2][2]string{{s.live, pool}, {s.preview, other}}
 	for i, m := range moves {
 		// The preview may go to a pool that serves nothing yet (the
 		// first deploy): it only answers 503 there.

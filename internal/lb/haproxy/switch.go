@@ -102,13 +102,9 @@ func (m *MapSwitcher) Live(ctx context.Context) (string, error) {
 // SwitchLive sets the live entry first, so users switch in one command,
 // then the preview entry, then the file.
 func (m *MapSwitcher) SwitchLive(ctx context.Context, pool string) error {
-	other := m.pools[0]
-	switch pool {
-	case m.pools[0]:
-		other = m.pools[1]
-	case m.pools[1]:
-	default:
-		return fmt.Errorf("haproxy: switch live traffic to backend %s: the pools are %s and %s", pool, m.pools[0], m.pools[1])
+	other, err := lb.OtherPool(m.pools, pool)
+	if err != nil {
+		return fmt.Errorf("haproxy: %w", err)
 	}
 	e, err := m.entries(ctx)
 	if err != nil {

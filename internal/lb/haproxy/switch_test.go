@@ -311,7 +311,7 @@ func TestMapSwitcherAgainstHAProxy(t *testing.T) {
 	state("green", "blue")
 
 	err = sw.SwitchLive(ctxFor(t, 5*time.Second), "red")
-	if err == nil || err.Error() != "haproxy: switch live traffic to backend red: the pools are blue and green" {
+	if err == nil || err.Error() != "haproxy: switch live traffic to red: the pools are blue and green" {
 		t.Fatalf("switch to red: %v", err)
 	}
 	state("green", "blue")

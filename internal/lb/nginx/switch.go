@@ -107,13 +107,9 @@ func (s *Switch) Live(context.Context) (string, error) {
 // SwitchLive rewrites the file with live traffic on pool and the preview
 // on the other, and reloads nginx; a refused change puts the file back.
 func (s *Switch) SwitchLive(ctx context.Context, pool string) error {
-	other := s.cfg.Pools[0]
-	switch pool {
-	case s.cfg.Pools[0]:
-		other = s.cfg.Pools[1]
-	case s.cfg.Pools[1]:
-	default:
-		return fmt.Errorf("nginx: switch live traffic to upstream %s: the pools are %s and %s", pool, s.cfg.Pools[0], s.cfg.Pools[1])
+	other, err := lb.OtherPool(s.cfg.Pools, pool)
+	if err != nil {
+		return fmt.Errorf("nginx: %w", err)
 	}
 	unlock := lockFile(s.cfg.File)
 	defer unlock()
