@@ -129,12 +129,9 @@ func (x *activation) swapped(p *process, port int) (ActivateResult, error) {
 		back = nil
 	}
 	old := a.sup.detach()
-	// The pid files first: an agent killed from here on finds both
-	// processes by them (recoverSlots), the app by the release current
-	// names and the other as retiring.
-	if err := writePidFile(a.sup.pidPath, p, rel.version, port); err != nil {
-		a.log.Error("the app runs but its pid file could not be written; a restarted agent will not find it", "err", err)
-	}
+	// The pid files first, the old release's before the app's is
+	// overwritten: an agent killed at any point finds both processes
+	// (recoverSlots), the app by the release current names.
 	var ret *retiringApp
 	if old != nil && old.proc != nil && old.proc.alive() {
 		ret = &retiringApp{rel: old.rel, proc: old.proc, port: old.port}
@@ -143,6 +140,9 @@ func (x *activation) swapped(p *process, port int) (ActivateResult, error) {
 		}
 	} else if err := removePidFile(a.retiringPidPath()); err != nil {
 		a.log.Warn("could not remove the retiring pid file", "err", err)
+	}
+	if err := writePidFile(a.sup.pidPath, p, rel.version, port); err != nil {
+		a.log.Error("the app runs but its pid file could not be written; a restarted agent will not find it", "err", err)
 	}
 	_ = removePidFile(a.startingPidPath())
 	if err := a.store.SetCurrent(rel.version); err != nil {
@@ -230,14 +230,16 @@ func (a *Agent) recoverSlots(cur string, st agentState) *process {
 		proc *process
 	}
 	var alive []found
+	seen := map[int]bool{} // one process may be in two files mid-swap
 	for _, path := range []string{a.sup.pidPath, a.retiringPidPath(), a.startingPidPath()} {
 		rec, ok, err := readPidFile(path)
 		if err != nil {
 			a.log.Warn("pid file unreadable", "path", path, "err", err)
 		}
-		if ok {
+		if ok && !seen[rec.PID] {
 			if p, live := adoptProcess(a.ctx, rec); live {
 				alive = append(alive, found{path, rec, p})
+				seen[rec.PID] = true
 			}
 		}
 		if err := removePidFile(path); err != nil {
@@ -267,7 +269,9 @@ func (a *Agent) recoverSlots(cur string, st agentState) *process {
 		if f == app {
 			continue
 		}
-		other := a.cfg.SwapPort != 0 && f.rec.Port == a.otherPort(a.port()) && f.rec.Version != cur
+		// Only a release that was retiring stays so: one a swap was still
+		// starting never served through the load balancer.
+		other := a.cfg.SwapPort != 0 && f.path == a.retiringPidPath() && f.rec.Port == a.otherPort(a.port()) && f.rec.Version != cur
 		if other && a.retiringInfo() == nil {
 			rel, err := a.release(f.rec.Version)
 			if err == nil {

@@ -496,3 +496,50 @@ func TestSwapRetiringIsNotPruned(t *testing.T) {
 	}
 	serves(t, f.cfg.Port, "v1")
 }
+
+// The on-disk state of an agent killed while a swap's new release was
+// still starting (before swapped): current v1, the app's pid file v1@port,
+// starting.pid v2@swap_port, no retiring, an activation recorded.
+func TestSwapRestartWhileStarting(t *testing.T) {
+	t.Parallel()
+	f := swapFixture(t)
+	port, swapPort := f.cfg.Port, f.cfg.SwapPort
+	for _, v := range []string{"v1", "v2"} {
+		f.upload(helloRelease(t, v))
+	}
+	f.activate("v1")
+	f.swap("v2") // v2 on swap_port, v1 retiring on port
+	f.stop(false)
+	run := filepath.Join(f.cfg.Root, "run")
+	app, _ := os.ReadFile(filepath.Join(run, "app.pid"))
+	ret, _ := os.ReadFile(filepath.Join(run, "retiring.pid"))
+	if len(app) == 0 || len(ret) == 0 {
+		entries, _ := os.ReadDir(run)
+		t.Fatalf("pid files not found: %v", entries)
+	}
+	// Rewind to "v2 starting": the app pid file is v1's, starting is v2's.
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(run, "app.pid"), ret, 0o644))
+	must(os.WriteFile(filepath.Join(run, "starting.pid"), app, 0o644))
+	must(os.Remove(filepath.Join(run, "retiring.pid")))
+	st, err := f.agent.store.State()
+	must(err)
+	st.Port, st.Retiring, st.Previous = 0, nil, ""
+	st.Activation = &ActivationInfo{Kind: "activate", Version: "v2", From: "v1", Phase: "health", Since: time.Now().UTC(), PhaseSince: time.Now().UTC()}
+	must(f.agent.store.SaveState(st))
+	must(f.agent.store.SetCurrent("v1"))
+
+	g := startFixture(t, f.cfg)
+	var s Status
+	proctest.Eventually(t, 10*time.Second, "adopted", func() bool { s = g.status(); return s.Activation == nil && s.Healthy })
+	if s.Version != "v1" || s.Port != port {
+		t.Errorf("after the restart: %s on port %d, want v1 on %d (swap_port %d)", s.Version, s.Port, port, swapPort)
+	}
+	if s.Retiring != nil {
+		t.Errorf("a release that was only starting (never current, never in the balancer) is kept as retiring: %+v", *s.Retiring)
+	}
+}

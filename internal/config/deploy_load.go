@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -624,14 +625,29 @@ func (d *deployValidator) environment(e *Environment, ep string) {
 	ap := c.key(ep, "agents")
 	d.tokens(ap, e.Agents.Token, e.Agents.TokenFile)
 	d.hosts(e, ep)
-	if e.Strategy.BlueGreen != nil {
+	sp := c.key(ep, "strategy")
+	var set []string
+	for _, s := range []struct {
+		key string
+		set bool
+	}{{"rolling", e.Strategy.Rolling != nil}, {"blue_green", e.Strategy.BlueGreen != nil}, {"swap", e.Strategy.Swap != nil}, {"canary", e.Strategy.Canary != nil}} {
+		if s.set {
+			set = append(set, s.key)
+		}
+	}
+	switch {
+	case len(set) > 1:
+		// Only one gets its defaults: checking the others would read
+		// values never filled in.
+		d.errorf(c.key(sp, set[1]), "%s and %s are both set: an environment has one strategy", set[0], set[1])
+	case e.Strategy.BlueGreen != nil:
 		d.blueGreen(e, c.key(ep, "strategy"))
-	} else if e.Strategy.Swap != nil {
-		d.swap(e, c.key(ep, "strategy"))
-	} else if e.Strategy.Canary != nil {
-		d.canary(e, c.key(ep, "strategy"))
-	} else {
-		d.rolling(e, c.key(c.key(ep, "strategy"), "rolling"))
+	case e.Strategy.Swap != nil:
+		d.swap(e, sp)
+	case e.Strategy.Canary != nil:
+		d.canary(e, sp)
+	default:
+		d.rolling(e, c.key(sp, "rolling"))
 	}
 	if e.Verify != nil {
 		d.verify(e.Verify, c.key(ep, "verify"))
@@ -677,7 +693,7 @@ func (d *deployValidator) lb(e *Environment, lp string) {
 		case e.Strategy.BlueGreen != nil && lb.Backend != "":
 			d.errorf(c.key(lp, "backend"), "unused under blue_green: each host names its backend (hosts[].pool), one of strategy.blue_green.pools")
 		case e.Strategy.BlueGreen != nil && lb.Map == "":
-			d.errorf(c.key(lp, "map"), "required by blue_green on the haproxy driver: the map HAProxy's use_backend rules read, by the path HAProxy loaded it from, such as /etc/haproxy/bluegreen.map (docs/blue-green.md)")
+			d.errorf(c.key(lp, "map"), "required by blue_green on the haproxy driver: the map HAProxy's use_backend rules read, by the path HAProxy loaded it from, such as /etc/haproxy/bluegreen.map (docs/strategies.md)")
 		case e.Strategy.BlueGreen == nil && lb.Backend == "":
 			d.errorf(c.key(lp, "backend"), "required by the haproxy driver: the backend whose servers are the hosts' targets")
 		case e.Strategy.BlueGreen == nil && lb.Map != "":
@@ -694,6 +710,8 @@ func (d *deployValidator) lb(e *Environment, lp string) {
 			d.errorf(c.key(lp, "switch_file"), "required by blue_green on the nginx driver: the include file zerodown owns that maps $zerodown_live and $zerodown_preview to the upstreams, such as /etc/nginx/conf.d/app-bluegreen.conf (docs/strategies.md)")
 		case e.Strategy.BlueGreen == nil && lb.SwitchFile != "":
 			d.errorf(c.key(lp, "switch_file"), "the blue-green switch file is used by strategy.blue_green only")
+		case lb.SwitchFile != "" && filepath.Clean(lb.SwitchFile) == filepath.Clean(lb.UpstreamFile):
+			d.errorf(c.key(lp, "switch_file"), "is upstream_file too: a switch rewrites its file whole, which would delete the upstreams; use a file of its own")
 		}
 		if e.Strategy.BlueGreen == nil && lb.Upstream == "" {
 			d.errorf(c.key(lp, "upstream"), "required by the nginx driver: the name of the upstream block in upstream_file, such as app")
@@ -873,6 +891,9 @@ func (d *deployValidator) hosts(e *Environment, ep string) {
 			} else {
 				targets[norm] = sp
 				h.SwapTarget = norm
+				if ip, _, _ := net.SplitHostPort(norm); h.Target != "" && !strings.HasPrefix(h.Target, ip+":") && !strings.HasPrefix(h.Target, "["+ip+"]:") {
+					d.errorf(sp, "%s is not on target %s's address: the two slots are two ports of one host", h.SwapTarget, h.Target)
+				}
 			}
 			if e.Strategy.Swap == nil {
 				d.errorf(sp, "swap_target is used by strategy.swap only")
@@ -932,14 +953,6 @@ func (d *deployValidator) hostLB(e *Environment, h *Host, hp string) {
 func (d *deployValidator) canary(e *Environment, sp string) {
 	c, cn := d.c, e.Strategy.Canary
 	cp := c.key(sp, "canary")
-	for _, other := range []struct {
-		key string
-		set bool
-	}{{"rolling", e.Strategy.Rolling != nil}, {"swap", e.Strategy.Swap != nil}, {"blue_green", e.Strategy.BlueGreen != nil}} {
-		if other.set {
-			d.errorf(c.key(sp, other.key), "%s and canary are both set: an environment has one strategy", other.key)
-		}
-	}
 	if e.LB.Driver != DriverBuiltin && e.LB.Driver != DriverHAProxy && slices.Contains(lbDrivers, e.LB.Driver) {
 		d.errorf(cp, "canary shifts traffic by weight and compares targets through the builtin and haproxy drivers; the %s driver cannot yet", e.LB.Driver)
 	}
@@ -987,9 +1000,6 @@ func (d *deployValidator) canary(e *Environment, sp string) {
 // reach.
 func (d *deployValidator) swap(e *Environment, sp string) {
 	c := d.c
-	if e.Strategy.Rolling != nil {
-		d.errorf(c.key(sp, "rolling"), "rolling and swap are both set: an environment has one strategy")
-	}
 	switch e.LB.Driver {
 	case DriverBuiltin, DriverHAProxy:
 	default:
@@ -1010,9 +1020,6 @@ func (d *deployValidator) swap(e *Environment, sp string) {
 func (d *deployValidator) blueGreen(e *Environment, sp string) {
 	c, bg := d.c, e.Strategy.BlueGreen
 	bp := c.key(sp, "blue_green")
-	if e.Strategy.Rolling != nil {
-		d.errorf(c.key(sp, "rolling"), "rolling and blue_green are both set: an environment has one strategy")
-	}
 	alb := e.LB.Driver == DriverAWSALB
 	if e.LB.Driver == DriverAWSELB {
 		d.errorf(bp, "blue_green switches pools through the builtin, haproxy, nginx and aws-alb drivers; a classic ELB has one pool")

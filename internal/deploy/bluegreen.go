@@ -29,12 +29,23 @@ func (o Options) canSwitchBack(ctx context.Context, f *fleet, run store.Run, sw 
 		return badInput(fmt.Errorf("run %s is not the last run on %s (%s is): its old pool %s may have been deployed over since; roll back %s instead",
 			run.ID, run.Env, last[0].ID, sw.From, last[0].ID))
 	}
+	// The window is what a switch back may not pass, whatever the run's
+	// status says (a refused rollback, or one that died, left it).
 	window := time.Duration(bg.RollbackWindow)
-	if run.Status == store.RunSucceeded && !run.EndedAt.IsZero() && window > 0 {
-		if since := time.Since(run.EndedAt); since > window {
-			return badInput(fmt.Errorf("run %s switched live traffic to pool %s %s ago, beyond its rollback_window of %s: pool %s is no longer kept to switch back to; deploy the release you want back instead",
-				run.ID, sw.To, since.Round(time.Second), window, sw.From))
-		}
+	if run.EndedAt.IsZero() || window <= 0 {
+		return nil
+	}
+	since := time.Since(run.EndedAt)
+	if since <= window {
+		return nil
+	}
+	live, err := LivePool(ctx, f.env, f.sw)
+	if err != nil {
+		return err
+	}
+	if live == sw.To {
+		return badInput(fmt.Errorf("run %s switched live traffic to pool %s %s ago, beyond its rollback_window of %s: pool %s is no longer kept to switch back to; deploy the release you want back instead",
+			run.ID, sw.To, since.Round(time.Second), window, sw.From))
 	}
 	return nil
 }

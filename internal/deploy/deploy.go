@@ -230,6 +230,12 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 		return nil, err
 	}
 	defer release()
+	if rollback {
+		// Refused before the run is touched: a refusal leaves it as it was.
+		if err := o.canSwitchBack(ctx, f, run, p.SwitchOf()); err != nil {
+			return nil, err
+		}
+	}
 	// The run is this process's now: `resume` of a pause in it must see a
 	// live owner.
 	_ = o.Store.UpdateRun(ctx, run.ID, store.RunUpdate{Status: store.RunRunning, Owner: store.ProcessOwner()})
@@ -245,9 +251,6 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 		return nil, err
 	}
 	eng := o.engine(f, rel, run.ID, &p)
-	if err := o.canSwitchBack(ctx, f, run, eng.Switch); err != nil {
-		return nil, err
-	}
 	nt := newRunNotifier(f.hooks, run, o.warn())
 	nt.send(notify.RunStarted, "rollback")
 	if o.OnStart != nil {

@@ -97,11 +97,14 @@ func secret(token, file, what string) (string, error) {
 }
 
 // serverNames maps each host's target to its HAProxy server name: server:
-// when written, else the host's name.
-func serverNames(env *config.Environment) map[string]string {
+// when written, else the host's name. Under blue-green only the hosts of
+// backend are named: the same name may be in each backend.
+func serverNames(env *config.Environment, backend string) map[string]string {
 	out := map[string]string{}
 	for _, h := range env.Hosts {
-		out[h.Target] = cmp.Or(h.Server, h.Name)
+		if env.Strategy.BlueGreen == nil || h.Pool == backend {
+			out[h.Target] = cmp.Or(h.Server, h.Name)
+		}
 	}
 	return out
 }
@@ -214,7 +217,7 @@ func poolBalancer(ctx context.Context, cfg *config.Deploy, env *config.Environme
 		}
 		return c.Balancer(pool), nil
 	case config.DriverHAProxy:
-		b, err := haproxy.New(haproxy.Config{Socket: env.LB.Socket, Backend: backend, Servers: serverNames(env), HealthPath: app.Health.Path, CheckInter: time.Duration(env.LB.CheckInter)})
+		b, err := haproxy.New(haproxy.Config{Socket: env.LB.Socket, Backend: backend, Servers: serverNames(env, backend), HealthPath: app.Health.Path, CheckInter: time.Duration(env.LB.CheckInter)})
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
 		}

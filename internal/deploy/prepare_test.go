@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,5 +97,26 @@ func TestRefusedTokensAreBadInput(t *testing.T) {
 		if c.want && !strings.Contains(err.Error(), "token") {
 			t.Fatalf("%v: message %q does not say token", c.err, err)
 		}
+	}
+}
+
+// Under blue-green each HAProxy backend's driver knows only its own
+// pool's servers: the same server name may be in each backend.
+func TestServerNamesPerBackend(t *testing.T) {
+	env := &config.Environment{Strategy: config.Strategy{BlueGreen: &config.BlueGreen{Pools: []string{"blue", "green"}}}, Hosts: []config.Host{
+		{Name: "blue-1", Pool: "blue", Target: "10.0.0.1:80", Server: "app"},
+		{Name: "green-1", Pool: "green", Target: "10.0.0.2:80", Server: "app"},
+	}}
+	for backend, want := range map[string]map[string]string{
+		"blue":  {"10.0.0.1:80": "app"},
+		"green": {"10.0.0.2:80": "app"},
+	} {
+		if got := serverNames(env, backend); !maps.Equal(got, want) {
+			t.Errorf("backend %s: %v, want %v", backend, got, want)
+		}
+	}
+	env.Strategy = config.Strategy{}
+	if got := serverNames(env, "app"); len(got) != 2 {
+		t.Errorf("rolling: %v, want both hosts", got)
 	}
 }

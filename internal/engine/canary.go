@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/zerodown/zerodown/internal/lb"
@@ -213,6 +214,19 @@ func (e *Engine) analyze(stop context.Context, t pipeline.Task) error {
 			return nil
 		}
 	}
+}
+
+// canaryServing notes when the first canary host with the new release
+// began serving: the clock of the abort's "after it began serving".
+func (e *Engine) canaryServing(host string) {
+	if e.Canary == nil || !slices.Contains(e.Canary.Hosts, host) {
+		return
+	}
+	e.mu.Lock()
+	if e.canarySince.IsZero() {
+		e.canarySince = time.Now()
+	}
+	e.mu.Unlock()
 }
 
 func (e *Engine) canaryStart() time.Time {

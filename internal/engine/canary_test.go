@@ -451,3 +451,52 @@ func TestCanaryPromote(t *testing.T) {
 		t.Errorf("%d promotion events, want one per analysis (2)", promotions)
 	}
 }
+
+// routableWatch records, after every detach, whether any target is still
+// healthy, attached and of weight > 0 (what zerodown lb/HAProxy route to).
+type routableWatch struct {
+	*weighingLB
+	mu      sync.Mutex
+	outages []string
+}
+
+func (r *routableWatch) Detach(ctx context.Context, addr string) error {
+	err := r.weighingLB.Detach(ctx, addr)
+	ts, _ := r.weighingLB.Targets(ctx)
+	n := 0
+	for _, t := range ts {
+		if t.State == lb.StateHealthy && r.weight(t.Address) > 0 {
+			n++
+		}
+	}
+	if n == 0 {
+		r.mu.Lock()
+		r.outages = append(r.outages, "after detach "+addr)
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// A run that fails after a canary's last step (the others at weight 0)
+// gives every host its weight back before anything leaves the balancer:
+// at no moment is there no routable target.
+func TestCanaryRollbackAfterLastStepKeepsATarget(t *testing.T) {
+	steps := []config.CanaryStep{{Weight: 10, Pause: config.Duration(200 * time.Millisecond)}, {Weight: 100}}
+	f := newCanaryFleet(t, steps, true, map[string]lb.TargetStat{canaryAddr: {Requests: 1}})
+	for i := 1; i <= 4; i++ {
+		f.wlb.weights[fmt.Sprintf("127.0.0.1:81%02d", i)] = 1
+	}
+	w := &routableWatch{weighingLB: f.wlb}
+	f.eng.LB = &struct {
+		*routableWatch
+		lb.TargetStatser
+	}{w, f.clb}
+	f.hosts["staging-4"].Bad["v2"] = true // the last rest host fails
+	res := f.run(t)
+	if res.Status != engine.StatusRolledBack {
+		t.Fatalf("status %s (%v), want rolled back", res.Status, res.Err)
+	}
+	if len(w.outages) > 0 {
+		t.Errorf("no routable target (every healthy one at weight 0 or detached) %v; calls %q", w.outages, f.log.list())
+	}
+}

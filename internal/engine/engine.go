@@ -143,7 +143,7 @@ type Engine struct {
 	touched     map[string]bool // hosts this run detached or deployed to
 	order       []string
 	switched    bool      // this run switched live traffic
-	canarySince time.Time // when the canary's first analysis began
+	canarySince time.Time // when the first canary host began serving the release
 
 	// drainBound and healthBound are the balancer's own bounds, read once
 	// per run (a failed read is tried again at the next wait).
@@ -278,11 +278,12 @@ func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey
 		res.Status = StatusNeedsAttention
 		return res
 	}
+	// Every host gets its weight back before anything leaves: at a
+	// canary's last step the others have weight 0, and taking the canary
+	// out then would leave nothing routable.
+	e.resetWeights()
 	if errors.Is(failure, ErrCanaryFailed) {
-		// The others first get their share back (at the last step they
-		// have none), then the canary leaves at once, before its
-		// rollback's drain.
-		e.resetWeights()
+		// The canary leaves at once, before its rollback's drain.
 		e.detachSuspects(res.Changed)
 		e.emit(Event{Type: EvCanary, Message: fmt.Sprintf("canary aborted: out of the load balancer %s after it began serving",
 			time.Since(e.canaryStart()).Round(time.Millisecond))})

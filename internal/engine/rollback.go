@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,9 @@ func (e *Engine) RollBack(ctx context.Context, hosts []string) map[string]string
 	e.init()
 	flush := e.journalEvents()
 	defer flush()
+	// A canary's weights go back first (a rollback of a run that died at
+	// its last step finds the others at weight 0), and again at the end.
+	e.resetWeights()
 	stranded := map[string]string{}
 	if e.Switcher != nil && e.Switch != nil {
 		// Blue-green: the old pool still runs the old release, so going
@@ -72,6 +76,18 @@ func (e *Engine) whereIs(name string) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), defaultLBCallTimeout)
 	defer cancel()
+	if h.SwapTarget != "" {
+		// Two slots: say where each stands.
+		var parts []string
+		for _, addr := range []string{h.Target, h.SwapTarget} {
+			tg, err := e.targetState(ctx, addr)
+			if err != nil {
+				return "the load balancer could not be asked whether it is attached: " + err.Error()
+			}
+			parts = append(parts, fmt.Sprintf("%s %s", addr, tg.State))
+		}
+		return "the load balancer reports " + strings.Join(parts, " and ")
+	}
 	tg, err := e.targetState(ctx, h.Target)
 	if err != nil {
 		return "the load balancer could not be asked whether it is attached: " + err.Error()
@@ -213,6 +229,14 @@ func (e *Engine) detachSuspects(hosts []string) {
 		st, err := h.Deployer.Status(ctx)
 		if err != nil || st.Version != e.Release.Version {
 			continue
+		}
+		if h.SwapTarget != "" {
+			// Two slots: the new release is in the current one.
+			cur, _, err := e.slots(ctx, h)
+			if err != nil {
+				continue
+			}
+			h.Target = cur
 		}
 		if s := state[h.Target]; s == lb.StateDraining || s == lb.StateUnused {
 			continue

@@ -20,7 +20,7 @@ func (e *Engine) switchLive(t pipeline.Task) error {
 		return errors.New("switch: no pools")
 	}
 	if e.Switcher == nil {
-		return fmt.Errorf("switch %s → %s: this environment's load balancer cannot switch pools (strategy.blue_green on the builtin or haproxy driver can)", sw.From, sw.To)
+		return fmt.Errorf("switch %s → %s: this environment's load balancer cannot switch pools (strategy.blue_green on the builtin, haproxy, nginx or aws-alb driver can)", sw.From, sw.To)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bound(t, defaultLBCallTimeout))
 	defer cancel()

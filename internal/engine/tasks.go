@@ -395,6 +395,7 @@ func (e *Engine) waitHealthy(stop context.Context, t pipeline.Task) error {
 		e.isHealthy(h.Target))
 	if err == nil {
 		e.emit(Event{Host: h.Name, Type: EvHealthy, Message: "healthy"})
+		e.canaryServing(h.Name)
 	}
 	return err
 }

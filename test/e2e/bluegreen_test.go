@@ -334,6 +334,10 @@ func blueGreenThrough(t *testing.T, f *bgFleet, full bool) {
 	if code != 2 || !strings.Contains(out2, "beyond its rollback_window of 1ms") {
 		t.Fatalf("rollback past the window: exit %d, want 2 and the window named\n%s", code, out2)
 	}
+	// A refusal leaves the run as it was: asking again is refused again.
+	if out2, code = zerodownWhile(t, nil, "rollback", "staging", "-c", short, "-o", "log"); code != 2 {
+		t.Fatalf("a second rollback past the window: exit %d, want 2\n%s", code, out2)
+	}
 	f.serves("v3")
 }
 
