@@ -115,7 +115,12 @@ const analysisEvery = 500 * time.Millisecond
 
 // p99Floor is how much slower than the baseline's a canary's p99 may be
 // whatever the percentage: below it, latency differences are noise.
-const p99Floor = 10 * time.Millisecond
+// p99MinAnswers is how many answers each side needs before their p99s
+// are compared.
+const (
+	p99Floor      = 10 * time.Millisecond
+	p99MinAnswers = 100
+)
 
 // figures are one side's answers in a comparison.
 type figures struct {
@@ -246,8 +251,8 @@ func (e *Engine) promotedBy() (string, bool) {
 }
 
 // judge fails the canary when, with enough answers, its error rate is
-// more than maxRate points above the baseline's, or its p99 more than
-// maxP99 percent (and p99Floor) above it.
+// more than maxRate points above the baseline's, or (with p99MinAnswers on
+// each side) its p99 more than maxP99 percent (and p99Floor) above it.
 func judge(what string, c, b figures, hasP99 bool, maxRate, maxP99 float64, min int64) error {
 	if c.requests < min {
 		return nil
@@ -256,7 +261,9 @@ func judge(what string, c, b figures, hasP99 bool, maxRate, maxP99 float64, min 
 		return fmt.Errorf("%s: the canary's error rate is %.1f%% (%d of %d), the baseline's %.1f%% (%d of %d): more than %g points above",
 			what, c.rate(), c.errors, c.requests, b.rate(), b.errors, b.requests, maxRate)
 	}
-	if hasP99 && b.requests >= min && c.p99 > b.p99 {
+	// A p99 of a few answers is their slowest one: a fresh process's
+	// first requests would fail a good canary.
+	if need := max(min, p99MinAnswers); hasP99 && c.requests >= need && b.requests >= need && c.p99 > b.p99 {
 		limit := time.Duration(float64(b.p99) * (1 + maxP99/100))
 		if c.p99 > limit && c.p99-b.p99 > p99Floor {
 			return fmt.Errorf("%s: the canary's p99 is %s, the baseline's %s: more than %g%% above", what, c.p99.Round(10*time.Microsecond), b.p99.Round(10*time.Microsecond), maxP99)

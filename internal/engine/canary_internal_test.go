@@ -123,6 +123,8 @@ func TestJudge(t *testing.T) {
 		{name: "p99 at the percentage passes", c: figures{requests: 100, p99: 150 * ms}, b: figures{requests: 100, p99: 100 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20},
 		{name: "p99 just over the percentage", c: figures{requests: 100, p99: 151 * ms}, b: figures{requests: 100, p99: 100 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20,
 			want: "p99 is 151ms"},
+		{name: "p99 of too few answers is not judged", c: figures{requests: 99, p99: 300 * ms}, b: figures{requests: 1000, p99: 10 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20},
+		{name: "p99 against too few baseline answers is not judged", c: figures{requests: 1000, p99: 300 * ms}, b: figures{requests: 99, p99: 10 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20},
 		{name: "p99 over the percentage, within the 10ms floor", c: figures{requests: 100, p99: 14 * ms}, b: figures{requests: 100, p99: 5 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20},
 		{name: "p99 exactly the floor above passes", c: figures{requests: 100, p99: 15 * ms}, b: figures{requests: 100, p99: 5 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20},
 		{name: "p99 just beyond the floor", c: figures{requests: 100, p99: 15*ms + 10*time.Microsecond}, b: figures{requests: 100, p99: 5 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20,

@@ -244,7 +244,7 @@ func TestCanaryAnalysisFails(t *testing.T) {
 		{
 			name: "the verifier's p99, on a balancer that does not count",
 			versions: map[string]loadgen.VersionStat{
-				"v2": {Answers: 50, P99: 80 * ms},
+				"v2": {Answers: 150, P99: 80 * ms},
 				"v1": {Answers: 500, Errors: 1, P99: 5 * ms},
 			},
 			want: "load verifier: the canary's p99 is 80ms, the baseline's 5ms: more than 50% above",
