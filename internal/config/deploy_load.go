@@ -200,20 +200,17 @@ func checkQuantities(v *validator, raw any) {
 
 // checkBatchList checks a batch: one size or a list of them.
 func checkBatchList(v *validator, bp string, raw any) {
-	c := v.c
-	{
-		switch b := raw.(type) {
-		case nil:
-		case []any:
-			if len(b) == 0 {
-				v.errorf(bp, "want a batch size or a list of them, got an empty list")
-			}
-			for i, item := range b {
-				checkBatchSize(v, c.item(bp, i), item)
-			}
-		default:
-			checkBatchSize(v, bp, b)
+	switch b := raw.(type) {
+	case nil:
+	case []any:
+		if len(b) == 0 {
+			v.errorf(bp, "want a batch size or a list of them, got an empty list")
 		}
+		for i, item := range b {
+			checkBatchSize(v, v.c.item(bp, i), item)
+		}
+	default:
+		checkBatchSize(v, bp, b)
 	}
 }
 

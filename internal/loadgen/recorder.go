@@ -77,12 +77,15 @@ type shard struct {
 	bytesIn  int64
 	bytesOut int64
 	versions boundedCounts
-	// byVersion is for VersionStats (canary analysis).
-	byVersion map[string]*versionStat
-	samples   [numOutcomes][]errSample
-	firstAt   time.Time
-	lastEnd   time.Time
-	lastSent  time.Time
+	// byVersion is for VersionStats (canary analysis); lastVersion caches
+	// the last one used.
+	byVersion      map[string]*versionStat
+	lastVersion    *versionStat
+	lastVersionKey string
+	samples        [numOutcomes][]errSample
+	firstAt        time.Time
+	lastEnd        time.Time
+	lastSent       time.Time
 
 	rows  []*shardRow // seconds not yet collected
 	spare []*shardRow

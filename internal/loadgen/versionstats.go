@@ -30,7 +30,10 @@ func (s *shard) recordVersion(r *result, highest int64) {
 	if !r.hasVer || r.start.IsZero() {
 		return
 	}
-	vs := s.byVersion[r.version]
+	vs := s.lastVersion
+	if vs == nil || s.lastVersionKey != r.version {
+		vs = s.byVersion[r.version]
+	}
 	if vs == nil {
 		if len(s.byVersion) >= maxRunVersions {
 			return
@@ -41,6 +44,7 @@ func (s *shard) recordVersion(r *result, highest int64) {
 		vs = &versionStat{service: newHist(highest, rowDigits)}
 		s.byVersion[r.version] = vs
 	}
+	s.lastVersion, s.lastVersionKey = vs, r.version // answers mostly repeat the last version
 	vs.answers++
 	switch r.outcome {
 	case OK, HTTP3xx, HTTP4xx: // a client's own mistakes are not the version's

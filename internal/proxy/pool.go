@@ -134,7 +134,8 @@ func (p *pool) rebuild() {
 			rs.equal = false
 		}
 	}
-	if !rs.equal && s.balance == config.BalanceRoundRobin {
+	if !rs.equal {
+		// Both algorithms send unequal weights through this order.
 		rs.sequence = smoothSequence(rs.weights)
 	}
 	p.routes.Store(rs)

@@ -114,6 +114,16 @@ func TestWeights(t *testing.T) {
 			if share < 0.12 || share > 0.38 {
 				t.Fatalf("weight 1 of 4 got share %.2f (%v)", share, counts)
 			}
+			// One request at a time (an idle pool, a canary's 10 %): the
+			// weights are still the shares, not "all to the heaviest".
+			idle := map[string]int{}
+			for i := 0; i < 100; i++ {
+				_, body := get(t, http.DefaultClient, url+"/")
+				idle[body]++
+			}
+			if n := idle["hello from a"]; n < 20 || n > 30 {
+				t.Fatalf("sequential requests: weight 1 of 4 got %d of 100 (%v)", n, idle)
+			}
 			if _, err := srv.SetWeight("app", hostPort(a.URL), 0); err != nil {
 				t.Fatal(err)
 			}
