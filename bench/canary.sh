@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# bench/canary.sh — a canary through zerodown lb, three times (test/e2e
-# TestCanary): three hosts, one canary, steps 10 % (3 s), 50 % (3 s), 100 %,
+# bench/canary.sh — a canary through zerodown lb, HAProxy and a simulated
+# ALB, twice each (test/e2e TestCanary, TestCanaryHAProxy, TestCanaryALB):
+# three hosts, one canary, steps 10 % (3 s), 50 % (3 s), 100 %,
 # under the load verifier at 200 GET/s. Per run: the canary's share of the
-# verifier's answers during each step (set by load-balancer weight), and
+# verifier's answers during each step (set by server weights; by target
+# group weights on the ALB), and
 # for a canary answering 5 % of its requests with 500: how long after it
 # began serving it was out of the load balancer, and how many requests
 # failed meanwhile.
 #
-#   bench/canary.sh            # about a minute
+#   bench/canary.sh            # about three minutes
 #
 # Everything listens on 127.0.0.1 only; the test stops what it starts.
 set -euo pipefail
@@ -20,12 +22,15 @@ echo "- $(go version)"
 echo "- zerodown: built from $(git describe --always --dirty 2>/dev/null || echo 'the working tree')"
 echo "- load average (1, 5, 15 min) when the script started: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| run | canary share at the 10 % step | at the 50 % step | bad canary: time to abort | failed requests |"
-echo "| --- | --- | --- | --- | --- |"
-for run in 1 2 3; do
-	out=$(go test -count=1 -run '^TestCanary$' -v -timeout 10m ./test/e2e/ 2>&1) ||
-		{ echo "$out" >&2; echo "bench/canary.sh: run $run failed (its output is above on stderr)" >&2; exit 1; }
+echo "| balancer | run | canary share at the 10 % step | at the 50 % step | bad canary: time to abort | failed requests |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for test in TestCanary TestCanaryHAProxy TestCanaryALB; do
+for run in 1 2; do
+	out=$(go test -count=1 -run "^$test\$" -v -timeout 10m ./test/e2e/ 2>&1) ||
+		{ echo "$out" >&2; echo "bench/canary.sh: $test run $run failed (its output is above on stderr)" >&2; exit 1; }
 	mix=$(sed -n 's/.*version mix: v2 \([0-9.]*\)% of \([0-9]*\) answers at the 10% step, \([0-9.]*\)% of \([0-9]*\) at the 50% step.*/\1 % of \2|\3 % of \4/p' <<<"$out")
 	abort=$(sed -n 's/.*bad canary: aborted \([^ ]*\) after it began serving; \([0-9]*\) of \([0-9]*\) requests failed.*/\1|\2 of \3/p' <<<"$out")
-	echo "| $run | ${mix%%|*} | ${mix#*|} | ${abort%%|*} | ${abort#*|} |"
+	balancer=$(case $test in TestCanary) echo "zerodown lb" ;; TestCanaryHAProxy) echo "HAProxy" ;; *) echo "ALB (simulated)" ;; esac)
+	echo "| $balancer | $run | ${mix%%|*} | ${mix#*|} | ${abort%%|*} | ${abort#*|} |"
+done
 done

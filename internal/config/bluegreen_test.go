@@ -151,3 +151,53 @@ func TestVerifyDefaultsUnderEveryStrategy(t *testing.T) {
 		}
 	}
 }
+
+func TestALBCanary(t *testing.T) {
+	const (
+		mainTG   = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/main/0123456789abcdef"
+		canaryTG = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/canary/0123456789abcdef"
+		listener = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/web/1/2"
+		verify   = "    verify: { url: 'http://127.0.0.1:8080/', rate: 10 }\n"
+	)
+	// Environment web: three hosts, a canary of one, behind lb.
+	alb := func(keys string) string {
+		return strings.Replace(minimalEnv(3, "    strategy: { canary: { steps: [ { weight: 10, pause: 1s }, { weight: 100 } ] } }\n"),
+			"lb: {admin: 'http://127.0.0.1:9100', pool: hello}", "lb: {"+keys+"}", 1)
+	}
+	good := alb("driver: aws-alb, target_group: '"+mainTG+"', canary_target_group: '"+canaryTG+"', listener: '"+listener+"'") + verify
+	cfg, err := ParseDeploy("zerodown.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lb := cfg.Environments["web"].LB; lb.CanaryTargetGroup != canaryTG || lb.Listener != listener {
+		t.Errorf("lb: %+v", lb)
+	}
+	tests := []struct{ name, doc, want string }{
+		{"no canary group", alb("driver: aws-alb, target_group: '"+mainTG+"', listener: '"+listener+"'") + verify,
+			"lb.canary_target_group: required by canary on the aws-alb driver"},
+		{"no listener", alb("driver: aws-alb, target_group: '"+mainTG+"', canary_target_group: '"+canaryTG+"'") + verify,
+			"lb.listener: required by canary on the aws-alb driver"},
+		{"no verifier", alb("driver: aws-alb, target_group: '" + mainTG + "', canary_target_group: '" + canaryTG + "', listener: '" + listener + "'"),
+			"strategy.canary: on the aws-alb driver the canary is compared on the load verifier's answers only"},
+		{"one group for both", alb("driver: aws-alb, target_group: '"+mainTG+"', canary_target_group: '"+mainTG+"', listener: '"+listener+"'") + verify,
+			"lb.canary_target_group: the same group as target_group"},
+		{"not an ARN", alb("driver: aws-alb, target_group: '"+mainTG+"', canary_target_group: canary, listener: '"+listener+"'") + verify,
+			`lb.canary_target_group: "canary" is not a target group ARN`},
+		{"canary group without a canary", strings.Replace(minimalEnv(2, ""), "lb: {admin: 'http://127.0.0.1:9100', pool: hello}",
+			"lb: {driver: aws-alb, target_group: '"+mainTG+"', canary_target_group: '"+canaryTG+"'}", 1),
+			"lb.canary_target_group: used by strategy.canary only"},
+		{"canary group on haproxy", strings.Replace(minimalEnv(2, ""), "lb: {admin: 'http://127.0.0.1:9100', pool: hello}",
+			"lb: {driver: haproxy, socket: /run/haproxy.sock, canary_target_group: '"+canaryTG+"'}", 1),
+			"lb.canary_target_group: canary_target_group is a key of the aws-alb driver"},
+		{"canary on a classic ELB", alb("driver: aws-elb, name: web, region: eu-west-1") + verify,
+			"canary shifts traffic by weight through the builtin, haproxy and aws-alb drivers; the aws-elb driver cannot yet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseDeploy("zerodown.yaml", []byte(tt.doc))
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "zerodown.yaml:") {
+				t.Errorf("got:\n%v\nwant it to contain zerodown.yaml: and:\n%s", err, tt.want)
+			}
+		})
+	}
+}

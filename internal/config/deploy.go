@@ -95,8 +95,14 @@ type EnvLB struct {
 	// Listener and PreviewListener are aws-alb's blue-green: the ARNs of
 	// the listener users reach, whose default action forwards to the live
 	// target group, and of the one that forwards to the idle group.
+	// Listener is also aws-alb's canary: the listener whose default
+	// action forwards to TargetGroup and CanaryTargetGroup by weight.
 	Listener        string `yaml:"listener"`
 	PreviewListener string `yaml:"preview_listener"`
+	// CanaryTargetGroup is aws-alb's canary: the ARN of the target group
+	// of the canary hosts (strategy.canary.hosts, the first hosts), since
+	// an ALB weighs target groups, not targets.
+	CanaryTargetGroup string `yaml:"canary_target_group"`
 	// PollInterval is how often the AWS drivers ask for target health
 	// (default 2s): AWS throttles a faster poll, and its own waiters
 	// poll every 15s, far slower than a target changes.

@@ -744,15 +744,28 @@ func (d *deployValidator) lb(e *Environment, lp string) {
 			d.aws(lb, lp)
 			break
 		}
-		if lb.Listener != "" || lb.PreviewListener != "" {
-			d.errorf(c.key(lp, "listener"), "listener and preview_listener are used by strategy.blue_green only")
+		if lb.PreviewListener != "" {
+			d.errorf(c.key(lp, "preview_listener"), "used by strategy.blue_green only")
 		}
-		if lb.TargetGroup == "" {
-			d.errorf(c.key(lp, "target_group"), "required by the aws-alb driver: the target group's ARN, such as arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/app/0123456789abcdef")
-		} else if region, ok := ARNRegion(lb.TargetGroup); !ok || !strings.Contains(lb.TargetGroup, ":targetgroup/") {
-			d.errorf(c.key(lp, "target_group"), "%q is not a target group ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID)", lb.TargetGroup)
-		} else if lb.Region != "" && region != lb.Region {
-			d.errorf(c.key(lp, "region"), "region %s is not the target group's: its ARN says %s", lb.Region, region)
+		if e.Strategy.Canary != nil {
+			if lb.CanaryTargetGroup == "" {
+				d.errorf(c.key(lp, "canary_target_group"), "required by canary on the aws-alb driver: an ALB weighs target groups, not targets, so the canary hosts (the first strategy.canary.hosts) need a target group of their own")
+			}
+			if lb.Listener == "" {
+				d.errorf(c.key(lp, "listener"), "required by canary on the aws-alb driver: the ARN of the listener users reach, whose default action zerodown points at target_group and canary_target_group by weight")
+			}
+		} else {
+			if lb.Listener != "" {
+				d.errorf(c.key(lp, "listener"), "used by strategy.blue_green and strategy.canary only")
+			}
+			if lb.CanaryTargetGroup != "" {
+				d.errorf(c.key(lp, "canary_target_group"), "used by strategy.canary only")
+			}
+		}
+		d.targetGroup(lb, lp, "target_group", lb.TargetGroup, true)
+		d.targetGroup(lb, lp, "canary_target_group", lb.CanaryTargetGroup, false)
+		if lb.CanaryTargetGroup != "" && lb.CanaryTargetGroup == lb.TargetGroup {
+			d.errorf(c.key(lp, "canary_target_group"), "the same group as target_group: the canary hosts need a target group of their own")
 		}
 		d.aws(lb, lp)
 	default:
@@ -789,6 +802,7 @@ func (d *deployValidator) foreignKeys(lb *EnvLB, lp string) {
 		{"target_group", lb.TargetGroup != "", []string{DriverAWSALB}},
 		{"listener", lb.Listener != "", []string{DriverAWSALB}},
 		{"preview_listener", lb.PreviewListener != "", []string{DriverAWSALB}},
+		{"canary_target_group", lb.CanaryTargetGroup != "", []string{DriverAWSALB}},
 		{"region", lb.Region != "", []string{DriverAWSELB, DriverAWSALB}},
 		{"endpoint", lb.Endpoint != "", []string{DriverAWSELB, DriverAWSALB}},
 		{"profile", lb.Profile != "", []string{DriverAWSELB, DriverAWSALB}},
@@ -817,6 +831,22 @@ func ARNRegion(arn string) (string, bool) {
 }
 
 // aws checks what both AWS drivers share.
+// targetGroup checks a target group's ARN, and that region: agrees with it.
+func (d *deployValidator) targetGroup(lb *EnvLB, lp, key, arn string, required bool) {
+	c := d.c
+	if arn == "" {
+		if required {
+			d.errorf(c.key(lp, key), "required by the aws-alb driver: the target group's ARN, such as arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/app/0123456789abcdef")
+		}
+		return
+	}
+	if region, ok := ARNRegion(arn); !ok || !strings.Contains(arn, ":targetgroup/") {
+		d.errorf(c.key(lp, key), "%q is not a target group ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID)", arn)
+	} else if lb.Region != "" && region != lb.Region {
+		d.errorf(c.key(lp, "region"), "region %s is not the target group's: %s's ARN says %s", lb.Region, key, region)
+	}
+}
+
 func (d *deployValidator) aws(lb *EnvLB, lp string) {
 	c := d.c
 	if lb.Endpoint != "" {
@@ -950,8 +980,11 @@ func (d *deployValidator) hostLB(e *Environment, h *Host, hp string) {
 func (d *deployValidator) canary(e *Environment, sp string) {
 	c, cn := d.c, e.Strategy.Canary
 	cp := c.key(sp, "canary")
-	if e.LB.Driver != DriverBuiltin && e.LB.Driver != DriverHAProxy && slices.Contains(lbDrivers, e.LB.Driver) {
-		d.errorf(cp, "canary shifts traffic by weight and compares targets through the builtin and haproxy drivers; the %s driver cannot yet", e.LB.Driver)
+	if e.LB.Driver != DriverBuiltin && e.LB.Driver != DriverHAProxy && e.LB.Driver != DriverAWSALB && slices.Contains(lbDrivers, e.LB.Driver) {
+		d.errorf(cp, "canary shifts traffic by weight through the builtin, haproxy and aws-alb drivers; the %s driver cannot yet", e.LB.Driver)
+	}
+	if e.LB.Driver == DriverAWSALB && e.Verify == nil {
+		d.errorf(cp, "on the aws-alb driver the canary is compared on the load verifier's answers only (an ALB counts no answers per target): set verify: on the environment")
 	}
 	if n := len(e.Hosts); n > 0 {
 		if k := cn.Hosts.Of(n); k < 1 || k >= n {

@@ -600,7 +600,7 @@ environments:
     hosts: [{name: web-1, agent: 'http://127.0.0.1:7201', target: '127.0.0.1:8201'}]
 `, `zerodown.yaml:4:64: environments.web.lb.test: the test command has no -t argument: zerodown runs it with -T in its place to read worker_shutdown_timeout, such as [nginx, -c, /etc/nginx/nginx.conf, -t]
 zerodown.yaml:4:83: environments.web.lb.poll_interval: poll_interval is a key of the aws-elb and aws-alb drivers; the nginx driver does not use it
-zerodown.yaml:7:27: environments.alb.lb.region: region eu-west-1 is not the target group's: its ARN says us-east-1
+zerodown.yaml:7:27: environments.alb.lb.region: region eu-west-1 is not the target group's: target_group's ARN says us-east-1
 zerodown.yaml:7:46: environments.alb.lb.pid_file: pid_file is a key of the nginx driver; the aws-alb driver does not use it`},
 
 	{"aws-alb needs a target group ARN", `app: {run: [./hello]}

@@ -130,6 +130,9 @@ func SetupError(err error) error {
 // load credentials and describe the load balancer here, within ctx. Under
 // blue-green it is one driver per pool, joined (lb.Pools).
 func Balancer(ctx context.Context, cfg *config.Deploy, env *config.Environment) (lb.Balancer, error) {
+	if env.LB.Driver == config.DriverAWSALB && env.LB.CanaryTargetGroup != "" {
+		return albCanary(ctx, env)
+	}
 	bg := env.Strategy.BlueGreen
 	if bg == nil {
 		return poolBalancer(ctx, cfg, env, env.LB.Pool, env.LB.Backend)
@@ -147,6 +150,40 @@ func Balancer(ctx context.Context, cfg *config.Deploy, env *config.Environment) 
 		members[h.Target] = h.Pool
 	}
 	b, err := lb.NewPools(bg.Pools, pools, members)
+	if err != nil {
+		return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
+	}
+	return b, nil
+}
+
+// albCanary builds an ALB canary's balancer: the canary hosts (the first
+// strategy.canary.hosts) in the canary's target group, the others in the
+// main one, weighed by the listener.
+func albCanary(ctx context.Context, env *config.Environment) (lb.Balancer, error) {
+	cn := env.Strategy.Canary
+	if cn == nil {
+		return nil, fmt.Errorf("environment %s: lb.canary_target_group is used by strategy.canary only", env.Name)
+	}
+	k := cn.Hosts.Of(len(env.Hosts))
+	ids := [2]map[string]string{{}, {}} // main, canary: target → instance
+	members := map[string]string{}
+	for i, h := range env.Hosts {
+		g, arn := 0, env.LB.TargetGroup
+		if i < k {
+			g, arn = 1, env.LB.CanaryTargetGroup
+		}
+		ids[g][h.Target] = h.Instance
+		members[h.Target] = arn
+	}
+	var groups [2]*awslb.ALB
+	for i, arn := range []string{env.LB.TargetGroup, env.LB.CanaryTargetGroup} {
+		a, err := awslb.NewALB(ctx, awsConfig(env, arn), arn, ids[i])
+		if err != nil {
+			return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
+		}
+		groups[i] = a
+	}
+	b, err := awslb.NewCanaryGroups(ctx, env.LB.Listener, groups[0], groups[1], members)
 	if err != nil {
 		return nil, fmt.Errorf("environment %s: load balancer: %w", env.Name, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/zerodown/zerodown/internal/lb"
@@ -63,6 +64,17 @@ func (e *Engine) setWeights(t pipeline.Task) error {
 	if w == nil {
 		return errors.New("weights: no canary")
 	}
+	if sh, ok := e.LB.(lb.Sharer); ok {
+		if err := e.applyShare(sh, w.Canary, w.Share); err != nil {
+			return err
+		}
+		if w.Share == 0 {
+			e.emit(Event{Type: EvInfo, Message: "every host back on an even share"})
+		} else {
+			e.emit(Event{Type: EvCanary, Message: fmt.Sprintf("canary at %d%% of the traffic: the listener weighs the canary's target group %d, the others' %d", w.Share, w.Share, 100-w.Share)})
+		}
+		return nil
+	}
 	isCanary := map[string]bool{}
 	for _, h := range w.Canary {
 		isCanary[h] = true
@@ -98,11 +110,36 @@ func (e *Engine) applyWeights(isCanary map[string]bool, wc, wb int) error {
 	return nil
 }
 
-// resetWeights puts every host back on the canary's base weight: before
-// a failed canary is taken out (the others may have weight 0) and after a
-// rollback.
+// applyShare gives the canary hosts share percent of the traffic where the
+// balancer weighs them as one group.
+func (e *Engine) applyShare(sh lb.Sharer, canary []string, share int) error {
+	targets := make([]string, 0, len(canary))
+	for _, name := range canary {
+		h, err := e.hostOf(name)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, h.Target)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), defaultLBCallTimeout)
+	defer cancel()
+	if err := sh.SetShare(ctx, targets, share); err != nil {
+		return fmt.Errorf("give the canary %d%% of the traffic: %w", share, err)
+	}
+	return nil
+}
+
+// resetWeights puts every host back on the canary's base weight (or an
+// even share): before a failed canary is taken out (the others may have
+// weight 0) and after a rollback.
 func (e *Engine) resetWeights() {
 	if e.Canary == nil {
+		return
+	}
+	if sh, ok := e.LB.(lb.Sharer); ok {
+		if err := e.applyShare(sh, e.Canary.Hosts, 0); err != nil {
+			e.emit(Event{Type: EvInfo, Message: "could not put the shares back: " + err.Error()})
+		}
 		return
 	}
 	if err := e.applyWeights(nil, e.Canary.Base, e.Canary.Base); err != nil {
@@ -178,6 +215,15 @@ func (e *Engine) analyze(stop context.Context, t pipeline.Task) error {
 	if statser == nil && e.VersionStats == nil {
 		return errors.New("analyze: neither the load balancer's per-target counts nor a load verifier (verify: in zerodown.yaml) to compare the canary on")
 	}
+	if _, counts := e.LB.(lb.TargetStatser); !counts {
+		e.mu.Lock()
+		said := e.saidNoCounts
+		e.saidNoCounts = true
+		e.mu.Unlock()
+		if !said {
+			e.emit(Event{Type: EvInfo, Message: "the canary is compared on the load verifier's figures only: this load balancer counts no answers per target"})
+		}
+	}
 	window := time.Duration(a.For)
 	start := time.Now()
 	tick := time.NewTicker(analysisEvery)
@@ -214,8 +260,14 @@ func (e *Engine) analyze(stop context.Context, t pipeline.Task) error {
 			}
 		}
 		if time.Since(start) >= window {
-			e.emit(Event{Type: EvCanary, Message: fmt.Sprintf("canary analysis passed over %s: load balancer canary %s, baseline %s; verifier canary %s, baseline %s",
-				window, lbC, lbB, vC, vB)})
+			var sides []string
+			if statser != nil {
+				sides = append(sides, fmt.Sprintf("load balancer canary %s, baseline %s", lbC, lbB))
+			}
+			if e.VersionStats != nil {
+				sides = append(sides, fmt.Sprintf("verifier canary %s, baseline %s", vC, vB))
+			}
+			e.emit(Event{Type: EvCanary, Message: fmt.Sprintf("canary analysis passed over %s: %s", window, strings.Join(sides, "; "))})
 			return nil
 		}
 	}

@@ -500,3 +500,66 @@ func TestCanaryRollbackAfterLastStepKeepsATarget(t *testing.T) {
 		t.Errorf("no routable target (every healthy one at weight 0 or detached) %v; calls %q", w.outages, f.log.list())
 	}
 }
+
+// sharingLB weighs the canary as one group (lb.Sharer), as an ALB's
+// weighted target groups do; it is a Weighter too, and must not be
+// weighed target by target.
+type sharingLB struct {
+	*weighingLB
+}
+
+var _ lb.Sharer = sharingLB{}
+
+func (s sharingLB) SetShare(_ context.Context, canary []string, share int) error {
+	s.log.add("share %s %d", strings.Join(canary, ","), share)
+	return nil
+}
+
+// Where the balancer weighs groups, the steps set the canary's share
+// through it; the analysis runs on the verifier's answers alone, and a
+// failing canary gets the even share back before it leaves the balancer.
+func TestCanaryBySharer(t *testing.T) {
+	t.Parallel()
+	steps := []config.CanaryStep{{Weight: 10, Pause: config.Duration(400 * time.Millisecond)}, {Weight: 100}}
+	tests := []struct {
+		name      string
+		canary    loadgen.VersionStat
+		want      []string
+		succeeded bool
+	}{
+		{"good", loadgen.VersionStat{Answers: 50}, []string{
+			"share " + canaryAddr + " 10", "detach " + canaryAddr, "attach " + canaryAddr, "share " + canaryAddr + " 10",
+			"share " + canaryAddr + " 100", "detach 127.0.0.1:8102", "share " + canaryAddr + " 0",
+		}, true},
+		{"bad", loadgen.VersionStat{Answers: 50, Errors: 10}, []string{
+			"share " + canaryAddr + " 10", "share " + canaryAddr + " 0", "detach " + canaryAddr, "rollback staging-1", "share " + canaryAddr + " 0",
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newCanaryFleet(t, steps, false, nil)
+			f.eng.LB = sharingLB{f.wlb}
+			f.eng.VersionStats = func() map[string]loadgen.VersionStat {
+				return map[string]loadgen.VersionStat{"v2": tt.canary, "v1": {Answers: 200}}
+			}
+			res := f.run(t)
+			if got := res.Status == engine.StatusSucceeded; got != tt.succeeded {
+				t.Fatalf("status %s, err %v", res.Status, res.Err)
+			}
+			calls := f.log.list()
+			if !isSubsequence(tt.want, calls) {
+				t.Errorf("calls %q, want %q in this order", calls, tt.want)
+			}
+			for _, c := range calls {
+				if strings.HasPrefix(c, "weight ") {
+					t.Errorf("a target was weighed (%s) though the balancer weighs groups", c)
+				}
+			}
+			info := strings.Join(f.events(engine.EvInfo), "\n")
+			if !strings.Contains(info, "compared on the load verifier's figures only") {
+				t.Errorf("no word that the analysis has only the verifier's figures in %q", info)
+			}
+		})
+	}
+}

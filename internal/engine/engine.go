@@ -144,6 +144,8 @@ type Engine struct {
 	order       []string
 	switched    bool      // this run switched live traffic
 	canarySince time.Time // when the first canary host began serving the release
+	// saidNoCounts: the run said its canary is compared on the verifier alone.
+	saidNoCounts bool
 
 	// drainBound and healthBound are the balancer's own bounds, read once
 	// per run (a failed read is tried again at the next wait).

@@ -81,6 +81,15 @@ type Weighter interface {
 	SetWeight(ctx context.Context, address string, weight int) error
 }
 
+// Sharer is the optional capability of splitting traffic between the
+// canary's targets and the others as two wholes, where the balancer
+// weighs groups rather than targets (an ALB's weighted target groups).
+// Share is the canary's percent; 0 gives every target an even share again.
+// A Sharer is used in place of a Weighter when a balancer is both.
+type Sharer interface {
+	SetShare(ctx context.Context, canary []string, share int) error
+}
+
 // Counts are what a load balancer did that its clients cannot see: requests
 // it sent again to another target after a failure, and failures toward
 // targets (connections refused, reset, timed out). A verifier that only

@@ -108,6 +108,66 @@ func startALBFor(t *testing.T, f *driverFleet, s awsSettings) {
 	f.lbYAML = fmt.Sprintf("{ driver: aws-alb, target_group: %q, region: %s, endpoint: %q, poll_interval: 200ms }", px.ARN(), fake.Region(), fake.Endpoint())
 }
 
+// startALBCanaryFor puts f's first agent in a simulated ALB's canary
+// target group and the others in its main group, behind a listener that
+// forwards to the main group; zerodown gives it both, by weight.
+func startALBCanaryFor(t *testing.T, f *driverFleet, s awsSettings) {
+	t.Helper()
+	fake := startAWSFake(t)
+	group := func(name string, agents []*agentFixture) *awsfake.Proxy {
+		var registered []awsfake.Target
+		for _, a := range agents {
+			registered = append(registered, awsfake.Target{ID: "127.0.0.1", Port: a.port})
+		}
+		px, err := fake.AddTargetGroup(awsfake.TargetGroup{Name: name, TargetType: "ip", Protocol: "HTTP", Port: 8080,
+			HealthCheckPath: "/healthz", Interval: s.interval, Timeout: s.timeout, HealthyThreshold: s.healthy,
+			UnhealthyThreshold: s.unhealthy, DeregistrationDelay: s.draining, Registered: registered})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return px
+	}
+	canaryPx, mainPx := group("staging-canary", f.agents[:1]), group("staging-web", f.agents[1:])
+	listener, err := fake.AddListener(awsfake.Listener{TargetGroupARN: mainPx.ARN()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ids := [2]map[string]string{{}, {}}
+	members := map[string]string{}
+	for i := range f.agents {
+		g, arn := 0, mainPx.ARN()
+		if i == 0 {
+			g, arn = 1, canaryPx.ARN()
+		}
+		ids[g][f.target(i)] = ""
+		members[f.target(i)] = arn
+	}
+	mainB, err := awslb.NewALB(ctx, awsDriverConfig(fake), mainPx.ARN(), ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	canaryB, err := awslb.NewALB(ctx, awsDriverConfig(fake), canaryPx.ARN(), ids[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.bal, err = awslb.NewCanaryGroups(ctx, listener.ARN(), mainB, canaryB, members); err != nil {
+		t.Fatal(err)
+	}
+	f.front = listener.URL()
+	f.lbYAML = fmt.Sprintf("{ driver: aws-alb, target_group: %q, canary_target_group: %q, listener: %q, region: %s, endpoint: %q, poll_interval: 200ms }",
+		mainPx.ARN(), canaryPx.ARN(), listener.ARN(), fake.Region(), fake.Endpoint())
+	f.canaryOnly = true
+	f.evenShares = func() error {
+		// Each group weighs its number of hosts: one canary, the others main.
+		if w := listener.Weights(); w[mainPx.ARN()] != len(f.agents)-1 || w[canaryPx.ARN()] != 1 {
+			return fmt.Errorf("the listener weighs main %d and canary %d, want %d and 1", w[mainPx.ARN()], w[canaryPx.ARN()], len(f.agents)-1)
+		}
+		return nil
+	}
+}
+
 // TestDeployThroughClassicELB runs the drivers' rolling test through a
 // simulated classic ELB with tuned settings.
 func TestDeployThroughClassicELB(t *testing.T) {

@@ -28,6 +28,11 @@ type driverFleet struct {
 	// does.
 	front string
 	bal   lb.Balancer
+	// canaryOnly is a balancer set up for a canary alone (an ALB's
+	// canary target group); evenShares, when set, checks that every
+	// target is back on an even share after one.
+	canaryOnly bool
+	evenShares func() error
 }
 
 // command is zerodown with args.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -84,5 +85,79 @@ func TestListenerForward(t *testing.T) {
 	}
 	if l.Forward() != groups["green"].ARN() {
 		t.Fatalf("a refused change moved the listener to %s", l.Forward())
+	}
+}
+
+// A ForwardConfig of two groups splits requests by weight, as AWS's
+// weighted target groups do; a group weighing 0 gets none, every group at
+// 0 answers 503, and out-of-range weights are refused, changing nothing.
+func TestListenerWeightedGroups(t *testing.T) {
+	f := newFake(t)
+	groups := map[string]*Proxy{}
+	for _, name := range []string{"main", "canary"} {
+		a := newApp(t, name)
+		_, ps, _ := net.SplitHostPort(a.addr)
+		port, _ := strconv.Atoi(ps)
+		px, err := f.AddTargetGroup(TargetGroup{Name: name, TargetType: "ip", Port: port, HealthCheckPath: "/healthz",
+			Registered: []Target{{ID: "127.0.0.1", Port: port}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups[name] = px
+	}
+	l, err := f.AddListener(Listener{TargetGroupARN: groups["main"].ARN()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, c := clients(f)
+	weigh := func(main, canary int32) error {
+		_, err := c.ModifyListener(ctxFor(t), &elbv2.ModifyListenerInput{ListenerArn: aws.String(l.ARN()),
+			DefaultActions: []v2types.Action{{Type: v2types.ActionTypeEnumForward, ForwardConfig: &v2types.ForwardActionConfig{
+				TargetGroups: []v2types.TargetGroupTuple{
+					{TargetGroupArn: aws.String(groups["main"].ARN()), Weight: aws.Int32(main)},
+					{TargetGroupArn: aws.String(groups["canary"].ARN()), Weight: aws.Int32(canary)},
+				}}}}})
+		return err
+	}
+	count := func(n int) map[string]int {
+		got := map[string]int{}
+		for range n {
+			got[get(l.URL())]++
+		}
+		return got
+	}
+	if err := weigh(80, 20); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.DescribeListeners(ctxFor(t), &elbv2.DescribeListenersInput{ListenerArns: []string{l.ARN()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := out.Listeners[0].DefaultActions[0]
+	if a.TargetGroupArn != nil || a.ForwardConfig == nil || len(a.ForwardConfig.TargetGroups) != 2 ||
+		aws.ToInt32(a.ForwardConfig.TargetGroups[1].Weight) != 20 {
+		t.Fatalf("described as %+v, want a ForwardConfig of two groups and no TargetGroupArn", a)
+	}
+	if got := count(100); got["200 OK canary"] != 20 || got["200 OK main"] != 80 {
+		t.Fatalf("at weights 80:20 the answers were %v, want 20 from the canary", got)
+	}
+	if err := weigh(1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(50); got["200 OK main"] != 50 {
+		t.Fatalf("at weights 1:0 the answers were %v, want all from main", got)
+	}
+	if err := weigh(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(l.URL()); !strings.HasPrefix(got, "503") {
+		t.Fatalf("with every group at weight 0 the listener answered %q, want 503", got)
+	}
+	var ae smithy.APIError
+	if err := weigh(1000, 1); !errors.As(err, &ae) || ae.ErrorCode() != "ValidationError" {
+		t.Fatalf("weight 1000: %v, want a ValidationError", err)
+	}
+	if w := l.Weights(); w[groups["main"].ARN()] != 0 || w[groups["canary"].ARN()] != 0 {
+		t.Fatalf("a refused change moved the weights to %v", w)
 	}
 }
