@@ -56,6 +56,7 @@ for i in 1 2; do
 listen: 127.0.0.1:$agent_port
 root: $TMP/agent$i/root
 port: $app_port
+allow_root: true
 EOF
 	"$TMP/zerodown" agent --config "$TMP/agent$i/agent.yaml" >"$TMP/agent$i/log" 2>&1 &
 	PIDS+=($!)

@@ -276,7 +276,7 @@ func (x *activation) run(timeout time.Duration) (ActivateResult, error) {
 	if err := portFree(a.port()); err != nil {
 		return x.restore(err, nil)
 	}
-	p, err := a.sup.start(rel, a.port())
+	p, err := a.sup.start(rel, a.port(), "app")
 	if err != nil {
 		return x.restore(err, nil)
 	}
@@ -388,7 +388,7 @@ func (x *activation) restore(cause error, p *process) (ActivateResult, error) {
 		a.sup.supervise(prev, nil, false, a.port())
 		return fail(http.StatusInternalServerError)
 	}
-	pp, err := a.sup.start(prev, a.port())
+	pp, err := a.sup.start(prev, a.port(), "app")
 	if err != nil {
 		f.RestoreError = err.Error()
 		a.sup.supervise(prev, nil, false, a.port())
@@ -414,18 +414,17 @@ func (x *activation) restore(cause error, p *process) (ActivateResult, error) {
 // hook runs before_start hook i in the release directory.
 func (x *activation) hook(ctx context.Context, i int, argv []string) error {
 	rel := x.rel
-	env := appEnv(rel, x.port())
-	cmd := command(rel, argv, env)
 	name := fmt.Sprintf("before_start hook %d %q", i+1, argv)
 	appendLog(rel.logPath, "running %s", name)
-	p, err := startProcess(cmd, rel.dir, env, rel.logPath)
+	p, err := x.a.sup.spawn(rel, x.port(), "hook", argv)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	defer func() { _ = p.killAll() }() // anything it left in the background
 	select {
 	case <-p.done:
 	case <-ctx.Done():
-		_ = killGroup(p.pid)
+		_ = p.killAll()
 		t := time.NewTimer(killWait)
 		defer t.Stop()
 		select {
@@ -437,7 +436,6 @@ func (x *activation) hook(ctx context.Context, i int, argv []string) error {
 	if !p.succeeded() {
 		return fmt.Errorf("%s %s", name, p.exited())
 	}
-	_ = killGroup(p.pid) // anything it left in the background
 	return nil
 }
 
@@ -449,7 +447,7 @@ func (x *activation) runPreflight(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("preflight: %w", err)
 	}
-	p, err := a.sup.start(rel, port)
+	p, err := a.sup.start(rel, port, "preflight")
 	if err != nil {
 		return fmt.Errorf("preflight: %w", err)
 	}
@@ -478,7 +476,11 @@ func (a *Agent) preflightPidPath() string { return filepath.Join(a.store.run, "p
 func portFree(port int) error {
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
-		return fmt.Errorf("port %d is taken by a process the agent did not start, so the app cannot listen there: %w", port, err)
+		who := "a process the agent did not start"
+		if w := whoListens(port); w != "" {
+			who += ": " + w
+		}
+		return fmt.Errorf("port %d is taken by %s, so the app cannot listen there: %w", port, who, err)
 	}
 	return ln.Close()
 }
@@ -509,6 +511,9 @@ func (a *Agent) recover() error {
 	}
 	a.stopLeftover(a.preflightPidPath())
 	proc := a.recoverSlots(cur, st)
+	if n := a.sup.contain.prune(); n > 0 {
+		a.log.Info("removed empty cgroups a previous agent left", "count", n)
+	}
 	a.m.setCurrent(cur)
 	if cur == "" {
 		if st.Activation != nil {
@@ -534,6 +539,23 @@ func (a *Agent) recover() error {
 	return nil
 }
 
+// adopt takes over the process rec names. When its leader is gone it
+// stops what the instance left (processes of its cgroup or group, which
+// would hold the port) and reports no process.
+func (a *Agent) adopt(rec pidRecord) (*process, bool) {
+	if p, ok := adoptProcess(a.ctx, rec); ok {
+		return p, true
+	}
+	n, err := reapOrphans(rec)
+	switch {
+	case err != nil:
+		a.log.Error("the app's leader is gone and what it started could not be stopped", "pid", rec.PID, "version", rec.Version, "cgroup", rec.Cgroup, "err", err)
+	case n > 0:
+		a.log.Warn("the app's leader is gone; stopped what it left running", "pid", rec.PID, "version", rec.Version, "cgroup", rec.Cgroup, "processes", n)
+	}
+	return nil, false
+}
+
 // stopLeftover stops the process a pid file names, if it still runs, and
 // removes the file.
 func (a *Agent) stopLeftover(pidPath string) {
@@ -541,7 +563,7 @@ func (a *Agent) stopLeftover(pidPath string) {
 	if err != nil || !ok {
 		return
 	}
-	if p, alive := adoptProcess(a.ctx, rec); alive {
+	if p, alive := a.adopt(rec); alive {
 		rel, err := a.release(rec.Version)
 		if err != nil {
 			rel = release{version: rec.Version, logPath: a.store.LogPath(rec.Version)}
@@ -579,7 +601,7 @@ func (a *Agent) finishInterrupted(rel release, act *ActivationInfo, proc *proces
 	}
 	a.log.Info("finishing an activation the previous agent was stopped in", "version", rel.version, "from", act.From)
 	if proc == nil {
-		p, err := a.sup.start(rel, a.port())
+		p, err := a.sup.start(rel, a.port(), "app")
 		if err != nil {
 			_, err := x.restore(err, nil)
 			return err

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -455,7 +456,7 @@ func TestRecovery(t *testing.T) {
 		{"killed in preflight, with the preflight app left running", func(t *testing.T, f *fixture) {
 			journal(t, f, "v2", "v1")
 			rel, _ := f.agent.release("v2")
-			p, err := f.agent.sup.start(rel, freePort(t))
+			p, err := f.agent.sup.start(rel, freePort(t), "preflight")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -498,7 +499,7 @@ func TestRecovery(t *testing.T) {
 				t.Fatal(err)
 			}
 			rel, _ := f.agent.release("v2")
-			p, err := f.agent.sup.start(rel, f.cfg.Port)
+			p, err := f.agent.sup.start(rel, f.cfg.Port, "app")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -648,18 +649,24 @@ func TestCapLog(t *testing.T) {
 
 func TestAppEnvAndCommand(t *testing.T) {
 	t.Setenv("ZERODOWN_AGENT_TOKEN", "secret")
-	t.Setenv("AGENT_SIDE", "kept")
+	t.Setenv("MY_AGENT_TOKEN", "secret2")
+	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify")
 	rel := release{version: "v7", dir: "/srv/rel/v7", spec: config.App{Env: map[string]string{"GREETING": "hi"}}}
 	env := appEnv(rel, 8101)
-	joined := strings.Join(env, "\n")
-	for _, want := range []string{"PORT=8101", "VERSION=v7", "GREETING=hi", "AGENT_SIDE=kept"} {
-		if !strings.Contains(joined, want+"\n") && !strings.HasSuffix(joined, want) {
+	joined := strings.Join(env, "\n") + "\n"
+	for _, want := range []string{"PORT=8101", "VERSION=v7", "GREETING=hi", "PATH=" + defaultPath, "HOST=" + hostName()} {
+		if !strings.Contains(joined, want+"\n") {
 			t.Errorf("env lacks %s", want)
 		}
 	}
-	if strings.Contains(joined, "secret") {
-		t.Error("the agent's ZERODOWN_ variables reach the app")
+	if strings.Contains(joined, "secret") || strings.Contains(joined, "NOTIFY_SOCKET") {
+		t.Errorf("the agent's own variables reach the app: %q", env)
 	}
+	rel.spec.Env["PATH"] = "/opt/app/bin"
+	if got := strings.Join(appEnv(rel, 8101), "\n") + "\n"; !strings.Contains(got, "PATH=/opt/app/bin\n") {
+		t.Errorf("the spec's PATH did not replace the default: %q", got)
+	}
+	delete(rel.spec.Env, "PATH")
 	tests := []struct {
 		argv []string
 		want string
@@ -707,6 +714,10 @@ func TestPortTakenByAStranger(t *testing.T) {
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.Failure == nil || ae.Failure.Phase != "start" || !strings.Contains(ae.Failure.Reason, "taken by a process the agent did not start") {
 		t.Fatalf("got %v, want a failure in phase start about the taken port", err)
+	}
+	// The stranger is named: this test's own process.
+	if me := fmt.Sprintf("pid %d (", os.Getpid()); runtime.GOOS == "linux" && !strings.Contains(ae.Failure.Reason, me) {
+		t.Errorf("the reason %q does not name the process holding the port (%s...)", ae.Failure.Reason, me)
 	}
 }
 

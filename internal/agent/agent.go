@@ -88,6 +88,10 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 		cfg: cfg, store: store, log: logger, out: out, m: m,
 		slotPort: cfg.Port,
 		sup: &supervisor{
+			contain:    newContainment(containName(cfg.Root)),
+			user:       cfg.User,
+			group:      cfg.Group,
+			allowRoot:  cfg.AllowRoot,
 			backoff:    time.Duration(cfg.Restart.Backoff),
 			maxBackoff: time.Duration(cfg.Restart.MaxBackoff),
 			logMax:     int64(cfg.LogMaxBytes),
@@ -95,6 +99,12 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 			log:        logger,
 			m:          m,
 		},
+	}
+	if cfg.User != "" || cfg.Group != "" {
+		// Found now, not at the first activation.
+		if _, err := resolveRunAs(cfg.User, cfg.Group, cfg.AllowRoot); err != nil {
+			return nil, fmt.Errorf("agent config %s: user %q, group %q: %w", cfg.Path, cfg.User, cfg.Group, err)
+		}
 	}
 	if a.token, err = a.loadToken(); err != nil {
 		return nil, err
@@ -186,6 +196,10 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.served = make(chan error, 1)
 	go func() { a.served <- a.srv.Serve(ln) }()
 	a.log.Info("agent API listening", "addr", ln.Addr().String(), "tls", a.tls != nil, "root", a.store.root, "port", a.cfg.Port)
+	a.log.Info("the app's processes are contained by "+a.sup.contain.String(), "cgroup", a.sup.contain.base != "")
+	if os.Geteuid() == 0 && a.cfg.User == "" && !a.cfg.AllowRoot {
+		a.log.Warn("the agent runs as root and agent.yaml names no user: an app whose spec names none is refused; set user: to an unprivileged user, or allow_root: true")
+	}
 	return nil
 }
 

@@ -189,6 +189,7 @@ func testConfig(t testing.TB, opts ...fixtureOption) *config.Agent {
 		MaxUnpackedBytes: 512 << 20,
 		LogMaxBytes:      1 << 20,
 		Preflight:        &yes,
+		AllowRoot:        true, // tests run as root on CI; TestRunAsRoot* turn it off
 		Restart:          config.AgentRestart{Backoff: config.Duration(50 * time.Millisecond), MaxBackoff: config.Duration(time.Second)},
 		ShutdownTimeout:  config.Duration(10 * time.Second),
 	}

@@ -46,3 +46,18 @@ func killGroup(pid int) error {
 	}
 	return nil
 }
+
+// groupAlive reports whether any process is in the process group pgid.
+func groupAlive(pgid int) bool {
+	err := syscall.Kill(-pgid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// setCredential makes cmd run as r; nothing for the agent's own user.
+func setCredential(cmd *exec.Cmd, r *runAs) error {
+	if r == nil || r.self {
+		return nil
+	}
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: r.uid, Gid: r.gid, Groups: r.groups}
+	return nil
+}

@@ -85,3 +85,15 @@ func processStartID(pid int) (string, error) {
 	}
 	return strconv.FormatInt(creation.Nanoseconds(), 10), nil
 }
+
+// groupAlive: Windows's process groups cannot be asked for members; a
+// leader gone takes the tree taskkill /T reaches with it.
+func groupAlive(int) bool { return false }
+
+// setCredential: an app runs as the agent's user on Windows.
+func setCredential(_ *exec.Cmd, r *runAs) error {
+	if r == nil || r.self {
+		return nil
+	}
+	return fmt.Errorf("user: and group: are not supported on Windows: the app runs as the agent's user")
+}

@@ -27,9 +27,12 @@ const adoptPoll = 50 * time.Millisecond
 
 // process is one running app process: a child of this agent, or one a
 // previous agent started and this one adopted. It leads its own process
-// group, so the whole group can be signalled.
+// group and, where the agent has cgroups, is alone with what it starts in
+// a cgroup, so all of them can be signalled and killed.
 type process struct {
 	pid int
+	// cgroup is the directory of its cgroup; "" for none.
+	cgroup string
 	// startID tells this process from a later one with the same pid: its
 	// start time as the OS reports it ("" where unknown).
 	startID   string
@@ -65,11 +68,11 @@ func (p *process) alive() bool {
 	}
 }
 
-// startProcess starts argv in dir with env, in its own process group, with
-// stdout and stderr appended to logPath. The file is handed to the process
-// itself, not piped through the agent, so the app keeps writing when the
-// agent restarts.
-func startProcess(argv []string, dir string, env []string, logPath string) (*process, error) {
+// startProcess starts argv in dir with env as id, in its own process group
+// and (under c) its own cgroup named after role, with stdout and stderr
+// appended to logPath. The file is handed to the process itself, not piped
+// through the agent, so the app keeps writing when the agent restarts.
+func startProcess(c *containment, role string, id *runAs, argv []string, dir string, env []string, logPath string) (*process, error) {
 	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", logPath, err)
@@ -81,10 +84,14 @@ func startProcess(argv []string, dir string, env []string, logPath string) (*pro
 	cmd.Stdout = out
 	cmd.Stderr = out
 	setProcessGroup(cmd)
-	if err := cmd.Start(); err != nil {
+	if err := setCredential(cmd, id); err != nil {
+		return nil, err
+	}
+	cg, err := c.start(cmd, role)
+	if err != nil {
 		return nil, fmt.Errorf("start %q in %s: %w", argv[0], dir, err)
 	}
-	p := &process{pid: cmd.Process.Pid, startedAt: time.Now(), done: make(chan struct{})}
+	p := &process{pid: cmd.Process.Pid, cgroup: cg, startedAt: time.Now(), done: make(chan struct{})}
 	// Read before anything can reap it; a process that died already gets ""
 	// and is simply not adoptable later.
 	p.startID, _ = processStartID(p.pid)
@@ -122,7 +129,7 @@ func adoptProcess(ctx context.Context, rec pidRecord) (*process, bool) {
 	if err != nil || id != rec.StartID {
 		return nil, false
 	}
-	p := &process{pid: rec.PID, startID: id, startedAt: rec.StartedAt, adopted: true, done: make(chan struct{})}
+	p := &process{pid: rec.PID, cgroup: rec.Cgroup, startID: id, startedAt: rec.StartedAt, adopted: true, done: make(chan struct{})}
 	go func() {
 		t := time.NewTicker(adoptPoll)
 		defer t.Stop()
@@ -144,14 +151,61 @@ func adoptProcess(ctx context.Context, rec pidRecord) (*process, bool) {
 	return p, true
 }
 
+// reapOrphans stops what is left of an instance whose leader is gone: the
+// processes of its cgroup, or of its process group (whose id no new
+// process can take while a member lives). It returns how many it found.
+func reapOrphans(rec pidRecord) (int, error) {
+	if rec.Cgroup != "" {
+		pids, err := cgroupPids(rec.Cgroup)
+		if err != nil {
+			return 0, err
+		}
+		return len(pids), killCgroup(rec.Cgroup)
+	}
+	if rec.PID <= 0 || !groupAlive(rec.PID) {
+		return 0, nil
+	}
+	return 1, killGroup(rec.PID)
+}
+
+// signal sends the named signal to the process group and, where there is
+// one, to every process of the cgroup: a process that left the group
+// (setsid) gets it too.
+func (p *process) signal(sig string) error {
+	err := signalGroup(p.pid, sig)
+	if p.cgroup != "" {
+		if cerr := signalCgroup(p.cgroup, sig); cerr != nil {
+			return cerr
+		}
+		return nil // the group may be gone while the cgroup's others live
+	}
+	return err
+}
+
+// killAll kills the process group and every process of the cgroup, and
+// waits, within killWait, until the cgroup is empty: after it, nothing the
+// app started holds its port.
+func (p *process) killAll() error {
+	err := killGroup(p.pid)
+	if p.cgroup != "" {
+		return killCgroup(p.cgroup)
+	}
+	return err
+}
+
 // stop ends the process group: sig, then SIGKILL after timeout. It says
-// how the process ended. Anything left in the group is killed too.
-func (p *process) stop(sig string, timeout time.Duration) (string, error) {
-	defer killGroup(p.pid) // stragglers; ESRCH when there are none
+// how the process ended. Anything left in the group or cgroup is killed too.
+func (p *process) stop(sig string, timeout time.Duration) (how string, err error) {
+	defer func() {
+		// Stragglers: ESRCH when there are none.
+		if kerr := p.killAll(); kerr != nil && err == nil {
+			err = kerr
+		}
+	}()
 	if !p.alive() {
 		return p.exited(), nil
 	}
-	if err := signalGroup(p.pid, sig); err != nil && p.alive() {
+	if err := p.signal(sig); err != nil && p.alive() {
 		return "", fmt.Errorf("send %s to pid %d: %w", sig, p.pid, err)
 	}
 	t := time.NewTimer(timeout)
@@ -161,7 +215,7 @@ func (p *process) stop(sig string, timeout time.Duration) (string, error) {
 		return fmt.Sprintf("stopped by %s: %s", sig, p.exited()), nil
 	case <-t.C:
 	}
-	if err := killGroup(p.pid); err != nil && p.alive() {
+	if err := p.killAll(); err != nil && p.alive() {
 		return "", fmt.Errorf("kill pid %d: %w", p.pid, err)
 	}
 	t2 := time.NewTimer(killWait)
@@ -182,10 +236,13 @@ type pidRecord struct {
 	Version   string    `json:"version"`
 	Port      int       `json:"port"`
 	StartedAt time.Time `json:"started_at"`
+	// Cgroup is the instance's cgroup directory, "" for none: what a
+	// restarted agent stops when the leader is gone but others live.
+	Cgroup string `json:"cgroup,omitempty"`
 }
 
 func writePidFile(path string, p *process, version string, port int) error {
-	data, err := json.Marshal(pidRecord{PID: p.pid, StartID: p.startID, Version: version, Port: port, StartedAt: p.startedAt})
+	data, err := json.Marshal(pidRecord{PID: p.pid, StartID: p.startID, Version: version, Port: port, StartedAt: p.startedAt, Cgroup: p.cgroup})
 	if err != nil {
 		return err
 	}

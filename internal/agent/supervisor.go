@@ -29,6 +29,11 @@ type release struct {
 // running (restarted with backoff when it exits on its own), its health
 // checked every interval and its log capped.
 type supervisor struct {
+	contain *containment
+	// user and group are agent.yaml's: who apps run as unless their spec
+	// says; allowRoot lets that be root.
+	user, group         string
+	allowRoot           bool
 	backoff, maxBackoff time.Duration
 	logMax              int64
 	pidPath             string
@@ -88,17 +93,23 @@ func (s *supervisor) snapshot() appSnapshot {
 	return snap
 }
 
-// appEnv is the app's environment: the agent's, without its own ZERODOWN_*
-// variables (they may hold its token), then the spec's env, PORT and
-// VERSION.
+// defaultPath is the app's PATH when its spec sets none: the agent's own
+// may name directories of the user who started it.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// hostName is HOST in the app's environment.
+var hostName = sync.OnceValue(func() string {
+	h, _ := os.Hostname()
+	return h
+})
+
+// appEnv is the app's environment, built from its spec alone: never the
+// agent's, which may hold the agent's token (under any name), or sockets
+// and descriptors meant for the agent (NOTIFY_SOCKET, LISTEN_FDS). PATH
+// and HOST have defaults the spec may replace; PORT and VERSION are the
+// agent's.
 func appEnv(rel release, port int) []string {
-	vars := map[string]string{}
-	for _, kv := range os.Environ() {
-		k, v, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(strings.ToUpper(k), "ZERODOWN_") {
-			vars[k] = v
-		}
-	}
+	vars := map[string]string{"PATH": defaultPath, "HOST": hostName()}
 	for k, v := range rel.spec.Env {
 		vars[k] = v
 	}
@@ -158,22 +169,42 @@ func command(rel release, argv, env []string) []string {
 	return out
 }
 
-// start starts a release on port, without supervising it yet.
-func (s *supervisor) start(rel release, port int) (*process, error) {
+// start starts a release on port, without supervising it yet; role names
+// its cgroup (app, preflight).
+func (s *supervisor) start(rel release, port int, role string) (*process, error) {
 	if err := capLog(rel.logPath, s.logMax); err != nil {
 		s.log.Warn("could not rotate the app log", "version", rel.version, "err", err)
 	}
-	env := appEnv(rel, port)
-	argv := command(rel, rel.spec.Run, env)
 	// The command as written: expanded, it could show values of env.
 	appendLog(rel.logPath, "starting %s on port %d: %q", rel.version, port, rel.spec.Run)
-	p, err := startProcess(argv, rel.dir, env, rel.logPath)
+	p, err := s.spawn(rel, port, role, rel.spec.Run)
 	if err != nil {
 		appendLog(rel.logPath, "could not start %s: %v", rel.version, err)
 		return nil, fmt.Errorf("start %s: %w", rel.version, err)
 	}
 	s.log.Info("started app", "version", rel.version, "pid", p.pid, "port", port)
 	return p, nil
+}
+
+// runAs is who rel's processes run as: its spec's user and group, else
+// agent.yaml's, else the agent's own.
+func (s *supervisor) runAs(rel release) (*runAs, error) {
+	u, g := s.user, s.group
+	if rel.spec.User != "" || rel.spec.Group != "" {
+		u, g = rel.spec.User, rel.spec.Group
+	}
+	return resolveRunAs(u, g, s.allowRoot)
+}
+
+// spawn starts argv (the run command or a hook) of rel with the app's
+// environment for port, as the app's user, contained.
+func (s *supervisor) spawn(rel release, port int, role string, argv []string) (*process, error) {
+	id, err := s.runAs(rel)
+	if err != nil {
+		return nil, err
+	}
+	env := id.env(appEnv(rel, port), rel.spec.Env)
+	return startProcess(s.contain, role, id, command(rel, argv, env), rel.dir, env, rel.logPath)
 }
 
 // stopProcess stops p the way rel's spec says, and notes it in its log.
@@ -288,8 +319,8 @@ func (s *supervisor) check(ctx context.Context, sv *supervised, p *process) {
 func (s *supervisor) crashed(sv *supervised, p *process) {
 	how := p.exited()
 	// What the app started and left behind would keep its port.
-	if err := killGroup(p.pid); err != nil {
-		s.log.Warn("could not kill what the crashed app left in its process group", "pid", p.pid, "err", err)
+	if err := p.killAll(); err != nil {
+		s.log.Warn("could not kill what the crashed app left behind", "pid", p.pid, "err", err)
 	}
 	sv.mu.Lock()
 	sv.proc = nil
@@ -331,7 +362,7 @@ func (s *supervisor) restart(ctx context.Context, sv *supervised, delay *time.Du
 		case <-t.C:
 		}
 	}
-	p, err := s.start(sv.rel, sv.port)
+	p, err := s.start(sv.rel, sv.port, "app")
 	if err != nil {
 		sv.mu.Lock()
 		sv.restarts++

@@ -86,7 +86,7 @@ func (x *activation) runSwap(ctx context.Context) (ActivateResult, error) {
 	if err := portFree(idle); err != nil {
 		return x.untouched(err)
 	}
-	p, err := a.sup.start(rel, idle)
+	p, err := a.sup.start(rel, idle, "app")
 	if err != nil {
 		return x.untouched(err)
 	}
@@ -237,7 +237,7 @@ func (a *Agent) recoverSlots(cur string, st agentState) *process {
 			a.log.Warn("pid file unreadable", "path", path, "err", err)
 		}
 		if ok && !seen[rec.PID] {
-			if p, live := adoptProcess(a.ctx, rec); live {
+			if p, live := a.adopt(rec); live {
 				alive = append(alive, found{path, rec, p})
 				seen[rec.PID] = true
 			}

@@ -30,6 +30,13 @@ type Agent struct {
 	// networks that are private already.
 	AllowPlaintext bool `yaml:"allow_plaintext"`
 
+	// User and Group are who the app and its hooks run as (the app spec
+	// may name others); empty, the agent's own. The agent refuses to run an
+	// app as root unless AllowRoot is set.
+	User      string `yaml:"user"`
+	Group     string `yaml:"group"`
+	AllowRoot bool   `yaml:"allow_root"`
+
 	// Root holds releases/<version>/, the current link, logs and state.
 	Root string `yaml:"root"`
 	// Port is exported to the app as PORT; its health is checked there.
@@ -190,6 +197,11 @@ func (v *validator) agent(cfg *Agent) {
 	v.tls(c.key("", "tls"), cfg.TLS)
 	if cfg.Root == "" {
 		v.errorf(c.key("", "root"), "required: the directory for releases, such as /var/lib/zerodown/hello")
+	}
+	for _, k := range []struct{ key, v string }{{"user", cfg.User}, {"group", cfg.Group}} {
+		if k.v != "" && !ValidAccountName(k.v) {
+			v.errorf(c.key("", k.key), "%q is not a user or group name (letters, digits, _, - and ., not starting with -) or a numeric ID", k.v)
+		}
 	}
 	pp := c.key("", "port")
 	switch {

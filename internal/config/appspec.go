@@ -22,10 +22,14 @@ type App struct {
 	Run []string `yaml:"run" json:"run"`
 	// Env is added to the environment the agent passes on; PORT and VERSION
 	// are set by the agent.
-	Env    map[string]string `yaml:"env" json:"env,omitempty"`
-	Health AppHealth         `yaml:"health" json:"health"`
-	Stop   AppStop           `yaml:"stop" json:"stop"`
-	Hooks  AppHooks          `yaml:"hooks" json:"hooks"`
+	Env map[string]string `yaml:"env" json:"env,omitempty"`
+	// User and Group run the app (and its hooks) as that user and group,
+	// in place of agent.yaml's user and group: a name or a numeric ID.
+	User   string    `yaml:"user" json:"user,omitempty"`
+	Group  string    `yaml:"group" json:"group,omitempty"`
+	Health AppHealth `yaml:"health" json:"health"`
+	Stop   AppStop   `yaml:"stop" json:"stop"`
+	Hooks  AppHooks  `yaml:"hooks" json:"hooks"`
 }
 
 // AppHealth is the health gate of an activation: GET http://127.0.0.1:PORT
@@ -182,6 +186,11 @@ func validateApp(a *App, prefix string, p keyPaths, errorf func(path, format str
 			}
 		}
 	}
+	for _, k := range []struct{ key, v string }{{"user", a.User}, {"group", a.Group}} {
+		if k.v != "" && !ValidAccountName(k.v) {
+			errorf(p.key(prefix, k.key), "%q is not a user or group name (letters, digits, _, - and ., not starting with -) or a numeric ID", k.v)
+		}
+	}
 	h := p.key(prefix, "health")
 	if !strings.HasPrefix(a.Health.Path, "/") {
 		errorf(p.key(h, "path"), "must start with /")
@@ -274,4 +283,21 @@ func (s *AppStop) UnmarshalJSON(b []byte) error {
 	}
 	*s = AppStop{j.Signal, Duration(j.Timeout)}
 	return nil
+}
+
+// ValidAccountName reports whether s can name a user or group: what
+// useradd accepts (a trailing $ for machine accounts), or a numeric ID.
+func ValidAccountName(s string) bool {
+	if s == "" || len(s) > 32 || s[0] == '-' {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-', r == '.':
+		case r == '$' && i == len(s)-1:
+		default:
+			return false
+		}
+	}
+	return true
 }

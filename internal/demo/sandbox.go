@@ -169,7 +169,8 @@ func (s *Sandbox) startAgent(ctx context.Context, o Options, i int, swap bool) (
 	}
 	_, port, _ := net.SplitHostPort(app)
 	root := filepath.Join(s.Dir, name)
-	cfg := fmt.Sprintf("listen: %s\nroot: %s\nport: %s\nrestart: { backoff: 100ms, max_backoff: 2s }\n", listen, root, port)
+	// The demo's sample app runs as whoever runs the demo, root included.
+	cfg := fmt.Sprintf("listen: %s\nroot: %s\nport: %s\nrestart: { backoff: 100ms, max_backoff: 2s }\nallow_root: true\n", listen, root, port)
 	swapTarget := ""
 	if swap {
 		if swapTarget, err = freeAddr(); err != nil {

@@ -44,6 +44,7 @@ port: %d
 preflight: %v
 restart: { backoff: 50ms, max_backoff: 1s }
 shutdown_timeout: 5s
+allow_root: true
 `
 
 // appSpecTemplate is an app spec for the sample app; %s is extra arguments.

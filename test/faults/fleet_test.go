@@ -89,6 +89,7 @@ port: %d
 preflight: true
 restart: { backoff: 50ms, max_backoff: 1s }
 shutdown_timeout: 5s
+allow_root: true
 `
 
 const lbConfigTemplate = `listeners:

@@ -1,0 +1,23 @@
+//go:build !linux
+
+package agent
+
+import "os/exec"
+
+// newContainment: cgroups are Linux's; elsewhere the app's process group
+// (its job object's tree on Windows) is all there is.
+func newContainment(string) *containment {
+	return &containment{why: "cgroups are Linux's"}
+}
+
+func (c *containment) start(cmd *exec.Cmd, _ string) (string, error) { return "", cmd.Start() }
+
+func cgroupPids(string) ([]int, error) { return nil, nil }
+
+func signalCgroup(string, string) error { return nil }
+
+func killCgroup(string) error { return nil }
+
+func whoListens(int) string { return "" }
+
+func (c *containment) prune() int { return 0 }

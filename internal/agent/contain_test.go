@@ -1,0 +1,235 @@
+//go:build linux
+
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/host"
+	"github.com/zerodown/zerodown/internal/proctest"
+)
+
+// shellRelease is the sample app started by a shell script (run), as
+// apps started by wrappers are; name tells its processes apart.
+func shellRelease(t *testing.T, version, name, script string) host.Release {
+	spec := helloSpec()
+	spec.Run = []string{"sh", "-c", strings.ReplaceAll(script, "NAME", name)}
+	return memRelease(version, host.FormatFile, "hello", helloBinary(t), spec)
+}
+
+// running lists the pids whose command line holds --name name.
+func running(name string) []int {
+	var pids []int
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "--name" && args[i+1] == name && processAlive(pid) {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// An app whose script puts the server in a session of its own (setsid)
+// is stopped whole: the preflight's copy and the app itself. On process
+// groups alone the server outlived every stop, kept the port, and the
+// next activation failed with "port … is taken".
+func TestSetsidDaemonIsStopped(t *testing.T) {
+	t.Parallel()
+	if c := newContainment(containName(t.TempDir())); c.base == "" {
+		t.Skipf("no cgroup for the agent here (%s): a process that leaves its group cannot be contained", c.why)
+	}
+	f := newFixture(t)
+	f.upload(helloRelease(t, "v1"))
+	f.activate("v1")
+	daemon := `setsid ./hello --listen 127.0.0.1:${PORT} --name NAME & wait`
+	f.upload(shellRelease(t, "v2", "setsid-v2", daemon))
+	f.activate("v2") // the preflight's copy, on a spare port, is stopped first
+	f.mustServe("v2")
+	if pids := running("setsid-v2"); len(pids) != 1 {
+		t.Fatalf("v2 runs as pids %v: want its one server (the preflight's copy stopped)", pids)
+	}
+	f.upload(helloRelease(t, "v3"))
+	f.activate("v3")
+	f.mustServe("v3")
+	if pids := running("setsid-v2"); len(pids) != 0 {
+		t.Fatalf("v2's server still runs as pids %v after v3 took over", pids)
+	}
+}
+
+var listenerPid = regexp.MustCompile(`^pid (\d+) `)
+
+// An app whose leader was killed while the agent was down leaves the
+// server it started holding the port: the next agent stops it and starts
+// the release afresh, where it looped restarting into "address already
+// in use" while the orphan answered.
+func TestOrphansOfADeadLeaderAreStopped(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.upload(shellRelease(t, "v1", "orphan-v1", `./hello --listen 127.0.0.1:${PORT} --name NAME & wait`))
+	f.activate("v1")
+	f.mustServe("v1")
+	f.stop(false) // the agent goes; the app stays
+	rec, ok, err := readPidFile(f.agent.sup.pidPath)
+	if err != nil || !ok {
+		t.Fatalf("pid file: %v %v", ok, err)
+	}
+	m := listenerPid.FindStringSubmatch(whoListens(f.cfg.Port))
+	if m == nil {
+		t.Fatalf("nothing named as listening on the app's port: %q", whoListens(f.cfg.Port))
+	}
+	orphan, _ := strconv.Atoi(m[1])
+	if orphan == rec.PID {
+		t.Fatalf("the server is the leader (%d): the script did not start a child", orphan)
+	}
+	if err := syscall.Kill(rec.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	proctest.Eventually(t, 5*time.Second, "the leader gone", func() bool { return !processAlive(rec.PID) })
+
+	g := startFixture(t, f.cfg)
+	proctest.Eventually(t, 30*time.Second, "the orphan stopped and v1 healthy again", func() bool {
+		st, err := g.client.AgentStatus(ctxFor(t, 5*time.Second))
+		return err == nil && !processAlive(orphan) && st.Healthy && st.Version == "v1"
+	})
+	g.mustServe("v1")
+	if st := g.status(); st.Restarts != 0 {
+		t.Errorf("the app restarted %d times (last: %s): want a clean start", st.Restarts, st.LastExit)
+	}
+}
+
+// The app's environment is its spec's, never the agent's: a token under
+// any name and the agent's systemd sockets stay with the agent, on a real
+// agent starting a real process.
+func TestAppInheritsNothingOfTheAgent(t *testing.T) {
+	t.Setenv("MY_AGENT_TOKEN", "s3cret-agent-token")
+	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+	t.Setenv("LISTEN_FDS", "1")
+	t.Setenv("LISTEN_PID", "1")
+	f := newFixture(t)
+	dump := filepath.Join(t.TempDir(), "env")
+	spec := helloSpec()
+	spec.Env = map[string]string{"DUMP": dump, "GREETING": "hi"}
+	spec.Run = []string{"sh", "-c", `env > "$DUMP"; exec ./hello --listen 127.0.0.1:${PORT} --name env`}
+	f.upload(memRelease("v1", host.FormatFile, "hello", helloBinary(t), spec))
+	f.activate("v1")
+	data, err := os.ReadFile(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := string(data)
+	for _, leak := range []string{"s3cret-agent-token", "NOTIFY_SOCKET=", "LISTEN_FDS=", "LISTEN_PID="} {
+		if strings.Contains(env, leak) {
+			t.Errorf("the app's environment has %s:\n%s", leak, env)
+		}
+	}
+	for _, want := range []string{"GREETING=hi\n", "VERSION=v1\n", "PORT=" + strconv.Itoa(f.cfg.Port) + "\n", "PATH=" + defaultPath + "\n", "HOST="} {
+		if !strings.Contains(env, want) {
+			t.Errorf("the app's environment lacks %q:\n%s", want, env)
+		}
+	}
+}
+
+// An agent running as root refuses to run an app as root unless told
+// so, and says why.
+func TestRunAsRootRefused(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("the refusal is of root: run as root to test it")
+	}
+	f := newFixture(t, func(c *config.Agent) { c.AllowRoot = false })
+	f.upload(helloRelease(t, "v1"))
+	_, err := f.client.ActivateWith(ctxFor(t, time.Minute), ActivateRequest{Version: "v1"})
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Failure == nil || !strings.Contains(ae.Failure.Reason, "would run as root") || !strings.Contains(ae.Failure.Reason, "allow_root: true") {
+		t.Fatalf("got %v, want the activation refused for running the app as root, naming allow_root", err)
+	}
+}
+
+// An app with user: runs as that user: its processes have its uid, its
+// release is root's and not writable by it, its log is the agent's.
+func TestAppRunsAsUser(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("changing the app's user takes an agent running as root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	cfg := testConfig(t, func(c *config.Agent) { c.User, c.AllowRoot = "nobody", false })
+	// The app must reach its release: t.TempDir's parent is 0700.
+	for _, d := range []string{filepath.Dir(cfg.Root), cfg.Root} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := startFixture(t, cfg)
+	out := t.TempDir()
+	if err := os.Chmod(out, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	dump := filepath.Join(out, "id")
+	spec := helloSpec()
+	spec.Env = map[string]string{"DUMP": dump}
+	spec.Run = []string{"sh", "-c", `{ id -u; touch ./x 2>/dev/null && echo writable || echo read-only; echo "$HOME $USER"; } > "$DUMP"; exec ./hello --listen 127.0.0.1:${PORT} --name as-user`}
+	f.upload(memRelease("v1", host.FormatFile, "hello", helloBinary(t), spec))
+	res := f.activate("v1")
+	data, err := os.ReadFile(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := nobody.Uid + "\nread-only\n" + nobody.HomeDir + " nobody\n"
+	if string(data) != want {
+		t.Errorf("the app saw %q, want %q (its uid, its release not writable, its HOME and USER)", data, want)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", res.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^Uid:\s+` + nobody.Uid + `\s`).Match(status) {
+		t.Errorf("the app's process is not nobody's:\n%s", status)
+	}
+	for _, p := range []string{f.agent.store.Dir("v1"), filepath.Join(f.agent.store.Dir("v1"), "hello"), f.agent.store.LogPath("v1")} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
+			t.Errorf("%s is uid %d mode %s: want root's, writable by root alone", p, st.Uid, fi.Mode().Perm())
+		}
+	}
+	f.mustServe("v1")
+}
+
+// An agent.yaml user that does not exist stops the agent at start, naming
+// the file, not at the first activation.
+func TestUnknownUserRefusedAtStart(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, func(c *config.Agent) { c.User, c.Path = "no-such-user-zd", "/etc/zerodown/agent.yaml" })
+	_, err := New(cfg, Options{Logger: testLogger(t)})
+	if err == nil || !strings.Contains(err.Error(), "/etc/zerodown/agent.yaml") || !strings.Contains(err.Error(), `no user "no-such-user-zd"`) {
+		t.Fatalf("got %v, want the config file and the missing user named", err)
+	}
+}
