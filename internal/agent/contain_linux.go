@@ -191,22 +191,30 @@ func killCgroup(dir string) error {
 		if err != nil {
 			return err
 		}
-		if len(pids) == 0 {
-			break
+		if len(pids) > 0 {
+			if err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0); err != nil {
+				_ = signalCgroup(dir, "SIGKILL")
+			}
+		} else {
+			// Empty of live processes; the kernel may still count dying
+			// ones for a moment (EBUSY).
+			err := os.Remove(dir)
+			if err == nil || errors.Is(err, fs.ErrNotExist) {
+				_ = os.Remove(filepath.Dir(dir)) // fails while other instances live there
+				return nil
+			}
+			if !errors.Is(err, syscall.EBUSY) {
+				return fmt.Errorf("remove cgroup %s: %w", dir, err)
+			}
 		}
 		if time.Now().After(deadline) {
+			if len(pids) == 0 {
+				return fmt.Errorf("cgroup %s is still busy %s after its processes were killed", dir, killWait)
+			}
 			return fmt.Errorf("cgroup %s still holds pids %v %s after SIGKILL", dir, pids, killWait)
 		}
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0); err != nil {
-			_ = signalCgroup(dir, "SIGKILL")
-		}
-		time.Sleep(10 * time.Millisecond) // the kernel reaps asynchronously; poll its list
+		time.Sleep(10 * time.Millisecond) // the kernel reaps asynchronously; poll its state
 	}
-	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove cgroup %s: %w", dir, err)
-	}
-	_ = os.Remove(filepath.Dir(dir)) // fails while other instances live there
-	return nil
 }
 
 // whoListens names the process listening on TCP port, for an error that
