@@ -79,7 +79,7 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 	if out == nil {
 		out = io.Discard
 	}
-	store, err := openStore(cfg.Root, int64(cfg.MaxArtifactBytes), int64(cfg.MaxUnpackedBytes))
+	store, err := openStore(cfg.Root, int64(cfg.MaxArtifactBytes), int64(cfg.MaxUnpackedBytes), logger)
 	if err != nil {
 		return nil, err
 	}
@@ -107,11 +107,13 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 		}
 	}
 	if a.token, err = a.loadToken(); err != nil {
+		store.close()
 		return nil, err
 	}
 	if cfg.TLS != nil {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
 		if err != nil {
+			store.close()
 			return nil, fmt.Errorf("load agent TLS certificate %s and key %s: %w", cfg.TLS.Cert, cfg.TLS.Key, err)
 		}
 		a.tls = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
@@ -227,6 +229,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		a.store.close() // the root is free for the next agent
 	case <-ctx.Done():
 		if err == nil {
 			err = fmt.Errorf("an activation was still running at shutdown; the next agent finishes it: %w", ctx.Err())

@@ -29,6 +29,10 @@ type ReleaseInfo struct {
 	Spec       config.App `json:"spec"`
 	Current    bool       `json:"current"`
 	Previous   bool       `json:"previous"`
+	// Error says why the release cannot be used: its metadata file is
+	// damaged or unreadable. Only Version is known then, and UploadedAt is
+	// the file's time.
+	Error string `json:"error,omitempty"`
 }
 
 // UploadResult answers an upload.
@@ -204,7 +208,8 @@ type errorBody struct {
 	// Code is machine-readable: bad_input, unauthorized, not_found,
 	// conflict, busy, checksum, unsafe_archive, too_large,
 	// activation_failed (the previous release runs), activation_broken
-	// (the host is not serving) or internal.
+	// (the host is not serving), damaged (a release's file on the host)
+	// or internal.
 	Code       string             `json:"code"`
 	Activation *ActivationInfo    `json:"activation,omitempty"`
 	Failure    *ActivationFailure `json:"failure,omitempty"`

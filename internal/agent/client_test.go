@@ -147,6 +147,7 @@ func TestTLS(t *testing.T) {
 	}
 	// A broken certificate stops the start, with the files named.
 	bad := *cfg
+	bad.Root = t.TempDir() // the running agent holds cfg.Root
 	bad.TLS = &config.TLS{Cert: key, Key: cert}
 	if _, err := New(&bad, Options{}); err == nil || !strings.Contains(err.Error(), "agent.crt") {
 		t.Errorf("New with a bad certificate: %v", err)

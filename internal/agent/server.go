@@ -47,6 +47,7 @@ const (
 	codeIncomplete   = "incomplete_upload"
 	codeFailed       = "activation_failed"
 	codeBroken       = "activation_broken"
+	codeDamaged      = "damaged"
 	codeInternal     = "internal"
 )
 
@@ -111,7 +112,7 @@ func writeError(w http.ResponseWriter, status int, code, msg string, extra func(
 // answerError maps an error of the store or an activation to its answer.
 func (a *Agent) answerError(w http.ResponseWriter, err error) {
 	status, body := errorAnswer(err)
-	if status == http.StatusInternalServerError && body.Code == codeInternal {
+	if status == http.StatusInternalServerError && (body.Code == codeInternal || body.Code == codeDamaged) {
 		a.log.Error("agent call failed", "err", err)
 	}
 	writeJSON(w, status, body)
@@ -142,6 +143,10 @@ func errorAnswer(err error) (int, errorBody) {
 		f := ae.failure
 		body.Failure = &f
 		return ae.status, body
+	case errors.Is(err, errDamaged):
+		// A file on the host needs the operator; asking again will not do.
+		body.Code = codeDamaged
+		return http.StatusInternalServerError, body
 	case errors.Is(err, errChecksum):
 		body.Code = codeChecksum
 		return http.StatusBadRequest, body
@@ -427,7 +432,8 @@ func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		v = cur
-	} else if _, err := a.store.Get(v); err != nil {
+	} else if _, err := a.store.Get(v); err != nil && !errors.Is(err, errDamaged) {
+		// A release whose metadata is damaged still has its log.
 		a.answerError(w, err)
 		return
 	}

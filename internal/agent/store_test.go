@@ -91,13 +91,15 @@ func TestTokenRequired(t *testing.T) {
 			}
 		}
 	}
-	// A second agent on the same root reads the token it generated.
+	// The next agent on the same root reads the token the first generated.
+	f.stop(false)
 	cfg := *f.cfg
 	cfg.Listen = "127.0.0.1:0"
 	a2, err := New(&cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer a2.Shutdown(ctxFor(t, 10*time.Second))
 	if a2.Token() != f.agent.Token() {
 		t.Error("the token changed between two starts")
 	}
@@ -334,10 +336,11 @@ func TestOpenStoreCleansUp(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "releases", "v1.json"), []byte(`{"version":"v1"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := openStore(root, 1<<20, 1<<20)
+	s, err := openStore(root, 1<<20, 1<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(s.close)
 	entries, _ := os.ReadDir(s.releases)
 	var names []string
 	for _, e := range entries {
@@ -348,6 +351,10 @@ func TestOpenStoreCleansUp(t *testing.T) {
 	}
 	if tmp, _ := os.ReadDir(s.tmp); len(tmp) > 0 {
 		t.Errorf("tmp/ holds %d entries after open", len(tmp))
+	}
+	// An older agent wrote the spec file 0644; it holds the env.
+	if fi, err := os.Stat(filepath.Join(s.releases, "v1.json")); err != nil || fi.Mode().Perm() != specMode {
+		t.Errorf("v1.json after open: %v %v, want mode %v", fi.Mode().Perm(), err, os.FileMode(specMode))
 	}
 }
 
