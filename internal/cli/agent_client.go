@@ -202,7 +202,8 @@ func newAgentReleasesCmd(o *agentOptions) *cobra.Command {
 		Use:   "releases",
 		Short: "List the releases stored on the host",
 		Long: `List the releases on the host, oldest upload first: version, whether it is the
-current or previous one, artifact size, upload time and sha256.
+current or previous one, artifact size, upload time and sha256; a release
+whose stored spec is damaged shows what is wrong instead.
 
 With --output json the answer is {"releases": [...]} as GET /v1/releases gives it.` + agentClientHelp,
 		Args: noArgs,
@@ -232,6 +233,10 @@ With --output json the answer is {"releases": [...]} as GET /v1/releases gives i
 					role = "current"
 				case r.Previous:
 					role = "previous"
+				}
+				if r.Error != "" {
+					fmt.Fprintf(tw, "%s\t%s\tdamaged: %s\n", r.Version, role, r.Error)
+					continue
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Version, role, r.Format, r.Size, r.UploadedAt.Format(time.RFC3339), r.SHA256[:min(12, len(r.SHA256))])
 			}
