@@ -407,26 +407,8 @@ func TestDamagedReleaseFile(t *testing.T) {
 	f.mustServe("v3")
 }
 
-// logBuffer keeps an agent's log for a test to read.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startLogged is startFixture with the agent's log kept in log too.
-func startLogged(t *testing.T, cfg *config.Agent, log *logBuffer) *fixture {
+func startLogged(t *testing.T, cfg *config.Agent, log *proctest.Buffer) *fixture {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, log), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := New(cfg, Options{Logger: logger})
@@ -478,7 +460,7 @@ func TestDamagedStateRebuilt(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			var log logBuffer
+			var log proctest.Buffer
 			g := startLogged(t, f.cfg, &log)
 			var s Status
 			proctest.Eventually(t, 20*time.Second, "the agent to adopt v2", func() bool {

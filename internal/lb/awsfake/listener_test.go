@@ -13,14 +13,13 @@ import (
 	"github.com/aws/smithy-go"
 )
 
-// A listener forwards to the group its default action names; the SDK's
-// ModifyListener points it at another, DescribeListeners reports it, and
-// requests after the change go to the new group's targets.
-func TestListenerForward(t *testing.T) {
-	f := newFake(t)
-	blue, green := newApp(t, "blue"), newApp(t, "green")
+// appGroups makes a target group per name, each with one app answering
+// its group's name.
+func appGroups(t *testing.T, f *Fake, names ...string) map[string]*Proxy {
+	t.Helper()
 	groups := map[string]*Proxy{}
-	for name, a := range map[string]*app{"blue": blue, "green": green} {
+	for _, name := range names {
+		a := newApp(t, name)
 		_, ps, _ := net.SplitHostPort(a.addr)
 		port, _ := strconv.Atoi(ps)
 		px, err := f.AddTargetGroup(TargetGroup{Name: name, TargetType: "ip", Port: port, HealthCheckPath: "/healthz",
@@ -30,6 +29,15 @@ func TestListenerForward(t *testing.T) {
 		}
 		groups[name] = px
 	}
+	return groups
+}
+
+// A listener forwards to the group its default action names; the SDK's
+// ModifyListener points it at another, DescribeListeners reports it, and
+// requests after the change go to the new group's targets.
+func TestListenerForward(t *testing.T) {
+	f := newFake(t)
+	groups := appGroups(t, f, "blue", "green")
 	l, err := f.AddListener(Listener{TargetGroupARN: groups["blue"].ARN()})
 	if err != nil {
 		t.Fatal(err)
@@ -93,18 +101,7 @@ func TestListenerForward(t *testing.T) {
 // 0 answers 503, and out-of-range weights are refused, changing nothing.
 func TestListenerWeightedGroups(t *testing.T) {
 	f := newFake(t)
-	groups := map[string]*Proxy{}
-	for _, name := range []string{"main", "canary"} {
-		a := newApp(t, name)
-		_, ps, _ := net.SplitHostPort(a.addr)
-		port, _ := strconv.Atoi(ps)
-		px, err := f.AddTargetGroup(TargetGroup{Name: name, TargetType: "ip", Port: port, HealthCheckPath: "/healthz",
-			Registered: []Target{{ID: "127.0.0.1", Port: port}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		groups[name] = px
-	}
+	groups := appGroups(t, f, "main", "canary")
 	l, err := f.AddListener(Listener{TargetGroupARN: groups["main"].ARN()})
 	if err != nil {
 		t.Fatal(err)
