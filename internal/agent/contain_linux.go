@@ -287,3 +287,46 @@ func (c *containment) prune() int {
 	_ = os.Remove(c.base) // kept while instances live
 	return n
 }
+
+// groupIsApp reports whether the process group pgid still holds a process
+// of the app instance rec names: a member whose environment has the PORT
+// and VERSION the agent gave it. A pid is free for reuse once its group is
+// empty, and a new session's leader takes its pid as its group: killing
+// group pgid on the strength of the number alone could hit a stranger.
+func groupIsApp(pgid int, rec pidRecord) bool {
+	want := [][]byte{[]byte("PORT=" + strconv.Itoa(rec.Port)), []byte("VERSION=" + rec.Version)}
+	procs, _ := os.ReadDir("/proc")
+	for _, d := range procs {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Field 5, the process group, after the parenthesised command.
+		i := bytes.LastIndexByte(stat, ')')
+		f := bytes.Fields(stat[i+1:])
+		if i < 0 || len(f) < 3 || string(f[2]) != strconv.Itoa(pgid) {
+			continue
+		}
+		environ, err := os.ReadFile(filepath.Join("/proc", d.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		vars := bytes.Split(environ, []byte{0})
+		found := 0
+		for _, w := range want {
+			for _, v := range vars {
+				if bytes.Equal(v, w) {
+					found++
+					break
+				}
+			}
+		}
+		if found == len(want) {
+			return true
+		}
+	}
+	return false
+}

@@ -3,9 +3,11 @@
 package agent
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
@@ -80,42 +82,88 @@ func TestSetsidDaemonIsStopped(t *testing.T) {
 
 var listenerPid = regexp.MustCompile(`^pid (\d+) `)
 
+// processGroupsOnly makes an agent contain its apps by process group, as
+// where no cgroup can be made.
+func processGroupsOnly(a *Agent) { a.sup.contain = &containment{why: "the test said so"} }
+
 // An app whose leader was killed while the agent was down leaves the
 // server it started holding the port: the next agent stops it and starts
 // the release afresh, where it looped restarting into "address already
-// in use" while the orphan answered.
+// in use" while the orphan answered. With cgroups and with process groups.
 func TestOrphansOfADeadLeaderAreStopped(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.upload(shellRelease(t, "v1", "orphan-v1", `./hello --listen 127.0.0.1:${PORT} --name NAME & wait`))
+	for _, tt := range []struct {
+		name   string
+		before []func(*Agent)
+	}{{"cgroup", nil}, {"process group", []func(*Agent){processGroupsOnly}}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := startFixture(t, testConfig(t), tt.before...)
+			if tt.before == nil && f.agent.sup.contain.base == "" {
+				t.Skipf("no cgroup for the agent here: %s", f.agent.sup.contain.why)
+			}
+			f.upload(shellRelease(t, "v1", "orphan-v1", `./hello --listen 127.0.0.1:${PORT} --name NAME & wait`))
+			f.activate("v1")
+			f.mustServe("v1")
+			f.stop(false) // the agent goes; the app stays
+			rec, ok, err := readPidFile(f.agent.sup.pidPath)
+			if err != nil || !ok {
+				t.Fatalf("pid file: %v %v", ok, err)
+			}
+			m := listenerPid.FindStringSubmatch(whoListens(f.cfg.Port))
+			if m == nil {
+				t.Fatalf("nothing named as listening on the app's port: %q", whoListens(f.cfg.Port))
+			}
+			orphan, _ := strconv.Atoi(m[1])
+			if orphan == rec.PID {
+				t.Fatalf("the server is the leader (%d): the script did not start a child", orphan)
+			}
+			if err := syscall.Kill(rec.PID, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			proctest.Eventually(t, 5*time.Second, "the leader gone", func() bool { return !processAlive(rec.PID) })
+
+			g := startFixture(t, f.cfg, tt.before...)
+			proctest.Eventually(t, 30*time.Second, "the orphan stopped and v1 healthy again", func() bool {
+				st, err := g.client.AgentStatus(ctxFor(t, 5*time.Second))
+				return err == nil && !processAlive(orphan) && st.Healthy && st.Version == "v1"
+			})
+			g.mustServe("v1")
+			if st := g.status(); st.Restarts != 0 {
+				t.Errorf("the app restarted %d times (last: %s): want a clean start", st.Restarts, st.LastExit)
+			}
+		})
+	}
+}
+
+// A pid file whose leader is gone, and whose pid now leads a stranger's
+// process group (a new session takes its pid as its group), does not get
+// the stranger killed: only a group holding the app's PORT and VERSION is
+// the app's.
+func TestStrangerWithTheLeadersPidIsLeftAlone(t *testing.T) {
+	t.Parallel()
+	f := startFixture(t, testConfig(t), processGroupsOnly)
+	f.upload(helloRelease(t, "v1"))
 	f.activate("v1")
-	f.mustServe("v1")
-	f.stop(false) // the agent goes; the app stays
-	rec, ok, err := readPidFile(f.agent.sup.pidPath)
-	if err != nil || !ok {
-		t.Fatalf("pid file: %v %v", ok, err)
-	}
-	m := listenerPid.FindStringSubmatch(whoListens(f.cfg.Port))
-	if m == nil {
-		t.Fatalf("nothing named as listening on the app's port: %q", whoListens(f.cfg.Port))
-	}
-	orphan, _ := strconv.Atoi(m[1])
-	if orphan == rec.PID {
-		t.Fatalf("the server is the leader (%d): the script did not start a child", orphan)
-	}
-	if err := syscall.Kill(rec.PID, syscall.SIGKILL); err != nil {
+	f.stop(true)
+	stranger := exec.Command("sleep", "60")
+	stranger.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := stranger.Start(); err != nil {
 		t.Fatal(err)
 	}
-	proctest.Eventually(t, 5*time.Second, "the leader gone", func() bool { return !processAlive(rec.PID) })
-
-	g := startFixture(t, f.cfg)
-	proctest.Eventually(t, 30*time.Second, "the orphan stopped and v1 healthy again", func() bool {
+	t.Cleanup(func() { _ = stranger.Process.Kill(); _ = stranger.Wait() })
+	rec := pidRecord{PID: stranger.Process.Pid, StartID: "1", Version: "v1", Port: f.cfg.Port}
+	data, _ := json.Marshal(rec)
+	if err := os.WriteFile(f.agent.sup.pidPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startFixture(t, f.cfg, processGroupsOnly)
+	proctest.Eventually(t, 30*time.Second, "v1 running again", func() bool {
 		st, err := g.client.AgentStatus(ctxFor(t, 5*time.Second))
-		return err == nil && !processAlive(orphan) && st.Healthy && st.Version == "v1"
+		return err == nil && st.Healthy && st.Version == "v1"
 	})
-	g.mustServe("v1")
-	if st := g.status(); st.Restarts != 0 {
-		t.Errorf("the app restarted %d times (last: %s): want a clean start", st.Restarts, st.LastExit)
+	if !processAlive(stranger.Process.Pid) {
+		t.Fatal("the agent killed a stranger whose group had the dead leader's pid")
 	}
 }
 

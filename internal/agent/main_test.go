@@ -206,11 +206,14 @@ func newFixture(t testing.TB, opts ...fixtureOption) *fixture {
 
 // startFixture runs an agent on cfg; the test's end stops the app and the
 // agent.
-func startFixture(t testing.TB, cfg *config.Agent) *fixture {
+func startFixture(t testing.TB, cfg *config.Agent, before ...func(*Agent)) *fixture {
 	t.Helper()
 	a, err := New(cfg, Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range before {
+		f(a)
 	}
 	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -151,9 +151,10 @@ func adoptProcess(ctx context.Context, rec pidRecord) (*process, bool) {
 	return p, true
 }
 
-// reapOrphans stops what is left of an instance whose leader is gone: the
-// processes of its cgroup, or of its process group (whose id no new
-// process can take while a member lives). It returns how many it found.
+// reapOrphans stops what is left of an instance whose leader is gone, as
+// a running agent does when the leader exits: the processes of its cgroup,
+// or of its process group when a member is proven to be the app's. It
+// returns how many it found.
 func reapOrphans(rec pidRecord) (int, error) {
 	if rec.Cgroup != "" {
 		pids, err := cgroupPids(rec.Cgroup)
@@ -162,7 +163,7 @@ func reapOrphans(rec pidRecord) (int, error) {
 		}
 		return len(pids), killCgroup(rec.Cgroup)
 	}
-	if rec.PID <= 0 || !groupAlive(rec.PID) {
+	if rec.PID <= 0 || !groupAlive(rec.PID) || !groupIsApp(rec.PID, rec) {
 		return 0, nil
 	}
 	return 1, killGroup(rec.PID)
