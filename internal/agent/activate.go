@@ -511,8 +511,21 @@ func (a *Agent) recover() error {
 	}
 	a.stopLeftover(a.preflightPidPath())
 	proc := a.recoverSlots(cur, st)
-	if n := a.sup.contain.prune(); n > 0 {
-		a.log.Info("removed empty cgroups a previous agent left", "count", n)
+	keep := map[string]bool{}
+	if proc != nil {
+		keep[proc.cgroup] = true
+	}
+	a.slotMu.Lock()
+	if a.retiring != nil {
+		keep[a.retiring.proc.cgroup] = true
+	}
+	a.slotMu.Unlock()
+	removed, killed := a.sup.contain.sweep(keep)
+	if removed > 0 {
+		a.log.Info("removed empty cgroups a previous agent left", "count", removed)
+	}
+	if killed > 0 {
+		a.log.Warn("stopped app processes a previous agent lost track of (started just before it was killed)", "cgroups", killed)
 	}
 	a.m.setCurrent(cur)
 	if cur == "" {

@@ -267,25 +267,34 @@ func whoListens(port int) string {
 	return ""
 }
 
-// prune removes the empty instance cgroups a previous agent left (killed
-// between its app's exit and the cleanup); it returns how many.
-func (c *containment) prune() int {
+// sweep clears the agent's cgroup of what a previous agent lost track of:
+// empty instance cgroups (it was killed between its app's exit and the
+// cleanup) are removed, and populated ones other than keep (the instances
+// adopted from pid files) are killed: an app started just before its pid
+// file was written, a hook. It returns how many of each.
+func (c *containment) sweep(keep map[string]bool) (removed, killed int) {
 	if c.base == "" {
-		return 0
+		return 0, 0
 	}
 	entries, _ := os.ReadDir(c.base)
-	n := 0
 	for _, e := range entries {
-		if !e.IsDir() {
+		dir := filepath.Join(c.base, e.Name())
+		if !e.IsDir() || keep[dir] {
 			continue
 		}
-		dir := filepath.Join(c.base, e.Name())
-		if pids, err := cgroupPids(dir); err == nil && len(pids) == 0 && os.Remove(dir) == nil {
-			n++
+		pids, err := cgroupPids(dir)
+		switch {
+		case err != nil:
+		case len(pids) == 0:
+			if os.Remove(dir) == nil {
+				removed++
+			}
+		case killCgroup(dir) == nil:
+			killed++
 		}
 	}
 	_ = os.Remove(c.base) // kept while instances live
-	return n
+	return removed, killed
 }
 
 // groupIsApp reports whether the process group pgid still holds a process

@@ -281,3 +281,35 @@ func TestUnknownUserRefusedAtStart(t *testing.T) {
 		t.Fatalf("got %v, want the config file and the missing user named", err)
 	}
 }
+
+// An instance a killed agent lost track of (started just before its pid
+// file was written) is stopped by the next agent, found by its cgroup;
+// the app the pid file names is adopted and keeps running.
+func TestLostInstanceIsStopped(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	if f.agent.sup.contain.base == "" {
+		t.Skipf("no cgroup for the agent here: %s", f.agent.sup.contain.why)
+	}
+	f.upload(helloRelease(t, "v1"))
+	app := f.activate("v1")
+	f.stop(false)
+	rel, err := f.agent.release("v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost, err := f.agent.sup.start(rel, freePort(t), "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lost.killAll() })
+
+	g := startFixture(t, f.cfg)
+	proctest.Eventually(t, 30*time.Second, "the lost instance stopped and v1 adopted", func() bool {
+		st, err := g.client.AgentStatus(ctxFor(t, 5*time.Second))
+		return err == nil && !lost.alive() && st.Healthy && st.Adopted
+	})
+	if st := g.status(); st.PID != app.PID {
+		t.Errorf("the app runs as pid %d, want the adopted %d", st.PID, app.PID)
+	}
+}
