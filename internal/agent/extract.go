@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/zerodown/zerodown/internal/host"
@@ -248,9 +249,9 @@ func (x *extractor) walkTarGz(src io.Reader, visit func(*tar.Header, io.Reader) 
 		// The rest of the entry's data, so that the count above starts
 		// where it ends.
 		if _, err := io.Copy(io.Discard, tr); err != nil {
-			return x.streamErr(err, fmt.Sprintf("in entry %q", h.Name))
+			return x.streamErr(err, "in entry "+short(h.Name))
 		}
-		where = fmt.Sprintf("after entry %q", h.Name)
+		where = "after entry " + short(h.Name)
 	}
 	buf := make([]byte, 32<<10)
 	for {
@@ -267,6 +268,15 @@ func (x *extractor) walkTarGz(src io.Reader, visit func(*tar.Header, io.Reader) 
 			return x.streamErr(err, "after the tar end marker")
 		}
 	}
+}
+
+// short quotes a name for a message, cut after 200 bytes: a name may
+// take 4 KiB (and an archive/tar one 1 MiB).
+func short(name string) string {
+	if len(name) <= 200 {
+		return strconv.Quote(name)
+	}
+	return strconv.Quote(name[:200]) + "..."
 }
 
 // streamErr explains an error reading a tar.gz.
@@ -487,7 +497,7 @@ func entryName(raw string) (name string, skip bool, err error) {
 	case raw == "":
 		return "", false, fmt.Errorf("%w: an entry has no name", errUnsafe)
 	case len(raw) > maxNameLen:
-		return "", false, fmt.Errorf("%w: %.64q...: a name of %d bytes, more than %d", errUnsafe, raw, len(raw), maxNameLen)
+		return "", false, fmt.Errorf("%w: %s: a name of %d bytes, more than %d", errUnsafe, short(raw), len(raw), maxNameLen)
 	case strings.ContainsRune(raw, 0):
 		return "", false, fmt.Errorf("%w: %q: NUL in name", errUnsafe, raw)
 	case strings.Contains(raw, `\`):
