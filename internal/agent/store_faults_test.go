@@ -33,29 +33,13 @@ func (s *Store) setHooks(h uploadHooks) {
 	s.hooks = h
 }
 
-// umask is the process's file mode mask, read from /proc where there is
-// one; 022 elsewhere.
-func umask() os.FileMode {
-	data, err := os.ReadFile("/proc/self/status")
-	if err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if v, ok := strings.CutPrefix(line, "Umask:"); ok {
-				if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
-					return os.FileMode(m)
-				}
-			}
-		}
-	}
-	return 0o022
-}
-
 func TestSpecFileMode(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	r := helloRelease(t, "v1")
 	r.Spec.Env = map[string]string{"DB_PASSWORD": "hunter2"}
 	f.upload(r)
-	mask := umask()
+	mask := umask(t)
 	check := func(when string) {
 		t.Helper()
 		for _, c := range []struct {
