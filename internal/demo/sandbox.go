@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/zerodown/zerodown/internal/agent"
+	"github.com/zerodown/zerodown/internal/reaper"
 )
 
 // Options shape a sandbox.
@@ -331,14 +332,10 @@ func (s *Sandbox) Close() {
 		waitExit(p.Process.Pid, 5*time.Second)
 		_ = p.Process.Kill()
 	}
-	for _, pid := range pids {
-		if p, err := os.FindProcess(pid); err == nil {
-			_ = p.Signal(syscall.SIGTERM)
-			waitExit(pid, 5*time.Second)
-			_ = p.Kill()
-		}
-	}
-	killUnder(s.Dir)
+	reaper.Stop(pids, 5*time.Second)
+	// Any the agents' status did not name (one started by a crash restart
+	// during shutdown).
+	reaper.KillUnder(s.Dir)
 }
 
 // waitExit waits until pid is gone or the bound passes.
