@@ -76,6 +76,8 @@ type extractor struct {
 	verified string
 	// create opens a new file; a test replaces it to inject disk errors.
 	create func(root *os.Root, name string, perm os.FileMode) (io.WriteCloser, error)
+	// scratch is the directory for the gunzipped copy of a tar.gz.
+	scratch string
 }
 
 // createFile creates a file that must not exist yet. The umask applies, as
@@ -147,7 +149,7 @@ func extract(ctx context.Context, format string, src *os.File, size int64, dir, 
 	if create == nil {
 		create = createFile
 	}
-	x := &extractor{ctx: ctx, root: root, lim: lim, create: create}
+	x := &extractor{ctx: ctx, root: root, lim: lim, create: create, scratch: filepath.Dir(src.Name())}
 	switch format {
 	case host.FormatTarGz:
 		err = x.tarGz(src, size)
@@ -168,16 +170,25 @@ func (x *extractor) stopped() error {
 	return nil
 }
 
-// tarGz reads the archive twice. The first pass writes nothing: it counts
-// the entries, adds up their sizes, checks every name, link and type, and
-// reads to the end of the gzip stream, so an archive too large, unsafe, cut
-// short or damaged is refused before a single file is written (and
-// fsynced): 200,000 files took 50 s before the cap acted. The second pass
-// writes. The cost is one more gunzip of every upload.
+// tarGz reads the archive twice. The first pass writes no file of the
+// release: it counts the entries, adds up their sizes, checks every name,
+// link and type, and reads to the end of the gzip stream, so an archive too
+// large, unsafe, cut short or damaged is refused before a single file is
+// written (and fsynced): 200,000 files took 50 s before the cap acted. It
+// keeps the tar it gunzipped in a scratch file beside the upload, so the
+// second pass, which writes, reads plain tar: one gunzip per upload, at
+// the cost of the tar's size on disk (at most max_unpacked_bytes and its
+// headers) while it unpacks.
 func (x *extractor) tarGz(src io.ReaderAt, size int64) error {
+	plain, err := os.CreateTemp(x.scratch, "unpack-*.tar")
+	if err != nil {
+		return fmt.Errorf("unpack: %w", err)
+	}
+	defer os.Remove(plain.Name())
+	defer plain.Close()
 	entries := 0
 	var sum int64
-	err := x.walkTarGz(io.NewSectionReader(src, 0, size), func(h *tar.Header, _ io.Reader) error {
+	err = x.walkTarGz(io.NewSectionReader(src, 0, size), plain, func(h *tar.Header, _ io.Reader) error {
 		if entries++; entries > x.lim.maxEntries {
 			return fmt.Errorf("%w: more than %d entries", errTooLarge, x.lim.maxEntries)
 		}
@@ -196,7 +207,43 @@ func (x *extractor) tarGz(src io.ReaderAt, size int64) error {
 	if err != nil {
 		return err
 	}
-	return x.walkTarGz(io.NewSectionReader(src, 0, size), x.tarEntry)
+	n, err := plain.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return fmt.Errorf("unpack: %w", err)
+	}
+	tr := tar.NewReader(io.NewSectionReader(plain, 0, n))
+	for {
+		if err := x.stopped(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("unpack: read back %s: %w", plain.Name(), err)
+		}
+		if err := x.tarEntry(h, tr); err != nil {
+			return err
+		}
+	}
+}
+
+// scratchError is a failure to write the scratch copy of the tar, told
+// apart from a damaged archive: the disk is full, not the upload bad.
+type scratchError struct{ err error }
+
+func (e scratchError) Error() string { return "write the unpacked tar: " + e.err.Error() }
+func (e scratchError) Unwrap() error { return e.err }
+
+type scratchWriter struct{ w io.Writer }
+
+func (s scratchWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil {
+		err = scratchError{err}
+	}
+	return n, err
 }
 
 // walkTarGz calls visit for each entry of a tar.gz and checks that the
@@ -213,7 +260,9 @@ func (x *extractor) tarGz(src io.ReaderAt, size int64) error {
 // member is refused, and so is anything but zeros between the tar end and
 // the gzip end (the rest of tar's last record is zeros; a second tar
 // appended after the end marker would be silently dropped).
-func (x *extractor) walkTarGz(src io.Reader, visit func(*tar.Header, io.Reader) error) error {
+//
+// Every byte of tar read out of the gzip stream is also written to plain.
+func (x *extractor) walkTarGz(src io.Reader, plain io.Writer, visit func(*tar.Header, io.Reader) error) error {
 	gz, err := gzip.NewReader(ctxReader{x.ctx, src})
 	if err != nil {
 		if err := x.stopped(); err != nil {
@@ -221,7 +270,7 @@ func (x *extractor) walkTarGz(src io.Reader, visit func(*tar.Header, io.Reader) 
 		}
 		return fmt.Errorf("%w: not a gzip file: %v", errBadInput, err)
 	}
-	stream := &tarStream{r: gz, max: x.lim.maxBytes + maxTarOverhead}
+	stream := &tarStream{r: io.TeeReader(gz, scratchWriter{plain}), max: x.lim.maxBytes + maxTarOverhead}
 	tr := tar.NewReader(stream)
 	where := "at its start"
 	for {
@@ -284,7 +333,10 @@ func (x *extractor) streamErr(err error, where string) error {
 	if err := x.stopped(); err != nil {
 		return err
 	}
+	var se scratchError
 	switch {
+	case errors.As(err, &se):
+		return fmt.Errorf("unpack: %w", se)
 	case errors.Is(err, errTooLarge):
 		return err
 	case errors.Is(err, gzip.ErrChecksum):
