@@ -233,6 +233,12 @@ func (x *activation) run(timeout time.Duration) (ActivateResult, error) {
 	appendLog(rel.logPath, "%s of %s begins (from %q, timeout %s)", x.kind, rel.version, x.from, timeout)
 
 	x.enter("hooks")
+	// Who it runs as is settled before anything runs or stops: a refusal
+	// (root without allow_root, a user agent.yaml does not allow) must
+	// not come after the running release is gone.
+	if _, err := a.sup.runAs(rel); err != nil {
+		return x.untouched(err)
+	}
 	for i, argv := range rel.spec.Hooks.BeforeStart {
 		if err := x.hook(ctx, i, argv); err != nil {
 			return x.untouched(err)
@@ -520,7 +526,10 @@ func (a *Agent) recover() error {
 		keep[a.retiring.proc.cgroup] = true
 	}
 	a.slotMu.Unlock()
-	removed, killed := a.sup.contain.sweep(keep)
+	removed, killed, err := a.sup.contain.sweep(keep)
+	if err != nil {
+		a.log.Error("could not clear what a previous agent left in its cgroups", "err", err)
+	}
 	if removed > 0 {
 		a.log.Info("removed empty cgroups a previous agent left", "count", removed)
 	}

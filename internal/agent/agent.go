@@ -88,21 +88,24 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 		cfg: cfg, store: store, log: logger, out: out, m: m,
 		slotPort: cfg.Port,
 		sup: &supervisor{
-			contain:    newContainment(containName(cfg.Root)),
-			user:       cfg.User,
-			group:      cfg.Group,
-			allowRoot:  cfg.AllowRoot,
-			backoff:    time.Duration(cfg.Restart.Backoff),
-			maxBackoff: time.Duration(cfg.Restart.MaxBackoff),
-			logMax:     int64(cfg.LogMaxBytes),
-			pidPath:    filepath.Join(store.run, "app.pid"),
-			log:        logger,
-			m:          m,
+			contain:     newContainment(containName(cfg.Root)),
+			user:        cfg.User,
+			group:       cfg.Group,
+			allowRoot:   cfg.AllowRoot,
+			allowUsers:  cfg.AllowUsers,
+			allowGroups: cfg.AllowGroups,
+			backoff:     time.Duration(cfg.Restart.Backoff),
+			maxBackoff:  time.Duration(cfg.Restart.MaxBackoff),
+			logMax:      int64(cfg.LogMaxBytes),
+			pidPath:     filepath.Join(store.run, "app.pid"),
+			log:         logger,
+			m:           m,
 		},
 	}
 	if cfg.User != "" || cfg.Group != "" {
 		// Found now, not at the first activation.
 		if _, err := resolveRunAs(cfg.User, cfg.Group, cfg.AllowRoot); err != nil {
+			store.close()
 			return nil, fmt.Errorf("agent config %s: user %q, group %q: %w", cfg.Path, cfg.User, cfg.Group, err)
 		}
 	}

@@ -25,8 +25,8 @@ type containment struct {
 // instanceSeq keeps instance cgroup names unique within one agent.
 var instanceSeq atomic.Uint64
 
-// instanceName is a fresh cgroup name: the agent's pid and start time
-// keep it apart from a previous agent's instances.
+// instanceName is a fresh cgroup name: the time and a counter keep it
+// apart from this agent's other instances and a previous agent's.
 func instanceName(role string) string {
 	return fmt.Sprintf("%s-%d-%d", role, time.Now().UnixNano(), instanceSeq.Add(1))
 }

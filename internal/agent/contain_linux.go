@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -19,7 +20,7 @@ import (
 // in it, and makes a child for the agent's instances there (name). It falls
 // back to process groups, saying why, when any of that fails.
 func newContainment(name string) *containment {
-	mount, err := cgroup2Mount()
+	mount, mroot, err := cgroup2Mount()
 	if err != nil {
 		return &containment{why: err.Error()}
 	}
@@ -27,35 +28,52 @@ func newContainment(name string) *containment {
 	if err != nil {
 		return &containment{why: err.Error()}
 	}
-	base := filepath.Join(mount, own, name)
+	// A mount of part of the hierarchy (in some containers) shows the
+	// cgroups below its root only.
+	rel, ok := strings.CutPrefix(own, strings.TrimSuffix(mroot, "/"))
+	if !ok || (rel != "" && rel[0] != '/') {
+		return &containment{why: fmt.Sprintf("the agent's cgroup %s is outside the mounted part of the hierarchy (%s at %s)", own, mroot, mount)}
+	}
+	parent := filepath.Join(mount, rel)
+	base := filepath.Join(parent, name)
+	baseMu.Lock()
+	defer baseMu.Unlock()
+	made := !exists(base)
 	if err := os.MkdirAll(base, 0o755); err != nil {
-		return &containment{why: fmt.Sprintf("cannot make a cgroup under %s: %v", filepath.Join(mount, own), err)}
+		return &containment{why: fmt.Sprintf("cannot make a cgroup under %s: %v", parent, err)}
 	}
 	// Prove a process can be put in a child: the parent may be one whose
-	// controllers forbid it (under systemd without Delegate=yes).
+	// controllers forbid it.
 	probe := filepath.Join(base, instanceName("probe"))
-	if err := os.Mkdir(probe, 0o755); err != nil {
-		return &containment{why: fmt.Sprintf("cannot make a cgroup under %s: %v", base, err)}
-	}
-	cmd := exec.Command("/bin/sh", "-c", ":") // only where it starts matters
-	err = startIn(cmd, probe)
+	err = os.Mkdir(probe, 0o755)
 	if err == nil {
-		_ = cmd.Wait()
+		cmd := exec.Command("/bin/sh", "-c", ":") // only where it starts matters
+		if err = startIn(cmd, probe); err == nil {
+			_ = cmd.Wait()
+		}
+		_ = removeCgroupTree(probe, time.Now().Add(killWait))
 	}
-	_ = os.Remove(probe)
-	_ = os.Remove(base) // made again with the first instance; kept while a previous agent's live
+	if made {
+		_ = os.Remove(base) // made again with the first instance
+	}
 	if err != nil {
 		return &containment{why: fmt.Sprintf("cannot start a process in a cgroup under %s: %v", base, err)}
 	}
 	return &containment{base: base}
 }
 
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
 // cgroup2Mount is where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup,
-// or /sys/fs/cgroup/unified on a hybrid system).
-func cgroup2Mount() (string, error) {
+// or /sys/fs/cgroup/unified on a hybrid system) and which of its cgroups
+// the mount shows at its top ("/" for all of it).
+func cgroup2Mount() (mount, root string, err error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return "", fmt.Errorf("no cgroup v2: %v", err)
+		return "", "", fmt.Errorf("no cgroup v2: %v", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -67,11 +85,11 @@ func cgroup2Mount() (string, error) {
 		}
 		if fs := strings.Fields(post); len(fs) > 0 && fs[0] == "cgroup2" {
 			if f := strings.Fields(pre); len(f) >= 5 {
-				return unescapeMount(f[4]), nil
+				return unescapeMount(f[4]), unescapeMount(f[3]), nil
 			}
 		}
 	}
-	return "", errors.New("no cgroup v2 hierarchy is mounted")
+	return "", "", errors.New("no cgroup v2 hierarchy is mounted")
 }
 
 // unescapeMount undoes mountinfo's octal escapes (\040 for a space).
@@ -130,7 +148,10 @@ func (c *containment) start(cmd *exec.Cmd, role string) (string, error) {
 		return "", cmd.Start()
 	}
 	dir := filepath.Join(c.base, instanceName(role))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	baseMu.Lock()
+	err := os.MkdirAll(dir, 0o755) // once made, the base is not empty and stays
+	baseMu.Unlock()
+	if err != nil {
 		return "", fmt.Errorf("make the app's cgroup %s: %w", dir, err)
 	}
 	if err := startIn(cmd, dir); err != nil {
@@ -169,51 +190,101 @@ func signalCgroup(dir, name string) error {
 	if err != nil {
 		return err
 	}
+	var first error
 	for _, pid := range pids {
-		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("signal pid %d of cgroup %s: %w", pid, dir, err)
+		// Every one gets it, whatever one of them refuses (a setuid helper).
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) && first == nil {
+			first = fmt.Errorf("signal pid %d of cgroup %s: %w", pid, dir, err)
 		}
 	}
-	return nil
+	return first
 }
 
-// killCgroup kills every process in the cgroup at dir (cgroup.kill, or
-// SIGKILL to each where the kernel has no cgroup.kill), waits until it is
-// empty, and removes it; the agent's cgroup goes too once it has no other
+// baseMu orders making an instance's cgroup (which keeps the agent's base
+// cgroup from being removed) against removing the base once it is empty.
+var baseMu sync.Mutex
+
+// cgroupEmpty reports whether no process is left in the cgroup at dir or
+// below it ("populated 0" in cgroup.events); a cgroup gone is empty.
+func cgroupEmpty(dir string) bool {
+	data, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	if err != nil {
+		pids, _ := cgroupPids(dir)
+		return len(pids) == 0
+	}
+	return bytes.Contains(data, []byte("populated 0"))
+}
+
+// waitCgroupEmpty waits until the cgroup at dir is empty or deadline
+// passes, and says whether it emptied.
+func waitCgroupEmpty(dir string, deadline time.Time) bool {
+	for !cgroupEmpty(dir) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond) // the kernel has no wait for this short of inotify
+	}
+	return true
+}
+
+// killCgroup kills every process in the cgroup at dir and below it
+// (cgroup.kill, or SIGKILL to each where the kernel has no cgroup.kill),
+// waits until it is empty, and removes it, with any cgroup the app made
+// below it; the agent's base cgroup goes too once it has no other
 // instance. A cgroup already gone is no error.
 func killCgroup(dir string) error {
 	if dir == "" {
 		return nil
 	}
 	deadline := time.Now().Add(killWait)
-	for {
-		pids, err := cgroupPids(dir)
-		if err != nil {
-			return err
-		}
-		if len(pids) > 0 {
-			if err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0); err != nil {
-				_ = signalCgroup(dir, "SIGKILL")
-			}
-		} else {
-			// Empty of live processes; the kernel may still count dying
-			// ones for a moment (EBUSY).
-			err := os.Remove(dir)
-			if err == nil || errors.Is(err, fs.ErrNotExist) {
-				_ = os.Remove(filepath.Dir(dir)) // fails while other instances live there
+	for !cgroupEmpty(dir) {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0); err != nil {
+			_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					_ = signalCgroup(p, "SIGKILL")
+				}
 				return nil
-			}
-			if !errors.Is(err, syscall.EBUSY) {
-				return fmt.Errorf("remove cgroup %s: %w", dir, err)
-			}
+			})
 		}
 		if time.Now().After(deadline) {
-			if len(pids) == 0 {
-				return fmt.Errorf("cgroup %s is still busy %s after its processes were killed", dir, killWait)
-			}
-			return fmt.Errorf("cgroup %s still holds pids %v %s after SIGKILL", dir, pids, killWait)
+			pids, _ := cgroupPids(dir)
+			return fmt.Errorf("cgroup %s still holds processes (%v directly) %s after SIGKILL", dir, pids, killWait)
 		}
 		time.Sleep(10 * time.Millisecond) // the kernel reaps asynchronously; poll its state
+	}
+	if err := removeCgroupTree(dir, deadline); err != nil {
+		return err
+	}
+	baseMu.Lock()
+	_ = os.Remove(filepath.Dir(dir)) // fails while other instances live there
+	baseMu.Unlock()
+	return nil
+}
+
+// removeCgroupTree removes the empty cgroup at dir and those below it,
+// deepest first; a cgroup whose processes just died may be busy a moment
+// longer (EBUSY), so each is retried until deadline.
+func removeCgroupTree(dir string, deadline time.Time) error {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := removeCgroupTree(filepath.Join(dir, e.Name()), deadline); err != nil {
+				return err
+			}
+		}
+	}
+	for {
+		err := os.Remove(dir)
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+			return fmt.Errorf("remove cgroup %s: %w", dir, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -271,10 +342,11 @@ func whoListens(port int) string {
 // empty instance cgroups (it was killed between its app's exit and the
 // cleanup) are removed, and populated ones other than keep (the instances
 // adopted from pid files) are killed: an app started just before its pid
-// file was written, a hook. It returns how many of each.
-func (c *containment) sweep(keep map[string]bool) (removed, killed int) {
+// file was written, a hook. It returns how many of each, and the first
+// failure.
+func (c *containment) sweep(keep map[string]bool) (removed, killed int, err error) {
 	if c.base == "" {
-		return 0, 0
+		return 0, 0, nil
 	}
 	entries, _ := os.ReadDir(c.base)
 	for _, e := range entries {
@@ -282,19 +354,23 @@ func (c *containment) sweep(keep map[string]bool) (removed, killed int) {
 		if !e.IsDir() || keep[dir] {
 			continue
 		}
-		pids, err := cgroupPids(dir)
-		switch {
-		case err != nil:
-		case len(pids) == 0:
-			if os.Remove(dir) == nil {
-				removed++
+		empty := cgroupEmpty(dir)
+		if kerr := killCgroup(dir); kerr != nil {
+			if err == nil {
+				err = kerr
 			}
-		case killCgroup(dir) == nil:
+			continue
+		}
+		if empty {
+			removed++
+		} else {
 			killed++
 		}
 	}
+	baseMu.Lock()
 	_ = os.Remove(c.base) // kept while instances live
-	return removed, killed
+	baseMu.Unlock()
+	return removed, killed, err
 }
 
 // groupIsApp reports whether the process group pgid still holds a process

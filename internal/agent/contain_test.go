@@ -313,3 +313,146 @@ func TestLostInstanceIsStopped(t *testing.T) {
 		t.Errorf("the app runs as pid %d, want the adopted %d", st.PID, app.PID)
 	}
 }
+
+// Who an app runs as: the spec's user and group merge with agent.yaml's
+// field by field, a spec may name only what agent.yaml allows, and gid 0
+// counts as root.
+func TestRunAsRules(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("changing the app's user takes an agent running as root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	nogroup, err := user.LookupGroupId(nobody.Gid)
+	if err != nil {
+		t.Skipf("no group %s: %v", nobody.Gid, err)
+	}
+	sup := &supervisor{user: "nobody", allowGroups: []string{"root", nogroup.Name}}
+	tests := []struct {
+		name        string
+		user, group string
+		uid, gid    string
+		refused     string
+	}{
+		{"agent.yaml's", "", "", nobody.Uid, nobody.Gid, ""},
+		{"a group of the spec's, agent.yaml's user", "", nogroup.Name, nobody.Uid, nogroup.Gid, ""},
+		{"a user agent.yaml does not allow", "daemon", "", "", "", "which agent.yaml does not allow"},
+		{"a group agent.yaml does not allow", "", "adm", "", "", "which agent.yaml does not allow"},
+		{"group root is root", "", "root", "", "", "would run as root"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := sup.runAs(release{spec: config.App{User: tt.user, Group: tt.group}})
+			if tt.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.refused) {
+					t.Fatalf("got %+v, %v; want refused: %s", r, err, tt.refused)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strconv.Itoa(int(r.uid)) != tt.uid || strconv.Itoa(int(r.gid)) != tt.gid {
+				t.Errorf("runs as uid %d gid %d, want %s %s", r.uid, r.gid, tt.uid, tt.gid)
+			}
+		})
+	}
+}
+
+// A release whose spec asks for a user agent.yaml does not allow is
+// refused before anything runs or stops: the running release keeps
+// serving.
+func TestDisallowedUserRefusedUntouched(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.upload(helloRelease(t, "v1"))
+	f.activate("v1")
+	spec := helloSpec()
+	spec.User = "daemon"
+	f.upload(memRelease("v2", host.FormatFile, "hello", helloBinary(t), spec))
+	_, err := f.client.ActivateWith(ctxFor(t, time.Minute), ActivateRequest{Version: "v2"})
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Failure == nil || ae.Failure.Touched || !strings.Contains(ae.Failure.Reason, "which agent.yaml does not allow") {
+		t.Fatalf("got %v, want the activation refused, untouched, for the user", err)
+	}
+	f.mustServe("v1")
+}
+
+// A program named without a slash is found in the app's PATH, not the
+// agent's.
+func TestProgramFoundInTheAppsPath(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "hello-in-path"), helloBinary(t), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := helloSpec()
+	spec.Run[0] = "hello-in-path"
+	spec.Env = map[string]string{"PATH": bin}
+	f.upload(memRelease("v1", host.FormatFile, "unused", []byte("x"), spec))
+	f.activate("v1")
+	f.mustServe("v1")
+}
+
+// A server a wrapper script put in a session of its own drains its
+// in-flight requests when the release is stopped, though the script exits
+// at the first SIGTERM: the stop waits for every process of the cgroup,
+// up to stop.timeout, before it kills what is left.
+func TestSetsidDaemonDrainsOnStop(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, withoutPreflight)
+	if f.agent.sup.contain.base == "" {
+		t.Skipf("no cgroup for the agent here (%s)", f.agent.sup.contain.why)
+	}
+	f.upload(shellRelease(t, "v1", "drain-v1", `setsid ./hello --listen 127.0.0.1:${PORT} --name NAME & wait`))
+	f.activate("v1")
+	type answer struct {
+		status int
+		err    error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		resp, err := appClient.Get(f.app + "/?sleep=1s")
+		if err != nil {
+			got <- answer{err: err}
+			return
+		}
+		resp.Body.Close()
+		got <- answer{status: resp.StatusCode}
+	}()
+	// Once its connection is established, the request is the server's to
+	// finish; then v1 is stopped by the activation of v2.
+	proctest.Eventually(t, 5*time.Second, "the slow request's connection", func() bool { return established(f.cfg.Port) > 0 })
+	f.upload(helloRelease(t, "v2"))
+	f.activate("v2")
+	if a := <-got; a.err != nil || a.status != 200 {
+		t.Fatalf("the in-flight request to v1 ended with %d %v, want 200: the server was killed before it drained", a.status, a.err)
+	}
+	f.mustServe("v2")
+}
+
+// established counts the established TCP connections to local port.
+func established(port int) int {
+	n := 0
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 4 || f[3] != "01" { // 01: ESTABLISHED
+				continue
+			}
+			if _, hexPort, ok := strings.Cut(f[1], ":"); ok {
+				if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(p) == port {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}

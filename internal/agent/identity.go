@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 )
 
@@ -18,7 +19,9 @@ type runAs struct {
 	self bool
 }
 
-func (r *runAs) root() bool { return r.uid == 0 }
+// root: uid 0, or gid 0 as its group or one of its groups, which reaches
+// root's files as much.
+func (r *runAs) root() bool { return r.uid == 0 || r.gid == 0 || slices.Contains(r.groups, 0) }
 
 // rootRefusal is the refusal to run an app as root without allow_root.
 const rootRefusal = "the app would run as root (%s): a hole in it would then be a hole in the whole machine. " +
@@ -62,8 +65,13 @@ func resolveRunAs(userName, groupName string, allowRoot bool) (*runAs, error) {
 			r.groups = nil // the agent's user in another group, that group alone
 		}
 	}
-	if !r.self && os.Geteuid() != 0 && (r.uid != uint32(os.Geteuid()) || r.gid != uint32(os.Getegid())) {
-		return nil, fmt.Errorf("the agent runs as uid %d and cannot start the app as %s: only an agent running as root can change the app's user or group", os.Geteuid(), r.name)
+	if !r.self && os.Geteuid() != 0 {
+		if r.uid != uint32(os.Geteuid()) || r.gid != uint32(os.Getegid()) {
+			return nil, fmt.Errorf("the agent runs as uid %d and cannot start the app as %s: only an agent running as root can change the app's user or group", os.Geteuid(), r.name)
+		}
+		// Its own user and group by name: nothing to change, and a
+		// process that is not root may not even set its groups again.
+		r.self, r.groups = true, nil
 	}
 	if r.root() && !allowRoot {
 		return nil, fmt.Errorf(rootRefusal, r.name)

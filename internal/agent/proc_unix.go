@@ -5,7 +5,10 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -60,4 +63,35 @@ func setCredential(cmd *exec.Cmd, r *runAs) error {
 	}
 	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: r.uid, Gid: r.gid, Groups: r.groups}
 	return nil
+}
+
+// defaultPath is the app's PATH when its spec sets none: the agent's own
+// may name directories of the user who started it.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// baseEnv is what the app's environment holds before its spec.
+func baseEnv() map[string]string { return map[string]string{"PATH": defaultPath} }
+
+// lookPath finds a program named without a slash in the PATH of env, the
+// app's, as a shell started with env would; one with a slash is as given.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	path := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if !filepath.IsAbs(dir) {
+			continue // a relative entry would depend on the release's layout
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%q: no such program in the app's PATH (%s)", name, path)
 }

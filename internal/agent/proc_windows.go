@@ -97,3 +97,22 @@ func setCredential(_ *exec.Cmd, r *runAs) error {
 	}
 	return fmt.Errorf("user: and group: are not supported on Windows: the app runs as the agent's user")
 }
+
+// windowsEnv are the variables Windows programs need to start and find
+// one another; they hold no secret of the agent's.
+var windowsEnv = []string{"SYSTEMROOT", "WINDIR", "SYSTEMDRIVE", "TEMP", "TMP", "PATHEXT", "COMSPEC", "PATH"}
+
+// baseEnv is what the app's environment holds before its spec: the
+// system's variables, from the agent's environment.
+func baseEnv() map[string]string {
+	vars := map[string]string{}
+	for _, k := range windowsEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			vars[k] = v
+		}
+	}
+	return vars
+}
+
+// lookPath: os/exec finds the program, with PATHEXT, when it starts it.
+func lookPath(name string, _ []string) (string, error) { return name, nil }

@@ -169,51 +169,52 @@ func reapOrphans(rec pidRecord) (int, error) {
 	return 1, killGroup(rec.PID)
 }
 
-// signal sends the named signal to the process group and, where there is
-// one, to every process of the cgroup: a process that left the group
-// (setsid) gets it too.
+// signal sends the named signal to every process of the cgroup, where
+// there is one (a process that left the group, by setsid, gets it too),
+// else to the process group. Once each: to many apps a second SIGTERM or
+// SIGINT means "quit now, skip the drain".
 func (p *process) signal(sig string) error {
-	err := signalGroup(p.pid, sig)
 	if p.cgroup != "" {
-		if cerr := signalCgroup(p.cgroup, sig); cerr != nil {
-			return cerr
-		}
-		return nil // the group may be gone while the cgroup's others live
+		return signalCgroup(p.cgroup, sig)
 	}
-	return err
+	return signalGroup(p.pid, sig)
 }
 
-// killAll kills the process group and every process of the cgroup, and
+// killAll kills every process of the cgroup, or the process group, and
 // waits, within killWait, until the cgroup is empty: after it, nothing the
 // app started holds its port.
 func (p *process) killAll() error {
-	err := killGroup(p.pid)
 	if p.cgroup != "" {
 		return killCgroup(p.cgroup)
 	}
-	return err
+	return killGroup(p.pid)
 }
 
-// stop ends the process group: sig, then SIGKILL after timeout. It says
-// how the process ended. Anything left in the group or cgroup is killed too.
+// stop ends the instance: sig to every process, then SIGKILL to what is
+// left after timeout. With a cgroup, the others have until then too: a
+// server a wrapper script started drains after the script has exited. It
+// says how the process ended.
 func (p *process) stop(sig string, timeout time.Duration) (how string, err error) {
 	defer func() {
-		// Stragglers: ESRCH when there are none.
+		// Stragglers: none, usually.
 		if kerr := p.killAll(); kerr != nil && err == nil {
 			err = kerr
 		}
 	}()
-	if !p.alive() {
+	if !p.alive() && (p.cgroup == "" || cgroupEmpty(p.cgroup)) {
 		return p.exited(), nil
 	}
 	if err := p.signal(sig); err != nil && p.alive() {
 		return "", fmt.Errorf("send %s to pid %d: %w", sig, p.pid, err)
 	}
+	deadline := time.Now().Add(timeout)
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case <-p.done:
-		return fmt.Sprintf("stopped by %s: %s", sig, p.exited()), nil
+		if p.cgroup == "" || waitCgroupEmpty(p.cgroup, deadline) {
+			return fmt.Sprintf("stopped by %s: %s", sig, p.exited()), nil
+		}
 	case <-t.C:
 	}
 	if err := p.killAll(); err != nil && p.alive() {

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -31,14 +31,16 @@ type release struct {
 type supervisor struct {
 	contain *containment
 	// user and group are agent.yaml's: who apps run as unless their spec
-	// says; allowRoot lets that be root.
-	user, group         string
-	allowRoot           bool
-	backoff, maxBackoff time.Duration
-	logMax              int64
-	pidPath             string
-	log                 *slog.Logger
-	m                   *metrics
+	// says; allowRoot lets that be root; allowUsers and allowGroups are
+	// the others a spec may name.
+	user, group             string
+	allowRoot               bool
+	allowUsers, allowGroups []string
+	backoff, maxBackoff     time.Duration
+	logMax                  int64
+	pidPath                 string
+	log                     *slog.Logger
+	m                       *metrics
 
 	mu  sync.Mutex
 	cur *supervised
@@ -93,23 +95,17 @@ func (s *supervisor) snapshot() appSnapshot {
 	return snap
 }
 
-// defaultPath is the app's PATH when its spec sets none: the agent's own
-// may name directories of the user who started it.
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// hostName is HOST in the app's environment.
-var hostName = sync.OnceValue(func() string {
-	h, _ := os.Hostname()
-	return h
-})
-
 // appEnv is the app's environment, built from its spec alone: never the
 // agent's, which may hold the agent's token (under any name), or sockets
-// and descriptors meant for the agent (NOTIFY_SOCKET, LISTEN_FDS). PATH
-// and HOST have defaults the spec may replace; PORT and VERSION are the
-// agent's.
+// and descriptors meant for the agent (NOTIFY_SOCKET, LISTEN_FDS). The
+// system's few (baseEnv: PATH, and on Windows what its programs need) and
+// HOST have defaults the spec may replace; PORT and VERSION are the
+// agent's. HOST is 0.0.0.0, the address to listen on as PORT is the port:
+// what the frameworks that read HOST (SvelteKit, Nitro) listen on unset,
+// so both the agent's health check and the load balancer reach the app.
 func appEnv(rel release, port int) []string {
-	vars := map[string]string{"PATH": defaultPath, "HOST": hostName()}
+	vars := baseEnv()
+	vars["HOST"] = "0.0.0.0"
 	for k, v := range rel.spec.Env {
 		vars[k] = v
 	}
@@ -186,12 +182,23 @@ func (s *supervisor) start(rel release, port int, role string) (*process, error)
 	return p, nil
 }
 
-// runAs is who rel's processes run as: its spec's user and group, else
-// agent.yaml's, else the agent's own.
+// runAs is who rel's processes run as: its spec's user, else agent.yaml's;
+// its spec's group, else agent.yaml's (when the spec names no user: a user
+// of its own comes with its own group), else the user's. A spec may name
+// only agent.yaml's user and group and those it allows.
 func (s *supervisor) runAs(rel release) (*runAs, error) {
 	u, g := s.user, s.group
-	if rel.spec.User != "" || rel.spec.Group != "" {
-		u, g = rel.spec.User, rel.spec.Group
+	if su := rel.spec.User; su != "" {
+		if su != s.user && !slices.Contains(s.allowUsers, su) {
+			return nil, fmt.Errorf("the app spec asks to run as user %s, which agent.yaml does not allow (user: %q, allow_users: %q)", su, s.user, s.allowUsers)
+		}
+		u, g = su, ""
+	}
+	if sg := rel.spec.Group; sg != "" {
+		if sg != s.group && !slices.Contains(s.allowGroups, sg) {
+			return nil, fmt.Errorf("the app spec asks to run in group %s, which agent.yaml does not allow (group: %q, allow_groups: %q)", sg, s.group, s.allowGroups)
+		}
+		g = sg
 	}
 	return resolveRunAs(u, g, s.allowRoot)
 }
@@ -204,7 +211,12 @@ func (s *supervisor) spawn(rel release, port int, role string, argv []string) (*
 		return nil, err
 	}
 	env := id.env(appEnv(rel, port), rel.spec.Env)
-	return startProcess(s.contain, role, id, command(rel, argv, env), rel.dir, env, rel.logPath)
+	cmd := command(rel, argv, env)
+	// Found in the app's PATH, not the agent's.
+	if cmd[0], err = lookPath(cmd[0], env); err != nil {
+		return nil, err
+	}
+	return startProcess(s.contain, role, id, cmd, rel.dir, env, rel.logPath)
 }
 
 // stopProcess stops p the way rel's spec says, and notes it in its log.

@@ -36,6 +36,11 @@ type Agent struct {
 	User      string `yaml:"user"`
 	Group     string `yaml:"group"`
 	AllowRoot bool   `yaml:"allow_root"`
+	// AllowUsers and AllowGroups are the others an app spec may name; a
+	// spec naming any other is refused, since whoever can upload a
+	// release could otherwise run code as any account on the machine.
+	AllowUsers  []string `yaml:"allow_users"`
+	AllowGroups []string `yaml:"allow_groups"`
 
 	// Root holds releases/<version>/, the current link, logs and state.
 	Root string `yaml:"root"`
@@ -201,6 +206,16 @@ func (v *validator) agent(cfg *Agent) {
 	for _, k := range []struct{ key, v string }{{"user", cfg.User}, {"group", cfg.Group}} {
 		if k.v != "" && !ValidAccountName(k.v) {
 			v.errorf(c.key("", k.key), "%q is not a user or group name (letters, digits, _, - and ., not starting with -) or a numeric ID", k.v)
+		}
+	}
+	for _, k := range []struct {
+		key   string
+		names []string
+	}{{"allow_users", cfg.AllowUsers}, {"allow_groups", cfg.AllowGroups}} {
+		for i, n := range k.names {
+			if !ValidAccountName(n) {
+				v.errorf(c.item(c.key("", k.key), i), "%q is not a user or group name (letters, digits, _, - and ., not starting with -) or a numeric ID", n)
+			}
 		}
 	}
 	pp := c.key("", "port")

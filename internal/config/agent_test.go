@@ -78,8 +78,8 @@ shutdown_timeout: 5s
 				t.Errorf("got %+v", a)
 			}
 		}},
-		{"user, group, allow_root", "root: /r\nport: 8101\nuser: zerodown-app\ngroup: '1001'\nallow_root: true\n", func(t *testing.T, a *Agent) {
-			if a.User != "zerodown-app" || a.Group != "1001" || !a.AllowRoot {
+		{"user, group, allow_root", "root: /r\nport: 8101\nuser: zerodown-app\ngroup: '1001'\nallow_root: true\nallow_users: [worker]\nallow_groups: [www-data]\n", func(t *testing.T, a *Agent) {
+			if a.User != "zerodown-app" || a.Group != "1001" || !a.AllowRoot || len(a.AllowUsers) != 1 || a.AllowGroups[0] != "www-data" {
 				t.Errorf("got %+v", a)
 			}
 		}},
@@ -136,9 +136,10 @@ func TestParseAgentErrors(t *testing.T) {
 		{"port is the agent's", "root: /r\nport: 7101\n", []string{
 			"agent.yaml:2:1: port: 7101 is the agent's own port",
 		}},
-		{"user and group names", "root: /r\nport: 8101\nuser: 'app user'\ngroup: -wheel\n", []string{
+		{"user and group names", "root: /r\nport: 8101\nuser: 'app user'\ngroup: -wheel\nallow_users: [ok, 'b:ad']\n", []string{
 			`agent.yaml:3:1: user: "app user" is not a user or group name`,
 			`agent.yaml:4:1: group: "-wheel" is not a user or group name`,
+			`agent.yaml:5:19: allow_users[1]: "b:ad" is not a user or group name`,
 		}},
 		{"backoff", "root: /r\nport: 8101\nrestart: {backoff: 2s, max_backoff: 1s}\n", []string{
 			"agent.yaml:3:24: restart.max_backoff: 1s is less than backoff 2s",
