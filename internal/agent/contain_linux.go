@@ -288,11 +288,15 @@ func removeCgroupTree(dir string, deadline time.Time) error {
 	}
 }
 
-// whoListens names the process listening on TCP port, for an error that
-// must say what holds the app's port: "pid 42 (server), cgroup /x". ""
-// when it cannot be found (another user's process, no /proc).
-func whoListens(port int) string {
-	inodes := map[string]bool{}
+// TCP states as /proc/net/tcp writes them.
+const (
+	tcpEstablished = "01"
+	tcpListen      = "0A"
+)
+
+// portSockets are the inodes of the TCP sockets on local port in state.
+func portSockets(port int, state string) []string {
+	var inodes []string
 	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		data, err := os.ReadFile(table)
 		if err != nil {
@@ -301,14 +305,25 @@ func whoListens(port int) string {
 		for _, line := range strings.Split(string(data), "\n")[1:] {
 			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
 			f := strings.Fields(line)
-			if len(f) < 10 || f[3] != "0A" { // 0A: LISTEN
+			if len(f) < 10 || f[3] != state {
 				continue
 			}
 			_, hexPort, ok := strings.Cut(f[1], ":")
 			if p, err := strconv.ParseUint(hexPort, 16, 16); ok && err == nil && int(p) == port {
-				inodes["socket:["+f[9]+"]"] = true
+				inodes = append(inodes, f[9])
 			}
 		}
+	}
+	return inodes
+}
+
+// whoListens names the process listening on TCP port, for an error that
+// must say what holds the app's port: "pid 42 (server), cgroup /x". ""
+// when it cannot be found (another user's process, no /proc).
+func whoListens(port int) string {
+	inodes := map[string]bool{}
+	for _, inode := range portSockets(port, tcpListen) {
+		inodes["socket:["+inode+"]"] = true
 	}
 	if len(inodes) == 0 {
 		return ""

@@ -435,24 +435,4 @@ func TestSetsidDaemonDrainsOnStop(t *testing.T) {
 }
 
 // established counts the established TCP connections to local port.
-func established(port int) int {
-	n := 0
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		data, err := os.ReadFile(table)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 4 || f[3] != "01" { // 01: ESTABLISHED
-				continue
-			}
-			if _, hexPort, ok := strings.Cut(f[1], ":"); ok {
-				if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(p) == port {
-					n++
-				}
-			}
-		}
-	}
-	return n
-}
+func established(port int) int { return len(portSockets(port, tcpEstablished)) }
