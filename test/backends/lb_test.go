@@ -44,14 +44,24 @@ pools:
 
 // startLB runs `zerodown lb` in this process in front of target, waits
 // until the admin API reports the target healthy and returns the listener
-// address. The load balancer's log is shown when the test fails.
+// address.
 func startLB(t *testing.T, target string) string {
 	t.Helper()
 	dir := t.TempDir()
-	path := filepath.Join(dir, "lb.yaml")
 	// The config wants real ports; ports picked free can be taken by another
 	// process before the lb binds them, which fails Start clearly.
 	yaml := fmt.Sprintf(lbYAML, proctest.FreeAddr(t), proctest.FreeAddr(t), adminToken, filepath.Join(dir, "lb-state.json"), target)
+	listeners, _ := runLB(t, dir, yaml, map[string][]string{"app": {target}})
+	return listeners[0]
+}
+
+// runLB runs `zerodown lb` in this process on the lb.yaml text yaml,
+// waits until the admin API reports each pool's targets healthy, and
+// returns the listener addresses, in order, and the admin address. The
+// load balancer's log is shown when the test fails.
+func runLB(t *testing.T, dir, yaml string, pools map[string][]string) ([]string, string) {
+	t.Helper()
+	path := filepath.Join(dir, "lb.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -79,19 +89,23 @@ func startLB(t *testing.T, target string) string {
 			t.Logf("--- lb log ---\n%s", logs.String())
 		}
 	})
-	waitHealthy(t, srv.AdminAddr(), target)
-	return srv.ListenerAddrs()[0]
+	for pool, targets := range pools {
+		for _, target := range targets {
+			waitHealthy(t, srv.AdminAddr(), pool, target)
+		}
+	}
+	return srv.ListenerAddrs(), srv.AdminAddr()
 }
 
 // waitHealthy polls the admin API until the pool's target is healthy.
-func waitHealthy(t *testing.T, admin, target string) {
+func waitHealthy(t *testing.T, admin, pool, target string) {
 	t.Helper()
 	c := &http.Client{Timeout: 2 * time.Second}
 	defer c.CloseIdleConnections()
 	var last string
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		state, err := targetState(c, admin, target)
+		state, err := targetState(c, admin, pool, target)
 		if err != nil {
 			last = err.Error()
 		} else if state == "healthy" {
@@ -100,14 +114,14 @@ func waitHealthy(t *testing.T, admin, target string) {
 			last = "state " + state
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("target %s not healthy in the lb after 15s: %s", target, last)
+			t.Fatalf("target %s not healthy in pool %s of the lb after 15s: %s", target, pool, last)
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval, not synchronisation
 	}
 }
 
-func targetState(c *http.Client, admin, target string) (string, error) {
-	req, err := http.NewRequest("GET", "http://"+admin+"/v1/pools/app", nil)
+func targetState(c *http.Client, admin, pool, target string) (string, error) {
+	req, err := http.NewRequest("GET", "http://"+admin+"/v1/pools/"+pool, nil)
 	if err != nil {
 		return "", err
 	}
@@ -120,19 +134,19 @@ func targetState(c *http.Client, admin, target string) (string, error) {
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("admin API answered %s", resp.Status)
 	}
-	var pool struct {
+	var view struct {
 		Targets []struct {
 			Address string `json:"address"`
 			State   string `json:"state"`
 		} `json:"targets"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&pool); err != nil {
+	if err := json.NewDecoder(resp.Body).Decode(&view); err != nil {
 		return "", fmt.Errorf("admin API answer: %w", err)
 	}
-	for _, tg := range pool.Targets {
+	for _, tg := range view.Targets {
 		if tg.Address == target {
 			return tg.State, nil
 		}
 	}
-	return "", fmt.Errorf("target %s not in the pool", target)
+	return "", fmt.Errorf("target %s not in pool %s", target, pool)
 }
