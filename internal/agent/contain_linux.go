@@ -1,11 +1,8 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,27 +11,22 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/zerodown/zerodown/internal/cgroup"
 )
 
 // newContainment finds the cgroup v2 hierarchy and the agent's own cgroup
 // in it, and makes a child for the agent's instances there (name). It falls
 // back to process groups, saying why, when any of that fails.
 func newContainment(name string) *containment {
-	mount, mroot, err := cgroup2Mount()
+	own, err := cgroup.Of(0)
 	if err != nil {
 		return &containment{why: err.Error()}
 	}
-	own, err := ownCgroup()
+	parent, err := cgroup.Dir(own)
 	if err != nil {
-		return &containment{why: err.Error()}
+		return &containment{why: "the agent's cgroup: " + err.Error()}
 	}
-	// A mount of part of the hierarchy (in some containers) shows the
-	// cgroups below its root only.
-	rel, ok := strings.CutPrefix(own, strings.TrimSuffix(mroot, "/"))
-	if !ok || (rel != "" && rel[0] != '/') {
-		return &containment{why: fmt.Sprintf("the agent's cgroup %s is outside the mounted part of the hierarchy (%s at %s)", own, mroot, mount)}
-	}
-	parent := filepath.Join(mount, rel)
 	base := filepath.Join(parent, name)
 	baseMu.Lock()
 	defer baseMu.Unlock()
@@ -51,7 +43,7 @@ func newContainment(name string) *containment {
 		if err = startIn(cmd, probe); err == nil {
 			_ = cmd.Wait()
 		}
-		_ = removeCgroupTree(probe, time.Now().Add(killWait))
+		_ = cgroup.Remove(probe, time.Now().Add(killWait))
 	}
 	if made {
 		_ = os.Remove(base) // made again with the first instance
@@ -65,64 +57,6 @@ func newContainment(name string) *containment {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
-}
-
-// cgroup2Mount is where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup,
-// or /sys/fs/cgroup/unified on a hybrid system) and which of its cgroups
-// the mount shows at its top ("/" for all of it).
-func cgroup2Mount() (mount, root string, err error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", "", fmt.Errorf("no cgroup v2: %v", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		if fs := strings.Fields(post); len(fs) > 0 && fs[0] == "cgroup2" {
-			if f := strings.Fields(pre); len(f) >= 5 {
-				return unescapeMount(f[4]), unescapeMount(f[3]), nil
-			}
-		}
-	}
-	return "", "", errors.New("no cgroup v2 hierarchy is mounted")
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-// ownCgroup is the agent's cgroup v2 path ("0::PATH" in /proc/self/cgroup).
-func ownCgroup() (string, error) {
-	data, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return "", fmt.Errorf("no cgroup v2: %v", err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			return p, nil
-		}
-	}
-	return "", errors.New("the agent is in no cgroup v2")
 }
 
 // startIn starts cmd inside the cgroup at dir from its first instruction
@@ -163,22 +97,7 @@ func (c *containment) start(cmd *exec.Cmd, role string) (string, error) {
 }
 
 // cgroupPids lists the processes in the cgroup at dir; none when it is gone.
-func cgroupPids(dir string) ([]int, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var pids []int
-	for _, f := range bytes.Fields(data) {
-		if pid, err := strconv.Atoi(string(f)); err == nil {
-			pids = append(pids, pid)
-		}
-	}
-	return pids, nil
-}
+func cgroupPids(dir string) ([]int, error) { return cgroup.Pids(dir) }
 
 // signalCgroup sends the named signal to every process in the cgroup at dir.
 func signalCgroup(dir, name string) error {
@@ -186,18 +105,7 @@ func signalCgroup(dir, name string) error {
 	if !ok {
 		return fmt.Errorf("unknown signal %q", name)
 	}
-	pids, err := cgroupPids(dir)
-	if err != nil {
-		return err
-	}
-	var first error
-	for _, pid := range pids {
-		// Every one gets it, whatever one of them refuses (a setuid helper).
-		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) && first == nil {
-			first = fmt.Errorf("signal pid %d of cgroup %s: %w", pid, dir, err)
-		}
-	}
-	return first
+	return cgroup.Signal(dir, sig)
 }
 
 // baseMu orders making an instance's cgroup (which keeps the agent's base
@@ -205,18 +113,8 @@ func signalCgroup(dir, name string) error {
 var baseMu sync.Mutex
 
 // cgroupEmpty reports whether no process is left in the cgroup at dir or
-// below it ("populated 0" in cgroup.events); a cgroup gone is empty.
-func cgroupEmpty(dir string) bool {
-	data, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return true
-	}
-	if err != nil {
-		pids, _ := cgroupPids(dir)
-		return len(pids) == 0
-	}
-	return bytes.Contains(data, []byte("populated 0"))
-}
+// below it; a cgroup gone is empty.
+func cgroupEmpty(dir string) bool { return cgroup.Empty(dir) }
 
 // waitCgroupEmpty waits until the cgroup at dir is empty or deadline
 // passes, and says whether it emptied.
@@ -230,62 +128,21 @@ func waitCgroupEmpty(dir string, deadline time.Time) bool {
 	return true
 }
 
-// killCgroup kills every process in the cgroup at dir and below it
-// (cgroup.kill, or SIGKILL to each where the kernel has no cgroup.kill),
-// waits until it is empty, and removes it, with any cgroup the app made
-// below it; the agent's base cgroup goes too once it has no other
-// instance. A cgroup already gone is no error.
+// killCgroup kills every process in the cgroup at dir and below it, waits
+// until it is empty, and removes it, with any cgroup the app made below
+// it; the agent's base cgroup goes too once it has no other instance. A
+// cgroup already gone is no error.
 func killCgroup(dir string) error {
 	if dir == "" {
 		return nil
 	}
-	deadline := time.Now().Add(killWait)
-	for !cgroupEmpty(dir) {
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0); err != nil {
-			_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-				if err == nil && d.IsDir() {
-					_ = signalCgroup(p, "SIGKILL")
-				}
-				return nil
-			})
-		}
-		if time.Now().After(deadline) {
-			pids, _ := cgroupPids(dir)
-			return fmt.Errorf("cgroup %s still holds processes (%v directly) %s after SIGKILL", dir, pids, killWait)
-		}
-		time.Sleep(10 * time.Millisecond) // the kernel reaps asynchronously; poll its state
-	}
-	if err := removeCgroupTree(dir, deadline); err != nil {
+	if err := cgroup.Kill(dir, time.Now().Add(killWait)); err != nil {
 		return err
 	}
 	baseMu.Lock()
 	_ = os.Remove(filepath.Dir(dir)) // fails while other instances live there
 	baseMu.Unlock()
 	return nil
-}
-
-// removeCgroupTree removes the empty cgroup at dir and those below it,
-// deepest first; a cgroup whose processes just died may be busy a moment
-// longer (EBUSY), so each is retried until deadline.
-func removeCgroupTree(dir string, deadline time.Time) error {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if e.IsDir() {
-			if err := removeCgroupTree(filepath.Join(dir, e.Name()), deadline); err != nil {
-				return err
-			}
-		}
-	}
-	for {
-		err := os.Remove(dir)
-		if err == nil || errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
-			return fmt.Errorf("remove cgroup %s: %w", dir, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TCP states as /proc/net/tcp writes them.
@@ -339,12 +196,8 @@ func whoListens(port int) string {
 			if link, err := os.Readlink(filepath.Join("/proc", d.Name(), "fd", fd.Name())); err == nil && inodes[link] {
 				comm, _ := os.ReadFile(filepath.Join("/proc", d.Name(), "comm"))
 				who := fmt.Sprintf("pid %d (%s)", pid, strings.TrimSpace(string(comm)))
-				if cg, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cgroup")); err == nil {
-					for _, l := range strings.Split(string(cg), "\n") {
-						if p, ok := strings.CutPrefix(l, "0::"); ok {
-							who += ", cgroup " + p
-						}
-					}
+				if cg, err := cgroup.Of(pid); err == nil {
+					who += ", cgroup " + cg
 				}
 				return who
 			}

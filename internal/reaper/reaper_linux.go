@@ -1,13 +1,14 @@
 package reaper
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/zerodown/zerodown/internal/cgroup"
 )
 
 // cgroupWait bounds the wait for a killed process's cgroup to empty.
@@ -61,56 +62,21 @@ func alive(pid int) bool {
 
 // note records pid's cgroup when an agent made it (zerodown-agent-…).
 func note(cgroups map[string]bool, pid int) {
-	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cgroup"))
-	if err != nil {
-		return
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok && strings.Contains(p, "/zerodown-agent-") {
-			cgroups[p] = true
-		}
+	if p, err := cgroup.Of(pid); err == nil && strings.Contains(p, "/zerodown-agent-") {
+		cgroups[p] = true
 	}
 }
 
 // removeCgroups removes each cgroup once the kernel has emptied it, and the
 // agent's cgroup above it once it holds no other.
 func removeCgroups(cgroups map[string]bool) {
-	if len(cgroups) == 0 {
-		return
-	}
-	mount := cgroup2Mount()
-	if mount == "" {
-		return
-	}
 	deadline := time.Now().Add(cgroupWait)
-	for cg := range cgroups {
-		dir := filepath.Join(mount, cg)
-		for {
-			err := os.Remove(dir)
-			if err == nil || os.IsNotExist(err) || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(10 * time.Millisecond) // a killed process leaves its cgroup a moment later
+	for p := range cgroups {
+		dir, err := cgroup.Dir(p)
+		if err != nil {
+			continue
 		}
+		_ = cgroup.Kill(dir, deadline)
 		_ = os.Remove(filepath.Dir(dir))
 	}
-}
-
-// cgroup2Mount is where the cgroup v2 hierarchy is mounted; "" for none.
-func cgroup2Mount() string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if fs := strings.Fields(post); ok && len(fs) > 0 && fs[0] == "cgroup2" {
-			if f := strings.Fields(pre); len(f) >= 5 {
-				return f[4]
-			}
-		}
-	}
-	return ""
 }

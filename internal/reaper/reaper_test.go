@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zerodown/zerodown/internal/cgroup"
 )
 
 // sleeper starts sleep with its working directory in dir, in a cgroup
@@ -17,9 +19,9 @@ import (
 // the two cgroup directories (the agent's, the instance's).
 func sleeper(t *testing.T, dir string) (*exec.Cmd, string, string) {
 	t.Helper()
-	mount := cgroup2Mount()
-	if mount == "" {
-		t.Skip("no cgroup v2 here")
+	mount, _, err := cgroup.Mount()
+	if err != nil {
+		t.Skipf("no cgroup v2 here: %v", err)
 	}
 	agentDir := filepath.Join(mount, fmt.Sprintf("zerodown-agent-reapertest%d", time.Now().UnixNano()))
 	inst := filepath.Join(agentDir, "app-1")
