@@ -436,3 +436,47 @@ func TestSetsidDaemonDrainsOnStop(t *testing.T) {
 
 // established counts the established TCP connections to local port.
 func established(port int) int { return len(portSockets(port, tcpEstablished)) }
+
+// The containment holds for servers nobody here wrote: Python's
+// http.server and a Node http server, each put in a session of its own by
+// its start script, serve as the release and are stopped whole when the
+// next release takes the port.
+func TestForeignDaemonsAreStopped(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, program, server string
+	}{
+		{"python", "python3", `setsid python3 -m http.server --bind 127.0.0.1 ${PORT} & wait`},
+		{"node", "node", `setsid node -e "require('http').createServer((q, s) => s.end('ok')).listen(process.env.PORT, '127.0.0.1')" & wait`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := exec.LookPath(tt.program); err != nil {
+				t.Skipf("no %s: %v", tt.program, err)
+			}
+			f := newFixture(t, withoutPreflight)
+			if f.agent.sup.contain.base == "" {
+				t.Skipf("no cgroup for the agent here (%s)", f.agent.sup.contain.why)
+			}
+			spec := helloSpec()
+			spec.Run = []string{"sh", "-c", tt.server}
+			spec.Health.Path = "/"
+			f.upload(memRelease("v1", host.FormatFile, "unused", []byte("x"), spec))
+			f.activate("v1")
+			m := listenerPid.FindStringSubmatch(whoListens(f.cfg.Port))
+			if m == nil {
+				t.Fatalf("nothing named as listening on the app's port: %q", whoListens(f.cfg.Port))
+			}
+			server, _ := strconv.Atoi(m[1])
+			if who := whoListens(f.cfg.Port); !strings.Contains(who, "("+tt.program) {
+				t.Fatalf("the port is held by %s, not %s", who, tt.program)
+			}
+			f.upload(helloRelease(t, "v2"))
+			f.activate("v2")
+			f.mustServe("v2")
+			if processAlive(server) {
+				t.Fatalf("%s's server (pid %d) still runs after v2 took over", tt.program, server)
+			}
+		})
+	}
+}
