@@ -108,10 +108,11 @@ func (cc *checkCommand) run(c *cobra.Command, args []string) error {
 	if err != nil {
 		return deployError(deploy.SetupError(err))
 	}
-	hosts, err := deploy.Hosts(env)
+	hosts, closeHosts, err := deploy.Hosts(env)
 	if err != nil {
 		return badInput(err)
 	}
+	defer closeHosts()
 	rep := checkEnvironment(c.Context(), env, bal, hosts, cc.timeout)
 	rep.Config = cc.configPath
 	if cc.output == "json" {

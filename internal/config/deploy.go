@@ -36,9 +36,13 @@ type Deploy struct {
 
 // Environment is a named fleet behind one load balancer pool.
 type Environment struct {
-	Name     string   `yaml:"-"`
-	LB       EnvLB    `yaml:"lb"`
-	Agents   Agents   `yaml:"agents"`
+	Name   string `yaml:"-"`
+	LB     EnvLB  `yaml:"lb"`
+	Agents Agents `yaml:"agents"`
+	// SSH is how hosts with an ssh: destination are reached: zerodown
+	// installs their agent (`zerodown hosts bootstrap`) and talks to it
+	// through the SSH connection (docs/hosts.md).
+	SSH      SSH      `yaml:"ssh"`
 	Hosts    []Host   `yaml:"hosts"`
 	Strategy Strategy `yaml:"strategy"`
 	Verify   *Verify  `yaml:"verify"`
@@ -131,9 +135,18 @@ type Agents struct {
 
 // Host is one server of an environment.
 type Host struct {
-	Name   string `yaml:"name"`
-	Agent  string `yaml:"agent"`  // agent API URL
-	Target string `yaml:"target"` // ip:port the load balancer sends this host's traffic to
+	Name string `yaml:"name"`
+	// Agent is the agent's API URL. With SSH it is the agent's address
+	// on the host itself, a loopback URL (default http://127.0.0.1:7101),
+	// reached through the SSH connection.
+	Agent string `yaml:"agent"`
+	// SSH is the host's SSH destination, [user@]host[:port]; the
+	// environment's ssh: block fills in the rest.
+	SSH string `yaml:"ssh"`
+	// Exec drives the host with the user's own deploy scripts instead of
+	// an agent.
+	Exec   *HostExec `yaml:"exec"`
+	Target string    `yaml:"target"` // ip:port the load balancer sends this host's traffic to
 	// Server is the host's server name in the HAProxy backend; by default
 	// the server named like the host, else the one at Target.
 	Server string `yaml:"server"`

@@ -63,7 +63,7 @@ func ParseDeploy(path string, data []byte) (*Deploy, error) {
 // them when it starts the app (see ParseApp).
 func deployLookup(lookup func(string) (string, bool)) func(string) (string, bool) {
 	return func(name string) (string, bool) {
-		if slices.Contains(appReserved, name) {
+		if slices.Contains(appReserved, name) || slices.Contains(hostVars, name) {
 			return "${" + name + "}", true
 		}
 		return lookup(name)
@@ -336,9 +336,10 @@ func envDefaults(e *Environment, raw any) {
 			e.LB.PollInterval = Duration(DefaultAWSPollInterval)
 		}
 	}
+	sshDefaults(e)
 	for i := range e.Hosts {
 		h := &e.Hosts[i]
-		if h.Token == "" && h.TokenFile == "" {
+		if h.Token == "" && h.TokenFile == "" && h.SSH == "" && h.Exec == nil {
 			h.Token, h.TokenFile = e.Agents.Token, e.Agents.TokenFile
 		}
 	}
@@ -460,6 +461,12 @@ func cloneEnvironment(e *Environment) *Environment {
 	}
 	cp := *e
 	cp.Hosts = slices.Clone(e.Hosts)
+	for i, h := range cp.Hosts {
+		if h.Exec != nil {
+			x := *h.Exec
+			cp.Hosts[i].Exec = &x
+		}
+	}
 	if e.Strategy.Rolling != nil {
 		r := *e.Strategy.Rolling
 		r.Batch = slices.Clone(r.Batch)
@@ -622,6 +629,7 @@ func (d *deployValidator) environment(e *Environment, ep string) {
 	ap := c.key(ep, "agents")
 	d.tokens(ap, e.Agents.Token, e.Agents.TokenFile)
 	d.hosts(e, ep)
+	d.sshBlock(e, ep)
 	sp := c.key(ep, "strategy")
 	var set []string
 	for _, s := range []struct {
@@ -883,9 +891,13 @@ func (d *deployValidator) hosts(e *Environment, ep string) {
 			names[h.Name] = np
 		}
 
+		d.hostKind(e, h, hp)
 		agp := c.key(hp, "agent")
-		if h.Agent == "" {
-			d.errorf(agp, "required: the URL of the host's zerodown agent, such as http://10.0.0.11:7101")
+		if h.Exec != nil || h.SSH != "" {
+			// Checked by hostKind; an agent behind SSH is on the host's
+			// loopback, the same address on every host.
+		} else if h.Agent == "" {
+			d.errorf(agp, "required: the URL of the host's zerodown agent, such as http://10.0.0.11:7101 (or ssh: to reach it over SSH, or exec: to deploy with your scripts)")
 		} else if err := checkURL(h.Agent, "http://10.0.0.11:7101"); err != nil {
 			d.errorf(agp, "%v", err)
 		} else {

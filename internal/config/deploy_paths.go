@@ -82,7 +82,15 @@ func (d *deployValidator) resolveEnvPaths(r pathResolver, e *Environment, ep str
 	hsp := c.key(ep, "hosts")
 	for i := range e.Hosts {
 		ref(c.key(c.item(hsp, i), "token_file"), &e.Hosts[i].TokenFile)
+		if x := e.Hosts[i].Exec; x != nil {
+			if x.Dir == "" {
+				x.Dir = r.dir
+			} else {
+				x.Dir = r.resolve(x.Dir)
+			}
+		}
 	}
+	resolveSSHPaths(r, e)
 }
 
 // resolveTaskPaths gives an exec task, also one of an on_cancel, its

@@ -515,7 +515,7 @@ environments:
 zerodown.yaml:6:48: environments.web.hosts[0].target: invalid address "http://127.0.0.1:8101": want host:port, not a URL
 zerodown.yaml:7:23: environments.web.hosts[1].agent: invalid URL "ssh://10.0.0.2": want http:// or https:// and a host, such as http://10.0.0.11:7101
 zerodown.yaml:7:48: environments.web.hosts[1].target: invalid address "10.0.0.256:80": the host is not a valid IP address
-zerodown.yaml:8:9: environments.web.hosts[2].agent: required: the URL of the host's zerodown agent, such as http://10.0.0.11:7101
+zerodown.yaml:8:9: environments.web.hosts[2].agent: required: the URL of the host's zerodown agent, such as http://10.0.0.11:7101 (or ssh: to reach it over SSH, or exec: to deploy with your scripts)
 zerodown.yaml:8:9: environments.web.hosts[2].target: required: the address the load balancer sends this host's traffic to, such as 10.0.0.11:8080`},
 
 	{"no hosts", `app: {run: [./hello]}

@@ -110,6 +110,7 @@ func Plan(ctx context.Context, cfg *config.Deploy, req Request) (*pipeline.Pipel
 	if err != nil {
 		return nil, nil, err
 	}
+	defer f.close()
 	skip, live, err := f.lookAround(ctx, req.Version)
 	if err != nil {
 		return nil, nil, err
@@ -149,6 +150,7 @@ func Deploy(ctx context.Context, o Options, req Request) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer f.close()
 	skip, live, err := f.lookAround(ctx, req.Version)
 	if err != nil {
 		return nil, err
@@ -223,6 +225,7 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 	if err != nil {
 		return nil, err
 	}
+	defer f.close()
 	ctx, lockLost := context.WithCancelCause(ctx)
 	defer lockLost(nil)
 	release, err := holdLock(ctx, o.Store, f.env.Name, run.ID, true, o.warn(), lockLost)

@@ -37,6 +37,8 @@ type fleet struct {
 	sw    lb.Switcher // blue-green's; nil otherwise
 	hosts map[string]engine.Host
 	hooks []notify.Webhook
+	// close ends the connections to the hosts (SSH).
+	close func()
 }
 
 // Environment returns the named environment of cfg, or bad input naming
@@ -66,15 +68,15 @@ func newFleet(ctx context.Context, cfg *config.Deploy, envName string) (*fleet, 
 	if err != nil {
 		return nil, SetupError(err)
 	}
-	hosts, err := Hosts(env)
-	if err != nil {
-		return nil, badInput(err)
-	}
 	hooks, err := webhooks(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &fleet{cfg: cfg, env: env, bal: bal, sw: sw, hosts: hosts, hooks: hooks}, nil
+	hosts, closeHosts, err := Hosts(env)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	return &fleet{cfg: cfg, env: env, bal: bal, sw: sw, hosts: hosts, hooks: hooks, close: closeHosts}, nil
 }
 
 // secret returns an inline token or the trimmed content of a token file.
@@ -313,24 +315,52 @@ func awsConfig(env *config.Environment, arn string) awslb.Config {
 	return ac
 }
 
-// Hosts builds an agent client per host.
-func Hosts(env *config.Environment) (map[string]engine.Host, error) {
-	out := map[string]engine.Host{}
-	for _, h := range env.Hosts {
-		tok, err := secret(h.Token, h.TokenFile, "agent "+h.Name)
-		if err == nil && tok == "" {
-			tok, err = secret(env.Agents.Token, env.Agents.TokenFile, "agent "+h.Name)
+// Hosts builds a Deployer per host: a client of its agent, reached at its
+// URL or through an SSH connection, or the host's own deploy scripts. It
+// connects to nothing; closeAll ends the SSH connections once the caller
+// is done with every host.
+func Hosts(env *config.Environment) (hosts map[string]engine.Host, closeAll func(), err error) {
+	hosts = map[string]engine.Host{}
+	var closers []func()
+	closeAll = func() {
+		for _, c := range closers {
+			c()
 		}
-		if err != nil {
-			return nil, err
-		}
-		c, err := agent.NewClient(agent.ClientConfig{URL: h.Agent, Token: tok})
-		if err != nil {
-			return nil, fmt.Errorf("host %s: %w", h.Name, err)
-		}
-		out[h.Name] = engine.Host{Name: h.Name, Target: h.Target, SwapTarget: h.SwapTarget, Deployer: c}
 	}
-	return out, nil
+	for i := range env.Hosts {
+		h := &env.Hosts[i]
+		var d host.Deployer
+		var closeHost func()
+		switch {
+		case h.Exec != nil:
+			d, err = execDeployer(env, h)
+		case h.SSH != "":
+			d, closeHost, err = sshDeployer(env, h)
+		default:
+			d, err = agentDeployer(env, h)
+		}
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		if closeHost != nil {
+			closers = append(closers, closeHost)
+		}
+		hosts[h.Name] = engine.Host{Name: h.Name, Target: h.Target, SwapTarget: h.SwapTarget, Deployer: d}
+	}
+	return hosts, closeAll, nil
+}
+
+// agentDeployer is the client of an agent reached at its URL.
+func agentDeployer(env *config.Environment, h *config.Host) (host.Deployer, error) {
+	tok, err := secret(h.Token, h.TokenFile, "agent")
+	if err == nil && tok == "" {
+		tok, err = secret(env.Agents.Token, env.Agents.TokenFile, "agent")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return agent.NewClient(agent.ClientConfig{URL: h.Agent, Token: tok})
 }
 
 // Release checks and describes the artifact at path, hashing it once:
