@@ -1,0 +1,244 @@
+package sshhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/proctest"
+)
+
+func hostFor(s *proctest.SSHD, knownHosts string) *Host {
+	return New(Config{
+		Name:       "web-1",
+		Dest:       config.Destination{User: s.User, Host: s.Host, Port: s.Port},
+		Identity:   s.ClientKey,
+		KnownHosts: knownHosts,
+		KeepAlive:  200 * time.Millisecond,
+		Timeout:    10 * time.Second,
+	})
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestRunAndChannel(t *testing.T) {
+	t.Setenv("SSH_AUTH_SOCK", "")
+	dir := t.TempDir()
+	s := proctest.StartSSHD(t, filepath.Join(dir, "sshd"), filepath.Join(dir, "id"))
+	h := hostFor(s, s.KnownHosts)
+	defer h.Close()
+
+	out, err := h.Run(ctxFor(t, 10*time.Second), "echo hi; echo "+Quote("it's")+"; cat", strings.NewReader("from stdin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(out); got != "hi\nit's\nfrom stdin" {
+		t.Errorf("output %q", got)
+	}
+	_, err = h.Run(ctxFor(t, 10*time.Second), "echo oops >&2; exit 3", nil)
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Status != 3 || !strings.Contains(err.Error(), "oops") {
+		t.Errorf("exit 3: got %v", err)
+	}
+
+	// A channel reaches the host's loopback: here the test's own server.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "through ssh") }))
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{DialContext: h.DialContext}}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "through ssh" {
+		t.Errorf("body %q", body)
+	}
+	gen, err := h.Connect(ctxFor(t, 5*time.Second))
+	if err != nil || gen != 1 {
+		t.Errorf("one connection for every call: generation %d, %v", gen, err)
+	}
+}
+
+func TestHostKeys(t *testing.T) {
+	t.Setenv("SSH_AUTH_SOCK", "")
+	dir := t.TempDir()
+	s := proctest.StartSSHD(t, filepath.Join(dir, "sshd"), filepath.Join(dir, "id"))
+	other := proctest.StartSSHD(t, filepath.Join(dir, "other"), filepath.Join(dir, "id"))
+	// A known_hosts with the other server's key under this one's address.
+	changed := filepath.Join(dir, "changed_known_hosts")
+	b, err := os.ReadFile(other.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Replace(string(b), strconv.Itoa(other.Port), strconv.Itoa(s.Port), 1)
+	if err := os.WriteFile(changed, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty_known_hosts")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fp := ssh.FingerprintSHA256(s.HostKey)
+	for _, tt := range []struct {
+		name, file string
+		want       []string
+	}{
+		{"unknown", empty, []string{"not a known host", fp, fmt.Sprintf("ssh-keyscan -p %d 127.0.0.1 >> %s", s.Port, empty)}},
+		{"no file", filepath.Join(dir, "missing"), []string{"not a known host", fp}},
+		{"changed", changed, []string{"CHANGED", fp, ssh.FingerprintSHA256(other.HostKey), changed + ":1"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := hostFor(s, tt.file)
+			defer h.Close()
+			_, err := h.Run(ctxFor(t, 10*time.Second), "touch "+filepath.Join(dir, "ran-"+tt.name), nil)
+			if err == nil || !IsHostKeyError(err) {
+				t.Fatalf("got %v, want a refused host key", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\nlacks %q", err, w)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, "ran-"+tt.name)); err == nil {
+				t.Error("the command ran on a host whose key was refused")
+			}
+		})
+	}
+}
+
+// TestLost: a call in progress on a connection that drops fails with a
+// LostError; the next call connects again.
+func TestLost(t *testing.T) {
+	t.Setenv("SSH_AUTH_SOCK", "")
+	dir := t.TempDir()
+	s := proctest.StartSSHD(t, filepath.Join(dir, "sshd"), filepath.Join(dir, "id"))
+	h := hostFor(s, s.KnownHosts)
+	defer h.Close()
+	gen, err := h.Connect(ctxFor(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := h.Pin(ctxFor(t, 30*time.Second), gen)
+	done := make(chan error, 1)
+	started := filepath.Join(dir, "started")
+	go func() {
+		_, err := h.Run(ctx, "touch "+started+"; sleep 20", nil)
+		done <- err
+	}()
+	proctest.Eventually(t, 10*time.Second, "the command to run", func() bool {
+		_, err := os.Stat(started)
+		return err == nil
+	})
+	if s.KillSessions() == 0 {
+		t.Fatal("no connection to kill")
+	}
+	select {
+	case err := <-done:
+		var lost *LostError
+		if !errors.As(err, &lost) || !strings.Contains(err.Error(), "web-1") {
+			t.Errorf("got %v, want a LostError naming the host", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the call did not end when its connection dropped")
+	}
+	if _, err := h.DialContext(ctx, "tcp", s.Addr); !errors.As(err, new(*LostError)) {
+		t.Errorf("a channel pinned to the lost connection: got %v", err)
+	}
+	out, err := h.Run(ctxFor(t, 10*time.Second), "echo again", nil)
+	if err != nil || string(out) != "again\n" {
+		t.Fatalf("the next call: %q, %v", out, err)
+	}
+	if g, _ := h.Connect(ctxFor(t, time.Second)); g != gen+1 {
+		t.Errorf("generation %d after a reconnect, want %d", g, gen+1)
+	}
+}
+
+// TestKeepAlive: a host that stops answering is noticed by the keep-alives
+// while nothing else is sent.
+func TestKeepAlive(t *testing.T) {
+	t.Setenv("SSH_AUTH_SOCK", "")
+	dir := t.TempDir()
+	s := proctest.StartSSHD(t, filepath.Join(dir, "sshd"), filepath.Join(dir, "id"))
+	h := hostFor(s, s.KnownHosts)
+	defer h.Close()
+	gen, err := h.Connect(ctxFor(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", s.Proc.Pid(), s.Proc.Pid()))
+	var stopped []int
+	for _, f := range strings.Fields(string(b)) {
+		pid, _ := strconv.Atoi(f)
+		if syscall.Kill(pid, syscall.SIGSTOP) == nil {
+			stopped = append(stopped, pid)
+		}
+	}
+	if len(stopped) == 0 {
+		t.Fatal("no session process to stop")
+	}
+	t.Cleanup(func() {
+		for _, pid := range stopped {
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	})
+	proctest.Eventually(t, 5*time.Second, "the silent connection to count as lost", func() bool {
+		return h.Lost(gen) != nil
+	})
+}
+
+func TestJumpHost(t *testing.T) {
+	t.Setenv("SSH_AUTH_SOCK", "")
+	dir := t.TempDir()
+	jump := proctest.StartSSHD(t, filepath.Join(dir, "jump"), filepath.Join(dir, "id"))
+	target := proctest.StartSSHD(t, filepath.Join(dir, "target"), filepath.Join(dir, "id"))
+	known := filepath.Join(dir, "known_hosts")
+	var both []byte
+	for _, f := range []string{jump.KnownHosts, target.KnownHosts} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		both = append(both, b...)
+	}
+	if err := os.WriteFile(known, both, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := hostFor(target, known)
+	h.cfg.Jump = &config.Destination{User: jump.User, Host: jump.Host, Port: jump.Port}
+	defer h.Close()
+	out, err := h.Run(ctxFor(t, 10*time.Second), "echo $SSH_CONNECTION", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The target sees the connection come from the jump host's sshd, not
+	// from this process.
+	if f := strings.Fields(string(out)); len(f) != 4 || f[3] != strconv.Itoa(target.Port) {
+		t.Errorf("SSH_CONNECTION %q", out)
+	}
+	if got := connectionsOf(t, jump); got != 1 {
+		t.Errorf("%d connections on the jump host, want 1", got)
+	}
+}
+
+func connectionsOf(t *testing.T, s *proctest.SSHD) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", s.Proc.Pid(), s.Proc.Pid()))
+	return len(strings.Fields(string(b)))
+}
