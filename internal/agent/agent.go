@@ -29,6 +29,8 @@ type Options struct {
 	// Out gets the one-line notices a user must see, such as where a
 	// generated token was written; nil discards them.
 	Out io.Writer
+	// Version is zerodown's, reported in the status as the agent's.
+	Version string
 }
 
 // Agent is `zerodown agent`: the release store, the supervised app and the
@@ -39,6 +41,8 @@ type Agent struct {
 	sup   *supervisor
 	log   *slog.Logger
 	out   io.Writer
+	// version is zerodown's, for the status.
+	version string
 	token string
 	m     *metrics
 	tls   *tls.Config
@@ -85,7 +89,7 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 	}
 	m := newMetrics()
 	a := &Agent{
-		cfg: cfg, store: store, log: logger, out: out, m: m,
+		cfg: cfg, store: store, log: logger, out: out, m: m, version: opts.Version,
 		slotPort: cfg.Port,
 		sup: &supervisor{
 			contain:     newContainment(containName(cfg.Root)),
@@ -357,6 +361,7 @@ func (a *Agent) Status() (Status, error) {
 		State: snap.state, PID: snap.pid, Healthy: snap.healthy, HealthError: snap.healthErr,
 		Restarts: snap.restarts, LastExit: snap.lastExit, Adopted: snap.adopted,
 		Activation: a.activation(), LastActivation: a.lastOutcome(), Releases: list,
+		Agent: AgentInfo{Version: a.version, PID: os.Getpid()},
 	}
 	if snap.version != "" && snap.version != cur {
 		// Only between two steps of an activation; say what runs.

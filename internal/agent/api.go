@@ -170,6 +170,15 @@ type Status struct {
 	// agent started ended.
 	LastActivation *ActivationOutcome `json:"last_activation,omitempty"`
 	Releases       []ReleaseInfo      `json:"releases"`
+	// Agent is the agent process itself: an upgrade is done when a new
+	// pid answers.
+	Agent AgentInfo `json:"agent"`
+}
+
+// AgentInfo describes the agent process.
+type AgentInfo struct {
+	Version string `json:"version"`
+	PID     int    `json:"pid"`
 }
 
 // Host converts a status to the engine's view.

@@ -58,7 +58,7 @@ func runAgent(c *cobra.Command, configPath string) error {
 		return badInput(err)
 	}
 	logger := slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := agent.New(cfg, agent.Options{Logger: logger, Out: c.OutOrStdout()})
+	a, err := agent.New(cfg, agent.Options{Logger: logger, Out: c.OutOrStdout(), Version: Version})
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/zerodown/zerodown/internal/host"
 	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/lb/builtin"
+	"github.com/zerodown/zerodown/internal/sshhost"
 )
 
 // defaultCheckTimeout bounds each call of `zerodown check`: a host that
@@ -52,7 +53,9 @@ health — derived from the balancer's own settings (deregistration delay,
 health check interval and thresholds) next to the recipe's fixed sleep 60 —
 and warnings about settings that make deploys slower or riskier.
 
-For each host: whether its agent answered and accepted the token, the version it runs and the one a
+For each host: whether its agent answered and accepted the token (for a host
+reached over SSH: whether SSH let zerodown in, whether known_hosts knows the
+host's key, whether the agent is installed and its version), the version it runs and the one a
 rollback would go back to, whether the app is healthy, and the state of the
 host's target in the load balancer ("not in pool" when the balancer does not
 know it; deploy attaches it).
@@ -172,6 +175,12 @@ type checkHost struct {
 	Name   string `json:"name"`
 	Agent  string `json:"agent"`
 	Target string `json:"target"`
+	// SSH is the destination of a host reached over SSH; HostKeyKnown
+	// whether known_hosts vouched for its key (null: not reached), and
+	// AgentVersion the version of the agent bootstrap installed there.
+	SSH          string `json:"ssh,omitempty"`
+	HostKeyKnown *bool  `json:"host_key_known,omitempty"`
+	AgentVersion string `json:"agent_version,omitempty"`
 	checkReach
 	// Status is set when the agent answered it.
 	Version     *string `json:"version"`
@@ -210,6 +219,7 @@ func checkEnvironment(ctx context.Context, env *config.Environment, bal lb.Balan
 		lbErr    error
 		statuses = make([]host.Status, len(env.Hosts))
 		health   = make([]string, len(env.Hosts))
+		versions = make([]string, len(env.Hosts))
 		errs     = make([]error, len(env.Hosts))
 	)
 	wg.Go(func() {
@@ -232,7 +242,7 @@ func checkEnvironment(ctx context.Context, env *config.Environment, bal lb.Balan
 			if full, ok := d.(agentStatuser); ok {
 				var s agent.Status
 				s, errs[i] = full.AgentStatus(ctx)
-				statuses[i], health[i] = s.Host(), s.HealthError
+				statuses[i], health[i], versions[i] = s.Host(), s.HealthError, s.Agent.Version
 				return
 			}
 			statuses[i], errs[i] = d.Status(ctx)
@@ -290,8 +300,21 @@ func checkEnvironment(ctx context.Context, env *config.Environment, bal lb.Balan
 
 	for i, h := range env.Hosts {
 		hr := checkHost{Name: h.Name, Agent: h.Agent, Target: h.Target, checkReach: reachOf(errs[i], timeout)}
+		if h.SSH != "" {
+			dest, _ := env.SSHDestination(&h)
+			hr.SSH, hr.AgentVersion = dest.String(), versions[i]
+			known := !sshhost.IsHostKeyError(errs[i])
+			if known && !hr.Reachable {
+				// Not reached: nothing was said about the key.
+			} else {
+				hr.HostKeyKnown = &known
+			}
+		}
 		if errs[i] != nil {
 			what := "agent " + h.Agent
+			if h.SSH != "" {
+				what = "ssh " + hr.SSH
+			}
 			if !hr.Reachable {
 				what += " unreachable"
 			}
@@ -413,7 +436,14 @@ func (r *checkReport) writeText(w io.Writer) error {
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "HOST\tAGENT\tREACHABLE\tTOKEN\tVERSION\tPREVIOUS\tAPP\tTARGET\tIN LOAD BALANCER")
 	for _, h := range r.Hosts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.Agent, yesNo(h.Reachable), tokenText(h.TokenAccepted),
+		agentText := h.Agent
+		if h.SSH != "" {
+			agentText = "ssh " + h.SSH
+			if h.AgentVersion != "" {
+				agentText += " (agent " + h.AgentVersion + ")"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, agentText, yesNo(h.Reachable), tokenText(h.TokenAccepted),
 			orDash(deref(h.Version)), orDash(deref(h.Previous)), appText(h), h.Target, inBalancerText(h))
 	}
 	if err := tw.Flush(); err != nil {
