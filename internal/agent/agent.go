@@ -43,9 +43,9 @@ type Agent struct {
 	out   io.Writer
 	// version is zerodown's, for the status.
 	version string
-	token string
-	m     *metrics
-	tls   *tls.Config
+	token   string
+	m       *metrics
+	tls     *tls.Config
 
 	// actMu is held by the one activation (or recovery) in progress; act
 	// says what it is doing, for status and for a second caller's 409.

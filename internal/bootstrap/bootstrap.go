@@ -367,7 +367,8 @@ func putBinary(ctx context.Context, h Host, bin localBinary, dst string) (bool, 
 		return false, err
 	}
 	defer f.Close()
-	tmp := dst + ".tmp"
+	// Several agents of one host may copy the same binary at once.
+	tmp := fmt.Sprintf("%s.tmp-%d", dst, h.Layout.Port)
 	out, err = h.SSH.Run(ctx, "mkdir -p "+q(path.Dir(dst))+" && cat > "+q(tmp)+" && "+sumCmd(tmp), f)
 	if err != nil {
 		return false, fmt.Errorf("host %s: copy the binary: %w", h.Name, err)

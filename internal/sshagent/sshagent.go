@@ -14,6 +14,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/zerodown/zerodown/internal/agent"
 	"github.com/zerodown/zerodown/internal/host"
@@ -117,20 +118,54 @@ func (d *Deployer) Agent(ctx context.Context) (*agent.Client, context.Context, u
 	return c, pinned, gen, nil
 }
 
-// call runs fn with the agent's client; an error on a connection that
-// dropped meanwhile is reported as the loss.
+// call runs fn with the agent's client. The connection dropping ends fn
+// at once (its context is cancelled): an activation under way goes on on
+// the host, and the run stops and rolls back.
 func (d *Deployer) call(ctx context.Context, what string, fn func(context.Context, *agent.Client) error) error {
 	c, pinned, gen, err := d.Agent(ctx)
 	if err != nil {
 		return err
 	}
-	err = fn(pinned, c)
+	ctx, cancel := context.WithCancelCause(pinned)
+	defer cancel(nil)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-d.ssh.Done(gen):
+			cancel(d.ssh.Lost(gen))
+		case <-stop:
+		}
+	}()
+	err = fn(ctx, c)
 	if err != nil && !errors.As(err, new(*sshhost.LostError)) {
 		if lost := d.ssh.Lost(gen); lost != nil {
 			return fmt.Errorf("%s: %w", what, lost)
 		}
 	}
 	return err
+}
+
+// switchWhenIdle waits until the agent has no activation in progress, then
+// runs fn. An activation a lost connection left running goes on on the
+// host; the rollback that follows waits for its end rather than failing as
+// busy.
+func (d *Deployer) switchWhenIdle(ctx context.Context, what string, fn func(context.Context, *agent.Client) error) error {
+	return d.call(ctx, what, func(ctx context.Context, c *agent.Client) error {
+		for {
+			st, err := c.AgentStatus(ctx)
+			if err != nil || st.Activation == nil {
+				break
+			}
+			host.Progress(ctx, fmt.Sprintf("waiting for the agent's %s of %s (phase %s) to end", st.Activation.Kind, st.Activation.Version, st.Activation.Phase))
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s: waiting for the agent's %s of %s to end: %w", what, st.Activation.Kind, st.Activation.Version, context.Cause(ctx))
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		return fn(ctx, c)
+	})
 }
 
 // Upload implements host.Deployer.
@@ -140,12 +175,12 @@ func (d *Deployer) Upload(ctx context.Context, r host.Release) error {
 
 // Activate implements host.Deployer.
 func (d *Deployer) Activate(ctx context.Context, version string) error {
-	return d.call(ctx, "activate "+version, func(ctx context.Context, c *agent.Client) error { return c.Activate(ctx, version) })
+	return d.switchWhenIdle(ctx, "activate "+version, func(ctx context.Context, c *agent.Client) error { return c.Activate(ctx, version) })
 }
 
 // Rollback implements host.Deployer.
 func (d *Deployer) Rollback(ctx context.Context) error {
-	return d.call(ctx, "roll back", func(ctx context.Context, c *agent.Client) error { return c.Rollback(ctx) })
+	return d.switchWhenIdle(ctx, "roll back", func(ctx context.Context, c *agent.Client) error { return c.Rollback(ctx) })
 }
 
 // Status implements host.Deployer.
@@ -173,12 +208,12 @@ func (d *Deployer) AgentStatus(ctx context.Context) (agent.Status, error) {
 
 // ActivateSwap implements host.Swapper.
 func (d *Deployer) ActivateSwap(ctx context.Context, version string) error {
-	return d.call(ctx, "activate "+version, func(ctx context.Context, c *agent.Client) error { return c.ActivateSwap(ctx, version) })
+	return d.switchWhenIdle(ctx, "activate "+version, func(ctx context.Context, c *agent.Client) error { return c.ActivateSwap(ctx, version) })
 }
 
 // RollbackSwap implements host.Swapper.
 func (d *Deployer) RollbackSwap(ctx context.Context) error {
-	return d.call(ctx, "roll back", func(ctx context.Context, c *agent.Client) error { return c.RollbackSwap(ctx) })
+	return d.switchWhenIdle(ctx, "roll back", func(ctx context.Context, c *agent.Client) error { return c.RollbackSwap(ctx) })
 }
 
 // Retire implements host.Swapper.

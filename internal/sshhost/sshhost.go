@@ -138,6 +138,19 @@ func (h *Host) lostOn(c *conn) error {
 	return h.Lost(c.gen)
 }
 
+// Done is closed when connection gen has ended.
+func (h *Host) Done(gen uint64) <-chan struct{} {
+	h.mu.Lock()
+	c := h.cur
+	h.mu.Unlock()
+	if c != nil && c.gen == gen {
+		return c.done
+	}
+	ended := make(chan struct{})
+	close(ended)
+	return ended
+}
+
 // live returns the current connection, or a new one.
 func (h *Host) live(ctx context.Context) (*conn, error) {
 	h.mu.Lock()
