@@ -113,7 +113,7 @@ func ParseDestination(s string) (Destination, error) {
 	} else if strings.Count(rest, ":") == 1 || strings.HasPrefix(rest, "[") {
 		return d, fmt.Errorf("invalid SSH destination %q: want [user@]host[:port]", s)
 	}
-	if host == "" || strings.ContainsAny(host, " /\t@[]") {
+	if host == "" || strings.ContainsAny(host, " /\t@[]") || strings.Contains(host, ":") && net.ParseIP(host) == nil {
 		return d, fmt.Errorf("invalid SSH destination %q: want [user@]host[:port], such as deploy@10.0.1.11", s)
 	}
 	d.Host = host
