@@ -5,6 +5,7 @@
 package atomicfile
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,13 +18,23 @@ const TempPrefix = "."
 // Write writes data to a temporary file next to path, flushes it, renames
 // it over path and flushes the directory. The directory must exist.
 func Write(path string, data []byte, perm os.FileMode) error {
+	return WriteFunc(path, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// WriteFunc is Write for content too large to hold in memory (an
+// artifact): fill writes it to the temporary file, and an error from fill
+// (a checksum that does not match) leaves path as it was.
+func WriteFunc(path string, perm os.FileMode, fill func(w io.Writer) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+".*.new")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
-	_, err = f.Write(data)
+	err = fill(f)
 	if err == nil {
 		err = f.Chmod(perm)
 	}

@@ -1,6 +1,8 @@
 package atomicfile
 
 import (
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -44,5 +46,32 @@ func TestWriteMissingDirLeavesNothing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "missing", "f")
 	if err := Write(path, []byte("x"), 0o644); err == nil {
 		t.Fatal("Write into a missing directory succeeded")
+	}
+}
+
+// TestWriteFuncErrorKeepsOld: content refused while it is written (an
+// artifact whose checksum does not match) leaves the old file and no
+// temporary behind.
+func TestWriteFuncErrorKeepsOld(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "artifact")
+	if err := Write(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	refused := errors.New("checksum mismatch")
+	err := WriteFunc(path, 0o644, func(w io.Writer) error {
+		if _, err := io.WriteString(w, "half of the new"); err != nil {
+			return err
+		}
+		return refused
+	})
+	if !errors.Is(err, refused) {
+		t.Fatalf("WriteFunc: %v, want the fill's error", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "old" {
+		t.Fatalf("content %q, want the old one", got)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("directory holds %d entries, want only the file", len(entries))
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/zerodown/zerodown/internal/host"
 	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/pipeline"
+	"github.com/zerodown/zerodown/internal/script"
 )
 
 // Bounds of steps that have no timeout of their own in the pipeline.
@@ -26,7 +25,6 @@ const (
 	defaultActivateBound  = 10 * time.Minute
 	defaultDrainTimeout   = config.DefaultDrainTimeout
 	defaultHealthyTimeout = config.DefaultRolloutHealthTimeout
-	execOutputTail        = 4 << 10
 )
 
 // runTask does one task. stop ends waits early (a safe point); calls that
@@ -338,6 +336,30 @@ func (e *Engine) progress(hostName string) func(string) {
 	}
 }
 
+// reporting returns ctx with the host's progress and output reporters: a
+// long call on it shows how it is getting on, and what a script printed
+// goes to the journal.
+func (e *Engine) reporting(ctx context.Context, hostName string) context.Context {
+	ctx = host.WithProgress(ctx, e.progress(hostName))
+	return host.WithOutput(ctx, func(msg string) {
+		e.emit(Event{Host: hostName, Type: EvInfo, Message: msg})
+	})
+}
+
+// activateMargin is how much longer than a deployer's own bound the engine
+// waits for one of its activations: the bound counts from the script's
+// start, after the upload.
+const activateMargin = 30 * time.Second
+
+// activateBound is how long to wait for h's activation or rollback: wait,
+// or longer when its deployer bounds its own calls beyond it.
+func activateBound(h Host, wait time.Duration) time.Duration {
+	if b, ok := h.Deployer.(host.Bounder); ok {
+		return max(wait, b.Bound()+activateMargin)
+	}
+	return wait
+}
+
 func (e *Engine) deploy(stop context.Context, t pipeline.Task) error {
 	h, err := e.hostOf(t.Host)
 	if err != nil {
@@ -347,9 +369,9 @@ func (e *Engine) deploy(stop context.Context, t pipeline.Task) error {
 	e.emit(Event{Host: h.Name, Type: EvDeploying, Message: "deploying " + e.Release.Version})
 	// An abort ends the wait at once: the agent finishes or puts the old
 	// release back on its own, and the rollback waits for it.
-	ctx, cancel := context.WithTimeout(stop, bound(t, defaultActivateBound))
+	ctx, cancel := context.WithTimeout(stop, activateBound(h, bound(t, defaultActivateBound)))
 	defer cancel()
-	ctx = host.WithProgress(ctx, e.progress(h.Name))
+	ctx = e.reporting(ctx, h.Name)
 	if err := h.Deployer.Upload(ctx, e.Release); err != nil {
 		return fmt.Errorf("upload %s to %s: %w", e.Release.Version, h.Name, err)
 	}
@@ -431,49 +453,22 @@ func (e *Engine) exec(stop context.Context, t pipeline.Task) error {
 	if t.Exec == nil || len(t.Exec.Command) == 0 {
 		return errors.New("exec: no command")
 	}
-	ctx, cancel := context.WithTimeout(stop, bound(t, config.DefaultExecTimeout))
-	defer cancel()
-	cmd := exec.CommandContext(ctx, t.Exec.Command[0], t.Exec.Command[1:]...)
-	cmd.Dir = t.Exec.Dir
-	cmd.Env = os.Environ()
-	cmd.Env = append(cmd.Env, "ZERODOWN_VERSION="+e.Release.Version)
+	env := []string{"ZERODOWN_VERSION=" + e.Release.Version}
 	for k, v := range t.Exec.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		env = append(env, k+"="+v)
 	}
-	out := &tailBuffer{max: execOutputTail}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
+	res, err := script.Run(stop, script.Command{Argv: t.Exec.Command, Dir: t.Exec.Dir, Env: env, Timeout: bound(t, config.DefaultExecTimeout)})
 	if stop.Err() != nil {
 		return ErrAborted
 	}
-	if output := strings.TrimSpace(out.String()); output != "" {
+	if output := strings.TrimSpace(res.Output); output != "" {
 		e.emit(Event{Type: EvInfo, Message: fmt.Sprintf("exec %s output:\n%s", t.Exec.Command[0], output)})
-	}
-	if ctx.Err() == context.DeadlineExceeded {
-		return fmt.Errorf("exec %s: did not finish within %s", strings.Join(t.Exec.Command, " "), bound(t, config.DefaultExecTimeout))
 	}
 	if err != nil {
 		return fmt.Errorf("exec %s: %w", strings.Join(t.Exec.Command, " "), err)
 	}
 	return nil
 }
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	max int
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string { return string(b.buf) }
 
 func smoke(stop context.Context, t pipeline.Task) error {
 	if t.Smoke == nil {
