@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/host"
 	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/pipeline"
 )
@@ -106,7 +107,7 @@ func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 	}
 	// A change under way completes under its own bound even when ctx ends;
 	// ctx only cuts the waits.
-	callCtx, cancel := context.WithTimeout(context.Background(), defaultActivateBound)
+	callCtx, cancel := context.WithTimeout(context.Background(), activateBound(h, defaultActivateBound))
 	defer cancel()
 	st, err := h.Deployer.Status(callCtx)
 	if err != nil {
@@ -116,7 +117,7 @@ func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 		// An activation the run stopped waiting for (an abort) goes on on
 		// the host; what to undo is known once it has ended.
 		e.emit(Event{Host: name, Type: EvWaiting, Message: "waiting for its activation of " + st.Activating + " to end"})
-		err := waitFor(ctx, defaultActivateBound, name+"'s activation of "+st.Activating+" to end", "no activation", func(ctx context.Context) (bool, string, error) {
+		err := waitFor(ctx, activateBound(h, defaultActivateBound), name+"'s activation of "+st.Activating+" to end", "no activation", func(ctx context.Context) (bool, string, error) {
 			s, err := h.Deployer.Status(ctx)
 			if err != nil {
 				return false, "", err
@@ -148,12 +149,23 @@ func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 		}
 		return e.swapHost(ctx, h, change)
 	}
-	if st.Version == e.Release.Version && st.Previous != "" && st.Previous != e.Release.Version {
+	// A host that cannot say what it runs goes back by its own rollback,
+	// whether or not zerodown knows to which version.
+	if st.Version == e.Release.Version && (st.Previous != "" || st.Assumed) && st.Previous != e.Release.Version {
+		if c, ok := h.Deployer.(host.RollbackChecker); ok {
+			if err := c.CanRollBack(); err != nil {
+				return fmt.Errorf("cannot roll back from %s: %w", st.Version, err)
+			}
+		}
+		prev := st.Previous
+		if prev == "" {
+			prev = "the release before " + st.Version
+		}
 		return e.changeHost(ctx, h, func(ctx context.Context) error {
 			if err := h.Deployer.Rollback(ctx); err != nil {
-				return fmt.Errorf("roll back from %s to %s: %w", st.Version, st.Previous, err)
+				return fmt.Errorf("roll back from %s to %s: %w", st.Version, prev, err)
 			}
-			e.emit(Event{Host: name, Type: EvActivated, Message: "activated " + st.Previous + " again"})
+			e.emit(Event{Host: name, Type: EvActivated, Message: "activated " + prev + " again"})
 			return nil
 		})
 	}
@@ -182,8 +194,8 @@ func (e *Engine) changeHost(ctx context.Context, h Host, change func(context.Con
 	if err := e.waitDrained(ctx, pipeline.Task{Kind: pipeline.KindWaitDrained, Host: h.Name}); err != nil {
 		return err
 	}
-	callCtx, cancel := context.WithTimeout(context.Background(), defaultActivateBound)
-	err := change(callCtx)
+	callCtx, cancel := context.WithTimeout(context.Background(), activateBound(h, defaultActivateBound))
+	err := change(e.reporting(callCtx, h.Name))
 	cancel()
 	if err != nil {
 		return err

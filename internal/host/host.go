@@ -1,6 +1,7 @@
 // Package host declares what the deploy engine needs from a host: put a
 // release on it, switch to it behind a health gate, roll back, and report.
-// Drivers: the agent client (internal/agent), later ssh.
+// Drivers: the agent client (internal/agent), the user's own scripts
+// (internal/exechost), later ssh.
 package host
 
 import (
@@ -64,6 +65,12 @@ type Status struct {
 	Port         int
 	Retiring     string
 	RetiringPort int
+	// Assumed: the host cannot say what it runs (an exec host without a
+	// status script), so Version and Previous are zerodown's own record
+	// of what it last put there, empty when it has none. A deploy never
+	// skips such a host, and a rollback of Version runs even when Previous
+	// is unknown: the host's own rollback knows what to go back to.
+	Assumed bool
 }
 
 // Deployer puts releases on one host and switches between them. Every call
@@ -95,6 +102,21 @@ type Swapper interface {
 	RollbackSwap(ctx context.Context) error
 	// Retire stops the retiring release; without one it does nothing.
 	Retire(ctx context.Context) error
+}
+
+// Bounder is the optional capability of a Deployer whose activations and
+// rollbacks run under a deadline of their own (an exec host's script
+// timeout): the engine waits for them at least that long.
+type Bounder interface {
+	Bound() time.Duration
+}
+
+// RollbackChecker is the optional capability of a Deployer that knows,
+// before anything changes, that it cannot roll back (an exec host without
+// a rollback script): the engine then leaves the host serving as it is,
+// and says why, instead of taking it out of the load balancer first.
+type RollbackChecker interface {
+	CanRollBack() error
 }
 
 // Errors a Deployer's errors wrap, for errors.Is.

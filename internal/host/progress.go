@@ -17,3 +17,19 @@ func Progress(ctx context.Context, msg string) {
 		fn(msg)
 	}
 }
+
+type outputKey struct{}
+
+// WithOutput returns a context whose calls report what they printed — the
+// output of an exec host's deploy or rollback script — to fn, for the
+// run's journal. fn must not block.
+func WithOutput(ctx context.Context, fn func(msg string)) context.Context {
+	return context.WithValue(ctx, outputKey{}, fn)
+}
+
+// Output reports msg to the function WithOutput put in ctx, if any.
+func Output(ctx context.Context, msg string) {
+	if fn, ok := ctx.Value(outputKey{}).(func(string)); ok && fn != nil {
+		fn(msg)
+	}
+}
