@@ -19,6 +19,7 @@ import (
 	"github.com/zerodown/zerodown/internal/agent"
 	"github.com/zerodown/zerodown/internal/config"
 	"github.com/zerodown/zerodown/internal/engine"
+	"github.com/zerodown/zerodown/internal/exechost"
 	"github.com/zerodown/zerodown/internal/host"
 	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/lb/awslb"
@@ -72,7 +73,7 @@ func newFleet(ctx context.Context, cfg *config.Deploy, envName string) (*fleet, 
 	if err != nil {
 		return nil, err
 	}
-	hosts, closeHosts, err := Hosts(env)
+	hosts, closeHosts, err := Hosts(cfg, env)
 	if err != nil {
 		return nil, badInput(err)
 	}
@@ -317,9 +318,10 @@ func awsConfig(env *config.Environment, arn string) awslb.Config {
 
 // Hosts builds a Deployer per host: a client of its agent, reached at its
 // URL or through an SSH connection, or the host's own deploy scripts. It
-// connects to nothing; closeAll ends the SSH connections once the caller
-// is done with every host.
-func Hosts(env *config.Environment) (hosts map[string]engine.Host, closeAll func(), err error) {
+// connects to nothing; closeAll ends the SSH connections, and waits for
+// exec scripts a run stopped waiting for, once the caller is done with
+// every host.
+func Hosts(cfg *config.Deploy, env *config.Environment) (hosts map[string]engine.Host, closeAll func(), err error) {
 	hosts = map[string]engine.Host{}
 	var closers []func()
 	closeAll = func() {
@@ -327,13 +329,20 @@ func Hosts(env *config.Environment) (hosts map[string]engine.Host, closeAll func
 			c()
 		}
 	}
+	var artifacts *exechost.Artifacts // one store for the environment's exec hosts
 	for i := range env.Hosts {
 		h := &env.Hosts[i]
 		var d host.Deployer
 		var closeHost func()
 		switch {
 		case h.Exec != nil:
-			d, err = execDeployer(env, h)
+			if artifacts == nil {
+				artifacts = exechost.NewArtifacts(ArtifactDir(cfg), exechost.DefaultKeep)
+			}
+			var x *exechost.Deployer
+			if x, err = execDeployer(cfg, env, h, artifacts); err == nil {
+				d, closeHost = x, x.Close
+			}
 		case h.SSH != "":
 			d, closeHost, err = sshDeployer(env, h)
 		default:
@@ -449,8 +458,9 @@ func (f *fleet) alreadyDone(ctx context.Context, version string) (map[string]boo
 				errs[i] = classify("host "+h.Name, err)
 				return
 			}
-			// A host with two slots serves from either.
-			if st.Version == version && (healthy[h.Target] || h.SwapTarget != "" && healthy[h.SwapTarget]) {
+			// A host with two slots serves from either; one that cannot
+			// say what it runs (Assumed) is never skipped.
+			if st.Version == version && !st.Assumed && (healthy[h.Target] || h.SwapTarget != "" && healthy[h.SwapTarget]) {
 				mu.Lock()
 				skip[h.Name] = true
 				mu.Unlock()
