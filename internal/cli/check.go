@@ -58,7 +58,9 @@ reached over SSH: whether SSH let zerodown in, whether known_hosts knows the
 host's key, whether the agent is installed and its version), the version it runs and the one a
 rollback would go back to, whether the app is healthy, and the state of the
 host's target in the load balancer ("not in pool" when the balancer does not
-know it; deploy attaches it).
+know it; deploy attaches it). An exec host's status script is run and its
+answer shown ("exec host: status script says v1"), or "no status script";
+its health is the load balancer's word alone.
 
 Token files are read first; a missing or empty one is reported at its place
 in zerodown.yaml, with the path it resolved to (relative paths are relative to
@@ -111,7 +113,7 @@ func (cc *checkCommand) run(c *cobra.Command, args []string) error {
 	if err != nil {
 		return deployError(deploy.SetupError(err))
 	}
-	hosts, closeHosts, err := deploy.Hosts(env)
+	hosts, closeHosts, err := deploy.Hosts(cfg, env)
 	if err != nil {
 		return badInput(err)
 	}
@@ -193,6 +195,9 @@ type checkHost struct {
 	// not be read.
 	InBalancer  *bool     `json:"in_balancer"`
 	TargetState *lb.State `json:"target_state"`
+	// Exec is what an exec host's status script says (check_exec.go);
+	// empty for a host with an agent.
+	Exec string `json:"exec,omitempty"`
 }
 
 // checkReach is how a call went: answered at all, token accepted (null
@@ -310,7 +315,11 @@ func checkEnvironment(ctx context.Context, env *config.Environment, bal lb.Balan
 				hr.HostKeyKnown = &known
 			}
 		}
-		if errs[i] != nil {
+		if h.Exec != nil {
+			if p := hr.fromExec(h, statuses[i], errs[i]); p != "" {
+				problem(checkReach{}, "%s", p)
+			}
+		} else if errs[i] != nil {
 			what := "agent " + h.Agent
 			if h.SSH != "" {
 				what = "ssh " + hr.SSH
@@ -437,7 +446,10 @@ func (r *checkReport) writeText(w io.Writer) error {
 	fmt.Fprintln(tw, "HOST\tAGENT\tREACHABLE\tTOKEN\tVERSION\tPREVIOUS\tAPP\tTARGET\tIN LOAD BALANCER")
 	for _, h := range r.Hosts {
 		agentText := h.Agent
-		if h.SSH != "" {
+		switch {
+		case h.Exec != "":
+			agentText = "exec"
+		case h.SSH != "":
 			agentText = "ssh " + h.SSH
 			if h.AgentVersion != "" {
 				agentText += " (agent " + h.AgentVersion + ")"
@@ -459,7 +471,7 @@ func (r *checkReport) writeText(w io.Writer) error {
 		fmt.Fprintf(w, "\nwarning: %s\n", warning)
 	}
 	if r.OK {
-		_, err := fmt.Fprintf(w, "\nok: the load balancer and %s answered and accepted their tokens\n", nounCount(len(r.Hosts), "agent"))
+		_, err := fmt.Fprintf(w, "\nok: %s\n", answeredText(r.Hosts))
 		return err
 	}
 	return nil
@@ -500,6 +512,8 @@ func tokenText(accepted *bool) string {
 func appText(h checkHost) string {
 	var s string
 	switch {
+	case h.Exec != "":
+		return h.Exec
 	case h.Version == nil:
 		return "-"
 	case *h.Version == "":

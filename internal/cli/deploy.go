@@ -93,7 +93,15 @@ func runDeploy(c *cobra.Command, cfgPath, output string, dryRun bool, request fu
 		if err != nil {
 			return deployError(err)
 		}
-		return printPlan(c, p, skip)
+		if err := printPlan(c, p, skip); err != nil {
+			return err
+		}
+		if env, err := deploy.Environment(cfg, req.Env); err == nil {
+			if names := deploy.Unskippable(env); len(names) > 0 {
+				fmt.Fprintf(c.OutOrStdout(), "# cannot skip hosts already on the version: no exec.status: %s\n", strings.Join(names, ", "))
+			}
+		}
+		return nil
 	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
@@ -512,7 +520,12 @@ func newShowCmd() *cobra.Command {
 					if who == "" {
 						who = "-"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.At.Local().Format("15:04:05.000"), who, e.Type, firstLine(e.Message))
+					// A script's output follows its event, a line each.
+					lines := strings.Split(strings.TrimRight(e.Message, "\n"), "\n")
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.At.Local().Format("15:04:05.000"), who, e.Type, lines[0])
+					for _, l := range lines[1:] {
+						fmt.Fprintf(tw, "\t\t\t  | %s\n", l)
+					}
 				}
 				return tw.Flush()
 			})

@@ -625,6 +625,12 @@ func (d *Deploy) Warnings() []string {
 			out = append(out, fmt.Sprintf("%s: environments.%s.strategy: a rolling deploy of a single host takes it out of the load balancer, so nobody serves until it is back; "+
 				"give the agent a swap_port, the host a swap_target, and use strategy: { swap: {} } (the default for one host with a swap_target)", d.Path, name))
 		}
+		for i, h := range e.Hosts {
+			if h.Exec != nil && len(h.Exec.Status) == 0 {
+				out = append(out, fmt.Sprintf("%s: environments.%s.hosts[%d].exec: cannot skip hosts already on the version: no exec.status; "+
+					"every deploy runs %s's deploy script again, and zerodown knows its version only from what it deployed there", d.Path, name, i, h.Name))
+			}
+		}
 	}
 	return out
 }
