@@ -147,6 +147,10 @@ func (d *Deployer) Activate(ctx context.Context, version string) error {
 	case cur == rec.Previous:
 		next.PreviousArtifact = rec.PreviousArtifact
 	}
+	if err := context.Cause(ctx); err != nil {
+		// Stopped before it began: nothing of the host changes, nor its record.
+		return fmt.Errorf("%s: deploy script %s not started: %w", d.cfg.Host, d.cfg.Exec.Deploy[0], err)
+	}
 	if err := writeRecord(d.cfg.Record, next); err != nil {
 		return fmt.Errorf("%s: record the deploy of %s before it starts: %w", d.cfg.Host, version, err)
 	}
@@ -251,6 +255,10 @@ func (d *Deployer) status(ctx context.Context) (string, error) {
 // the script goes on, reported by Status as Activating, which a rollback
 // waits for.
 func (d *Deployer) run(ctx context.Context, kind string, argv []string, version, artifact string) error {
+	if err := context.Cause(ctx); err != nil {
+		// Stopped before it began: nothing of the host changes.
+		return fmt.Errorf("%s: %s script %s not started: %w", d.cfg.Host, kind, argv[0], err)
+	}
 	r := &scriptRun{target: version, done: make(chan struct{})}
 	d.mu.Lock()
 	if d.running != nil {

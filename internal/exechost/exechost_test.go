@@ -359,3 +359,29 @@ func TestArtifacts(t *testing.T) {
 		t.Fatal("a digest that is not one was taken as a directory name")
 	}
 }
+
+// TestStoppedBeforeTheScript: a run stopped before the deploy script
+// starts changes neither the host nor its record.
+func TestStoppedBeforeTheScript(t *testing.T) {
+	f := newFixture(t)
+	x := f.versionScripts()
+	x.Status = nil
+	d := f.deployer(x)
+	if err := deploy(t, d, release("v1", "one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Upload(context.Background(), release("v2", "two")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := d.Activate(ctx, "v2"); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "deploy script ./deploy.sh not started") {
+		t.Fatalf("Activate: %v", err)
+	}
+	if st, err := d.Status(context.Background()); err != nil || st.Version != "v1" {
+		t.Fatalf("status %+v, %v; want v1 still", st, err)
+	}
+	if calls := strings.Count(f.read("calls.log"), "\n"); calls != 1 {
+		t.Fatalf("the deploy script ran %d times, want once", calls)
+	}
+}
