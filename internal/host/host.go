@@ -1,7 +1,7 @@
 // Package host declares what the deploy engine needs from a host: put a
 // release on it, switch to it behind a health gate, roll back, and report.
-// Drivers: the agent client (internal/agent), the user's own scripts
-// (internal/exechost), later ssh.
+// Drivers: the agent client (internal/agent), the same agent reached over
+// SSH (internal/sshagent), and the user's own scripts (internal/exechost).
 package host
 
 import (
