@@ -47,6 +47,7 @@ The subcommands talk to a running agent.`,
 		newAgentActivateCmd(o),
 		newAgentRollbackCmd(o),
 		newAgentLogsCmd(o),
+		newAgentSuperviseCmd(),
 	)
 	return cmd
 }
