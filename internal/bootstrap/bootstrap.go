@@ -139,7 +139,11 @@ func Run(ctx context.Context, h Host, o Options) (Result, error) {
 	}
 	var unitName, unit string
 	if res.Mode == "systemd" {
-		unitName, unit = UnitName(l.Port), SystemdUnit(Unit{Binary: l.Binary(), Config: l.Config(), WorkingDirectory: l.AgentDir()})
+		u := Unit{Binary: l.Binary(), Config: l.Config(), WorkingDirectory: l.AgentDir()}
+		if err := u.Check(); err != nil {
+			return res, fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		unitName, unit = UnitName(l.Port), SystemdUnit(u)
 	}
 	if change {
 		copied, err := putBinary(ctx, h, bin, wantLink)
