@@ -444,7 +444,7 @@ func startAgent(ctx context.Context, h Host, l sshagent.Layout, mode, unit strin
 	cmd := "systemctl enable --now " + q(unit)
 	if mode != "systemd" {
 		run := q(l.Binary()) + " agent supervise --config " + q(l.Config()) + " --pid-file " + q(l.PidFile()) + " --log " + q(l.Log())
-		cmd = "cd " + q(l.AgentDir()) + " && if command -v setsid >/dev/null; then setsid " + run + " </dev/null >/dev/null 2>&1 & else nohup " + run + " </dev/null >/dev/null 2>&1 & fi"
+		cmd = "cd " + q(l.AgentDir()) + " && if command -v setsid >/dev/null; then setsid " + run + " </dev/null >/dev/null 2>&1 & else nohup " + run + " --setsid </dev/null >/dev/null 2>&1 & fi"
 	}
 	if _, err := h.SSH.Run(ctx, cmd, nil); err != nil {
 		return fmt.Errorf("host %s: start the agent: %w", h.Name, err)
