@@ -113,7 +113,8 @@ func Run(ctx context.Context, h Host, o Options) (Result, error) {
 	}
 
 	// What is there now.
-	out, err := h.SSH.Run(ctx, "readlink "+q(l.Binary())+" 2>/dev/null; echo; cat "+q(l.Config())+" 2>/dev/null", nil)
+	// The link on the first line (empty when there is none), the config after.
+	out, err := h.SSH.Run(ctx, `printf '%s\n' "$(readlink `+q(l.Binary())+` 2>/dev/null)"; cat `+q(l.Config())+" 2>/dev/null; true", nil)
 	if err != nil {
 		return res, err
 	}
@@ -304,6 +305,9 @@ func inspect(p string, self bool) (localBinary, error) {
 		return b, nil
 	}
 	b := localBinary{path: p}
+	if _, err := os.Stat(p); err != nil {
+		return b, fmt.Errorf("--binary: %w", err)
+	}
 	if self {
 		b.platform = runtime.GOOS + "/" + runtime.GOARCH
 	} else {

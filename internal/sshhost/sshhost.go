@@ -477,13 +477,14 @@ func (probeKey) Verify([]byte, *ssh.Signature) error { return errors.New("probe"
 
 // ExitError is a command that ran and exited non-zero.
 type ExitError struct {
+	Host    string
 	Command string
 	Status  int
 	Stderr  string
 }
 
 func (e *ExitError) Error() string {
-	msg := fmt.Sprintf("%s exited with status %d", e.Command, e.Status)
+	msg := fmt.Sprintf("host %s: %s exited with status %d", e.Host, e.Command, e.Status)
 	if s := strings.TrimSpace(e.Stderr); s != "" {
 		msg += ": " + lastLines(s, 5)
 	}
@@ -529,7 +530,7 @@ func (h *Host) Run(ctx context.Context, command string, stdin io.Reader) ([]byte
 	case stopped:
 		return stdout.Bytes(), fmt.Errorf("host %s: %s: %w", h.cfg.Name, command, ctx.Err())
 	case errors.As(err, &ee):
-		return stdout.Bytes(), &ExitError{Command: command, Status: ee.ExitStatus(), Stderr: stderr.String()}
+		return stdout.Bytes(), &ExitError{Host: h.cfg.Name, Command: command, Status: ee.ExitStatus(), Stderr: stderr.String()}
 	}
 	if lost := h.lostOn(c); lost != nil {
 		return nil, lost

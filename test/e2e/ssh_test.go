@@ -237,6 +237,11 @@ func TestSSHHosts(t *testing.T) {
 		if code := run.Wait(t, 2*time.Minute); code != 1 {
 			t.Fatalf("deploy: exit %d, want 1\n%s", code, run.Output())
 		}
+		for _, line := range strings.Split(run.Output(), "\n") {
+			if strings.Contains(line, "was lost") || strings.Contains(line, "rolled back") {
+				t.Log(line)
+			}
+		}
 		for _, want := range []string{"SSH connection to", "was lost", "rolled back"} {
 			if !strings.Contains(run.Output(), want) {
 				t.Errorf("output lacks %q:\n%s", want, run.Output())
