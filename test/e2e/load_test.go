@@ -54,7 +54,9 @@ func startLoad(url string, rate int, maxRequests int64, maxDuration time.Duratio
 			}
 		}
 	}()
-	for w := 0; w < 16; w++ {
+	// Enough workers that a loaded machine's pauses do not run the pool
+	// dry: "could not start" is the client's failure, not the system's.
+	for w := 0; w < 32; w++ {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
