@@ -1,9 +1,7 @@
 package exechost
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,16 +12,6 @@ import (
 	"github.com/zerodown/zerodown/internal/config"
 	"github.com/zerodown/zerodown/internal/proctest"
 )
-
-// running reports whether pid is a live process (a zombie is not).
-func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i > 0 && len(b) > i+2 && b[i+2] != 'Z'
-}
 
 // TestDeployHangs: a deploy script that hangs is killed at exec.timeout
 // with the child it forked, and the error says so with its output.
@@ -46,7 +34,7 @@ func TestDeployHangs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proctest.Eventually(t, 5*time.Second, "the script's child to be killed", func() bool { return !running(pid) })
+	proctest.Eventually(t, 5*time.Second, "the script's child to be killed", func() bool { return !proctest.Running(pid) })
 	if st, err := d.Status(context.Background()); err != nil || st.Activating != "" {
 		t.Fatalf("status after the deadline: %+v, %v", st, err)
 	}

@@ -1,7 +1,6 @@
 package script
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,16 +14,6 @@ import (
 
 	"github.com/zerodown/zerodown/internal/proctest"
 )
-
-// running reports whether pid is a live process (a zombie is not).
-func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i > 0 && len(b) > i+2 && b[i+2] != 'Z'
-}
 
 // TestRunDeadlineKillsTheGroup: a script that hangs is killed at its
 // deadline with what it forked, and its output so far is kept.
@@ -50,7 +39,7 @@ func TestRunDeadlineKillsTheGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proctest.Eventually(t, 5*time.Second, "the forked child to be killed", func() bool { return !running(pid) })
+	proctest.Eventually(t, 5*time.Second, "the forked child to be killed", func() bool { return !proctest.Running(pid) })
 }
 
 // TestRunChildHoldingOutput: a script that leaves a child with its output

@@ -207,15 +207,6 @@ func helloTarGz(t *testing.T) string {
 	return p
 }
 
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i > 0 && len(b) > i+2 && b[i+2] != 'Z'
-}
-
 func TestAgentDeployWithCLI(t *testing.T) {
 	t.Parallel()
 	f := startAgent(t, true)
@@ -436,11 +427,11 @@ func TestAgentKilledMidActivation(t *testing.T) {
 				s, err = f.client.AgentStatus(ctxFor(t, time.Second))
 				return err == nil && s.Healthy && s.PID != 0
 			})
-			if !alive(s.PID) || s.State != "running" {
+			if !proctest.Running(s.PID) || s.State != "running" {
 				t.Errorf("status %+v: the app is not running", s)
 			}
 			f.serves(tt.want)
-			if preflightPid != 0 && alive(preflightPid) {
+			if preflightPid != 0 && proctest.Running(preflightPid) {
 				t.Errorf("the preflight process %d of the killed agent still runs", preflightPid)
 			}
 		})

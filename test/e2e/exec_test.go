@@ -265,7 +265,7 @@ func TestExecHostsEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		proctest.Eventually(t, 5*time.Second, "the hung script's child to be killed", func() bool { return !alive(pid) })
+		proctest.Eventually(t, 5*time.Second, "the hung script's child to be killed", func() bool { return !proctest.Running(pid) })
 		f.onVersion("v1")
 		checkLoad("hung v4", out)
 		t.Logf("the hung deploy took %s with exec.timeout 2s", time.Since(start).Round(time.Millisecond))

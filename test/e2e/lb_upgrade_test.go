@@ -128,7 +128,7 @@ func TestLBUpgradeUnderLoad(t *testing.T) {
 			t.Fatalf("upgrade %d: new process runs %q (%v), want %s", i+1, exeLink, err, exe)
 		}
 		proctest.Eventually(t, 20*time.Second, fmt.Sprintf("the old process %d to finish its requests and exit", old), func() bool {
-			return !alive(old)
+			return !proctest.Running(old)
 		})
 	}
 	t.Logf("handover times: %s", strings.Join(handovers, ", "))
@@ -143,7 +143,7 @@ func TestLBUpgradeUnderLoad(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "upgrade failed") {
 		t.Fatalf("upgrade with a bad config: exit %d: %s", code, out)
 	}
-	if readPID(pidFile) != serving || !alive(serving) {
+	if readPID(pidFile) != serving || !proctest.Running(serving) {
 		t.Fatalf("a failed upgrade replaced the serving process %d", serving)
 	}
 	if err := os.WriteFile(f.cfgPath, good, 0o644); err != nil {
@@ -156,7 +156,7 @@ func TestLBUpgradeUnderLoad(t *testing.T) {
 		pid := readPID(pidFile)
 		return pid != 0 && pid != serving
 	})
-	proctest.Eventually(t, 20*time.Second, "the process signalled to exit", func() bool { return !alive(serving) })
+	proctest.Eventually(t, 20*time.Second, "the process signalled to exit", func() bool { return !proctest.Running(serving) })
 
 	l.finish()
 	postReport := posts.finish()
