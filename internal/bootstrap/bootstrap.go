@@ -112,16 +112,27 @@ func Run(ctx context.Context, h Host, o Options) (Result, error) {
 		res.Mode = "systemd"
 	}
 
-	// What is there now.
-	// The link on the first line (empty when there is none), the config after.
-	out, err := h.SSH.Run(ctx, `printf '%s\n' "$(readlink `+q(l.Binary())+` 2>/dev/null)"; cat `+q(l.Config())+" 2>/dev/null; true", nil)
+	var unitName, unit string
+	if res.Mode == "systemd" {
+		u := Unit{Binary: l.Binary(), Config: l.Config(), WorkingDirectory: l.AgentDir()}
+		if err := u.Check(); err != nil {
+			return res, fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		unitName, unit = UnitName(l.Port), SystemdUnit(u)
+	}
+
+	// What is there now: the link (marks the agent installed), the
+	// record of what the running agent was started from, and the config.
+	out, err := h.SSH.Run(ctx, `printf '%s\n' "$(readlink `+q(l.Binary())+` 2>/dev/null)" "$(cat `+q(startedFile(l))+` 2>/dev/null)"; cat `+q(l.Config())+" 2>/dev/null; true", nil)
 	if err != nil {
 		return res, err
 	}
-	curLink, curConfig, _ := strings.Cut(string(out), "\n")
+	curLink, rest, _ := strings.Cut(string(out), "\n")
+	curStarted, curConfig, _ := strings.Cut(rest, "\n")
 	curLink = strings.TrimSpace(curLink)
 	wantLink := path.Join(l.BinDir(), "zerodown-"+bin.sha[:16])
 	wantConfig := agentYAML(l, h, f)
+	wantStarted := startedFrom(wantLink, wantConfig, unit)
 	installed := curLink != ""
 	change := !installed || o.Upgrade
 	if installed && curLink != wantLink {
@@ -137,14 +148,6 @@ func Run(ctx context.Context, h Host, o Options) (Result, error) {
 		} else {
 			res.Pending = append(res.Pending, l.Config()+" differs from what bootstrap writes")
 		}
-	}
-	var unitName, unit string
-	if res.Mode == "systemd" {
-		u := Unit{Binary: l.Binary(), Config: l.Config(), WorkingDirectory: l.AgentDir()}
-		if err := u.Check(); err != nil {
-			return res, fmt.Errorf("host %s: %w", h.Name, err)
-		}
-		unitName, unit = UnitName(l.Port), SystemdUnit(u)
 	}
 	if change {
 		copied, err := putBinary(ctx, h, bin, wantLink)
@@ -175,8 +178,15 @@ func Run(ctx context.Context, h Host, o Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	// The running agent is restarted when it was started from other files
+	// than this bootstrap wants: changed now, or by an upgrade that was
+	// cut short before its restart.
+	stale := running && strings.TrimSpace(curStarted) != wantStarted
+	if stale && !change {
+		res.Pending = append(res.Pending, "the running agent was started from other files than these (an upgrade cut short?)")
+	}
 	var before agent.Status
-	restart := running && change && len(res.Done) > 0
+	restart := stale && change
 	if restart {
 		before, err = agentStatus(ctx, h, l)
 		if err != nil {
@@ -202,9 +212,31 @@ func Run(ctx context.Context, h Host, o Options) (Result, error) {
 	if restart && before.PID != 0 && st.PID != before.PID {
 		return res, fmt.Errorf("host %s: the app's process changed from %d to %d across the agent's restart", h.Name, before.PID, st.PID)
 	}
+	if !running || restart {
+		if err := writeStarted(ctx, h, l, wantStarted); err != nil {
+			return res, err
+		}
+	}
 	res.AgentPID, res.AgentVersion = st.Agent.PID, st.Agent.Version
 	res.Took = time.Since(start)
 	return res, nil
+}
+
+// startedFile records what the running agent was started from.
+func startedFile(l sshagent.Layout) string { return path.Join(l.AgentDir(), "started") }
+
+// startedFrom names what an agent starts from: its binary, and digests of
+// its config and unit.
+func startedFrom(link, config, unit string) string {
+	c, u := sha256.Sum256([]byte(config)), sha256.Sum256([]byte(unit))
+	return fmt.Sprintf("%s config:%x unit:%x", path.Base(link), c[:8], u[:8])
+}
+
+func writeStarted(ctx context.Context, h Host, l sshagent.Layout, started string) error {
+	if _, err := h.SSH.Run(ctx, "printf '%s\\n' "+q(started)+" > "+q(startedFile(l)), nil); err != nil {
+		return fmt.Errorf("host %s: record the agent's start: %w", h.Name, err)
+	}
+	return nil
 }
 
 func q(s string) string { return sshhost.Quote(s) }
@@ -377,7 +409,7 @@ func putBinary(ctx context.Context, h Host, bin localBinary, dst string) (bool, 
 	defer f.Close()
 	// Several agents of one host may copy the same binary at once.
 	tmp := fmt.Sprintf("%s.tmp-%d", dst, h.Layout.Port)
-	out, err = h.SSH.Run(ctx, "mkdir -p "+q(path.Dir(dst))+" && cat > "+q(tmp)+" && "+sumCmd(tmp), f)
+	out, err = h.SSH.Run(ctx, "mkdir -p "+q(path.Dir(dst))+" && chmod 755 "+q(path.Dir(dst))+" && cat > "+q(tmp)+" && "+sumCmd(tmp), f)
 	if err != nil {
 		return false, fmt.Errorf("host %s: copy the binary: %w", h.Name, err)
 	}
@@ -395,20 +427,27 @@ func putBinary(ctx context.Context, h Host, bin localBinary, dst string) (bool, 
 // each replaced whole (a new name, then rename) and only when it changes.
 func writeFiles(ctx context.Context, h Host, l sshagent.Layout, link, curLink, config, curConfig string) error {
 	cmd := "mkdir -p " + q(l.AgentDir()) + " " + q(l.Root()) + " && chmod 700 " + q(l.AgentDir())
+	var stdin io.Reader
+	if config != curConfig {
+		cmd += " && " + writeCmd(l.Config(), len(config))
+		stdin = strings.NewReader(config)
+	}
+	// The link last: it marks the agent installed.
 	if link != curLink {
 		tmp := l.Binary() + ".new"
 		cmd += " && ln -sfn " + q(link) + " " + q(tmp) + " && mv -f " + q(tmp) + " " + q(l.Binary())
-	}
-	var stdin io.Reader
-	if config != curConfig {
-		tmp := l.Config() + ".tmp"
-		cmd += " && cat > " + q(tmp) + " && mv -f " + q(tmp) + " " + q(l.Config())
-		stdin = strings.NewReader(config)
 	}
 	if _, err := h.SSH.Run(ctx, cmd, stdin); err != nil {
 		return fmt.Errorf("host %s: write the agent's files: %w", h.Name, err)
 	}
 	return nil
+}
+
+// writeCmd writes stdin to file whole: a session cut short leaves cat a
+// short file, which the length check keeps from taking file's name.
+func writeCmd(file string, n int) string {
+	tmp := q(file + ".tmp")
+	return "cat > " + tmp + " && test $(( $(wc -c < " + tmp + ") )) -eq " + strconv.Itoa(n) + " && mv -f " + tmp + " " + q(file)
 }
 
 // putUnit writes the systemd unit when it differs and reloads systemd.
@@ -421,7 +460,7 @@ func putUnit(ctx context.Context, h Host, name, unit string) (bool, error) {
 	if string(out) == unit {
 		return false, nil
 	}
-	if _, err := h.SSH.Run(ctx, "cat > "+q(file+".tmp")+" && mv -f "+q(file+".tmp")+" "+q(file)+" && systemctl daemon-reload", strings.NewReader(unit)); err != nil {
+	if _, err := h.SSH.Run(ctx, writeCmd(file, len(unit))+" && systemctl daemon-reload", strings.NewReader(unit)); err != nil {
 		return false, fmt.Errorf("host %s: install the systemd unit: %w", h.Name, err)
 	}
 	return true, nil
@@ -434,7 +473,9 @@ func isRunning(ctx context.Context, h Host, l sshagent.Layout, mode, unit string
 		out, err := h.SSH.Run(ctx, "systemctl is-active "+q(unit)+" || true", nil)
 		return strings.TrimSpace(string(out)) == "active", 0, err
 	}
-	out, err := h.SSH.Run(ctx, "pid=$(cat "+q(l.PidFile())+" 2>/dev/null) && kill -0 \"$pid\" 2>/dev/null && echo \"$pid\" || true", nil)
+	// A pid file outlives a reboot: the pid must be this agent's
+	// supervisor, not whatever process got the number since.
+	out, err := h.SSH.Run(ctx, "pid=$(cat "+q(l.PidFile())+" 2>/dev/null) && ps -o args= -p \"$pid\" 2>/dev/null | grep -qF -- "+q("--pid-file "+l.PidFile())+" && echo \"$pid\"; true", nil)
 	if err != nil {
 		return false, 0, err
 	}
@@ -486,10 +527,11 @@ func waitAgent(ctx context.Context, h Host, l sshagent.Layout, within time.Durat
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	var last error
+	// The token appears at the agent's first start; a Deployer caches it
+	// only once read.
+	d := sshagent.New(h.SSH, l, l.URL())
 	for {
-		// A new Deployer each time: the token appears at the agent's first
-		// start, and a failed read must not stick.
-		c, pinned, _, err := sshagent.New(h.SSH, l, l.URL()).Agent(ctx)
+		c, pinned, _, err := d.Agent(ctx)
 		if err == nil {
 			var st agent.Status
 			st, err = c.AgentStatus(pinned)

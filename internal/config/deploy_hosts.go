@@ -172,6 +172,12 @@ func sshDefaults(e *Environment) {
 		s.Port = DefaultSSHPort
 	}
 	orDefault(&s.Dir, DefaultSSHDir)
+	// The host's home, as a relative path is: "~" is not expanded there.
+	if s.Dir == "~" {
+		s.Dir = "."
+	} else if rest, ok := strings.CutPrefix(s.Dir, "~/"); ok {
+		s.Dir = rest
+	}
 	if s.KeepAlive == 0 {
 		s.KeepAlive = Duration(DefaultSSHKeepAlive)
 	}

@@ -49,6 +49,7 @@ func TestSSHHostErrors(t *testing.T) {
 		{"ssh and exec", `    hosts: [{name: web-1, ssh: 10.0.1.11, exec: {deploy: [./d.sh]}, target: 10.0.1.11:8080}]`, "exec and ssh are both set"},
 		{"bad jump", "    ssh: {proxy_jump: \"a:b:c\"}\n" + `    hosts: [{name: web-1, ssh: 10.0.1.11, target: 10.0.1.11:8080}]`, "ssh.proxy_jump: invalid SSH destination"},
 		{"exec without deploy", `    hosts: [{name: web-1, exec: {status: [./v.sh]}, target: 10.0.1.11:8080}]`, "hosts[0].exec.deploy: required"},
+		{"two agents on one port", `    hosts: [{name: web-1, ssh: "a@10.0.1.11", target: 10.0.1.11:8080}, {name: web-2, ssh: "b@10.0.1.11:22", target: 10.0.1.11:8081}]`, "hosts[1].agent: the agent of 10.0.1.11 on port 7101 is also web-1's"},
 		{"exec with agent", `    hosts: [{name: web-1, agent: "http://10.0.0.1:7101", exec: {deploy: [./d.sh]}, target: 10.0.1.11:8080}]`, "an exec host has no agent"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -893,9 +893,19 @@ func (d *deployValidator) hosts(e *Environment, ep string) {
 
 		d.hostKind(e, h, hp)
 		agp := c.key(hp, "agent")
-		if h.Exec != nil || h.SSH != "" {
-			// Checked by hostKind; an agent behind SSH is on the host's
-			// loopback, the same address on every host.
+		if h.Exec != nil {
+			// Checked by hostKind.
+		} else if h.SSH != "" {
+			// An agent behind SSH is on the host's loopback, the same
+			// address on every host; two hosts on one machine need two.
+			if dest, err := e.SSHDestination(h); err == nil {
+				key := fmt.Sprintf("ssh %s port %d", strings.ToLower(dest.Host), h.AgentPort())
+				if prev, dup := agents[key]; dup {
+					d.errorf(agp, "the agent of %s on port %d is also %s's: give one of them another agent: http://127.0.0.1:PORT", dest.Host, h.AgentPort(), prev)
+				} else {
+					agents[key] = h.Name
+				}
+			}
 		} else if h.Agent == "" {
 			d.errorf(agp, "required: the URL of the host's zerodown agent, such as http://10.0.0.11:7101 (or ssh: to reach it over SSH, or exec: to deploy with your scripts)")
 		} else if err := checkURL(h.Agent, "http://10.0.0.11:7101"); err != nil {

@@ -49,9 +49,9 @@ func StartSSHD(t testing.TB, dir, clientKey string) *SSHD {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		t.Fatalf("sshd needs /run/sshd: %v", err)
 	}
-	hostPub := writeKey(t, filepath.Join(dir, "host_ed25519"))
+	hostPub := WriteKey(t, filepath.Join(dir, "host_ed25519"))
 	if _, err := os.Stat(clientKey); err != nil {
-		writeKey(t, clientKey)
+		WriteKey(t, clientKey)
 	}
 	clientPub, err := os.ReadFile(clientKey + ".pub")
 	if err != nil {
@@ -115,8 +115,8 @@ func (s *SSHD) KillSessions() int {
 	return n
 }
 
-// writeKey writes a new ed25519 key pair at path and path.pub.
-func writeKey(t testing.TB, path string) ssh.PublicKey {
+// WriteKey writes a new ed25519 key pair at path and path.pub.
+func WriteKey(t testing.TB, path string) ssh.PublicKey {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

@@ -51,6 +51,9 @@ type Host struct {
 	cur  *conn
 	gen  uint64
 	shut bool
+	// dialing is closed when the connection being made is up or failed;
+	// nil when none is being made.
+	dialing chan struct{}
 }
 
 // conn is one SSH connection (and the jump host's, if any).
@@ -153,29 +156,59 @@ func (h *Host) Done(gen uint64) <-chan struct{} {
 
 // live returns the current connection, or a new one.
 func (h *Host) live(ctx context.Context) (*conn, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.shut {
-		return nil, fmt.Errorf("host %s: SSH connection closed", h.cfg.Name)
-	}
-	if c := h.cur; c != nil {
-		select {
-		case <-c.done:
-		default:
+	for {
+		h.mu.Lock()
+		if h.shut {
+			h.mu.Unlock()
+			return nil, fmt.Errorf("host %s: SSH connection closed", h.cfg.Name)
+		}
+		if c := h.cur; c != nil && c.alive() {
+			h.mu.Unlock()
 			return c, nil
 		}
+		if wait := h.dialing; wait != nil {
+			// One connection per host: wait for the one being made, as
+			// long as this caller may.
+			h.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, fmt.Errorf("host %s: waiting for the SSH connection: %w", h.cfg.Name, context.Cause(ctx))
+			}
+		}
+		done := make(chan struct{})
+		h.dialing = done
+		h.mu.Unlock()
+
+		c, err := h.dial(ctx)
+		h.mu.Lock()
+		h.dialing = nil
+		close(done)
+		if err == nil && h.shut {
+			c.client.Close()
+			err = fmt.Errorf("host %s: SSH connection closed", h.cfg.Name)
+		}
+		if err != nil {
+			h.mu.Unlock()
+			return nil, err
+		}
+		h.gen++
+		c.gen = h.gen
+		h.cur = c
+		h.mu.Unlock()
+		go h.keepAlive(c)
+		return c, nil
 	}
-	// Connecting under the lock keeps it to one connection per host; a
-	// caller's context bounds its own wait only through Timeout.
-	c, err := h.dial(ctx)
-	if err != nil {
-		return nil, err
+}
+
+func (c *conn) alive() bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+		return true
 	}
-	h.gen++
-	c.gen = h.gen
-	h.cur = c
-	go h.keepAlive(c)
-	return c, nil
 }
 
 // pinned returns the connection a channel may use under ctx.
@@ -184,12 +217,12 @@ func (h *Host) pinned(ctx context.Context) (*conn, error) {
 	if !ok {
 		return h.live(ctx)
 	}
-	if err := h.Lost(gen); err != nil {
-		return nil, err
-	}
 	h.mu.Lock()
 	c := h.cur
 	h.mu.Unlock()
+	if c == nil || c.gen != gen || !c.alive() {
+		return nil, h.Lost(gen)
+	}
 	return c, nil
 }
 
@@ -320,13 +353,17 @@ func (h *Host) handshake(ctx context.Context, raw net.Conn, d config.Destination
 			return nil, fmt.Errorf("host %s: connect to %s: %w", h.cfg.Name, what, err)
 		}
 	}
-	// The handshake has no context: a deadline on the connection bounds it.
-	if dl, ok := ctx.Deadline(); ok {
-		_ = raw.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })
+	// The handshake has no context: closing the connection when ctx ends
+	// bounds it, also through a jump host, whose channels have no deadlines.
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	sc, chans, reqs, err := ssh.NewClientConn(raw, d.Addr(), cfg)
-	stop()
+	if !stop() {
+		if err == nil {
+			sc.Close()
+		}
+		raw.Close()
+		return nil, fmt.Errorf("host %s: log in to %s: no answer within %s: %w", h.cfg.Name, what, h.cfg.Timeout, context.Cause(ctx))
+	}
 	if err != nil {
 		raw.Close()
 		var ke *hostKeyError
@@ -338,7 +375,6 @@ func (h *Host) handshake(ctx context.Context, raw net.Conn, d config.Destination
 		}
 		return nil, fmt.Errorf("host %s: log in to %s: %w", h.cfg.Name, what, err)
 	}
-	_ = raw.SetDeadline(time.Time{})
 	return ssh.NewClient(sc, chans, reqs), nil
 }
 
@@ -425,7 +461,8 @@ func (h *Host) hostKeyCheck(d config.Destination) (ssh.HostKeyCallback, []string
 	var algos []string
 	probe := &net.TCPAddr{IP: net.IPv4zero}
 	var ke *knownhosts.KeyError
-	if err := db(knownhosts.Normalize(d.Addr()), probe, probeKey{}); errors.As(err, &ke) {
+	// As ssh calls it: host:port, which the check normalizes itself.
+	if err := db(d.Addr(), probe, probeKey{}); errors.As(err, &ke) {
 		for _, k := range ke.Want {
 			algos = append(algos, algorithmsFor(k.Key.Type())...)
 		}
@@ -521,7 +558,8 @@ func (h *Host) Run(ctx context.Context, command string, stdin io.Reader) ([]byte
 		s.Stdin = stdin
 	}
 	stop := context.AfterFunc(ctx, func() { s.Close() })
-	err = s.Run(command)
+	// The login shell may be fish or csh: the command is sh's.
+	err = s.Run("exec /bin/sh -c " + Quote(command))
 	stopped := !stop()
 	var ee *ssh.ExitError
 	switch {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/zerodown/zerodown/internal/config"
 	"github.com/zerodown/zerodown/internal/proctest"
@@ -241,4 +243,61 @@ func TestJumpHost(t *testing.T) {
 func connectionsOf(t *testing.T, s *proctest.SSHD) int {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", s.Proc.Pid(), s.Proc.Pid()))
 	return len(strings.Fields(string(b)))
+}
+
+// TestHostKeyAlgorithms: the server is asked for the kind of key
+// known_hosts holds for it, on port 22 (written without a port) as on
+// others, so a host with several keys is not refused as changed.
+func TestHostKeyAlgorithms(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	s := proctest.WriteKey(t, keyFile)
+	known := filepath.Join(dir, "known_hosts")
+	lines := knownhosts.Line([]string{knownhosts.Normalize("10.0.1.11:22")}, s) + "\n" +
+		knownhosts.Line([]string{knownhosts.Normalize("10.0.1.12:2222")}, s) + "\n"
+	if err := os.WriteFile(known, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := New(Config{Name: "web-1", KnownHosts: known})
+	for _, d := range []config.Destination{{Host: "10.0.1.11", Port: 22}, {Host: "10.0.1.12", Port: 2222}} {
+		_, algos, err := h.hostKeyCheck(d)
+		if err != nil || len(algos) != 1 || algos[0] != ssh.KeyAlgoED25519 {
+			t.Errorf("%s: algorithms %v, %v", d.Addr(), algos, err)
+		}
+	}
+	if _, algos, _ := h.hostKeyCheck(config.Destination{Host: "10.0.1.13", Port: 22}); len(algos) != 0 {
+		t.Errorf("an unknown host: algorithms %v", algos)
+	}
+}
+
+// TestKeysFromSSHAgent: with no identity file, the keys of the ssh-agent
+// at SSH_AUTH_SOCK (OpenSSH's own) log in.
+func TestKeysFromSSHAgent(t *testing.T) {
+	agentBin := proctest.NeedProgram(t, "ssh-agent")
+	addBin := proctest.NeedProgram(t, "ssh-add")
+	dir := t.TempDir()
+	s := proctest.StartSSHD(t, filepath.Join(dir, "sshd"), filepath.Join(dir, "id"))
+	sock := filepath.Join(dir, "agent.sock")
+	proctest.Start(t, "ssh-agent", agentBin, "-D", "-a", sock)
+	proctest.Eventually(t, 10*time.Second, "the ssh-agent's socket", func() bool {
+		_, err := os.Stat(sock)
+		return err == nil
+	})
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	if out, err := exec.Command(addBin, s.ClientKey).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-add: %v %s", err, out)
+	}
+	h := New(Config{Name: "web-1", Dest: config.Destination{User: s.User, Host: s.Host, Port: s.Port}, KnownHosts: s.KnownHosts})
+	defer h.Close()
+	if out, err := h.Run(ctxFor(t, 10*time.Second), "echo in", nil); err != nil || string(out) != "in\n" {
+		t.Fatalf("%q, %v", out, err)
+	}
+	// Without the agent's keys and without an identity there is nothing to
+	// log in with, and the error says what to set.
+	t.Setenv("SSH_AUTH_SOCK", "")
+	h2 := New(Config{Name: "web-1", Dest: config.Destination{User: s.User, Host: s.Host, Port: s.Port}, KnownHosts: s.KnownHosts})
+	defer h2.Close()
+	if _, err := h2.Run(ctxFor(t, 10*time.Second), "true", nil); err == nil || !strings.Contains(err.Error(), "ssh.identity") {
+		t.Errorf("no keys: %v", err)
+	}
 }

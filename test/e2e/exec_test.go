@@ -120,7 +120,7 @@ func startExecFleet(t *testing.T) *execFleet {
 		f.hosts = append(f.hosts, h)
 		targets = append(targets, h.target())
 	}
-	f.lb = startLB(t, f.dir, targets...)
+	f.lb = startLBHealth(t, f.dir, slowHealth, targets...)
 	f.art = helloTarGz(t)
 	return f
 }

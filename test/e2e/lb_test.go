@@ -42,18 +42,33 @@ shutdown_timeout: 10s
 pools:
   hello:
     targets: [%s]
-    health: { path: /healthz, interval: 100ms, timeout: 80ms, healthy_threshold: 2, unhealthy_threshold: 2 }
+    health: %s
     deregistration_delay: 20s
 `
 
+// quickHealth finds a target's change within 200ms; slowHealth is for
+// tests that spawn many processes at once (bootstrap over SSH, deploy
+// scripts) and must not see both targets flap unhealthy when a full run
+// starves the machine for a second.
+const (
+	quickHealth = "{ path: /healthz, interval: 100ms, timeout: 80ms, healthy_threshold: 2, unhealthy_threshold: 2 }"
+	slowHealth  = "{ path: /healthz, interval: 500ms, timeout: 400ms, healthy_threshold: 2, unhealthy_threshold: 3 }"
+)
+
 // startLB writes an lb.yaml for targets and runs `zerodown lb` on it.
 func startLB(t *testing.T, dir string, targets ...string) *lbFixture {
+	t.Helper()
+	return startLBHealth(t, dir, quickHealth, targets...)
+}
+
+// startLBHealth is startLB with the pool's health check.
+func startLBHealth(t *testing.T, dir, health string, targets ...string) *lbFixture {
 	t.Helper()
 	f := &lbFixture{dir: dir, cfgPath: filepath.Join(dir, "lb.yaml")}
 	listen := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 	admin := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 	cfg := fmt.Sprintf(lbConfigTemplate, listen, admin, filepath.Join(dir, "admin.token"),
-		filepath.Join(dir, "state.json"), strings.Join(targets, ", "))
+		filepath.Join(dir, "state.json"), strings.Join(targets, ", "), health)
 	if err := os.WriteFile(f.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

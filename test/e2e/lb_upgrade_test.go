@@ -62,7 +62,7 @@ func TestLBUpgradeUnderLoad(t *testing.T) {
 	f := &lbFixture{dir: dir, cfgPath: filepath.Join(dir, "lb.yaml")}
 	listen, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	cfg := fmt.Sprintf(lbConfigTemplate, listen, admin, filepath.Join(dir, "admin.token"),
-		filepath.Join(dir, "state.json"), a+", "+b)
+		filepath.Join(dir, "state.json"), a+", "+b, quickHealth)
 	if err := os.WriteFile(f.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -68,7 +69,7 @@ func startSSHFleet(t *testing.T) *sshFleet {
 		}
 		proctest.KillUnder(f.hostDir)
 	})
-	f.lb = startLB(t, dir, targets...)
+	f.lb = startLBHealth(t, dir, slowHealth, targets...)
 	f.artifact = helloTarGz(t)
 	return f
 }
@@ -251,8 +252,34 @@ func TestSSHHosts(t *testing.T) {
 		checkLoad("v3 interrupted")
 	})
 
-	t.Run("upgrade replaces the agent, the app serves on", func(t *testing.T) {
-		cfgFile := filepath.Join(f.hostDir, fmt.Sprintf("agent-%d", f.agentPts[0]), "agent.yaml")
+	t.Run("upgrade replaces an older agent, the app serves on", func(t *testing.T) {
+		// An older zerodown on web-1: another binary, linked and running,
+		// and an edit to its agent.yaml.
+		agentDir := filepath.Join(f.hostDir, fmt.Sprintf("agent-%d", f.agentPts[0]))
+		link := filepath.Join(agentDir, "zerodown")
+		current, err := os.Readlink(link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		older := filepath.Join(filepath.Dir(current), "zerodown-0000000000000000")
+		if out, err := exec.Command("cp", current, older).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v %s", err, out)
+		}
+		if err := os.Remove(link); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(older, link); err != nil {
+			t.Fatal(err)
+		}
+		started := filepath.Join(agentDir, "started")
+		rec, err := os.ReadFile(started)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(started, []byte(strings.Replace(string(rec), filepath.Base(current), filepath.Base(older), 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfgFile := filepath.Join(agentDir, "agent.yaml")
 		orig, err := os.ReadFile(cfgFile)
 		if err != nil {
 			t.Fatal(err)
@@ -261,12 +288,22 @@ func TestSSHHosts(t *testing.T) {
 		if err := os.WriteFile(cfgFile, edited, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		before, err := f.agentStatus(0)
+		// The supervisor runs itself and the agent again from the link.
+		sup, err := os.ReadFile(filepath.Join(agentDir, "agent.pid"))
 		if err != nil {
 			t.Fatal(err)
 		}
+		supPid, _ := strconv.Atoi(strings.TrimSpace(string(sup)))
+		syscall.Kill(supPid, syscall.SIGHUP)
+		var before agent.Status
+		proctest.Eventually(t, 30*time.Second, "web-1's agent to run the older binary", func() bool {
+			before, err = f.agentStatus(0)
+			exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", before.Agent.PID))
+			return err == nil && exe == older
+		})
+
 		res, out, code := f.bootstrap(cfg)
-		if code != 0 || len(res.Hosts[0].Done) != 0 || len(res.Hosts[0].Pending) != 1 {
+		if code != 0 || len(res.Hosts[0].Done) != 0 || len(res.Hosts[0].Pending) != 3 {
 			t.Fatalf("without --upgrade: exit %d\n%s", code, out)
 		}
 		if b, _ := os.ReadFile(cfgFile); string(b) != string(edited) {
@@ -280,6 +317,12 @@ func TestSSHHosts(t *testing.T) {
 		if r.AgentPID == before.Agent.PID || !strings.Contains(strings.Join(r.Done, ";"), "restarted the agent") {
 			t.Fatalf("--upgrade did %q; agent pid %d, was %d", r.Done, r.AgentPID, before.Agent.PID)
 		}
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", r.AgentPID)); exe != current {
+			t.Errorf("the new agent runs %s, want %s", exe, current)
+		}
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", supPid)); exe != current {
+			t.Errorf("the supervisor runs %s, want %s", exe, current)
+		}
 		if b, _ := os.ReadFile(cfgFile); string(b) != string(orig) {
 			t.Fatalf("--upgrade left agent.yaml as\n%s", b)
 		}
@@ -289,6 +332,10 @@ func TestSSHHosts(t *testing.T) {
 		}
 		if res.Hosts[1].AgentPID != pids["web-2"] || len(res.Hosts[1].Done) != 0 {
 			t.Errorf("web-2 was touched: %+v", res.Hosts[1])
+		}
+		res, out, code = f.bootstrap(cfg, "--upgrade")
+		if code != 0 || len(res.Hosts[0].Done) != 0 || res.Hosts[0].AgentPID != r.AgentPID {
+			t.Fatalf("--upgrade again: exit %d\n%s", code, out)
 		}
 		checkLoad("agent upgrade")
 	})
