@@ -151,7 +151,7 @@ func (f *sshFleet) onVersion(version string) {
 // replaces an agent while its app serves on; an unknown host key is refused.
 //
 // It runs before the parallel tests, alone in the package: every upload
-// here is encrypted by race-instrumented code on both ends, and beside
+// here is encrypted by race-instrumented code (zerodown's SSH client), and beside
 // three other end-to-end tests on two cores that starved the machine until
 // health checks of 400 ms timed out.
 func TestSSHHosts(t *testing.T) {
