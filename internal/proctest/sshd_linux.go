@@ -99,16 +99,24 @@ func StartSSHD(t testing.TB, dir, clientKey string) *SSHD {
 	return s
 }
 
+// Sessions are the processes sshd forked for its connections, one each.
+func (s *SSHD) Sessions() []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", s.Proc.Pid(), s.Proc.Pid()))
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 // KillSessions kills the processes sshd forked for its connections, which
 // drops every SSH connection to it; sshd itself goes on listening.
 func (s *SSHD) KillSessions() int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", s.Proc.Pid(), s.Proc.Pid()))
-	if err != nil {
-		return 0
-	}
 	n := 0
-	for _, f := range strings.Fields(string(b)) {
-		if pid, err := strconv.Atoi(f); err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
+	for _, pid := range s.Sessions() {
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
 			n++
 		}
 	}

@@ -34,6 +34,22 @@ func hostFor(s *proctest.SSHD, knownHosts string) *Host {
 	})
 }
 
+// connected starts an sshd and connects to it with the test's key, not an
+// ssh-agent's.
+func connected(t *testing.T) (dir string, s *proctest.SSHD, h *Host, gen uint64) {
+	t.Helper()
+	t.Setenv("SSH_AUTH_SOCK", "")
+	dir = t.TempDir()
+	s = proctest.StartSSHD(t, filepath.Join(dir, "sshd"), filepath.Join(dir, "id"))
+	h = hostFor(s, s.KnownHosts)
+	t.Cleanup(func() { h.Close() })
+	gen, err := h.Connect(ctxFor(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, s, h, gen
+}
+
 func ctxFor(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -129,15 +145,7 @@ func TestHostKeys(t *testing.T) {
 // TestLost: a call in progress on a connection that drops fails with a
 // LostError; the next call connects again.
 func TestLost(t *testing.T) {
-	t.Setenv("SSH_AUTH_SOCK", "")
-	dir := t.TempDir()
-	s := proctest.StartSSHD(t, filepath.Join(dir, "sshd"), filepath.Join(dir, "id"))
-	h := hostFor(s, s.KnownHosts)
-	defer h.Close()
-	gen, err := h.Connect(ctxFor(t, 10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, s, h, gen := connected(t)
 	ctx := h.Pin(ctxFor(t, 30*time.Second), gen)
 	done := make(chan error, 1)
 	started := filepath.Join(dir, "started")
@@ -176,19 +184,9 @@ func TestLost(t *testing.T) {
 // TestKeepAlive: a host that stops answering is noticed by the keep-alives
 // while nothing else is sent.
 func TestKeepAlive(t *testing.T) {
-	t.Setenv("SSH_AUTH_SOCK", "")
-	dir := t.TempDir()
-	s := proctest.StartSSHD(t, filepath.Join(dir, "sshd"), filepath.Join(dir, "id"))
-	h := hostFor(s, s.KnownHosts)
-	defer h.Close()
-	gen, err := h.Connect(ctxFor(t, 10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", s.Proc.Pid(), s.Proc.Pid()))
+	_, s, h, gen := connected(t)
 	var stopped []int
-	for _, f := range strings.Fields(string(b)) {
-		pid, _ := strconv.Atoi(f)
+	for _, pid := range s.Sessions() {
 		if syscall.Kill(pid, syscall.SIGSTOP) == nil {
 			stopped = append(stopped, pid)
 		}
@@ -235,14 +233,9 @@ func TestJumpHost(t *testing.T) {
 	if f := strings.Fields(string(out)); len(f) != 4 || f[3] != strconv.Itoa(target.Port) {
 		t.Errorf("SSH_CONNECTION %q", out)
 	}
-	if got := connectionsOf(t, jump); got != 1 {
+	if got := len(jump.Sessions()); got != 1 {
 		t.Errorf("%d connections on the jump host, want 1", got)
 	}
-}
-
-func connectionsOf(t *testing.T, s *proctest.SSHD) int {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", s.Proc.Pid(), s.Proc.Pid()))
-	return len(strings.Fields(string(b)))
 }
 
 // TestHostKeyAlgorithms: the server is asked for the kind of key
