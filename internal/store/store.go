@@ -2,8 +2,8 @@
 // each run, manual approvals, and the one-run-per-environment lock.
 //
 // Store is the contract every backend satisfies (SQLite in store/sqlite, the
-// default; PostgreSQL later). store/storetest holds the contract tests that
-// any backend runs against itself.
+// default; PostgreSQL in store/postgres). store/storetest holds the contract
+// tests that any backend runs against itself.
 //
 // Times are kept to the microsecond and returned in UTC. Times the caller
 // leaves zero are filled in from the store's clock.

@@ -1,0 +1,346 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/zerodown/zerodown/internal/store"
+)
+
+const runColumns = `id, env, pipeline, version, artifact, sha256, status, started_at, ended_at, owner, plan, error, abort, spec, promoted_from, abort_by, abort_at`
+
+// CreateRun implements store.Store.
+func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, error) {
+	if r.Status == "" {
+		r.Status = store.RunRunning
+	}
+	if err := checkRun(r); err != nil {
+		return store.Run{}, fmt.Errorf("create run: %w", err)
+	}
+	r.StartedAt = s.nowOr(r.StartedAt)
+	r.EndedAt = norm(r.EndedAt)
+	r.AbortAt = norm(r.AbortAt)
+	generated := r.ID == ""
+	for attempt := 0; ; attempt++ {
+		if generated {
+			r.ID = store.NewRunID(r.StartedAt)
+		}
+		_, err := s.pool.Exec(ctx, `INSERT INTO runs (`+runColumns+`)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+			r.ID, r.Env, r.Pipeline, r.Version, r.Artifact, r.SHA256, string(r.Status),
+			r.StartedAt, ts(r.EndedAt), r.Owner, blob(r.Plan), r.Error, r.Abort, blob(r.Spec), r.PromotedFrom, r.AbortBy, ts(r.AbortAt))
+		if pgCode(err) == uniqueViolation {
+			if generated && attempt < 10 {
+				continue // two runs in the same second drew the same suffix
+			}
+			err = store.ErrExists
+		}
+		if err != nil {
+			return store.Run{}, fmt.Errorf("create run %s: %w", r.ID, err)
+		}
+		return r, nil
+	}
+}
+
+func checkRun(r store.Run) error {
+	switch {
+	case r.Env == "":
+		return errors.New("no environment")
+	case !r.Status.Valid():
+		return fmt.Errorf("unknown status %q", r.Status)
+	case len(r.Plan) > 0 && !json.Valid(r.Plan):
+		return errors.New("plan is not valid JSON")
+	case len(r.Spec) > 0 && !json.Valid(r.Spec):
+		return errors.New("app spec is not valid JSON")
+	}
+	return nil
+}
+
+// GetRun implements store.Store.
+func (s *Store) GetRun(ctx context.Context, id string) (store.Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, id))
+	if err != nil {
+		return store.Run{}, fmt.Errorf("read run %s: %w", id, notFound(err))
+	}
+	return r, nil
+}
+
+// ListRuns implements store.Store.
+func (s *Store) ListRuns(ctx context.Context, env string, limit int) ([]store.Run, error) {
+	var lim any // LIMIT NULL: all
+	if limit > 0 {
+		lim = limit
+	}
+	q := `SELECT ` + runColumns + ` FROM runs ORDER BY started_at DESC, id DESC LIMIT $1`
+	args := []any{lim}
+	if env != "" {
+		q = `SELECT ` + runColumns + ` FROM runs WHERE env = $2 ORDER BY started_at DESC, id DESC LIMIT $1`
+		args = append(args, env)
+	}
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Run, error) { return scanRun(row) })
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	return runs, nil
+}
+
+func scanRun(row pgx.Row) (store.Run, error) {
+	var (
+		r                       store.Run
+		status                  string
+		started, ended, abortAt *time.Time
+	)
+	err := row.Scan(&r.ID, &r.Env, &r.Pipeline, &r.Version, &r.Artifact, &r.SHA256, &status,
+		&started, &ended, &r.Owner, &r.Plan, &r.Error, &r.Abort, &r.Spec, &r.PromotedFrom, &r.AbortBy, &abortAt)
+	r.Status = store.RunStatus(status)
+	r.StartedAt, r.EndedAt, r.AbortAt = fromTS(started), fromTS(ended), fromTS(abortAt)
+	return r, err
+}
+
+// UpdateRun implements store.Store.
+func (s *Store) UpdateRun(ctx context.Context, id string, u store.RunUpdate) error {
+	if !u.Status.Valid() {
+		return fmt.Errorf("update run %s: unknown status %q", id, u.Status)
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE runs SET status = $1, ended_at = $2, error = $3,
+	owner = CASE WHEN $4 = '' THEN owner ELSE $4 END WHERE id = $5`,
+		string(u.Status), ts(norm(u.EndedAt)), u.Error, u.Owner, id)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("update run %s: %w", id, err)
+	}
+	return nil
+}
+
+// RequestAbort implements store.Store. Who asked and when are the first
+// request's.
+func (s *Store) RequestAbort(ctx context.Context, id, by string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE runs SET abort = true,
+	abort_by = CASE WHEN abort THEN abort_by ELSE $1 END,
+	abort_at = CASE WHEN abort THEN abort_at ELSE $2 END
+WHERE id = $3`, by, s.nowOr(time.Time{}), id)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("request abort of run %s: %w", id, err)
+	}
+	return nil
+}
+
+const taskColumns = `run_id, stage, job, idx, kind, host, status, started_at, ended_at, error, attempt`
+
+// StartTask implements store.Store.
+func (s *Store) StartTask(ctx context.Context, t store.TaskRecord) (store.TaskRecord, error) {
+	if err := checkTask(t); err != nil {
+		return store.TaskRecord{}, fmt.Errorf("start task %s: %w", taskName(t), err)
+	}
+	t.Status = store.TaskRunning
+	t.StartedAt = s.nowOr(t.StartedAt)
+	t.EndedAt, t.Error = time.Time{}, ""
+	err := s.pool.QueryRow(ctx, `INSERT INTO tasks (`+taskColumns+`)
+VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, NULL, '', 1)
+ON CONFLICT (run_id, stage, job, idx) DO UPDATE SET
+	kind = excluded.kind, host = excluded.host, status = 'running',
+	started_at = excluded.started_at, ended_at = NULL, error = '', attempt = tasks.attempt + 1
+RETURNING attempt`,
+		t.RunID, t.Stage, t.Job, t.Index, t.Kind, t.Host, t.StartedAt).Scan(&t.Attempt)
+	if err != nil {
+		return store.TaskRecord{}, fmt.Errorf("start task %s: %w", taskName(t), noRun(err))
+	}
+	return t, nil
+}
+
+// FinishTask implements store.Store.
+func (s *Store) FinishTask(ctx context.Context, t store.TaskRecord) error {
+	err := checkTask(t)
+	if err == nil && !t.Status.Finished() {
+		err = fmt.Errorf("status %q is not an outcome", t.Status)
+	}
+	if err != nil {
+		return fmt.Errorf("finish task %s: %w", taskName(t), err)
+	}
+	t.EndedAt = s.nowOr(t.EndedAt)
+	if t.Status == store.TaskSkipped || t.Status == store.TaskCancelled {
+		// May never have started: insert it with Attempt 0.
+		if t.StartedAt.IsZero() {
+			t.StartedAt = t.EndedAt
+		}
+		_, err = s.pool.Exec(ctx, `INSERT INTO tasks (`+taskColumns+`)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)
+ON CONFLICT (run_id, stage, job, idx) DO UPDATE SET
+	status = excluded.status, ended_at = excluded.ended_at, error = excluded.error`,
+			t.RunID, t.Stage, t.Job, t.Index, t.Kind, t.Host, string(t.Status),
+			norm(t.StartedAt), t.EndedAt, t.Error)
+		err = noRun(err)
+	} else {
+		tag, uerr := s.pool.Exec(ctx, `UPDATE tasks SET status = $1, ended_at = $2, error = $3
+WHERE run_id = $4 AND stage = $5 AND job = $6 AND idx = $7`,
+			string(t.Status), t.EndedAt, t.Error, t.RunID, t.Stage, t.Job, t.Index)
+		err = uerr
+		if err == nil && tag.RowsAffected() == 0 {
+			err = fmt.Errorf("it was never started: %w", store.ErrNotFound)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("finish task %s: %w", taskName(t), err)
+	}
+	return nil
+}
+
+func checkTask(t store.TaskRecord) error {
+	switch {
+	case t.RunID == "":
+		return errors.New("no run ID")
+	case t.Index < 0:
+		return fmt.Errorf("negative index %d", t.Index)
+	}
+	return nil
+}
+
+// taskName names a task in errors: "r-…/stage/job/2 (deploy staging-1)".
+func taskName(t store.TaskRecord) string {
+	name := fmt.Sprintf("%s/%s/%s/%d", t.RunID, t.Stage, t.Job, t.Index)
+	if t.Kind != "" || t.Host != "" {
+		name += " (" + strings.TrimSpace(t.Kind+" "+t.Host) + ")"
+	}
+	return name
+}
+
+// Tasks implements store.Store.
+func (s *Store) Tasks(ctx context.Context, runID string) ([]store.TaskRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+taskColumns+` FROM tasks WHERE run_id = $1
+ORDER BY started_at, id`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("read tasks of run %s: %w", runID, err)
+	}
+	tasks, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.TaskRecord, error) {
+		var (
+			t              store.TaskRecord
+			status         string
+			started, ended *time.Time
+		)
+		err := row.Scan(&t.RunID, &t.Stage, &t.Job, &t.Index, &t.Kind, &t.Host, &status,
+			&started, &ended, &t.Error, &t.Attempt)
+		t.Status = store.TaskStatus(status)
+		t.StartedAt, t.EndedAt = fromTS(started), fromTS(ended)
+		return t, err
+	})
+	if err == nil && len(tasks) == 0 {
+		err = s.runExists(ctx, runID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read tasks of run %s: %w", runID, err)
+	}
+	return tasks, nil
+}
+
+// AppendEvent implements store.Store.
+func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, error) {
+	switch {
+	case e.RunID == "":
+		return store.Event{}, errors.New("append event: no run ID")
+	case e.Type == "":
+		return store.Event{}, fmt.Errorf("append event to run %s: no type", e.RunID)
+	case len(e.Data) > 0 && !json.Valid(e.Data):
+		return store.Event{}, fmt.Errorf("append %s event to run %s: data is not valid JSON", e.Type, e.RunID)
+	}
+	e.At = s.nowOr(e.At)
+	// One statement, so one transaction: the run's counter row stays locked
+	// from the increment to the commit, so concurrent appends (of any
+	// replica) take their turn, and a failed insert gives its number back.
+	err := s.pool.QueryRow(ctx, `WITH next AS (
+	UPDATE runs SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq
+)
+INSERT INTO events (run_id, seq, at, host, type, message, data)
+SELECT $1, last_seq, $2, $3, $4, $5, $6 FROM next
+RETURNING seq`,
+		e.RunID, e.At, e.Host, e.Type, e.Message, blob(e.Data)).Scan(&e.Seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = fmt.Errorf("run %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Event{}, fmt.Errorf("append %s event to run %s: %w", e.Type, e.RunID, err)
+	}
+	return e, nil
+}
+
+// Events implements store.Store.
+func (s *Store) Events(ctx context.Context, runID string, afterSeq int64) ([]store.Event, error) {
+	rows, err := s.pool.Query(ctx, `SELECT run_id, seq, at, host, type, message, data
+FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq`, runID, afterSeq)
+	if err != nil {
+		return nil, fmt.Errorf("read events of run %s: %w", runID, err)
+	}
+	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Event, error) {
+		var (
+			e  store.Event
+			at time.Time
+		)
+		err := row.Scan(&e.RunID, &e.Seq, &at, &e.Host, &e.Type, &e.Message, &e.Data)
+		e.At = at.UTC()
+		return e, err
+	})
+	if err == nil && len(events) == 0 {
+		err = s.runExists(ctx, runID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read events of run %s: %w", runID, err)
+	}
+	return events, nil
+}
+
+// Approve implements store.Store.
+func (s *Store) Approve(ctx context.Context, runID, stage, by string) (store.Approval, error) {
+	if by == "" {
+		return store.Approval{}, fmt.Errorf("approve stage %s of run %s: no approver", stage, runID)
+	}
+	a := store.Approval{RunID: runID, Stage: stage}
+	// The no-op update makes RETURNING give the first approval's row.
+	err := s.pool.QueryRow(ctx, `INSERT INTO approvals (run_id, stage, approved_by, approved_at)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (run_id, stage) DO UPDATE SET approved_by = approvals.approved_by
+RETURNING approved_by, approved_at`,
+		runID, stage, by, s.nowOr(time.Time{})).Scan(&a.By, &a.At)
+	if err != nil {
+		return store.Approval{}, fmt.Errorf("approve stage %s of run %s: %w", stage, runID, noRun(err))
+	}
+	a.At = a.At.UTC()
+	return a, nil
+}
+
+// Approved implements store.Store.
+func (s *Store) Approved(ctx context.Context, runID, stage string) (store.Approval, bool, error) {
+	a := store.Approval{RunID: runID, Stage: stage}
+	err := s.pool.QueryRow(ctx, `SELECT approved_by, approved_at FROM approvals
+WHERE run_id = $1 AND stage = $2`, runID, stage).Scan(&a.By, &a.At)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = s.runExists(ctx, runID)
+		if err == nil {
+			return store.Approval{}, false, nil
+		}
+	}
+	if err != nil {
+		return store.Approval{}, false, fmt.Errorf("read approval of stage %s of run %s: %w", stage, runID, err)
+	}
+	a.At = a.At.UTC()
+	return a, true, nil
+}
+
+// runExists is nil for a known run, store.ErrNotFound for an unknown one.
+func (s *Store) runExists(ctx context.Context, runID string) error {
+	var one int
+	return notFound(s.pool.QueryRow(ctx, `SELECT 1 FROM runs WHERE id = $1`, runID).Scan(&one))
+}

@@ -1,0 +1,152 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/zerodown/zerodown/internal/store"
+)
+
+// AcquireLock implements store.Store.
+func (s *Store) AcquireLock(ctx context.Context, env, owner, runID string, staleAfter time.Duration) (store.Lock, error) {
+	return s.lock(ctx, env, owner, runID, staleAfter, false)
+}
+
+// TakeOverLock implements store.Store.
+func (s *Store) TakeOverLock(ctx context.Context, env, owner, runID string, staleAfter time.Duration) (store.Lock, error) {
+	return s.lock(ctx, env, owner, runID, staleAfter, true)
+}
+
+func (s *Store) lock(ctx context.Context, env, owner, runID string, staleAfter time.Duration, takeOver bool) (store.Lock, error) {
+	what := "acquire"
+	if takeOver {
+		what = "take over"
+	}
+	switch {
+	case env == "" || owner == "" || runID == "":
+		return store.Lock{}, fmt.Errorf("%s lock: environment %q, owner %q and run %q must all be set", what, env, owner, runID)
+	case staleAfter <= 0:
+		return store.Lock{}, fmt.Errorf("%s lock of environment %s: staleAfter %v is not positive", what, env, staleAfter)
+	}
+	// The row can vanish between the insert that found it and the read
+	// that locks it (its holder released it): then try again.
+	for range 10 {
+		l, err := s.lockTx(ctx, env, owner, runID, staleAfter, takeOver)
+		if errors.Is(err, errGone) {
+			continue
+		}
+		var locked *store.LockedError
+		if err != nil && !errors.As(err, &locked) {
+			return store.Lock{}, fmt.Errorf("%s lock of environment %s: %w", what, env, err)
+		}
+		return l, err // a *LockedError says it all
+	}
+	return store.Lock{}, fmt.Errorf("%s lock of environment %s: it was released and taken again ten times in a row", what, env)
+}
+
+var errGone = errors.New("lock row released meanwhile")
+
+// lockTx takes a free lock with one insert; otherwise it reads the holder's
+// row FOR UPDATE, which holds it until the commit, so of any number of
+// replicas exactly one finds the lock free (or stale) and takes it.
+func (s *Store) lockTx(ctx context.Context, env, owner, runID string, staleAfter time.Duration, takeOver bool) (store.Lock, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return store.Lock{}, err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+
+	now := norm(s.now())
+	mine := store.Lock{Env: env, Owner: owner, RunID: runID, Since: now, Heartbeat: now}
+	// A concurrent insert of the same env makes this one wait for its
+	// commit, then do nothing.
+	tag, err := tx.Exec(ctx, `INSERT INTO locks (env, owner, run_id, since, heartbeat) VALUES ($1, $2, $3, $4, $4)
+ON CONFLICT (env) DO NOTHING`, env, owner, runID, now)
+	if err != nil {
+		return store.Lock{}, err
+	}
+	if tag.RowsAffected() == 0 {
+		cur, err := readLock(ctx, tx, env, " FOR UPDATE")
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return store.Lock{}, errGone
+		case err != nil:
+			return store.Lock{}, err
+		case cur.Owner == owner && cur.RunID == runID:
+			mine.Since = cur.Since
+			_, err = tx.Exec(ctx, `UPDATE locks SET heartbeat = $1 WHERE env = $2`, now, env)
+		default:
+			age := now.Sub(cur.Heartbeat)
+			stale := age > staleAfter
+			if !takeOver || !stale {
+				return store.Lock{}, &store.LockedError{Lock: cur, Age: age, Stale: stale}
+			}
+			_, err = tx.Exec(ctx, `UPDATE locks SET owner = $1, run_id = $2, since = $3, heartbeat = $3 WHERE env = $4`,
+				owner, runID, now, env)
+		}
+		if err != nil {
+			return store.Lock{}, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return store.Lock{}, err
+	}
+	return mine, nil
+}
+
+// readLock reads env's lock; suffix is "" or " FOR UPDATE".
+func readLock(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}, env, suffix string) (store.Lock, error) {
+	l := store.Lock{Env: env}
+	err := q.QueryRow(ctx, `SELECT owner, run_id, since, heartbeat FROM locks WHERE env = $1`+suffix, env).
+		Scan(&l.Owner, &l.RunID, &l.Since, &l.Heartbeat)
+	l.Since, l.Heartbeat = l.Since.UTC(), l.Heartbeat.UTC()
+	return l, err
+}
+
+// Heartbeat implements store.Store.
+func (s *Store) Heartbeat(ctx context.Context, env, owner, runID string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE locks SET heartbeat = $1 WHERE env = $2 AND owner = $3 AND run_id = $4`,
+		norm(s.now()), env, owner, runID)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = s.lost(ctx, env)
+	}
+	if err != nil {
+		return fmt.Errorf("heartbeat of the lock of environment %s for run %s: %w", env, runID, err)
+	}
+	return nil
+}
+
+// ReleaseLock implements store.Store.
+func (s *Store) ReleaseLock(ctx context.Context, env, owner, runID string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM locks WHERE env = $1 AND owner = $2 AND run_id = $3`, env, owner, runID)
+	if err == nil && tag.RowsAffected() == 0 {
+		if err = s.lost(ctx, env); errors.Is(err, errFree) {
+			err = nil // already released
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("release the lock of environment %s for run %s: %w", env, runID, err)
+	}
+	return nil
+}
+
+var errFree = fmt.Errorf("%w: the environment is not locked", store.ErrLockLost)
+
+// lost says who holds the lock that the caller lost.
+func (s *Store) lost(ctx context.Context, env string) error {
+	cur, err := readLock(ctx, s.pool, env, "")
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return errFree
+	case err != nil:
+		return err
+	}
+	return fmt.Errorf("%w: now held by %s (run %s) since %s", store.ErrLockLost,
+		cur.Owner, cur.RunID, cur.Since.Local().Format(time.DateTime))
+}

@@ -1,0 +1,162 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// migrations[i] brings the schema from version i to i+1. Append only: a
+// released migration is never edited. The versions are this store's own,
+// not the SQLite store's.
+//
+// Times are timestamptz (microseconds); NULL is "not yet". JSON (plan,
+// spec, event data) is bytea, opaque to the store, as in SQLite: jsonb
+// would refuse some valid JSON (\u0000) and reorder keys.
+var migrations = []string{
+	// 1: runs, tasks, events, approvals, locks.
+	`
+CREATE TABLE runs (
+	id            text PRIMARY KEY,
+	env           text NOT NULL,
+	pipeline      text NOT NULL,
+	version       text NOT NULL,
+	artifact      text NOT NULL,
+	sha256        text NOT NULL,
+	status        text NOT NULL CHECK (status IN
+	              ('running', 'succeeded', 'failed', 'rolled_back', 'needs_attention', 'aborted')),
+	started_at    timestamptz NOT NULL,
+	ended_at      timestamptz,
+	owner         text NOT NULL,
+	plan          bytea,
+	error         text NOT NULL,
+	abort         boolean NOT NULL DEFAULT false,
+	abort_by      text NOT NULL DEFAULT '',
+	abort_at      timestamptz,
+	spec          bytea,
+	promoted_from text NOT NULL DEFAULT '',
+	-- The Seq of the run's last event: AppendEvent increments it, and the
+	-- row lock that takes makes concurrent appends of a run wait in turn.
+	last_seq      bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_by_start ON runs (started_at DESC, id DESC);
+CREATE INDEX runs_by_env_start ON runs (env, started_at DESC, id DESC);
+
+CREATE TABLE tasks (
+	id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	run_id     text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	stage      text NOT NULL,
+	job        text NOT NULL,
+	idx        integer NOT NULL CHECK (idx >= 0),
+	kind       text NOT NULL,
+	host       text NOT NULL,
+	status     text NOT NULL CHECK (status IN
+	           ('running', 'passed', 'failed', 'skipped', 'cancelled')),
+	started_at timestamptz NOT NULL,
+	ended_at   timestamptz,
+	error      text NOT NULL,
+	attempt    integer NOT NULL,
+	UNIQUE (run_id, stage, job, idx)
+);
+
+CREATE TABLE events (
+	run_id  text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	seq     bigint NOT NULL CHECK (seq > 0),
+	at      timestamptz NOT NULL,
+	host    text NOT NULL,
+	type    text NOT NULL,
+	message text NOT NULL,
+	data    bytea,
+	PRIMARY KEY (run_id, seq)
+);
+
+CREATE TABLE approvals (
+	run_id      text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	stage       text NOT NULL,
+	approved_by text NOT NULL,
+	approved_at timestamptz NOT NULL,
+	PRIMARY KEY (run_id, stage)
+);
+
+-- No foreign key to runs: a deploy takes the lock before it writes its run,
+-- so that a refused deploy leaves no trace in the history.
+CREATE TABLE locks (
+	env       text PRIMARY KEY,
+	owner     text NOT NULL,
+	run_id    text NOT NULL,
+	since     timestamptz NOT NULL,
+	heartbeat timestamptz NOT NULL
+);
+`,
+}
+
+// schemaVersion is the schema this build writes.
+var schemaVersion = len(migrations)
+
+// migrationLock is the key of the advisory lock that replicas starting at
+// once take around the migration: "zerodown" in ASCII. Advisory locks are
+// per database, so one database's migration waits for no other's.
+const migrationLock int64 = 0x7a65726f646f776e
+
+// migrate brings the database to schemaVersion in one transaction that holds
+// migrationLock, so replicas opening a new database at once apply each
+// migration once: the others wait, then find it done. It refuses a newer
+// schema, and a schema holding tables but no schema_version (some other
+// program's).
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
+		return fmt.Errorf("take the migration lock: %w", err)
+	}
+
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('schema_version') IS NOT NULL`).Scan(&exists); err != nil {
+		return err
+	}
+	version := 0
+	if exists {
+		err = tx.QueryRow(ctx, `SELECT version FROM schema_version`).Scan(&version)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errors.New("not a zerodown state database: schema_version is empty")
+		}
+		if err != nil {
+			return err
+		}
+	} else {
+		var tables string
+		if err := tx.QueryRow(ctx, `SELECT coalesce(string_agg(tablename, ', ' ORDER BY tablename), '')
+FROM pg_tables WHERE schemaname = current_schema()`).Scan(&tables); err != nil {
+			return err
+		}
+		if tables != "" {
+			return fmt.Errorf("not a zerodown state database: it has tables (%s) but no schema_version; give zerodown a database or schema (search_path) of its own", tables)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE schema_version (version integer NOT NULL);
+INSERT INTO schema_version (version) VALUES (0);`); err != nil {
+			return fmt.Errorf("create schema_version: %w", err)
+		}
+	}
+	if version > schemaVersion {
+		return fmt.Errorf("%w: it has schema version %d, this zerodown knows up to %d; use a newer zerodown",
+			ErrSchemaTooNew, version, schemaVersion)
+	}
+	if version == schemaVersion {
+		return nil // the deferred rollback ends the transaction; nothing was written
+	}
+	for v := version; v < schemaVersion; v++ {
+		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrate schema from version %d to %d: %w", v, v+1, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE schema_version SET version = $1`, schemaVersion); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
