@@ -49,7 +49,13 @@ var (
 // the test is skipped (fails in CI, see NeedProgram).
 func StartPostgres(t testing.TB) *Postgres {
 	t.Helper()
-	bin := filepath.Dir(NeedProgram(t, "initdb", pgPaths("initdb")...))
+	initdb := NeedProgram(t, "initdb", pgPaths("initdb")...)
+	// postgres is initdb's sibling in the package's own directory, which a
+	// link on PATH (/usr/local/bin/initdb) may point into.
+	if real, err := filepath.EvalSymlinks(initdb); err == nil {
+		initdb = real
+	}
+	bin := filepath.Dir(initdb)
 	pgOnce.Do(func() { pgShared, pgErr = startPostgres(bin) })
 	if pgErr != nil {
 		t.Fatalf("start PostgreSQL: %v", pgErr)
