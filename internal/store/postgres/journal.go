@@ -2,10 +2,8 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,12 +18,12 @@ func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, error) {
 	if r.Status == "" {
 		r.Status = store.RunRunning
 	}
-	if err := checkRun(r); err != nil {
+	if err := r.Check(); err != nil {
 		return store.Run{}, fmt.Errorf("create run: %w", err)
 	}
 	r.StartedAt = s.nowOr(r.StartedAt)
-	r.EndedAt = norm(r.EndedAt)
-	r.AbortAt = norm(r.AbortAt)
+	r.EndedAt = store.Micro(r.EndedAt)
+	r.AbortAt = store.Micro(r.AbortAt)
 	generated := r.ID == ""
 	for attempt := 0; ; attempt++ {
 		if generated {
@@ -46,20 +44,6 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 		}
 		return r, nil
 	}
-}
-
-func checkRun(r store.Run) error {
-	switch {
-	case r.Env == "":
-		return errors.New("no environment")
-	case !r.Status.Valid():
-		return fmt.Errorf("unknown status %q", r.Status)
-	case len(r.Plan) > 0 && !json.Valid(r.Plan):
-		return errors.New("plan is not valid JSON")
-	case len(r.Spec) > 0 && !json.Valid(r.Spec):
-		return errors.New("app spec is not valid JSON")
-	}
-	return nil
 }
 
 // GetRun implements store.Store.
@@ -114,7 +98,7 @@ func (s *Store) UpdateRun(ctx context.Context, id string, u store.RunUpdate) err
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE runs SET status = $1, ended_at = $2, error = $3,
 	owner = CASE WHEN $4 = '' THEN owner ELSE $4 END WHERE id = $5`,
-		string(u.Status), ts(norm(u.EndedAt)), u.Error, u.Owner, id)
+		string(u.Status), ts(store.Micro(u.EndedAt)), u.Error, u.Owner, id)
 	if err == nil && tag.RowsAffected() == 0 {
 		err = store.ErrNotFound
 	}
@@ -144,8 +128,8 @@ const taskColumns = `run_id, stage, job, idx, kind, host, status, started_at, en
 
 // StartTask implements store.Store.
 func (s *Store) StartTask(ctx context.Context, t store.TaskRecord) (store.TaskRecord, error) {
-	if err := checkTask(t); err != nil {
-		return store.TaskRecord{}, fmt.Errorf("start task %s: %w", taskName(t), err)
+	if err := t.Check(); err != nil {
+		return store.TaskRecord{}, fmt.Errorf("start task %s: %w", t.Name(), err)
 	}
 	t.Status = store.TaskRunning
 	t.StartedAt = s.nowOr(t.StartedAt)
@@ -158,19 +142,19 @@ ON CONFLICT (run_id, stage, job, idx) DO UPDATE SET
 RETURNING attempt`,
 		t.RunID, t.Stage, t.Job, t.Index, t.Kind, t.Host, t.StartedAt).Scan(&t.Attempt)
 	if err != nil {
-		return store.TaskRecord{}, fmt.Errorf("start task %s: %w", taskName(t), noRun(err))
+		return store.TaskRecord{}, fmt.Errorf("start task %s: %w", t.Name(), noRun(err))
 	}
 	return t, nil
 }
 
 // FinishTask implements store.Store.
 func (s *Store) FinishTask(ctx context.Context, t store.TaskRecord) error {
-	err := checkTask(t)
+	err := t.Check()
 	if err == nil && !t.Status.Finished() {
 		err = fmt.Errorf("status %q is not an outcome", t.Status)
 	}
 	if err != nil {
-		return fmt.Errorf("finish task %s: %w", taskName(t), err)
+		return fmt.Errorf("finish task %s: %w", t.Name(), err)
 	}
 	t.EndedAt = s.nowOr(t.EndedAt)
 	if t.Status == store.TaskSkipped || t.Status == store.TaskCancelled {
@@ -183,7 +167,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)
 ON CONFLICT (run_id, stage, job, idx) DO UPDATE SET
 	status = excluded.status, ended_at = excluded.ended_at, error = excluded.error`,
 			t.RunID, t.Stage, t.Job, t.Index, t.Kind, t.Host, string(t.Status),
-			norm(t.StartedAt), t.EndedAt, t.Error)
+			store.Micro(t.StartedAt), t.EndedAt, t.Error)
 		err = noRun(err)
 	} else {
 		tag, uerr := s.pool.Exec(ctx, `UPDATE tasks SET status = $1, ended_at = $2, error = $3
@@ -195,28 +179,9 @@ WHERE run_id = $4 AND stage = $5 AND job = $6 AND idx = $7`,
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("finish task %s: %w", taskName(t), err)
+		return fmt.Errorf("finish task %s: %w", t.Name(), err)
 	}
 	return nil
-}
-
-func checkTask(t store.TaskRecord) error {
-	switch {
-	case t.RunID == "":
-		return errors.New("no run ID")
-	case t.Index < 0:
-		return fmt.Errorf("negative index %d", t.Index)
-	}
-	return nil
-}
-
-// taskName names a task in errors: "r-…/stage/job/2 (deploy staging-1)".
-func taskName(t store.TaskRecord) string {
-	name := fmt.Sprintf("%s/%s/%s/%d", t.RunID, t.Stage, t.Job, t.Index)
-	if t.Kind != "" || t.Host != "" {
-		name += " (" + strings.TrimSpace(t.Kind+" "+t.Host) + ")"
-	}
-	return name
 }
 
 // Tasks implements store.Store.
@@ -249,13 +214,8 @@ ORDER BY started_at, id`, runID)
 
 // AppendEvent implements store.Store.
 func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, error) {
-	switch {
-	case e.RunID == "":
-		return store.Event{}, errors.New("append event: no run ID")
-	case e.Type == "":
-		return store.Event{}, fmt.Errorf("append event to run %s: no type", e.RunID)
-	case len(e.Data) > 0 && !json.Valid(e.Data):
-		return store.Event{}, fmt.Errorf("append %s event to run %s: data is not valid JSON", e.Type, e.RunID)
+	if err := e.Check(); err != nil {
+		return store.Event{}, err
 	}
 	e.At = s.nowOr(e.At)
 	// One statement, so one transaction: the run's counter row stays locked

@@ -22,16 +22,10 @@ func (s *Store) TakeOverLock(ctx context.Context, env, owner, runID string, stal
 }
 
 func (s *Store) lock(ctx context.Context, env, owner, runID string, staleAfter time.Duration, takeOver bool) (store.Lock, error) {
-	what := "acquire"
-	if takeOver {
-		what = "take over"
+	if err := store.CheckLock(env, owner, runID, staleAfter, takeOver); err != nil {
+		return store.Lock{}, err
 	}
-	switch {
-	case env == "" || owner == "" || runID == "":
-		return store.Lock{}, fmt.Errorf("%s lock: environment %q, owner %q and run %q must all be set", what, env, owner, runID)
-	case staleAfter <= 0:
-		return store.Lock{}, fmt.Errorf("%s lock of environment %s: staleAfter %v is not positive", what, env, staleAfter)
-	}
+	what := store.LockVerb(takeOver)
 	// The row can vanish between the insert that found it and the read
 	// that locks it (its holder released it): then try again.
 	for range 10 {
@@ -60,7 +54,7 @@ func (s *Store) lockTx(ctx context.Context, env, owner, runID string, staleAfter
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 
-	now := norm(s.now())
+	now := store.Micro(s.now())
 	mine := store.Lock{Env: env, Owner: owner, RunID: runID, Since: now, Heartbeat: now}
 	// A concurrent insert of the same env makes this one wait for its
 	// commit, then do nothing.
@@ -76,15 +70,15 @@ ON CONFLICT (env) DO NOTHING`, env, owner, runID, now)
 			return store.Lock{}, errGone
 		case err != nil:
 			return store.Lock{}, err
-		case cur.Owner == owner && cur.RunID == runID:
+		}
+		refresh, err := store.Held(cur, owner, runID, now, staleAfter, takeOver)
+		switch {
+		case err != nil:
+			return store.Lock{}, err
+		case refresh:
 			mine.Since = cur.Since
 			_, err = tx.Exec(ctx, `UPDATE locks SET heartbeat = $1 WHERE env = $2`, now, env)
 		default:
-			age := now.Sub(cur.Heartbeat)
-			stale := age > staleAfter
-			if !takeOver || !stale {
-				return store.Lock{}, &store.LockedError{Lock: cur, Age: age, Stale: stale}
-			}
 			_, err = tx.Exec(ctx, `UPDATE locks SET owner = $1, run_id = $2, since = $3, heartbeat = $3 WHERE env = $4`,
 				owner, runID, now, env)
 		}
@@ -112,7 +106,7 @@ func readLock(ctx context.Context, q interface {
 // Heartbeat implements store.Store.
 func (s *Store) Heartbeat(ctx context.Context, env, owner, runID string) error {
 	tag, err := s.pool.Exec(ctx, `UPDATE locks SET heartbeat = $1 WHERE env = $2 AND owner = $3 AND run_id = $4`,
-		norm(s.now()), env, owner, runID)
+		store.Micro(s.now()), env, owner, runID)
 	if err == nil && tag.RowsAffected() == 0 {
 		err = s.lost(ctx, env)
 	}

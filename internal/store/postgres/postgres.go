@@ -19,7 +19,7 @@ import (
 )
 
 // ErrSchemaTooNew: the database was migrated by a newer zerodown.
-var ErrSchemaTooNew = errors.New("database schema is newer than this zerodown")
+var ErrSchemaTooNew = store.ErrSchemaTooNew
 
 // Options configures OpenWith.
 type Options struct {
@@ -118,21 +118,12 @@ func fromTS(t *time.Time) time.Time {
 	return t.UTC()
 }
 
-// norm is t as it reads back from the database: timestamptz keeps
-// microseconds.
-func norm(t time.Time) time.Time {
-	if t.IsZero() {
-		return t
-	}
-	return time.UnixMicro(t.UnixMicro()).UTC()
-}
-
 // nowOr is t, or the store's clock when t is zero, as stored.
 func (s *Store) nowOr(t time.Time) time.Time {
 	if t.IsZero() {
 		t = s.now()
 	}
-	return norm(t)
+	return store.Micro(t)
 }
 
 // blob stores empty JSON as NULL, so that it reads back as nil.

@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/zerodown/zerodown/internal/store"
 )
 
 // migrations[i] brings the schema from version i to i+1. Append only: a
@@ -93,15 +95,12 @@ CREATE TABLE locks (
 `,
 }
 
-// schemaVersion is the schema this build writes.
-var schemaVersion = len(migrations)
-
 // migrationLock is the key of the advisory lock that replicas starting at
 // once take around the migration: "zerodown" in ASCII. Advisory locks are
 // per database, so one database's migration waits for no other's.
 const migrationLock int64 = 0x7a65726f646f776e
 
-// migrate brings the database to schemaVersion in one transaction that holds
+// migrate brings the database to the last migration's version in one transaction that holds
 // migrationLock, so replicas opening a new database at once apply each
 // migration once: the others wait, then find it done. It refuses a newer
 // schema, and a schema holding tables but no schema_version (some other
@@ -143,20 +142,11 @@ INSERT INTO schema_version (version) VALUES (0);`); err != nil {
 			return fmt.Errorf("create schema_version: %w", err)
 		}
 	}
-	if version > schemaVersion {
-		return fmt.Errorf("%w: it has schema version %d, this zerodown knows up to %d; use a newer zerodown",
-			ErrSchemaTooNew, version, schemaVersion)
-	}
-	if version == schemaVersion {
-		return nil // the deferred rollback ends the transaction; nothing was written
-	}
-	for v := version; v < schemaVersion; v++ {
-		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("migrate schema from version %d to %d: %w", v, v+1, err)
-		}
-	}
-	if _, err := tx.Exec(ctx, `UPDATE schema_version SET version = $1`, schemaVersion); err != nil {
-		return err
+	migrated, err := store.Migrate(version, migrations,
+		func(stmt string) error { _, err := tx.Exec(ctx, stmt); return err },
+		func(v int) error { _, err := tx.Exec(ctx, `UPDATE schema_version SET version = $1`, v); return err })
+	if !migrated || err != nil {
+		return err // the deferred rollback ends the transaction
 	}
 	return tx.Commit(ctx)
 }

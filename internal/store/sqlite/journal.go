@@ -3,10 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	sqlite3 "modernc.org/sqlite/lib"
@@ -21,11 +19,11 @@ func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, error) {
 	if r.Status == "" {
 		r.Status = store.RunRunning
 	}
-	if err := checkRun(r); err != nil {
+	if err := r.Check(); err != nil {
 		return store.Run{}, fmt.Errorf("create run: %w", err)
 	}
 	r.StartedAt = s.nowOr(r.StartedAt)
-	r.EndedAt = norm(r.EndedAt)
+	r.EndedAt = store.Micro(r.EndedAt)
 	generated := r.ID == ""
 	for attempt := 0; ; attempt++ {
 		if generated {
@@ -34,7 +32,7 @@ func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, error) {
 		_, err := s.db.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, r.Env, r.Pipeline, r.Version, r.Artifact, r.SHA256, string(r.Status),
-			us(r.StartedAt), us(r.EndedAt), r.Owner, blob(r.Plan), r.Error, r.Abort, blob(r.Spec), r.PromotedFrom, r.AbortBy, us(norm(r.AbortAt)))
+			us(r.StartedAt), us(r.EndedAt), r.Owner, blob(r.Plan), r.Error, r.Abort, blob(r.Spec), r.PromotedFrom, r.AbortBy, us(store.Micro(r.AbortAt)))
 		if code(err) == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY {
 			if generated && attempt < 10 {
 				continue // two runs in the same second drew the same suffix
@@ -46,20 +44,6 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		}
 		return r, nil
 	}
-}
-
-func checkRun(r store.Run) error {
-	switch {
-	case r.Env == "":
-		return errors.New("no environment")
-	case !r.Status.Valid():
-		return fmt.Errorf("unknown status %q", r.Status)
-	case len(r.Plan) > 0 && !json.Valid(r.Plan):
-		return errors.New("plan is not valid JSON")
-	case len(r.Spec) > 0 && !json.Valid(r.Spec):
-		return errors.New("app spec is not valid JSON")
-	}
-	return nil
 }
 
 // GetRun implements store.Store.
@@ -168,8 +152,8 @@ const taskColumns = `run_id, stage, job, idx, kind, host, status, started_at, en
 
 // StartTask implements store.Store.
 func (s *Store) StartTask(ctx context.Context, t store.TaskRecord) (store.TaskRecord, error) {
-	if err := checkTask(t); err != nil {
-		return store.TaskRecord{}, fmt.Errorf("start task %s: %w", taskName(t), err)
+	if err := t.Check(); err != nil {
+		return store.TaskRecord{}, fmt.Errorf("start task %s: %w", t.Name(), err)
 	}
 	t.Status = store.TaskRunning
 	t.StartedAt = s.nowOr(t.StartedAt)
@@ -182,19 +166,19 @@ ON CONFLICT (run_id, stage, job, idx) DO UPDATE SET
 RETURNING attempt`,
 		t.RunID, t.Stage, t.Job, t.Index, t.Kind, t.Host, us(t.StartedAt)).Scan(&t.Attempt)
 	if err != nil {
-		return store.TaskRecord{}, fmt.Errorf("start task %s: %w", taskName(t), noRun(err))
+		return store.TaskRecord{}, fmt.Errorf("start task %s: %w", t.Name(), noRun(err))
 	}
 	return t, nil
 }
 
 // FinishTask implements store.Store.
 func (s *Store) FinishTask(ctx context.Context, t store.TaskRecord) error {
-	err := checkTask(t)
+	err := t.Check()
 	if err == nil && !t.Status.Finished() {
 		err = fmt.Errorf("status %q is not an outcome", t.Status)
 	}
 	if err != nil {
-		return fmt.Errorf("finish task %s: %w", taskName(t), err)
+		return fmt.Errorf("finish task %s: %w", t.Name(), err)
 	}
 	t.EndedAt = s.nowOr(t.EndedAt)
 	if t.Status == store.TaskSkipped || t.Status == store.TaskCancelled {
@@ -207,7 +191,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
 ON CONFLICT (run_id, stage, job, idx) DO UPDATE SET
 	status = excluded.status, ended_at = excluded.ended_at, error = excluded.error`,
 			t.RunID, t.Stage, t.Job, t.Index, t.Kind, t.Host, string(t.Status),
-			us(norm(t.StartedAt)), us(t.EndedAt), t.Error)
+			us(store.Micro(t.StartedAt)), us(t.EndedAt), t.Error)
 		err = noRun(err)
 	} else {
 		var res sql.Result
@@ -221,28 +205,9 @@ WHERE run_id = ? AND stage = ? AND job = ? AND idx = ?`,
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("finish task %s: %w", taskName(t), err)
+		return fmt.Errorf("finish task %s: %w", t.Name(), err)
 	}
 	return nil
-}
-
-func checkTask(t store.TaskRecord) error {
-	switch {
-	case t.RunID == "":
-		return errors.New("no run ID")
-	case t.Index < 0:
-		return fmt.Errorf("negative index %d", t.Index)
-	}
-	return nil
-}
-
-// taskName names a task in errors: "r-…/stage/job/2 (deploy staging-1)".
-func taskName(t store.TaskRecord) string {
-	name := fmt.Sprintf("%s/%s/%s/%d", t.RunID, t.Stage, t.Job, t.Index)
-	if t.Kind != "" || t.Host != "" {
-		name += " (" + strings.TrimSpace(t.Kind+" "+t.Host) + ")"
-	}
-	return name
 }
 
 // Tasks implements store.Store.
@@ -281,13 +246,8 @@ ORDER BY started_at, id`, runID)
 
 // AppendEvent implements store.Store.
 func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, error) {
-	switch {
-	case e.RunID == "":
-		return store.Event{}, errors.New("append event: no run ID")
-	case e.Type == "":
-		return store.Event{}, fmt.Errorf("append event to run %s: no type", e.RunID)
-	case len(e.Data) > 0 && !json.Valid(e.Data):
-		return store.Event{}, fmt.Errorf("append %s event to run %s: data is not valid JSON", e.Type, e.RunID)
+	if err := e.Check(); err != nil {
+		return store.Event{}, err
 	}
 	e.At = s.nowOr(e.At)
 	// One statement: it holds the write lock from the read of the last

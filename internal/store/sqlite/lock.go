@@ -25,20 +25,13 @@ func (s *Store) TakeOverLock(ctx context.Context, env, owner, runID string, stal
 // processes and goroutines exactly one finds the lock free (or stale) and
 // takes it.
 func (s *Store) lock(ctx context.Context, env, owner, runID string, staleAfter time.Duration, takeOver bool) (store.Lock, error) {
-	what := "acquire"
-	if takeOver {
-		what = "take over"
-	}
-	switch {
-	case env == "" || owner == "" || runID == "":
-		return store.Lock{}, fmt.Errorf("%s lock: environment %q, owner %q and run %q must all be set", what, env, owner, runID)
-	case staleAfter <= 0:
-		return store.Lock{}, fmt.Errorf("%s lock of environment %s: staleAfter %v is not positive", what, env, staleAfter)
+	if err := store.CheckLock(env, owner, runID, staleAfter, takeOver); err != nil {
+		return store.Lock{}, err
 	}
 	l, err := s.lockTx(ctx, env, owner, runID, staleAfter, takeOver)
 	var locked *store.LockedError
 	if err != nil && !errors.As(err, &locked) {
-		return store.Lock{}, fmt.Errorf("%s lock of environment %s: %w", what, env, err)
+		return store.Lock{}, fmt.Errorf("%s lock of environment %s: %w", store.LockVerb(takeOver), env, err)
 	}
 	return l, err // a *LockedError says it all
 }
@@ -50,7 +43,7 @@ func (s *Store) lockTx(ctx context.Context, env, owner, runID string, staleAfter
 	}
 	defer func() { _ = tx.Rollback() }()
 
-	now := norm(s.now())
+	now := store.Micro(s.now())
 	mine := store.Lock{Env: env, Owner: owner, RunID: runID, Since: now, Heartbeat: now}
 	cur, err := readLock(ctx, tx, env)
 	switch {
@@ -59,17 +52,18 @@ func (s *Store) lockTx(ctx context.Context, env, owner, runID string, staleAfter
 			env, owner, runID, us(now), us(now))
 	case err != nil:
 		return store.Lock{}, err
-	case cur.Owner == owner && cur.RunID == runID:
-		mine.Since = cur.Since
-		_, err = tx.ExecContext(ctx, `UPDATE locks SET heartbeat = ? WHERE env = ?`, us(now), env)
 	default:
-		age := now.Sub(cur.Heartbeat)
-		stale := age > staleAfter
-		if !takeOver || !stale {
-			return store.Lock{}, &store.LockedError{Lock: cur, Age: age, Stale: stale}
+		var refresh bool
+		if refresh, err = store.Held(cur, owner, runID, now, staleAfter, takeOver); err != nil {
+			return store.Lock{}, err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE locks SET owner = ?, run_id = ?, since = ?, heartbeat = ? WHERE env = ?`,
-			owner, runID, us(now), us(now), env)
+		if refresh {
+			mine.Since = cur.Since
+			_, err = tx.ExecContext(ctx, `UPDATE locks SET heartbeat = ? WHERE env = ?`, us(now), env)
+		} else {
+			_, err = tx.ExecContext(ctx, `UPDATE locks SET owner = ?, run_id = ?, since = ?, heartbeat = ? WHERE env = ?`,
+				owner, runID, us(now), us(now), env)
+		}
 	}
 	if err != nil {
 		return store.Lock{}, err
@@ -96,7 +90,7 @@ func readLock(ctx context.Context, q querier, env string) (store.Lock, error) {
 // Heartbeat implements store.Store.
 func (s *Store) Heartbeat(ctx context.Context, env, owner, runID string) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE locks SET heartbeat = ? WHERE env = ? AND owner = ? AND run_id = ?`,
-		us(norm(s.now())), env, owner, runID)
+		us(store.Micro(s.now())), env, owner, runID)
 	if err == nil {
 		var n int64
 		if n, err = res.RowsAffected(); err == nil && n == 0 {

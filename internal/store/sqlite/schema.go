@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/zerodown/zerodown/internal/store"
 )
 
 // migrations[i] brings the schema from version i to i+1. Append only: a
@@ -90,10 +92,7 @@ ALTER TABLE runs ADD COLUMN abort_at INTEGER;
 `,
 }
 
-// schemaVersion is the schema this build writes.
-var schemaVersion = len(migrations)
-
-// migrate brings the database to schemaVersion in one transaction, so two
+// migrate brings the database to the last migration's version in one transaction, so two
 // processes opening a new file at once apply each migration once. It refuses
 // a newer schema, and a database holding tables but no schema_version (some
 // other program's database).
@@ -129,20 +128,14 @@ INSERT INTO schema_version (version) VALUES (0);`); err != nil {
 			return err
 		}
 	}
-	if version > schemaVersion {
-		return fmt.Errorf("%w: it has schema version %d, this zerodown knows up to %d; use a newer zerodown",
-			ErrSchemaTooNew, version, schemaVersion)
-	}
-	if version == schemaVersion {
-		return nil // the deferred rollback ends the transaction; nothing was written
-	}
-	for v := version; v < schemaVersion; v++ {
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("migrate schema from version %d to %d: %w", v, v+1, err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, schemaVersion); err != nil {
-		return err
+	migrated, err := store.Migrate(version, migrations,
+		func(stmt string) error { _, err := tx.ExecContext(ctx, stmt); return err },
+		func(v int) error {
+			_, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, v)
+			return err
+		})
+	if !migrated || err != nil {
+		return err // the deferred rollback ends the transaction
 	}
 	return tx.Commit()
 }

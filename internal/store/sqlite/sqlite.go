@@ -30,7 +30,7 @@ const DefaultPath = ".zerodown/state.db"
 const DefaultBusyTimeout = 5 * time.Second
 
 // ErrSchemaTooNew: the file was written by a newer zerodown.
-var ErrSchemaTooNew = errors.New("database schema is newer than this zerodown")
+var ErrSchemaTooNew = store.ErrSchemaTooNew
 
 // Options configures Open.
 type Options struct {
@@ -211,18 +211,10 @@ func fromUs(v sql.NullInt64) time.Time {
 	return time.UnixMicro(v.Int64).UTC()
 }
 
-// norm is t as it reads back from the database.
-func norm(t time.Time) time.Time {
-	if t.IsZero() {
-		return t
-	}
-	return time.UnixMicro(t.UnixMicro()).UTC()
-}
-
 // nowOr is t, or the store's clock when t is zero, as stored.
 func (s *Store) nowOr(t time.Time) time.Time {
 	if t.IsZero() {
 		t = s.now()
 	}
-	return norm(t)
+	return store.Micro(t)
 }

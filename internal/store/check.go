@@ -1,0 +1,128 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Every backend refuses the same bad input with the same words, before it
+// writes anything.
+
+// Check reports what makes r unfit to be created.
+func (r Run) Check() error {
+	switch {
+	case r.Env == "":
+		return errors.New("no environment")
+	case !r.Status.Valid():
+		return fmt.Errorf("unknown status %q", r.Status)
+	case len(r.Plan) > 0 && !json.Valid(r.Plan):
+		return errors.New("plan is not valid JSON")
+	case len(r.Spec) > 0 && !json.Valid(r.Spec):
+		return errors.New("app spec is not valid JSON")
+	}
+	return nil
+}
+
+// Check reports what makes t unfit to be started or finished.
+func (t TaskRecord) Check() error {
+	switch {
+	case t.RunID == "":
+		return errors.New("no run ID")
+	case t.Index < 0:
+		return fmt.Errorf("negative index %d", t.Index)
+	}
+	return nil
+}
+
+// Name names a task in errors: "r-…/stage/job/2 (deploy staging-1)".
+func (t TaskRecord) Name() string {
+	name := fmt.Sprintf("%s/%s/%s/%d", t.RunID, t.Stage, t.Job, t.Index)
+	if t.Kind != "" || t.Host != "" {
+		name += " (" + strings.TrimSpace(t.Kind+" "+t.Host) + ")"
+	}
+	return name
+}
+
+// Check reports what makes e unfit to be appended, naming the run.
+func (e Event) Check() error {
+	switch {
+	case e.RunID == "":
+		return errors.New("append event: no run ID")
+	case e.Type == "":
+		return fmt.Errorf("append event to run %s: no type", e.RunID)
+	case len(e.Data) > 0 && !json.Valid(e.Data):
+		return fmt.Errorf("append %s event to run %s: data is not valid JSON", e.Type, e.RunID)
+	}
+	return nil
+}
+
+// Micro is t as stores keep it: to the microsecond, in UTC; zero stays zero.
+func Micro(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return time.UnixMicro(t.UnixMicro()).UTC()
+}
+
+// LockVerb names a lock request in errors: "acquire" or "take over".
+func LockVerb(takeOver bool) string {
+	if takeOver {
+		return "take over"
+	}
+	return "acquire"
+}
+
+// CheckLock reports what makes a lock request unfit, before any backend
+// reads the lock.
+func CheckLock(env, owner, runID string, staleAfter time.Duration, takeOver bool) error {
+	switch {
+	case env == "" || owner == "" || runID == "":
+		return fmt.Errorf("%s lock: environment %q, owner %q and run %q must all be set", LockVerb(takeOver), env, owner, runID)
+	case staleAfter <= 0:
+		return fmt.Errorf("%s lock of environment %s: staleAfter %v is not positive", LockVerb(takeOver), env, staleAfter)
+	}
+	return nil
+}
+
+// Held decides a lock request that found the lock held as cur, at now:
+// refresh is true when the requester holds it already (it keeps Since);
+// false with a nil error when it may take the lock over (stale, and
+// takeOver asked for); otherwise a *LockedError.
+func Held(cur Lock, owner, runID string, now time.Time, staleAfter time.Duration, takeOver bool) (refresh bool, err error) {
+	if cur.Owner == owner && cur.RunID == runID {
+		return true, nil
+	}
+	age := now.Sub(cur.Heartbeat)
+	stale := age > staleAfter
+	if !takeOver || !stale {
+		return false, &LockedError{Lock: cur, Age: age, Stale: stale}
+	}
+	return false, nil
+}
+
+// ErrSchemaTooNew: the database was migrated by a newer zerodown.
+var ErrSchemaTooNew = errors.New("database schema is newer than this zerodown")
+
+// Migrate brings a schema at version from up to len(migrations): exec runs
+// each migration still missing in order, record stores the new version.
+// Both run inside the backend's one transaction; migrated is false when
+// there was nothing to do (the caller commits only when it is true). A
+// schema newer than this build is refused with ErrSchemaTooNew.
+func Migrate(from int, migrations []string, exec func(stmt string) error, record func(version int) error) (migrated bool, err error) {
+	to := len(migrations)
+	if from > to {
+		return false, fmt.Errorf("%w: it has schema version %d, this zerodown knows up to %d; use a newer zerodown", ErrSchemaTooNew, from, to)
+	}
+	if from == to {
+		return false, nil
+	}
+	for v := from; v < to; v++ {
+		if err := exec(migrations[v]); err != nil {
+			return false, fmt.Errorf("migrate schema from version %d to %d: %w", v, v+1, err)
+		}
+	}
+	return true, record(to)
+}
