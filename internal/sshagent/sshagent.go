@@ -14,7 +14,6 @@ import (
 	"path"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/zerodown/zerodown/internal/agent"
 	"github.com/zerodown/zerodown/internal/host"
@@ -146,28 +145,6 @@ func (d *Deployer) call(ctx context.Context, what string, fn func(context.Contex
 	return err
 }
 
-// switchWhenIdle waits until the agent has no activation in progress, then
-// runs fn. An activation a lost connection left running goes on on the
-// host; the rollback that follows waits for its end rather than failing as
-// busy.
-func (d *Deployer) switchWhenIdle(ctx context.Context, what string, fn func(context.Context, *agent.Client) error) error {
-	return d.call(ctx, what, func(ctx context.Context, c *agent.Client) error {
-		for {
-			st, err := c.AgentStatus(ctx)
-			if err != nil || st.Activation == nil {
-				break
-			}
-			host.Progress(ctx, fmt.Sprintf("waiting for the agent's %s of %s (phase %s) to end", st.Activation.Kind, st.Activation.Version, st.Activation.Phase))
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%s: waiting for the agent's %s of %s to end: %w", what, st.Activation.Kind, st.Activation.Version, context.Cause(ctx))
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-		return fn(ctx, c)
-	})
-}
-
 // Upload implements host.Deployer.
 func (d *Deployer) Upload(ctx context.Context, r host.Release) error {
 	return d.call(ctx, "upload "+r.Version, func(ctx context.Context, c *agent.Client) error { return c.Upload(ctx, r) })
@@ -175,12 +152,12 @@ func (d *Deployer) Upload(ctx context.Context, r host.Release) error {
 
 // Activate implements host.Deployer.
 func (d *Deployer) Activate(ctx context.Context, version string) error {
-	return d.switchWhenIdle(ctx, "activate "+version, func(ctx context.Context, c *agent.Client) error { return c.Activate(ctx, version) })
+	return d.call(ctx, "activate "+version, func(ctx context.Context, c *agent.Client) error { return c.Activate(ctx, version) })
 }
 
 // Rollback implements host.Deployer.
 func (d *Deployer) Rollback(ctx context.Context) error {
-	return d.switchWhenIdle(ctx, "roll back", func(ctx context.Context, c *agent.Client) error { return c.Rollback(ctx) })
+	return d.call(ctx, "roll back", func(ctx context.Context, c *agent.Client) error { return c.Rollback(ctx) })
 }
 
 // Status implements host.Deployer.
@@ -208,12 +185,12 @@ func (d *Deployer) AgentStatus(ctx context.Context) (agent.Status, error) {
 
 // ActivateSwap implements host.Swapper.
 func (d *Deployer) ActivateSwap(ctx context.Context, version string) error {
-	return d.switchWhenIdle(ctx, "activate "+version, func(ctx context.Context, c *agent.Client) error { return c.ActivateSwap(ctx, version) })
+	return d.call(ctx, "activate "+version, func(ctx context.Context, c *agent.Client) error { return c.ActivateSwap(ctx, version) })
 }
 
 // RollbackSwap implements host.Swapper.
 func (d *Deployer) RollbackSwap(ctx context.Context) error {
-	return d.switchWhenIdle(ctx, "roll back", func(ctx context.Context, c *agent.Client) error { return c.RollbackSwap(ctx) })
+	return d.call(ctx, "roll back", func(ctx context.Context, c *agent.Client) error { return c.RollbackSwap(ctx) })
 }
 
 // Retire implements host.Swapper.

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -136,20 +135,4 @@ func readChild(dir string) (childReport, bool) {
 	}
 	r.started = time.Unix(0, nanos)
 	return r, true
-}
-
-// alive reports whether pid runs (a zombie does not).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := len(b)
-	for j := len(b) - 1; j >= 0; j-- {
-		if b[j] == ')' {
-			i = j
-			break
-		}
-	}
-	return i+2 < len(b) && b[i+2] != 'Z'
 }

@@ -45,10 +45,10 @@ func newRig(t *testing.T) *rig {
 		}
 		// A child killed with its group a moment ago may still be dying.
 		deadline := time.Now().Add(5 * time.Second)
-		for alive(c.pid) && time.Now().Before(deadline) {
+		for proctest.Running(c.pid) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		if alive(c.pid) {
+		if proctest.Running(c.pid) {
 			syscall.Kill(c.pid, syscall.SIGKILL)
 			if !t.Failed() {
 				t.Errorf("child %d still ran after the test", c.pid)
@@ -78,7 +78,7 @@ func (r *rig) waitChild(not int) childReport {
 	proctest.Eventually(r.t, within, "a child other than pid "+strconv.Itoa(not), func() bool {
 		var ok bool
 		c, ok = readChild(r.dir)
-		return ok && c.pid != not && alive(c.pid)
+		return ok && c.pid != not && proctest.Running(c.pid)
 	})
 	return c
 }
@@ -153,7 +153,7 @@ func TestRestartsACrashedChildWithBackoff(t *testing.T) {
 		syscall.Kill(c.pid, syscall.SIGUSR1)
 		next := r.waitChild(c.pid)
 		r.waitLog("started " + testBinary(t) + " child --dir " + r.dir + " (pid " + strconv.Itoa(next.pid) + ")")
-		if alive(c.pid) {
+		if proctest.Running(c.pid) {
 			t.Fatalf("crash %d: the crashed child %d still runs", i+1, c.pid)
 		}
 
@@ -202,7 +202,7 @@ func TestStopsTheChildAndExits(t *testing.T) {
 			if code := sup.Wait(t, within); code != 0 {
 				t.Fatalf("supervisor exited %d, want 0; output:\n%s", code, sup.Output())
 			}
-			if alive(c.pid) {
+			if proctest.Running(c.pid) {
 				t.Errorf("the child %d runs on", c.pid)
 			}
 			log := r.logText()
@@ -224,7 +224,7 @@ func TestKillsAChildThatDoesNotStop(t *testing.T) {
 	if code := sup.Wait(t, within); code != 0 {
 		t.Fatalf("supervisor exited %d, want 0", code)
 	}
-	if alive(c.pid) {
+	if proctest.Running(c.pid) {
 		t.Errorf("the child %d runs on", c.pid)
 	}
 	log := r.logText()
@@ -309,7 +309,7 @@ func TestSIGHUPRestartsFromTheSwitchedProgram(t *testing.T) {
 	if sup.Exited() {
 		t.Fatal("the supervisor exited")
 	}
-	if alive(c.pid) {
+	if proctest.Running(c.pid) {
 		t.Errorf("the old child %d runs on", c.pid)
 	}
 	log := r.logText()
@@ -331,7 +331,7 @@ func TestSIGHUPRestartsFromTheSwitchedProgram(t *testing.T) {
 	if code := sup.Wait(t, within); code != 0 {
 		t.Fatalf("supervisor exited %d, want 0", code)
 	}
-	if alive(next.pid) {
+	if proctest.Running(next.pid) {
 		t.Errorf("the child %d runs on", next.pid)
 	}
 	if _, err := os.Stat(r.pidFile); !errors.Is(err, os.ErrNotExist) {
@@ -376,7 +376,7 @@ func TestASecondSupervisorRefuses(t *testing.T) {
 	if got := r.pidInFile(); got != first.Pid() {
 		t.Errorf("pid file holds %d, want the first supervisor's %d", got, first.Pid())
 	}
-	if now, _ := readChild(r.dir); now.pid != c.pid || !alive(c.pid) {
+	if now, _ := readChild(r.dir); now.pid != c.pid || !proctest.Running(c.pid) {
 		t.Errorf("the first supervisor's child changed: %d, was %d", now.pid, c.pid)
 	}
 
@@ -453,7 +453,7 @@ func TestStalePidFiles(t *testing.T) {
 			if err := stop(); err != nil {
 				t.Fatalf("Run: %v", err)
 			}
-			if alive(c.pid) {
+			if proctest.Running(c.pid) {
 				t.Errorf("the child %d runs on after the context ended", c.pid)
 			}
 			if !strings.Contains(r.logText(), "child "+strconv.Itoa(c.pid)+" got SIGTERM") {
