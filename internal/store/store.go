@@ -83,8 +83,81 @@ type Store interface {
 	// ErrLockLost and stays theirs.
 	ReleaseLock(ctx context.Context, env, owner, runID string) error
 
+	// Locks returns every held lock with the age of its heartbeat by the
+	// store's clock, ordered by environment. A server replica reads it to
+	// find runs whose executor is gone.
+	Locks(ctx context.Context) ([]HeldLock, error)
+
+	// QueryRuns returns the runs that match q, newest first (as ListRuns).
+	QueryRuns(ctx context.Context, q RunQuery) ([]Run, error)
+
+	// CreateToken writes an API token. ID and Name must be unique (else
+	// ErrExists); CreatedAt is filled when zero.
+	CreateToken(ctx context.Context, t Token) (Token, error)
+	// GetToken returns the token with that ID, revoked or not, or
+	// ErrNotFound.
+	GetToken(ctx context.Context, id string) (Token, error)
+	// ListTokens returns every token, revoked ones too, oldest first.
+	ListTokens(ctx context.Context) ([]Token, error)
+	// RevokeToken marks a token revoked now; revoking it again keeps the
+	// first time. An unknown ID is ErrNotFound.
+	RevokeToken(ctx context.Context, id string) (Token, error)
+
+	// AppendAudit adds an entry to the audit log and returns it with its
+	// Seq (1, 2, ... across the whole log). At is filled when zero.
+	AppendAudit(ctx context.Context, a AuditEntry) (AuditEntry, error)
+	// Audit returns entries newest first: those with Seq < beforeSeq (all
+	// when beforeSeq <= 0), at most limit of them (all when limit <= 0).
+	Audit(ctx context.Context, beforeSeq int64, limit int) ([]AuditEntry, error)
+
 	// Close releases the store's resources; it does not release locks.
 	Close() error
+}
+
+// RunQuery selects runs for QueryRuns; empty fields match every run.
+type RunQuery struct {
+	Env     string
+	Status  RunStatus
+	Version string
+	// Before, a run ID, keeps only the runs listed after it: the next page
+	// after the last run of the previous one. An unknown ID is ErrNotFound.
+	Before string
+	// Limit is the most runs returned; <= 0 returns all.
+	Limit int
+	// Brief leaves Plan and Spec out, for lists.
+	Brief bool
+}
+
+// HeldLock is a lock and how old its heartbeat is.
+type HeldLock struct {
+	Lock
+	Age time.Duration
+}
+
+// Token is an API token of zerodown server. Only a hash of its secret is
+// kept: the secret is shown once, when the token is created.
+type Token struct {
+	ID   string // public, unique; part of the token string
+	Name string // unique, for people: "gocd", "alice"
+	Role string // viewer, deployer, approver or admin (see internal/server)
+	// Hash is the SHA-256 of the secret.
+	Hash      []byte
+	CreatedAt time.Time
+	CreatedBy string
+	// RevokedAt is zero while the token is valid.
+	RevokedAt time.Time
+}
+
+// AuditEntry is one action taken through zerodown server: who did what to
+// what, and when.
+type AuditEntry struct {
+	Seq    int64 // assigned by AppendAudit
+	At     time.Time
+	Actor  string // the token's name, or "server" for the server's own actions
+	Action string // run.create, run.approve, run.abort, token.create, ...
+	Target string // a run ID, an environment, a token ID
+	Detail string
+	Remote string // the client's address
 }
 
 // Errors a Store returns, wrapped in a message naming what was done to what.
