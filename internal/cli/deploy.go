@@ -21,6 +21,7 @@ import (
 	"github.com/zerodown/zerodown/internal/deploy"
 	"github.com/zerodown/zerodown/internal/engine"
 	"github.com/zerodown/zerodown/internal/pipeline"
+	"github.com/zerodown/zerodown/internal/server/api"
 	"github.com/zerodown/zerodown/internal/store"
 )
 
@@ -59,6 +60,17 @@ show, resume, rollback; and abort from another terminal.
 			if version == "" || artifact == "" {
 				return badInput(errors.New("deploy needs --version and --artifact"))
 			}
+			if cl, err := remoteClient(c); err != nil || cl != nil {
+				if err != nil {
+					return err
+				}
+				if dryRun || takeOver {
+					return badInput(errors.New("--dry-run and --take-over work on the local journal: a server takes over runs by itself, and 'zerodown plan' reads zerodown.yaml"))
+				}
+				return remoteDeploy(c, cl, output, artifact, func(ctx context.Context, sha string) (api.CreateRunResult, error) {
+					return cl.CreateRun(ctx, api.CreateRun{Env: args[0], Version: version, SHA256: sha, Pipeline: pipelineName})
+				})
+			}
 			return runDeploy(c, cfgPath, output, dryRun, func(context.Context, *config.Deploy) (deploy.Request, error) {
 				return deploy.Request{Env: args[0], Version: version, Artifact: artifact, Pipeline: pipelineName, TakeOver: takeOver}, nil
 			})
@@ -71,6 +83,7 @@ show, resume, rollback; and abort from another terminal.
 	cmd.Flags().StringVarP(&output, "output", "o", outputAuto, "auto, live, log or json (events as JSON lines)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
 	cmd.Flags().BoolVar(&takeOver, "take-over", false, "take the environment's lock from a run whose process is gone")
+	addServerFlags(cmd)
 	return cmd
 }
 
@@ -202,12 +215,33 @@ rest of the hosts are updated. Who promoted it is stored with the run.
 			return exactArgs("FROM", "TO")(c, args)
 		},
 		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := remoteClient(c)
+			if err != nil {
+				return err
+			}
 			if len(args) == 1 {
+				if cl != nil {
+					return remoteCall(func(ctx context.Context) error {
+						a, err := cl.PromoteCanary(ctx, args[0])
+						if err == nil {
+							fmt.Fprintf(c.OutOrStdout(), "run %s promoted by %s: its remaining canary steps go by without waiting\n", args[0], a.By)
+						}
+						return err
+					})
+				}
 				return promoteCanary(c, cfgPath, args[0])
 			}
 			from, to := args[0], args[1]
 			if from == to {
 				return badInput(fmt.Errorf("promote %s to itself: name two environments", from))
+			}
+			if cl != nil {
+				if dryRun || takeOver {
+					return badInput(errors.New("--dry-run and --take-over work on the local journal"))
+				}
+				return remoteDeploy(c, cl, output, "", func(ctx context.Context, _ string) (api.CreateRunResult, error) {
+					return cl.Promote(ctx, api.Promote{From: from, To: to, Version: version})
+				})
 			}
 			return runDeploy(c, cfgPath, output, dryRun, func(ctx context.Context, cfg *config.Deploy) (deploy.Request, error) {
 				if _, err := deploy.Environment(cfg, to); err != nil {
@@ -234,6 +268,7 @@ rest of the hosts are updated. Who promoted it is stored with the run.
 	cmd.Flags().StringVarP(&output, "output", "o", outputAuto, "auto, live, log or json (events as JSON lines)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
 	cmd.Flags().BoolVar(&takeOver, "take-over", false, "take TO's lock from a run whose process is gone")
+	addServerFlags(cmd)
 	return cmd
 }
 
@@ -363,6 +398,19 @@ in zerodown.yaml's order, the last run of that build there: its status and
 run, and the run it was promoted from.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if cl, err := remoteClient(c); err != nil || cl != nil {
+				if err != nil {
+					return err
+				}
+				if path {
+					return badInput(errors.New("history --path reads the local journal; the server's dashboard shows each build's path"))
+				}
+				env := ""
+				if len(args) == 1 {
+					env = args[0]
+				}
+				return remoteHistory(c, cl, env, limit)
+			}
 			return withStore(cfgPath, func(ctx context.Context, cfg *config.Deploy, st store.Store) error {
 				env := ""
 				if len(args) == 1 {
@@ -382,28 +430,97 @@ run, and the run it was promoted from.`,
 				if err != nil {
 					return err
 				}
-				tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "RUN\tENV\tVERSION\tSTATUS\tSTARTED\tTOOK\tBY")
-				for _, r := range runs {
-					took := "-"
-					if !r.EndedAt.IsZero() {
-						took = r.EndedAt.Sub(r.StartedAt).Round(100 * time.Millisecond).String()
-					}
-					status := string(r.Status)
-					if deploy.OwnerGone(r) {
-						status = "interrupted: resume or rollback"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Env, r.Version, status,
-						r.StartedAt.Local().Format("2006-01-02 15:04:05"), took, r.Owner)
-				}
-				return tw.Flush()
+				return writeRuns(c.OutOrStdout(), runs, deploy.OwnerGone)
 			})
 		},
 	}
 	addConfigFlag(cmd, &cfgPath)
 	cmd.Flags().IntVarP(&limit, "limit", "n", 20, "show at most this many runs, or builds with --path (0: all)")
 	cmd.Flags().BoolVar(&path, "path", false, "each build's path through the environments (GoCD's value stream, in text)")
+	addServerFlags(cmd)
 	return cmd
+}
+
+// writeShow prints a run as show does; gone: its process died.
+func writeShow(out io.Writer, r store.Run, tasks []store.TaskRecord, events []store.Event, gone bool) error {
+	fmt.Fprintf(out, "run %s: %s %s to %s, %s\n", r.ID, r.Pipeline, r.Version, r.Env, r.Status)
+	fmt.Fprintf(out, "started %s by %s\n", r.StartedAt.Local().Format(time.RFC3339), r.Owner)
+	if r.PromotedFrom != "" {
+		fmt.Fprintf(out, "promoted from run %s\n", r.PromotedFrom)
+	}
+	if r.Abort && !r.AbortAt.IsZero() {
+		fmt.Fprintf(out, "abort requested %s by %s\n", r.AbortAt.Local().Format(time.RFC3339), orDash(r.AbortBy))
+	} else if r.Abort {
+		fmt.Fprintln(out, "abort requested") // by a zerodown that did not record who
+	}
+	if r.Error != "" {
+		fmt.Fprintf(out, "error: %s\n", r.Error)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nAT\tTOOK\tSTAGE\tTASK\tSTATUS\tERROR")
+	for _, t := range tasks {
+		took := "-"
+		if !t.EndedAt.IsZero() && !t.StartedAt.IsZero() {
+			took = t.EndedAt.Sub(t.StartedAt).Round(time.Millisecond).String()
+		}
+		label := t.Kind
+		if t.Host != "" {
+			label += " " + t.Host
+		}
+		at := "-"
+		if !t.StartedAt.IsZero() {
+			at = t.StartedAt.Local().Format("15:04:05.000")
+		}
+		status := string(t.Status)
+		if t.Status == store.TaskRunning && (r.Status != store.RunRunning || gone) {
+			// Its process died under it; the run went on without it.
+			status = "interrupted"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", at, took, t.Stage, label, status, firstLine(t.Error))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// The events tell what the tasks do not: draining counts,
+	// health, and every step of a rollback.
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nAT\tHOST\tEVENT\tMESSAGE")
+	for _, e := range events {
+		if e.Type == engine.EvTask || e.Type == deploy.EvVerify {
+			continue // the table above has them; the report has the load
+		}
+		who := e.Host
+		if who == "" {
+			who = "-"
+		}
+		// A script's output follows its event, a line each.
+		lines := strings.Split(strings.TrimRight(e.Message, "\n"), "\n")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.At.Local().Format("15:04:05.000"), who, e.Type, lines[0])
+		for _, l := range lines[1:] {
+			fmt.Fprintf(tw, "\t\t\t  | %s\n", l)
+		}
+	}
+	return tw.Flush()
+}
+
+// writeRuns prints runs as history does; gone tells a run whose process
+// died (interrupted).
+func writeRuns(w io.Writer, runs []store.Run, gone func(store.Run) bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tENV\tVERSION\tSTATUS\tSTARTED\tTOOK\tBY")
+	for _, r := range runs {
+		took := "-"
+		if !r.EndedAt.IsZero() {
+			took = r.EndedAt.Sub(r.StartedAt).Round(100 * time.Millisecond).String()
+		}
+		status := string(r.Status)
+		if gone(r) {
+			status = "interrupted: resume or rollback"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Env, r.Version, status,
+			r.StartedAt.Local().Format("2006-01-02 15:04:05"), took, r.Owner)
+	}
+	return tw.Flush()
 }
 
 // writeBuildPaths prints, per build (newest first, at most limit), the
@@ -460,78 +577,27 @@ func newShowCmd() *cobra.Command {
 		Short: "Show a run: every task with its duration, and its events",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if cl, err := remoteClient(c); err != nil || cl != nil {
+				if err != nil {
+					return err
+				}
+				return remoteShow(c, cl, args[0])
+			}
 			return withRun(cfgPath, args[0], func(ctx context.Context, st store.Store, r store.Run) error {
-				out := c.OutOrStdout()
-				fmt.Fprintf(out, "run %s: %s %s to %s, %s\n", r.ID, r.Pipeline, r.Version, r.Env, r.Status)
-				fmt.Fprintf(out, "started %s by %s\n", r.StartedAt.Local().Format(time.RFC3339), r.Owner)
-				if r.PromotedFrom != "" {
-					fmt.Fprintf(out, "promoted from run %s\n", r.PromotedFrom)
-				}
-				if r.Abort && !r.AbortAt.IsZero() {
-					fmt.Fprintf(out, "abort requested %s by %s\n", r.AbortAt.Local().Format(time.RFC3339), orDash(r.AbortBy))
-				} else if r.Abort {
-					fmt.Fprintln(out, "abort requested") // by a zerodown that did not record who
-				}
-				if r.Error != "" {
-					fmt.Fprintf(out, "error: %s\n", r.Error)
-				}
 				tasks, err := st.Tasks(ctx, r.ID)
 				if err != nil {
 					return err
 				}
-				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "\nAT\tTOOK\tSTAGE\tTASK\tSTATUS\tERROR")
-				for _, t := range tasks {
-					took := "-"
-					if !t.EndedAt.IsZero() && !t.StartedAt.IsZero() {
-						took = t.EndedAt.Sub(t.StartedAt).Round(time.Millisecond).String()
-					}
-					label := t.Kind
-					if t.Host != "" {
-						label += " " + t.Host
-					}
-					at := "-"
-					if !t.StartedAt.IsZero() {
-						at = t.StartedAt.Local().Format("15:04:05.000")
-					}
-					status := string(t.Status)
-					if t.Status == store.TaskRunning && (r.Status != store.RunRunning || deploy.OwnerGone(r)) {
-						// Its process died under it; the run went on without it.
-						status = "interrupted"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", at, took, t.Stage, label, status, firstLine(t.Error))
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
-				// The events tell what the tasks do not: draining counts,
-				// health, and every step of a rollback.
 				events, err := st.Events(ctx, r.ID, 0)
 				if err != nil {
 					return err
 				}
-				tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "\nAT\tHOST\tEVENT\tMESSAGE")
-				for _, e := range events {
-					if e.Type == engine.EvTask {
-						continue // the table above has them
-					}
-					who := e.Host
-					if who == "" {
-						who = "-"
-					}
-					// A script's output follows its event, a line each.
-					lines := strings.Split(strings.TrimRight(e.Message, "\n"), "\n")
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.At.Local().Format("15:04:05.000"), who, e.Type, lines[0])
-					for _, l := range lines[1:] {
-						fmt.Fprintf(tw, "\t\t\t  | %s\n", l)
-					}
-				}
-				return tw.Flush()
+				return writeShow(c.OutOrStdout(), r, tasks, events, deploy.OwnerGone(r))
 			})
 		},
 	}
 	addConfigFlag(cmd, &cfgPath)
+	addServerFlags(cmd)
 	return cmd
 }
 
@@ -611,11 +677,25 @@ to the old pool, which still runs the old release: within the strategy's
 rollback_window, and only for the environment's last run.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if cl, err := remoteClient(c); err != nil || cl != nil {
+				if err != nil {
+					return err
+				}
+				var res api.CreateRunResult
+				if err := remoteCall(func(ctx context.Context) (err error) {
+					res, err = cl.Rollback(ctx, args[0])
+					return err
+				}); err != nil {
+					return err
+				}
+				return followRemote(c, cl, res.Run.ID, output, "rollback")
+			}
 			return continueRun(c, cfgPath, args[0], output, true)
 		},
 	}
 	addConfigFlag(cmd, &cfgPath)
 	cmd.Flags().StringVarP(&output, "output", "o", outputAuto, "auto, live, log or json")
+	addServerFlags(cmd)
 	return cmd
 }
 
@@ -660,18 +740,25 @@ func newApproveCmd() *cobra.Command {
 		Short: "Let a run waiting at a manual gate go on",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if cl, err := remoteClient(c); err != nil || cl != nil {
+				if err != nil {
+					return err
+				}
+				return remoteCall(func(ctx context.Context) error {
+					a, err := cl.Approve(ctx, args[0], stage)
+					if err == nil {
+						fmt.Fprintf(c.OutOrStdout(), "stage %s of run %s approved by %s\n", a.Stage, args[0], a.By)
+					}
+					return err
+				})
+			}
 			return withRun(cfgPath, args[0], func(ctx context.Context, st store.Store, r store.Run) error {
 				if stage == "" {
 					tasks, err := st.Tasks(ctx, r.ID)
 					if err != nil {
 						return err
 					}
-					for _, t := range tasks {
-						if t.Kind == string(pipeline.KindApprove) && t.Status == store.TaskRunning {
-							stage = t.Stage
-						}
-					}
-					if stage == "" {
+					if stage = deploy.WaitingStage(tasks); stage == "" {
 						return badInput(fmt.Errorf("run %s is not waiting for an approval; name the stage with --stage", r.ID))
 					}
 				}
@@ -686,6 +773,7 @@ func newApproveCmd() *cobra.Command {
 	}
 	addConfigFlag(cmd, &cfgPath)
 	cmd.Flags().StringVar(&stage, "stage", "", "the stage to approve (default: the one waiting)")
+	addServerFlags(cmd)
 	return cmd
 }
 
@@ -696,6 +784,18 @@ func newAbortCmd() *cobra.Command {
 		Short: "Ask a running deploy to stop at its next safe point and roll back",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if cl, err := remoteClient(c); err != nil || cl != nil {
+				if err != nil {
+					return err
+				}
+				return remoteCall(func(ctx context.Context) error {
+					_, err := cl.Abort(ctx, args[0])
+					if err == nil {
+						fmt.Fprintf(c.OutOrStdout(), "abort requested; run %s stops at its next safe point and rolls back\n", args[0])
+					}
+					return err
+				})
+			}
 			return withRun(cfgPath, args[0], func(ctx context.Context, st store.Store, r store.Run) error {
 				if r.Status != store.RunRunning {
 					return badInput(fmt.Errorf("run %s is not running (%s)", r.ID, r.Status))
@@ -709,5 +809,6 @@ func newAbortCmd() *cobra.Command {
 		},
 	}
 	addConfigFlag(cmd, &cfgPath)
+	addServerFlags(cmd)
 	return cmd
 }

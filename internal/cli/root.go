@@ -67,7 +67,7 @@ built-in load verifier proves that no request failed.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return badInput(fmt.Errorf("%s: %w (see '%s --help')", c.CommandPath(), err, c.CommandPath()))
 	})
-	root.AddCommand(newVersionCmd(), newLBCmd(), newAgentCmd(), newValidateCmd(), newCheckCmd(), newLoadCmd(), newHostsCmd())
+	root.AddCommand(newVersionCmd(), newLBCmd(), newAgentCmd(), newValidateCmd(), newCheckCmd(), newLoadCmd(), newHostsCmd(), newServerCmd())
 	root.AddCommand(newDeployCmds()...)
 	root.AddCommand(newDemoCmd(), newSampleAppCmd())
 	return root

@@ -36,6 +36,17 @@ type Options struct {
 	// Warn receives messages for people: a lock taken over, a heartbeat
 	// failing, a report that could not be written. Nil discards them.
 	Warn io.Writer
+	// Lease is how long the environment's lock outlives its holder's last
+	// heartbeat; DefaultLease when zero. zerodown server's replicas take
+	// over a run whose lease ran out.
+	Lease time.Duration
+}
+
+func (o Options) lease() time.Duration {
+	if o.Lease <= 0 {
+		return DefaultLease
+	}
+	return o.Lease
 }
 
 // Request is one release for one environment.
@@ -74,6 +85,10 @@ func (req Request) app(cfg *config.Deploy) config.App {
 	}
 	return cfg.App
 }
+
+// EvVerify is the journal's event for each second of the load verifier:
+// its Data is the loadgen.Row of that second.
+const EvVerify = "verify"
 
 // Start describes a run as it begins.
 type Start struct {
@@ -166,7 +181,7 @@ func Deploy(ctx context.Context, o Options, req Request) (*Outcome, error) {
 	runID := store.NewRunID(time.Now())
 	ctx, lockLost := context.WithCancelCause(ctx)
 	defer lockLost(nil)
-	release, err := holdLock(ctx, o.Store, f.env.Name, runID, req.TakeOver, o.warn(), lockLost)
+	release, err := holdLock(ctx, o.Store, f.env.Name, runID, o.lease(), req.TakeOver, o.warn(), lockLost)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +243,7 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 	defer f.close()
 	ctx, lockLost := context.WithCancelCause(ctx)
 	defer lockLost(nil)
-	release, err := holdLock(ctx, o.Store, f.env.Name, run.ID, true, o.warn(), lockLost)
+	release, err := holdLock(ctx, o.Store, f.env.Name, run.ID, o.lease(), true, o.warn(), lockLost)
 	if err != nil {
 		return nil, err
 	}
@@ -319,6 +334,15 @@ func (o Options) execute(ctx context.Context, f *fleet, rel host.Release, run st
 		}
 		if err := ver.start(runCtx); err != nil {
 			return end(engine.Result{Status: engine.StatusFailed, Err: err}, nil)
+		}
+		ver.onSample = func(row loadgen.Row) {
+			// The server's charts read these from the journal, so every
+			// replica draws the same.
+			data, _ := json.Marshal(row)
+			if _, err := o.Store.AppendEvent(runCtx, store.Event{RunID: run.ID, Type: EvVerify, Data: data,
+				Message: fmt.Sprintf("%d sent, %d ok, %d failed, p99 %s", row.Sent, row.OK, row.Failed, row.P99.Duration())}); err != nil && runCtx.Err() == nil {
+				fmt.Fprintf(o.warn(), "warning: journal the verifier's sample: %v\n", err)
+			}
 		}
 		go ver.watch(runCtx, stopRun)
 		eng.VersionStats = ver.g.VersionStats

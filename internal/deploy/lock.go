@@ -15,12 +15,9 @@ import (
 	"github.com/zerodown/zerodown/internal/store"
 )
 
-// Lock timing: the holder beats every lockHeartbeat; a lock whose beat is
-// older than lockStale belongs to a process that is gone.
-const (
-	lockHeartbeat = 5 * time.Second
-	lockStale     = 30 * time.Second
-)
+// DefaultLease is how old a lock's heartbeat must be for its holder to
+// count as gone; the holder beats every third of its lease.
+const DefaultLease = 30 * time.Second
 
 // ownerGone reports whether a lock owner written by store.ProcessOwner is a
 // process on this machine that no longer runs.
@@ -54,13 +51,14 @@ func processAlive(pid int) bool {
 // run still marked running then was interrupted.
 func OwnerGone(r store.Run) bool { return r.Status == store.RunRunning && ownerGone(r.Owner) }
 
-// holdLock takes env's lock for runID; takeOver also takes a stale lock, or
-// one whose owner process on this machine is gone. onLost is called if the
-// lock is taken from this process while it runs (the run must stop). It
-// returns a release func that stops the heartbeat.
-func holdLock(ctx context.Context, st store.Store, env, runID string, takeOver bool, w io.Writer, onLost func(error)) (func(), error) {
+// holdLock takes env's lock for runID; takeOver also takes a lock stale
+// past lease, or one whose owner process on this machine is gone. onLost is
+// called if the lock is taken from this process while it runs (the run must
+// stop). It returns a release func that stops the heartbeat.
+func holdLock(ctx context.Context, st store.Store, env, runID string, lease time.Duration, takeOver bool, w io.Writer, onLost func(error)) (func(), error) {
 	owner := store.ProcessOwner()
-	_, err := st.AcquireLock(ctx, env, owner, runID, lockStale)
+	beat := lease / 3
+	_, err := st.AcquireLock(ctx, env, owner, runID, lease)
 	var le *store.LockedError
 	if errors.As(err, &le) && (takeOver || le.Lock.RunID == runID) && (le.Stale || ownerGone(le.Lock.Owner)) {
 		fmt.Fprintf(w, "taking over the lock of environment %s from %s (run %s), which is gone\n", env, le.Lock.Owner, le.Lock.RunID)
@@ -82,14 +80,14 @@ func holdLock(ctx context.Context, st store.Store, env, runID string, takeOver b
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(lockHeartbeat)
+		tick := time.NewTicker(beat)
 		defer tick.Stop()
 		for {
 			select {
 			case <-stop:
 				return
 			case <-tick.C:
-				hctx, cancel := context.WithTimeout(context.Background(), lockHeartbeat)
+				hctx, cancel := context.WithTimeout(context.Background(), beat)
 				err := st.Heartbeat(hctx, env, owner, runID)
 				cancel()
 				if errors.Is(err, store.ErrLockLost) {

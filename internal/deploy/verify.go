@@ -34,6 +34,8 @@ type Verification struct {
 // whole run, marks the rollout's steps on the report's time axis, and stops
 // the run as soon as requests fail beyond the thresholds.
 type verifier struct {
+	// onSample sees each finished second of the load, while the run goes.
+	onSample   func(loadgen.Row)
 	cfg        *config.Verify
 	g          *loadgen.Generator
 	thresholds loadgen.Thresholds
@@ -194,6 +196,7 @@ func (v *verifier) mark(e engine.Event) {
 func (v *verifier) watch(ctx context.Context, stop context.CancelCauseFunc) {
 	tick := time.NewTicker(verifyPoll)
 	defer tick.Stop()
+	lastSample := int64(-1)
 	for {
 		select {
 		case <-ctx.Done():
@@ -207,6 +210,10 @@ func (v *verifier) watch(ctx context.Context, stop context.CancelCauseFunc) {
 			continue
 		}
 		s := v.g.Snapshot()
+		if v.onSample != nil && s.Last.Seconds > 0 && s.Last.T != lastSample {
+			lastSample = s.Last.T
+			v.onSample(s.Last)
+		}
 		if v.thresholds.MaxFailed >= 0 && s.Failed > v.thresholds.MaxFailed {
 			stop(fmt.Errorf("%w: the verifier saw %d failed requests (max_failed %d)", engine.ErrRequestsFailing, s.Failed, v.thresholds.MaxFailed))
 			return

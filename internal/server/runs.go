@@ -1,0 +1,223 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/deploy"
+	"github.com/zerodown/zerodown/internal/server/api"
+	"github.com/zerodown/zerodown/internal/store"
+)
+
+// launched is what launch learns before it answers: the run that started,
+// or that there was nothing to do.
+type launched struct {
+	run         store.Run
+	nothingToDo bool
+}
+
+// launch executes a run on this replica in the background: a deploy, a
+// resume or a rollback, through internal/deploy. It returns once the run
+// exists in the journal (or was refused, or had nothing to do); the run
+// goes on after the request that asked for it.
+//
+// runID, when known (a resume, a rollback), is claimed here first: one
+// replica never executes a run twice at once.
+func (s *Server) launch(ctx context.Context, what, runID string, do func(ctx context.Context, o deploy.Options) (*deploy.Outcome, error)) (launched, error) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return launched{}, errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "the server is shutting down: start the run on another replica")
+	}
+	if runID != "" {
+		if s.local[runID] {
+			s.mu.Unlock()
+			return launched{}, errorf(http.StatusConflict, api.CodeConflict, "run %s is being executed by this server already", runID)
+		}
+		s.local[runID] = true
+	}
+	s.runs.Add(1)
+	s.mu.Unlock()
+	started := make(chan string, 1)
+	type result struct {
+		out *deploy.Outcome
+		err error
+	}
+	done := make(chan result, 1)
+	o := deploy.Options{Config: s.deploy, Store: s.st, Lease: time.Duration(s.cfg.Lease),
+		Warn: &logWriter{log: s.log, what: what}}
+	begun := false // set and read on the run's goroutine
+	o.OnStart = func(st deploy.Start) {
+		begun = true
+		s.mu.Lock()
+		s.local[st.RunID] = true
+		s.mu.Unlock()
+		s.metrics.running.Inc()
+		started <- st.RunID
+	}
+	go func() {
+		defer s.runs.Done()
+		began := time.Now()
+		out, err := do(s.runCtx, o)
+		id := runID
+		if out != nil && out.Run.ID != "" {
+			id = out.Run.ID
+		}
+		s.mu.Lock()
+		delete(s.local, id)
+		s.mu.Unlock()
+		if begun {
+			s.metrics.running.Dec()
+		}
+		if out != nil && out.Run.ID != "" {
+			s.metrics.runEnded(out, time.Since(began))
+			s.log.Info("run ended", "run", out.Run.ID, "env", out.Run.Env, "status", out.Run.Status, "what", what)
+		}
+		if err != nil {
+			s.log.Warn("run not started", "what", what, "err", err)
+		}
+		done <- result{out, err}
+	}()
+	select {
+	case id := <-started:
+		r, err := s.st.GetRun(ctx, id)
+		return launched{run: r}, err
+	case res := <-done:
+		switch {
+		case res.err != nil:
+			return launched{}, res.err
+		case res.out.NothingToDo:
+			return launched{nothingToDo: true}, nil
+		}
+		return launched{run: res.out.Run}, nil // it ended before it began: the verifier could not start
+	case <-ctx.Done():
+		return launched{}, ctx.Err()
+	}
+}
+
+// logWriter turns internal/deploy's warnings into log lines.
+type logWriter struct {
+	log  interface{ Warn(string, ...any) }
+	what string
+}
+
+func (l *logWriter) Write(p []byte) (int, error) {
+	l.log.Warn(strings.TrimSpace(string(p)), "what", l.what)
+	return len(p), nil
+}
+
+var _ io.Writer = (*logWriter)(nil)
+
+// isLocal reports whether this replica executes the run.
+func (s *Server) isLocal(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.local[id]
+}
+
+// takeOverLoop looks, a few times per lease, for runs whose executor
+// stopped beating its lease (a replica that died, a CLI killed) and
+// resumes them here from the journal, as `zerodown resume` would. Of
+// several replicas that try at once, the store lets exactly one take the
+// lock; the others are refused and leave the run alone.
+func (s *Server) takeOverLoop(ctx context.Context) {
+	lease := time.Duration(s.cfg.Lease)
+	tick := time.NewTicker(max(lease/5, 200*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s.takeOverStale(ctx, lease)
+	}
+}
+
+func (s *Server) takeOverStale(ctx context.Context, lease time.Duration) {
+	locks, err := s.st.Locks(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("read the locks", "err", err)
+		}
+		return
+	}
+	for _, l := range locks {
+		if l.Age <= lease || s.isLocal(l.RunID) {
+			continue
+		}
+		if _, ok := s.deploy.Environments[l.Env]; !ok {
+			continue // another config's environment
+		}
+		run, err := s.st.GetRun(ctx, l.RunID)
+		if err != nil || run.Status != store.RunRunning {
+			continue
+		}
+		s.log.Warn("taking over a run whose executor is gone", "run", run.ID, "env", run.Env, "owner", l.Owner, "heartbeat_age", l.Age.Round(time.Millisecond))
+		lr, err := s.launch(ctx, "take over "+run.ID, run.ID, func(ctx context.Context, o deploy.Options) (*deploy.Outcome, error) {
+			return deploy.Resume(ctx, o, run.ID)
+		})
+		var refused *deploy.RefusedError
+		switch {
+		case errors.As(err, &refused), errors.As(err, new(*httpError)):
+			// Another replica was quicker, or this one has it already.
+		case err != nil:
+			s.log.Error("take over", "run", run.ID, "err", err)
+		default:
+			s.metrics.takeovers.Inc()
+			s.audit(ctx, nil, "server", "run.takeover", lr.run.ID, fmt.Sprintf("from %s, whose heartbeat was %s old", l.Owner, l.Age.Round(time.Millisecond)))
+		}
+	}
+}
+
+// exitCode is what `zerodown deploy` exits with for a run that ended this
+// way (docs/deploy.md): the CLI against a server exits the same.
+func exitCode(st store.RunStatus) *int {
+	code := 1
+	switch st {
+	case store.RunRunning:
+		return nil
+	case store.RunSucceeded:
+		code = 0
+	case store.RunNeedsAttention:
+		code = 3
+	}
+	return &code
+}
+
+func runJSON(r store.Run) api.Run {
+	out := api.Run{ID: r.ID, Env: r.Env, Pipeline: r.Pipeline, Version: r.Version, SHA256: r.SHA256, Status: string(r.Status),
+		StartedAt: r.StartedAt, Owner: r.Owner, Error: r.Error, Abort: r.Abort, AbortBy: r.AbortBy, PromotedFrom: r.PromotedFrom,
+		ExitCode: exitCode(r.Status)}
+	if !r.EndedAt.IsZero() {
+		e := r.EndedAt
+		out.EndedAt = &e
+	}
+	return out
+}
+
+func taskJSON(t store.TaskRecord) api.Task {
+	out := api.Task{Stage: t.Stage, Job: t.Job, Index: t.Index, Kind: t.Kind, Host: t.Host, Status: string(t.Status), Error: t.Error, Attempt: t.Attempt}
+	if !t.StartedAt.IsZero() {
+		v := t.StartedAt
+		out.StartedAt = &v
+	}
+	if !t.EndedAt.IsZero() {
+		v := t.EndedAt
+		out.EndedAt = &v
+	}
+	return out
+}
+
+// notFoundRun turns a store's ErrNotFound into the API's.
+func notFoundRun(id string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusNotFound, api.CodeNotFound, "no run %s", id)
+	}
+	return err
+}

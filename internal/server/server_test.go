@@ -1,0 +1,473 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/proctest"
+	"github.com/zerodown/zerodown/internal/server/api"
+	"github.com/zerodown/zerodown/internal/store"
+	"github.com/zerodown/zerodown/internal/store/sqlite"
+)
+
+// fixture is a server on SQLite whose one environment points at nothing
+// that answers: enough for everything but real runs (test/server has
+// those), with a token per role.
+type fixture struct {
+	srv    *Server
+	st     store.Store
+	ts     *httptest.Server
+	tokens map[Role]string
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("lb.token", "lb-token-0123456789abcdef\n")
+	write("agent.token", "agent-token-0123456789abcdef\n")
+	deployPath := write("zerodown.yaml", `app:
+  name: hello
+  run: ["./hello", "--listen", "127.0.0.1:${PORT}"]
+  health: { path: /healthz, interval: 250ms, timeout: 5s }
+environments:
+  staging:
+    lb: { driver: builtin, admin: "http://127.0.0.1:1", pool: hello, token_file: lb.token }
+    hosts:
+      - { name: web-1, agent: "http://127.0.0.1:1", target: "127.0.0.1:2", token_file: agent.token }
+      - { name: web-2, agent: "http://127.0.0.1:1", target: "127.0.0.1:3", token_file: agent.token }
+    strategy: { rolling: { batch: 1, min_healthy: 1 } }
+`)
+	srvPath := write("server.yaml", "deploy: zerodown.yaml\ndata: data\nlease: 3s\n")
+	cfg, err := config.LoadServer(srvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dcfg, err := config.LoadDeploy(deployPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(context.Background(), filepath.Join(cfg.Data, "state.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv, err := New(Options{Config: cfg, Deploy: dcfg, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	t.Cleanup(srv.hub.closeAll)
+	f := &fixture{srv: srv, st: st, ts: ts, tokens: map[Role]string{}}
+	for r := RoleViewer; r <= RoleAdmin; r++ {
+		secret, _, err := CreateToken(context.Background(), st, r.String(), r.String(), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.tokens[r] = secret
+	}
+	return f
+}
+
+func (f *fixture) do(t *testing.T, method, path, token, body string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, f.ts.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := f.ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// aRun journals a run as an executor would, without hosts.
+func (f *fixture) aRun(t testing.TB, status store.RunStatus) store.Run {
+	t.Helper()
+	r, err := f.st.CreateRun(context.Background(), store.Run{Env: "staging", Pipeline: "rolling", Version: "v1", Artifact: "x", SHA256: strings.Repeat("a", 64), Owner: "test", Status: status})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func errCode(t *testing.T, body []byte) string {
+	t.Helper()
+	var e api.Error
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("error body %q: %v", body, err)
+	}
+	return e.Error.Code
+}
+
+// TestAuthEveryEndpoint calls every route without a token, with a wrong
+// one, with a revoked one and with each role: below the route's role it
+// is refused with the stable code, at or above it passes the check.
+func TestAuthEveryEndpoint(t *testing.T) {
+	f := newFixture(t)
+	run := f.aRun(t, store.RunRunning)
+	_, revoked, err := CreateToken(context.Background(), f.st, "gone", "admin", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokedSecret := ""
+	{
+		secret, tok, err := NewToken("gone2", RoleAdmin, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.st.CreateToken(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.st.RevokeToken(context.Background(), tok.ID); err != nil {
+			t.Fatal(err)
+		}
+		revokedSecret = secret
+	}
+	_ = revoked
+	wrong := f.tokens[RoleAdmin][:len(f.tokens[RoleAdmin])-2] + "xx"
+	routes := append(f.srv.routes(), route{method: "GET", pattern: "/metrics", role: RoleViewer})
+	for _, rt := range routes {
+		path := strings.NewReplacer("{id}", run.ID, "{env}", "staging", "{sha256}", strings.Repeat("b", 64)).Replace(rt.pattern)
+		if strings.HasPrefix(rt.pattern, "/api/v1/tokens/{id}") {
+			path = "/api/v1/tokens/000000000000"
+		}
+		name := rt.method + " " + rt.pattern
+		t.Run(name, func(t *testing.T) {
+			for _, tc := range []struct {
+				who   string
+				token string
+			}{{"none", ""}, {"wrong", wrong}, {"revoked", revokedSecret}, {"garbage", "zdt_"}, {"not ours", "Bearer-less"}} {
+				resp, body := f.do(t, rt.method, path, tc.token, "")
+				if resp.StatusCode != http.StatusUnauthorized {
+					t.Fatalf("%s token: status %d, want 401: %s", tc.who, resp.StatusCode, body)
+				}
+				if rt.method != "HEAD" && errCode(t, body) != api.CodeUnauthorized {
+					t.Fatalf("%s token: code %s", tc.who, body)
+				}
+			}
+			for r := RoleViewer; r <= RoleAdmin; r++ {
+				resp, body := f.do(t, rt.method, path, f.tokens[r], "")
+				forbidden := resp.StatusCode == http.StatusForbidden
+				if r < rt.role && !forbidden {
+					t.Fatalf("role %s on a %s route: status %d, want 403: %s", r, rt.role, resp.StatusCode, body)
+				}
+				if r < rt.role && errCode(t, body) != api.CodeForbidden {
+					t.Fatalf("role %s: code %s", r, body)
+				}
+				if r >= rt.role && (forbidden || resp.StatusCode == http.StatusUnauthorized) {
+					t.Fatalf("role %s on a %s route: refused %d: %s", r, rt.role, resp.StatusCode, body)
+				}
+			}
+		})
+	}
+	// Only the OpenAPI document and the health check answer without a token.
+	for _, p := range []string{"/api/v1/openapi.json", "/healthz"} {
+		if resp, _ := f.do(t, "GET", p, "", ""); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d", p, resp.StatusCode)
+		}
+	}
+}
+
+// TestSessionAndCSRF signs in as the dashboard does and checks that the
+// cookie is HttpOnly and SameSite=Strict, that reads work with it alone,
+// and that a change needs the CSRF token and a same-site origin.
+func TestSessionAndCSRF(t *testing.T) {
+	f := newFixture(t)
+	run := f.aRun(t, store.RunRunning)
+	jar := &cookieJar{}
+	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.PostForm(f.ts.URL+"/login", url.Values{"token": {f.tokens[RoleDeployer]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign in: %d", resp.StatusCode)
+	}
+	var session *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == sessionCookie {
+			session = c
+		}
+	}
+	if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || session.Path != "/" {
+		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/", session)
+	}
+	if strings.Contains(session.Value, f.tokens[RoleDeployer]) {
+		t.Fatal("the cookie carries the token itself")
+	}
+	do := func(method, path string, hdr map[string]string) *http.Response {
+		req, _ := http.NewRequest(method, f.ts.URL+path, nil)
+		req.AddCookie(session)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if r := do("GET", "/api/v1/runs", nil); r.StatusCode != http.StatusOK {
+		t.Fatalf("read with the session: %d", r.StatusCode)
+	}
+	c, err := f.srv.checkSession(context.Background(), session.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrf := csrfToken(c)
+	abort := "/api/v1/runs/" + run.ID + "/abort"
+	for _, tc := range []struct {
+		name string
+		hdr  map[string]string
+		want int
+	}{
+		{"no CSRF token", nil, http.StatusForbidden},
+		{"wrong CSRF token", map[string]string{"X-CSRF-Token": csrf[:10] + "x"}, http.StatusForbidden},
+		{"cross-site", map[string]string{"X-CSRF-Token": csrf, "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"other origin", map[string]string{"X-CSRF-Token": csrf, "Origin": "http://evil.example"}, http.StatusForbidden},
+		{"right token", map[string]string{"X-CSRF-Token": csrf, "Origin": f.ts.URL, "Sec-Fetch-Site": "same-origin"}, http.StatusAccepted},
+	} {
+		if r := do("POST", abort, tc.hdr); r.StatusCode != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.name, r.StatusCode, tc.want)
+		}
+	}
+	got, err := f.st.GetRun(context.Background(), run.ID)
+	if err != nil || !got.Abort || got.AbortBy != "deployer" {
+		t.Fatalf("abort after the right token: %+v, %v", got, err)
+	}
+	// A forged session (another token's MAC) and an expired one are refused.
+	parts := strings.Split(session.Value, ".")
+	for _, v := range []string{parts[0] + "." + parts[1] + ".AAAA", parts[0] + ".1." + parts[2]} {
+		if _, err := f.srv.checkSession(context.Background(), v); err == nil {
+			t.Errorf("session %q accepted", v)
+		}
+	}
+}
+
+// cookieJar keeps nothing: the test handles the cookie itself.
+type cookieJar struct{}
+
+func (cookieJar) SetCookies(*url.URL, []*http.Cookie) {}
+func (cookieJar) Cookies(*url.URL) []*http.Cookie   { return nil }
+
+// TestEventsResume reads a run's stream, drops it half-way, and resumes
+// with Last-Event-ID: every event arrives once, in order, then "end".
+func TestEventsResume(t *testing.T) {
+	f := newFixture(t)
+	run := f.aRun(t, store.RunRunning)
+	ctx := context.Background()
+	for i := 1; i <= 5; i++ {
+		if _, err := f.srv.st.AppendEvent(ctx, store.Event{RunID: run.ID, Type: "info", Message: fmt.Sprintf("event %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := api.NewClient(f.ts.URL, f.tokens[RoleViewer])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []int64
+	// First connection: read three, then the test cuts it.
+	sctx, cancel := context.WithCancel(ctx)
+	_, err = cl.Follow(sctx, run.ID, 0, func(e api.Event) {
+		seen = append(seen, e.Seq)
+		if len(seen) == 3 {
+			cancel()
+		}
+	})
+	if err == nil {
+		t.Fatal("a cut stream reported the run's end")
+	}
+	// More events and the end arrive while no one listens; the rest then
+	// arrive live.
+	go func() {
+		for i := 6; i <= 8; i++ {
+			_, _ = f.srv.st.AppendEvent(ctx, store.Event{RunID: run.ID, Type: "info", Message: fmt.Sprintf("event %d", i)})
+		}
+		_ = f.srv.st.UpdateRun(ctx, run.ID, store.RunUpdate{Status: store.RunSucceeded, EndedAt: time.Now()})
+	}()
+	end, err := cl.Follow(ctx, run.ID, seen[len(seen)-1], func(e api.Event) { seen = append(seen, e.Seq) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end.Status != "succeeded" || end.ExitCode == nil || *end.ExitCode != 0 {
+		t.Fatalf("end: %+v", end)
+	}
+	for i, s := range seen {
+		if s != int64(i+1) {
+			t.Fatalf("events %v: want 1..8 once each", seen)
+		}
+	}
+	if len(seen) != 8 {
+		t.Fatalf("events %v: want 8", seen)
+	}
+	// A bad Last-Event-ID is refused.
+	resp, body := f.do(t, "GET", "/api/v1/runs/"+run.ID+"/events", f.tokens[RoleViewer], "", "Accept", "text/event-stream", "Last-Event-ID", "x")
+	if resp.StatusCode != http.StatusBadRequest || errCode(t, body) != api.CodeBadRequest {
+		t.Fatalf("bad Last-Event-ID: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestRunListPaging pages through runs with filters.
+func TestRunListPaging(t *testing.T) {
+	f := newFixture(t)
+	for range 7 {
+		f.aRun(t, store.RunSucceeded)
+	}
+	f.aRun(t, store.RunFailed)
+	cl, _ := api.NewClient(f.ts.URL, f.tokens[RoleViewer])
+	var all []string
+	q := api.RunQuery{Limit: 3}
+	for {
+		page, err := cl.Runs(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Runs {
+			all = append(all, r.ID)
+		}
+		if page.Next == "" {
+			break
+		}
+		q.Before = page.Next
+	}
+	if len(all) != 8 {
+		t.Fatalf("paged %d runs, want 8: %v", len(all), all)
+	}
+	seen := map[string]bool{}
+	for _, id := range all {
+		if seen[id] {
+			t.Fatalf("run %s twice", id)
+		}
+		seen[id] = true
+	}
+	failed, err := cl.Runs(context.Background(), api.RunQuery{Status: "failed"})
+	if err != nil || len(failed.Runs) != 1 {
+		t.Fatalf("status filter: %+v %v", failed, err)
+	}
+	for _, bad := range []string{"?limit=0", "?limit=x", "?status=nope", "?before=r-nope"} {
+		resp, body := f.do(t, "GET", "/api/v1/runs"+bad, f.tokens[RoleViewer], "")
+		if resp.StatusCode != http.StatusBadRequest || errCode(t, body) != api.CodeBadRequest {
+			t.Errorf("%s: %d %s", bad, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestRequestErrors: bad bodies and unknown things get a clear JSON
+// error with a stable code, and change nothing.
+func TestRequestErrors(t *testing.T) {
+	f := newFixture(t)
+	dep := f.tokens[RoleDeployer]
+	sha := strings.Repeat("c", 64)
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{"POST", "/api/v1/runs", `{"env":"staging","version":"v1","sha256":"` + sha + `","extra":1}`, 400, api.CodeBadRequest},
+		{"POST", "/api/v1/runs", `{"env":"staging"`, 400, api.CodeBadRequest},
+		{"POST", "/api/v1/runs", `{"env":"nope","version":"v1","sha256":"` + sha + `"}`, 404, api.CodeNotFound},
+		{"POST", "/api/v1/runs", `{"env":"staging","version":"../x","sha256":"` + sha + `"}`, 400, api.CodeBadRequest},
+		{"POST", "/api/v1/runs", `{"env":"staging","version":"v1","sha256":"` + sha + `"}`, 404, api.CodeNotFound},
+		{"POST", "/api/v1/runs", `{"env":"staging","version":"v1","sha256":"short"}`, 400, api.CodeBadRequest},
+		{"POST", "/api/v1/runs", `{} {}`, 400, api.CodeBadRequest},
+		{"GET", "/api/v1/runs/r-nope", "", 404, api.CodeNotFound},
+		{"POST", "/api/v1/runs/r-nope/abort", "", 404, api.CodeNotFound},
+		{"GET", "/api/v1/environments/nope/hosts", "", 404, api.CodeNotFound},
+		{"PUT", "/api/v1/artifacts/" + sha + "?name=a.tar.gz", "not the bytes", 400, api.CodeBadRequest},
+		{"PUT", "/api/v1/artifacts/" + sha + "?name=../a", "x", 400, api.CodeBadRequest},
+	} {
+		resp, body := f.do(t, tc.method, tc.path, dep, tc.body)
+		if resp.StatusCode != tc.status || errCode(t, body) != tc.code {
+			t.Errorf("%s %s %s: %d %s, want %d %s", tc.method, tc.path, tc.body, resp.StatusCode, body, tc.status, tc.code)
+		}
+	}
+	if runs, _ := f.st.ListRuns(context.Background(), "", 0); len(runs) != 0 {
+		t.Errorf("bad requests left %d runs", len(runs))
+	}
+	if ents, _ := os.ReadDir(f.srv.cfg.Artifacts); len(ents) != 0 {
+		t.Errorf("a refused upload left %d entries", len(ents))
+	}
+}
+
+// TestArtifactUpload stores by content, once.
+func TestArtifactUpload(t *testing.T) {
+	f := newFixture(t)
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.tar.gz")
+	if err := os.WriteFile(p, []byte("\x1f\x8b some bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cl, _ := api.NewClient(f.ts.URL, f.tokens[RoleDeployer])
+	sha, err := cl.Upload(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.srv.arts.path(sha)
+	if err != nil || filepath.Base(got) != "app.tar.gz" {
+		t.Fatalf("stored as %s, %v", got, err)
+	}
+	again, err := cl.Upload(context.Background(), p)
+	if err != nil || again != sha {
+		t.Fatalf("second upload: %s %v", again, err)
+	}
+	entries, err := f.st.Audit(context.Background(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uploads := 0
+	for _, e := range entries {
+		if e.Action == "artifact.upload" {
+			uploads++
+			if e.Actor != "deployer" || e.Target != sha {
+				t.Errorf("audit entry %+v", e)
+			}
+		}
+	}
+	if uploads != 1 {
+		t.Errorf("%d uploads audited, want 1 (the second sent nothing)", uploads)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	proctest.StopPostgres()
+	os.Exit(code)
+}
