@@ -286,7 +286,7 @@ func TestSessionAndCSRF(t *testing.T) {
 type cookieJar struct{}
 
 func (cookieJar) SetCookies(*url.URL, []*http.Cookie) {}
-func (cookieJar) Cookies(*url.URL) []*http.Cookie   { return nil }
+func (cookieJar) Cookies(*url.URL) []*http.Cookie     { return nil }
 
 // TestEventsResume reads a run's stream, drops it half-way, and resumes
 // with Last-Event-ID: every event arrives once, in order, then "end".
