@@ -32,6 +32,18 @@ type fixture struct {
 }
 
 func newFixture(t testing.TB) *fixture {
+	return newFixtureWith(t, func(data string) store.Store {
+		st, err := sqlite.Open(context.Background(), filepath.Join(data, "state.db"), sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	})
+}
+
+// newFixtureWith is newFixture on the store open returns.
+func newFixtureWith(t testing.TB, open func(dataDir string) store.Store) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	write := func(name, body string) string {
@@ -67,11 +79,7 @@ environments:
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(context.Background(), filepath.Join(cfg.Data, "state.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := open(cfg.Data)
 	srv, err := New(Options{Config: cfg, Deploy: dcfg, Store: st})
 	if err != nil {
 		t.Fatal(err)
