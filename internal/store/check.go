@@ -126,3 +126,51 @@ func Migrate(from int, migrations []string, exec func(stmt string) error, record
 	}
 	return true, record(to)
 }
+
+// Check reports what makes q unfit to run: a status filter no run can
+// have is a mistake, not an empty list.
+func (q RunQuery) Check() error {
+	if q.Status != "" && !q.Status.Valid() {
+		return fmt.Errorf("query runs: unknown status %q", q.Status)
+	}
+	return nil
+}
+
+// BeforeNotFound is the error of QueryRuns when Before names no run.
+func (q RunQuery) BeforeNotFound() error {
+	return fmt.Errorf("query runs before run %s: %w", q.Before, ErrNotFound)
+}
+
+// Check reports what makes t unfit to be created, naming it.
+func (t Token) Check() error {
+	what := "create token"
+	if t.Name != "" {
+		what += " " + t.Name
+	}
+	switch {
+	case t.Name == "":
+		return fmt.Errorf("%s: no name", what)
+	case t.ID == "":
+		return fmt.Errorf("%s: no ID", what)
+	case t.Role == "":
+		return fmt.Errorf("%s: no role", what)
+	case len(t.Hash) == 0:
+		return fmt.Errorf("%s: no hash of its secret", what)
+	}
+	return nil
+}
+
+// IDInUse is the error of CreateToken for an ID in use: "create token gocd:
+// ID k1 already exists". A name in use is "create token gocd: already
+// exists".
+func (t Token) IDInUse() error {
+	return fmt.Errorf("create token %s: ID %s %w", t.Name, t.ID, ErrExists)
+}
+
+// Check reports what makes a unfit to be appended to the audit log.
+func (a AuditEntry) Check() error {
+	if a.Action == "" {
+		return errors.New("append audit entry: no action")
+	}
+	return nil
+}

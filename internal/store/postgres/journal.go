@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,7 +13,15 @@ import (
 	"github.com/zerodown/zerodown/internal/store"
 )
 
-const runColumns = `id, env, pipeline, version, artifact, sha256, status, started_at, ended_at, owner, plan, error, abort, spec, promoted_from, abort_by, abort_at`
+// briefColumns are a run's columns but its plan and spec, which lists
+// (QueryRuns with Brief) leave out.
+const (
+	briefColumns = `id, env, pipeline, version, artifact, sha256, status, started_at, ended_at, owner, error, abort, promoted_from, abort_by, abort_at`
+	runColumns   = briefColumns + `, plan, spec`
+)
+
+// runsChannel is where the store NOTIFYs the changes of runs (see WatchRuns).
+const runsChannel = "zerodown_runs"
 
 // CreateRun implements store.Store.
 func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, error) {
@@ -29,10 +39,15 @@ func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, error) {
 		if generated {
 			r.ID = store.NewRunID(r.StartedAt)
 		}
-		_, err := s.pool.Exec(ctx, `INSERT INTO runs (`+runColumns+`)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+		_, err := s.pool.Exec(ctx, `WITH created AS (
+	INSERT INTO runs (`+runColumns+`)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+	RETURNING id
+)
+`+notifyChanged("created"),
 			r.ID, r.Env, r.Pipeline, r.Version, r.Artifact, r.SHA256, string(r.Status),
-			r.StartedAt, ts(r.EndedAt), r.Owner, blob(r.Plan), r.Error, r.Abort, blob(r.Spec), r.PromotedFrom, r.AbortBy, ts(r.AbortAt))
+			r.StartedAt, ts(r.EndedAt), r.Owner, r.Error, r.Abort, r.PromotedFrom, r.AbortBy, ts(r.AbortAt),
+			blob(r.Plan), blob(r.Spec))
 		if pgCode(err) == uniqueViolation {
 			if generated && attempt < 10 {
 				continue // two runs in the same second drew the same suffix
@@ -48,7 +63,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 
 // GetRun implements store.Store.
 func (s *Store) GetRun(ctx context.Context, id string) (store.Run, error) {
-	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, id))
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, id), false)
 	if err != nil {
 		return store.Run{}, fmt.Errorf("read run %s: %w", id, notFound(err))
 	}
@@ -57,38 +72,111 @@ func (s *Store) GetRun(ctx context.Context, id string) (store.Run, error) {
 
 // ListRuns implements store.Store.
 func (s *Store) ListRuns(ctx context.Context, env string, limit int) ([]store.Run, error) {
-	var lim any // LIMIT NULL: all
-	if limit > 0 {
-		lim = limit
+	return s.queryRuns(ctx, "list runs", store.RunQuery{Env: env, Limit: limit})
+}
+
+// QueryRuns implements store.Store.
+func (s *Store) QueryRuns(ctx context.Context, q store.RunQuery) ([]store.Run, error) {
+	if err := q.Check(); err != nil {
+		return nil, err
 	}
-	q := `SELECT ` + runColumns + ` FROM runs ORDER BY started_at DESC, id DESC LIMIT $1`
-	args := []any{lim}
-	if env != "" {
-		q = `SELECT ` + runColumns + ` FROM runs WHERE env = $2 ORDER BY started_at DESC, id DESC LIMIT $1`
-		args = append(args, env)
+	return s.queryRuns(ctx, "query runs", q)
+}
+
+func (s *Store) queryRuns(ctx context.Context, what string, q store.RunQuery) ([]store.Run, error) {
+	var after *cursor
+	if q.Before != "" {
+		var c cursor
+		err := s.pool.QueryRow(ctx, `SELECT started_at, id FROM runs WHERE id = $1`, q.Before).Scan(&c.startedAt, &c.id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, q.BeforeNotFound()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s before run %s: %w", what, q.Before, err)
+		}
+		after = &c
 	}
-	rows, err := s.pool.Query(ctx, q, args...)
+	query, args := runQuery(q, after)
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Run, error) { return scanRun(row) })
+	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Run, error) { return scanRun(row, q.Brief) })
 	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return runs, nil
 }
 
-func scanRun(row pgx.Row) (store.Run, error) {
+// cursor is where the previous page of runs ended.
+type cursor struct {
+	startedAt time.Time
+	id        string
+}
+
+// runQuery is the SELECT of q's runs that sort after the cursor (none: from
+// the newest). Each filter is an equality, so an index on (filter,
+// started_at DESC, id DESC) gives the rows in order, and the row comparison
+// with the cursor is a range on it: a page reads about as many rows as it
+// returns, however many runs there are.
+func runQuery(q store.RunQuery, after *cursor) (string, []any) {
+	var (
+		where []string
+		args  []any
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	for _, f := range []struct{ column, value string }{
+		{"env", q.Env}, {"status", string(q.Status)}, {"version", q.Version},
+	} {
+		if f.value != "" {
+			where = append(where, f.column+" = "+arg(f.value))
+		}
+	}
+	if after != nil {
+		where = append(where, "(started_at, id) < ("+arg(after.startedAt)+", "+arg(after.id)+")")
+	}
+	columns := runColumns
+	if q.Brief {
+		columns = briefColumns
+	}
+	query := `SELECT ` + columns + ` FROM runs`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	var limit any // LIMIT NULL: all
+	if q.Limit > 0 {
+		limit = q.Limit
+	}
+	return query + ` ORDER BY started_at DESC, id DESC LIMIT ` + arg(limit), args
+}
+
+// scanRun reads the runColumns of a run, or its briefColumns.
+func scanRun(row pgx.Row, brief bool) (store.Run, error) {
 	var (
 		r                       store.Run
 		status                  string
 		started, ended, abortAt *time.Time
 	)
-	err := row.Scan(&r.ID, &r.Env, &r.Pipeline, &r.Version, &r.Artifact, &r.SHA256, &status,
-		&started, &ended, &r.Owner, &r.Plan, &r.Error, &r.Abort, &r.Spec, &r.PromotedFrom, &r.AbortBy, &abortAt)
+	dest := []any{&r.ID, &r.Env, &r.Pipeline, &r.Version, &r.Artifact, &r.SHA256, &status,
+		&started, &ended, &r.Owner, &r.Error, &r.Abort, &r.PromotedFrom, &r.AbortBy, &abortAt}
+	if !brief {
+		dest = append(dest, &r.Plan, &r.Spec)
+	}
+	err := row.Scan(dest...)
 	r.Status = store.RunStatus(status)
 	r.StartedAt, r.EndedAt, r.AbortAt = fromTS(started), fromTS(ended), fromTS(abortAt)
 	return r, err
+}
+
+// notifyChanged is the end of a statement whose CTE named cte returns the
+// id of each run it wrote: it tells WatchRuns that the run changed ("<id>
+// 0"). NOTIFY is delivered at commit, so a listener never hears of a
+// change it cannot read yet, nor of one rolled back.
+func notifyChanged(cte string) string {
+	return `SELECT pg_notify('` + runsChannel + `', id || ' 0') FROM ` + cte
 }
 
 // UpdateRun implements store.Store.
@@ -96,8 +184,13 @@ func (s *Store) UpdateRun(ctx context.Context, id string, u store.RunUpdate) err
 	if !u.Status.Valid() {
 		return fmt.Errorf("update run %s: unknown status %q", id, u.Status)
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE runs SET status = $1, ended_at = $2, error = $3,
-	owner = CASE WHEN $4 = '' THEN owner ELSE $4 END WHERE id = $5`,
+	// The SELECT's tag counts the runs updated.
+	tag, err := s.pool.Exec(ctx, `WITH updated AS (
+	UPDATE runs SET status = $1, ended_at = $2, error = $3,
+	owner = CASE WHEN $4 = '' THEN owner ELSE $4 END WHERE id = $5
+	RETURNING id
+)
+`+notifyChanged("updated"),
 		string(u.Status), ts(store.Micro(u.EndedAt)), u.Error, u.Owner, id)
 	if err == nil && tag.RowsAffected() == 0 {
 		err = store.ErrNotFound
@@ -111,10 +204,14 @@ func (s *Store) UpdateRun(ctx context.Context, id string, u store.RunUpdate) err
 // RequestAbort implements store.Store. Who asked and when are the first
 // request's.
 func (s *Store) RequestAbort(ctx context.Context, id, by string) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE runs SET abort = true,
+	tag, err := s.pool.Exec(ctx, `WITH updated AS (
+	UPDATE runs SET abort = true,
 	abort_by = CASE WHEN abort THEN abort_by ELSE $1 END,
 	abort_at = CASE WHEN abort THEN abort_at ELSE $2 END
-WHERE id = $3`, by, s.nowOr(time.Time{}), id)
+	WHERE id = $3
+	RETURNING id
+)
+`+notifyChanged("updated"), by, s.nowOr(time.Time{}), id)
 	if err == nil && tag.RowsAffected() == 0 {
 		err = store.ErrNotFound
 	}
@@ -221,13 +318,17 @@ func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, er
 	// One statement, so one transaction: the run's counter row stays locked
 	// from the increment to the commit, so concurrent appends (of any
 	// replica) take their turn, and a failed insert gives its number back.
+	// Its NOTIFY ("<run> <seq>", see WatchRuns) is delivered at the commit,
+	// when the event can be read, and not at all if it is rolled back.
 	err := s.pool.QueryRow(ctx, `WITH next AS (
 	UPDATE runs SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq
+), appended AS (
+	INSERT INTO events (run_id, seq, at, host, type, message, data)
+	SELECT $1, last_seq, $2, $3, $4, $5, $6 FROM next
+	RETURNING seq
 )
-INSERT INTO events (run_id, seq, at, host, type, message, data)
-SELECT $1, last_seq, $2, $3, $4, $5, $6 FROM next
-RETURNING seq`,
-		e.RunID, e.At, e.Host, e.Type, e.Message, blob(e.Data)).Scan(&e.Seq)
+SELECT seq, pg_notify('`+runsChannel+`', $1 || ' ' || seq) FROM appended`,
+		e.RunID, e.At, e.Host, e.Type, e.Message, blob(e.Data)).Scan(&e.Seq, nil)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = fmt.Errorf("run %w", store.ErrNotFound)
 	}

@@ -144,3 +144,24 @@ func (s *Store) lost(ctx context.Context, env string) error {
 	return fmt.Errorf("%w: now held by %s (run %s) since %s", store.ErrLockLost,
 		cur.Owner, cur.RunID, cur.Since.Local().Format(time.DateTime))
 }
+
+// Locks implements store.Store. Environments sort bytewise, as in SQLite,
+// whatever the database's collation.
+func (s *Store) Locks(ctx context.Context) ([]store.HeldLock, error) {
+	now := store.Micro(s.now())
+	rows, err := s.pool.Query(ctx, `SELECT env, owner, run_id, since, heartbeat FROM locks ORDER BY env COLLATE "C"`)
+	if err != nil {
+		return nil, fmt.Errorf("list locks: %w", err)
+	}
+	locks, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.HeldLock, error) {
+		var l store.HeldLock
+		err := row.Scan(&l.Env, &l.Owner, &l.RunID, &l.Since, &l.Heartbeat)
+		l.Since, l.Heartbeat = l.Since.UTC(), l.Heartbeat.UTC()
+		l.Age = now.Sub(l.Heartbeat)
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list locks: %w", err)
+	}
+	return locks, nil
+}

@@ -93,6 +93,33 @@ CREATE TABLE locks (
 	heartbeat timestamptz NOT NULL
 );
 `,
+	// 2: zerodown server's API tokens and audit log, and indexes for its
+	// lists of runs by status or version, newest first, a page at a time.
+	`
+CREATE TABLE tokens (
+	id         text PRIMARY KEY,
+	name       text NOT NULL UNIQUE,
+	role       text NOT NULL,
+	hash       bytea NOT NULL,
+	created_at timestamptz NOT NULL,
+	created_by text NOT NULL,
+	revoked_at timestamptz
+);
+
+-- An identity may skip numbers (an insert rolled back), never repeat one.
+CREATE TABLE audit (
+	seq    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	at     timestamptz NOT NULL,
+	actor  text NOT NULL,
+	action text NOT NULL,
+	target text NOT NULL,
+	detail text NOT NULL,
+	remote text NOT NULL
+);
+
+CREATE INDEX runs_by_status_start ON runs (status, started_at DESC, id DESC);
+CREATE INDEX runs_by_version_start ON runs (version, started_at DESC, id DESC);
+`,
 }
 
 // migrationLock is the key of the advisory lock that replicas starting at

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	sqlite3 "modernc.org/sqlite/lib"
@@ -12,7 +13,12 @@ import (
 	"github.com/zerodown/zerodown/internal/store"
 )
 
-const runColumns = `id, env, pipeline, version, artifact, sha256, status, started_at, ended_at, owner, plan, error, abort, spec, promoted_from, abort_by, abort_at`
+// briefColumns are a run's columns but its plan and spec, which lists
+// (QueryRuns with Brief) leave out.
+const (
+	briefColumns = `id, env, pipeline, version, artifact, sha256, status, started_at, ended_at, owner, error, abort, promoted_from, abort_by, abort_at`
+	runColumns   = briefColumns + `, plan, spec`
+)
 
 // CreateRun implements store.Store.
 func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, error) {
@@ -32,7 +38,8 @@ func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, error) {
 		_, err := s.db.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, r.Env, r.Pipeline, r.Version, r.Artifact, r.SHA256, string(r.Status),
-			us(r.StartedAt), us(r.EndedAt), r.Owner, blob(r.Plan), r.Error, r.Abort, blob(r.Spec), r.PromotedFrom, r.AbortBy, us(store.Micro(r.AbortAt)))
+			us(r.StartedAt), us(r.EndedAt), r.Owner, r.Error, r.Abort, r.PromotedFrom, r.AbortBy, us(store.Micro(r.AbortAt)),
+			blob(r.Plan), blob(r.Spec))
 		if code(err) == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY {
 			if generated && attempt < 10 {
 				continue // two runs in the same second drew the same suffix
@@ -48,7 +55,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 
 // GetRun implements store.Store.
 func (s *Store) GetRun(ctx context.Context, id string) (store.Run, error) {
-	r, err := scanRun(s.db.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id = ?`, id))
+	r, err := scanRun(s.db.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id = ?`, id), false)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = store.ErrNotFound
 	}
@@ -60,44 +67,108 @@ func (s *Store) GetRun(ctx context.Context, id string) (store.Run, error) {
 
 // ListRuns implements store.Store.
 func (s *Store) ListRuns(ctx context.Context, env string, limit int) ([]store.Run, error) {
-	if limit <= 0 {
-		limit = -1 // SQLite: no limit
+	return s.queryRuns(ctx, "list runs", store.RunQuery{Env: env, Limit: limit})
+}
+
+// QueryRuns implements store.Store.
+func (s *Store) QueryRuns(ctx context.Context, q store.RunQuery) ([]store.Run, error) {
+	if err := q.Check(); err != nil {
+		return nil, err
 	}
-	q := `SELECT ` + runColumns + ` FROM runs ORDER BY started_at DESC, id DESC LIMIT ?`
-	args := []any{limit}
-	if env != "" {
-		q = `SELECT ` + runColumns + ` FROM runs WHERE env = ? ORDER BY started_at DESC, id DESC LIMIT ?`
-		args = []any{env, limit}
+	return s.queryRuns(ctx, "query runs", q)
+}
+
+func (s *Store) queryRuns(ctx context.Context, what string, q store.RunQuery) ([]store.Run, error) {
+	var after *cursor
+	if q.Before != "" {
+		var c cursor
+		err := s.db.QueryRowContext(ctx, `SELECT started_at, id FROM runs WHERE id = ?`, q.Before).Scan(&c.startedAt, &c.id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, q.BeforeNotFound()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s before run %s: %w", what, q.Before, err)
+		}
+		after = &c
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	query, args := runQuery(q, after)
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer func() { _ = rows.Close() }()
 	var runs []store.Run
 	for rows.Next() {
-		r, err := scanRun(rows)
+		r, err := scanRun(rows, q.Brief)
 		if err != nil {
-			return nil, fmt.Errorf("list runs: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		runs = append(runs, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return runs, nil
 }
 
+// cursor is where the previous page of runs ended.
+type cursor struct {
+	startedAt int64
+	id        string
+}
+
+// runQuery is the SELECT of q's runs that sort after the cursor (none: from
+// the newest). Each filter is an equality, so an index on (filter,
+// started_at DESC, id DESC) gives the rows in order, and the cursor is a
+// range on it: a page reads about as many rows as it returns, however many
+// runs there are.
+func runQuery(q store.RunQuery, after *cursor) (string, []any) {
+	var (
+		where []string
+		args  []any
+	)
+	for _, f := range []struct{ column, value string }{
+		{"env", q.Env}, {"status", string(q.Status)}, {"version", q.Version},
+	} {
+		if f.value != "" {
+			where = append(where, f.column+" = ?")
+			args = append(args, f.value)
+		}
+	}
+	if after != nil {
+		where = append(where, "(started_at, id) < (?, ?)")
+		args = append(args, after.startedAt, after.id)
+	}
+	columns := runColumns
+	if q.Brief {
+		columns = briefColumns
+	}
+	query := `SELECT ` + columns + ` FROM runs`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	return query + ` ORDER BY started_at DESC, id DESC LIMIT ?`, append(args, limit)
+}
+
 type scanner interface{ Scan(dest ...any) error }
 
-func scanRun(sc scanner) (store.Run, error) {
+// scanRun reads the runColumns of a run, or its briefColumns.
+func scanRun(sc scanner, brief bool) (store.Run, error) {
 	var (
 		r                       store.Run
 		status                  string
 		started, ended, abortAt sql.NullInt64
 	)
-	err := sc.Scan(&r.ID, &r.Env, &r.Pipeline, &r.Version, &r.Artifact, &r.SHA256, &status,
-		&started, &ended, &r.Owner, &r.Plan, &r.Error, &r.Abort, &r.Spec, &r.PromotedFrom, &r.AbortBy, &abortAt)
+	dest := []any{&r.ID, &r.Env, &r.Pipeline, &r.Version, &r.Artifact, &r.SHA256, &status,
+		&started, &ended, &r.Owner, &r.Error, &r.Abort, &r.PromotedFrom, &r.AbortBy, &abortAt}
+	if !brief {
+		dest = append(dest, &r.Plan, &r.Spec)
+	}
+	err := sc.Scan(dest...)
 	r.Status = store.RunStatus(status)
 	r.StartedAt, r.EndedAt, r.AbortAt = fromUs(started), fromUs(ended), fromUs(abortAt)
 	return r, err

@@ -134,3 +134,30 @@ func (s *Store) lost(ctx context.Context, env string) error {
 	return fmt.Errorf("%w: now held by %s (run %s) since %s", store.ErrLockLost,
 		cur.Owner, cur.RunID, cur.Since.Local().Format(time.DateTime))
 }
+
+// Locks implements store.Store.
+func (s *Store) Locks(ctx context.Context) ([]store.HeldLock, error) {
+	now := store.Micro(s.now())
+	rows, err := s.db.QueryContext(ctx, `SELECT env, owner, run_id, since, heartbeat FROM locks ORDER BY env`)
+	if err != nil {
+		return nil, fmt.Errorf("list locks: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var locks []store.HeldLock
+	for rows.Next() {
+		var (
+			l         store.HeldLock
+			since, hb sql.NullInt64
+		)
+		if err := rows.Scan(&l.Env, &l.Owner, &l.RunID, &since, &hb); err != nil {
+			return nil, fmt.Errorf("list locks: %w", err)
+		}
+		l.Since, l.Heartbeat = fromUs(since), fromUs(hb)
+		l.Age = now.Sub(l.Heartbeat)
+		locks = append(locks, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list locks: %w", err)
+	}
+	return locks, nil
+}

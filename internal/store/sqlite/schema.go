@@ -90,6 +90,35 @@ ALTER TABLE runs ADD COLUMN promoted_from TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN abort_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN abort_at INTEGER;
 `,
+	// 3: zerodown server's API tokens and audit log, and indexes for its
+	// lists of runs by status or version, newest first, a page at a time.
+	`
+CREATE TABLE tokens (
+	id         TEXT PRIMARY KEY,
+	name       TEXT NOT NULL UNIQUE,
+	role       TEXT NOT NULL,
+	hash       BLOB NOT NULL,
+	created_at INTEGER NOT NULL,
+	created_by TEXT NOT NULL,
+	revoked_at INTEGER
+) STRICT;
+
+-- AUTOINCREMENT: a seq is never given twice, even after the newest entry
+-- is gone, so a reader paging by seq is never shown another entry as one
+-- it saw.
+CREATE TABLE audit (
+	seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+	at     INTEGER NOT NULL,
+	actor  TEXT NOT NULL,
+	action TEXT NOT NULL,
+	target TEXT NOT NULL,
+	detail TEXT NOT NULL,
+	remote TEXT NOT NULL
+) STRICT;
+
+CREATE INDEX runs_by_status_start ON runs (status, started_at DESC, id DESC);
+CREATE INDEX runs_by_version_start ON runs (version, started_at DESC, id DESC);
+`,
 }
 
 // migrate brings the database to the last migration's version in one transaction, so two

@@ -93,8 +93,8 @@ func TestOpenSettings(t *testing.T) {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 	}
 	var version, rows int
-	if err := db.QueryRow(`SELECT max(version), count(*) FROM schema_version`).Scan(&version, &rows); err != nil || version != 2 || rows != 1 {
-		t.Errorf("schema_version = %d in %d rows, %v; want 2 in 1", version, rows, err)
+	if err := db.QueryRow(`SELECT max(version), count(*) FROM schema_version`).Scan(&version, &rows); err != nil || version != 3 || rows != 1 {
+		t.Errorf("schema_version = %d in %d rows, %v; want 3 in 1", version, rows, err)
 	}
 }
 
@@ -176,7 +176,7 @@ func TestOpenNewerSchema(t *testing.T) {
 	if !errors.Is(err, sqlite.ErrSchemaTooNew) {
 		t.Fatalf("Open of a newer schema: %v, want ErrSchemaTooNew", err)
 	}
-	want := "open state database " + path + ": database schema is newer than this zerodown: it has schema version 99, this zerodown knows up to 2; use a newer zerodown"
+	want := "open state database " + path + ": database schema is newer than this zerodown: it has schema version 99, this zerodown knows up to 3; use a newer zerodown"
 	if err.Error() != want {
 		t.Errorf("error:\n got %q\nwant %q", err, want)
 	}

@@ -58,6 +58,12 @@ func TestContract(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"stale takeover", testStaleTakeover},
 		{"lock exclusivity", testLockExclusivity},
 		{"reopen", testReopen},
+		{"held locks", testHeldLocks},
+		{"query runs", testQueryRuns},
+		{"query runs in pages", testQueryPages},
+		{"tokens", testTokens},
+		{"invalid tokens", testInvalidTokens},
+		{"audit log", testAudit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -649,6 +655,7 @@ func testUnknownRun(t *testing.T, db Opener) {
 		{"Events", func() error { _, err := s.Events(ctx, id, 0); return err }},
 		{"Approve", func() error { _, err := s.Approve(ctx, id, "promote", "bob"); return err }},
 		{"Approved", func() error { _, _, err := s.Approved(ctx, id, "promote"); return err }},
+		{"QueryRuns before it", func() error { _, err := s.QueryRuns(ctx, store.RunQuery{Before: id}); return err }},
 	} {
 		if err := tt.call(); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("%s of an unknown run: %v, want ErrNotFound", tt.name, err)
