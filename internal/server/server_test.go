@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -471,6 +472,14 @@ func TestArtifactUpload(t *testing.T) {
 	}
 	if uploads != 1 {
 		t.Errorf("%d uploads audited, want 1 (the second sent nothing)", uploads)
+	}
+	// The check for the artifact is a HEAD, with no body to carry the
+	// error's code: a refused token must still read as one.
+	bad, _ := api.NewClient(f.ts.URL, "zdt_0123456789ab_wrong")
+	_, err = bad.Upload(context.Background(), p)
+	var se *api.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusUnauthorized || se.Code != api.CodeUnauthorized {
+		t.Errorf("upload with a wrong token: %#v, want 401 %s", err, api.CodeUnauthorized)
 	}
 }
 

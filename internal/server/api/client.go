@@ -108,6 +108,28 @@ func decode(resp *http.Response, out any) error {
 	return nil
 }
 
+// codeOf is the API's error code for an error status, for an answer that
+// has no body to say it (HEAD).
+func codeOf(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return CodeUnauthorized
+	case http.StatusForbidden:
+		return CodeForbidden
+	case http.StatusBadRequest:
+		return CodeBadRequest
+	case http.StatusNotFound:
+		return CodeNotFound
+	case http.StatusConflict:
+		return CodeConflict
+	case http.StatusRequestEntityTooLarge:
+		return CodeTooLarge
+	case http.StatusServiceUnavailable:
+		return CodeUnavailable
+	}
+	return CodeInternal
+}
+
 // Upload sends the artifact at path unless the server has it already, and
 // returns its sha256.
 func (c *Client) Upload(ctx context.Context, path string) (string, error) {
@@ -136,7 +158,11 @@ func (c *Client) Upload(ctx context.Context, path string) (string, error) {
 		return sha, nil // uploaded before
 	case http.StatusNotFound:
 	default:
-		return "", &StatusError{Status: resp.StatusCode, Code: http.StatusText(resp.StatusCode), Message: "checking for artifact " + sha}
+		// A HEAD answer has no body to carry the error's code: the
+		// status says it, so a refused token is told as one (and the CLI
+		// exits 2 for it, as for any other call).
+		return "", &StatusError{Status: resp.StatusCode, Code: codeOf(resp.StatusCode),
+			Message: http.StatusText(resp.StatusCode) + " checking for artifact " + sha}
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", err
