@@ -276,6 +276,40 @@ func TestResumeSkipsPassedTasks(t *testing.T) {
 	f.allOn(t, "v2")
 }
 
+// TestResumeWaitsForTheDeadExecutorsActivation resumes a run whose
+// executor died while a host was activating the release: the host still
+// is, and refuses another activation as busy. The resumed deploy task
+// waits for that activation to end and goes on; it is not a failure.
+func TestResumeWaitsForTheDeadExecutorsActivation(t *testing.T) {
+	f := newFleet(t, 2, 1)
+	p := f.rolling(t)
+	st := p.Stages[1]
+	skip := map[engine.TaskKey]bool{}
+	for i, task := range st.Jobs[0].Tasks {
+		if task.Kind == pipeline.KindDeploy {
+			break
+		}
+		skip[engine.TaskKey{Stage: st.Name, Job: st.Jobs[0].Name, Index: i}] = true
+	}
+	// Before the crash: the upload stage passed, staging-1 was detached and
+	// its activation of v2 began.
+	for i := range p.Stages[0].Jobs {
+		skip[engine.TaskKey{Stage: p.Stages[0].Name, Job: p.Stages[0].Jobs[i].Name, Index: 0}] = true
+	}
+	if err := f.lb.Detach(context.Background(), "127.0.0.1:8101"); err != nil {
+		t.Fatal(err)
+	}
+	f.hosts["staging-1"].BusyWith("v2", 300*time.Millisecond)
+	res := f.eng.Run(context.Background(), p, skip)
+	if res.Status != engine.StatusSucceeded {
+		t.Fatalf("status %s err %v; events %v", res.Status, res.Err, f.journal.EventTypes())
+	}
+	if !f.journal.HasEvent("staging-1", engine.EvWaiting) {
+		t.Errorf("no waiting event for staging-1's activation in progress: %v", f.journal.EventTypes())
+	}
+	f.allOn(t, "v2")
+}
+
 func TestApprove(t *testing.T) {
 	f := newFleet(t, 1, 0)
 	p := &pipeline.Pipeline{Name: "p", Environment: "staging", Stages: []pipeline.Stage{{Name: "gate", Jobs: []pipeline.Job{{Name: "j", Tasks: []pipeline.Task{

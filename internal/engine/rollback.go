@@ -100,6 +100,27 @@ func (e *Engine) whereIs(name string) string {
 	return fmt.Sprintf("the load balancer reports %s %s: it is attached", h.Target, tg.State)
 }
 
+// waitActivation waits, when st shows an activation in progress on h,
+// until it has ended, and returns h's status then.
+func (e *Engine) waitActivation(ctx context.Context, h Host, st host.Status) (host.Status, error) {
+	if st.Activating == "" {
+		return st, nil
+	}
+	e.emit(Event{Host: h.Name, Type: EvWaiting, Message: "waiting for its activation of " + st.Activating + " to end"})
+	err := waitFor(ctx, activateBound(h, defaultActivateBound), h.Name+"'s activation of "+st.Activating+" to end", "no activation", func(ctx context.Context) (bool, string, error) {
+		s, err := h.Deployer.Status(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		st = s
+		if s.Activating != "" {
+			return false, "activating " + s.Activating, nil
+		}
+		return true, "", nil
+	})
+	return st, err
+}
+
 func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 	h, err := e.hostOf(name)
 	if err != nil {
@@ -113,24 +134,10 @@ func (e *Engine) rollBackHost(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("read its status: %w", err)
 	}
-	if st.Activating != "" {
-		// An activation the run stopped waiting for (an abort) goes on on
-		// the host; what to undo is known once it has ended.
-		e.emit(Event{Host: name, Type: EvWaiting, Message: "waiting for its activation of " + st.Activating + " to end"})
-		err := waitFor(ctx, activateBound(h, defaultActivateBound), name+"'s activation of "+st.Activating+" to end", "no activation", func(ctx context.Context) (bool, string, error) {
-			s, err := h.Deployer.Status(ctx)
-			if err != nil {
-				return false, "", err
-			}
-			st = s
-			if s.Activating != "" {
-				return false, "activating " + s.Activating, nil
-			}
-			return true, "", nil
-		})
-		if err != nil {
-			return err
-		}
+	// An activation the run stopped waiting for (an abort) goes on on the
+	// host; what to undo is known once it has ended.
+	if st, err = e.waitActivation(ctx, h, st); err != nil {
+		return err
 	}
 	if h.SwapTarget != "" {
 		var change func(context.Context) error

@@ -375,21 +375,34 @@ func (e *Engine) deploy(stop context.Context, t pipeline.Task) error {
 	if err := h.Deployer.Upload(ctx, e.Release); err != nil {
 		return fmt.Errorf("upload %s to %s: %w", e.Release.Version, h.Name, err)
 	}
+	activate := func(ctx context.Context) error { return h.Deployer.Activate(ctx, e.Release.Version) }
+	done := "activated " + e.Release.Version
 	if t.Slot == pipeline.SlotIdle {
 		sw, err := swapperOf(h)
 		if err != nil {
 			return err
 		}
-		if err := sw.ActivateSwap(ctx, e.Release.Version); err != nil {
-			return err
-		}
-		e.emit(Event{Host: h.Name, Type: EvActivated, Message: "activated " + e.Release.Version + " in the idle slot, beside the running release"})
-		return nil
+		activate = func(ctx context.Context) error { return sw.ActivateSwap(ctx, e.Release.Version) }
+		done += " in the idle slot, beside the running release"
 	}
-	if err := h.Deployer.Activate(ctx, e.Release.Version); err != nil {
+	err = activate(ctx)
+	if errors.Is(err, host.ErrBusy) {
+		// An activation is still going on on the host: in a resumed run,
+		// the one this task started before its executor died. Once it has
+		// ended, activating again finds the version running (and changes
+		// nothing) or starts it.
+		st, serr := h.Deployer.Status(ctx)
+		if serr != nil {
+			return fmt.Errorf("%w (and its status could not be read: %v)", err, serr)
+		}
+		if _, err = e.waitActivation(ctx, h, st); err == nil {
+			err = activate(ctx)
+		}
+	}
+	if err != nil {
 		return err
 	}
-	e.emit(Event{Host: h.Name, Type: EvActivated, Message: "activated " + e.Release.Version})
+	e.emit(Event{Host: h.Name, Type: EvActivated, Message: done})
 	return nil
 }
 

@@ -150,12 +150,13 @@ type Host struct {
 	ActivateDelay time.Duration
 	Bad           map[string]bool
 
-	mu       sync.Mutex
-	releases map[string]bool
-	current  string
-	previous string
-	healthy  bool
-	Uploads  int
+	mu         sync.Mutex
+	releases   map[string]bool
+	current    string
+	previous   string
+	healthy    bool
+	activating string // an activation another caller started (BusyWith)
+	Uploads    int
 }
 
 // NewHost returns a host running version.
@@ -188,6 +189,9 @@ func (h *Host) Activate(ctx context.Context, version string) error {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.activating != "" {
+		return fmt.Errorf("activate %s: activating %s: %w", version, h.activating, host.ErrBusy)
+	}
 	h.store(version)
 	if h.Bad[version] {
 		return fmt.Errorf("activate %s: %w", version, ErrUnhealthy)
@@ -196,6 +200,25 @@ func (h *Host) Activate(ctx context.Context, version string) error {
 		h.previous, h.current = h.current, version
 	}
 	return nil
+}
+
+// BusyWith starts an activation of version as another caller would (a
+// run's executor that died since): for d, Status shows it in progress and
+// Activate is refused with host.ErrBusy, as the agent does; then version
+// runs.
+func (h *Host) BusyWith(version string, d time.Duration) {
+	h.mu.Lock()
+	h.activating = version
+	h.mu.Unlock()
+	time.AfterFunc(d, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.activating = ""
+		h.store(version)
+		if version != h.current {
+			h.previous, h.current = h.current, version
+		}
+	})
 }
 
 // Rollback implements host.Deployer.
@@ -213,7 +236,7 @@ func (h *Host) Rollback(context.Context) error {
 func (h *Host) Status(context.Context) (host.Status, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return host.Status{Version: h.current, Previous: h.previous, Running: true, Healthy: h.healthy}, nil
+	return host.Status{Version: h.current, Previous: h.previous, Running: true, Healthy: h.healthy, Activating: h.activating}, nil
 }
 
 // Version is the running version.
