@@ -258,6 +258,12 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 	// live owner.
 	_ = o.Store.UpdateRun(ctx, run.ID, store.RunUpdate{Status: store.RunRunning, Owner: store.ProcessOwner()})
 	if !rollback {
+		// Whoever follows the run (a server's event stream, show) learns
+		// why its stages start over, and who carries it on.
+		if _, err := o.Store.AppendEvent(ctx, store.Event{RunID: run.ID, Type: engine.EvInfo,
+			Message: fmt.Sprintf("resumed by %s from where %s left it", store.ProcessOwner(), run.Owner)}); err != nil {
+			fmt.Fprintf(o.warn(), "warning: journal the resume: %v\n", err)
+		}
 		skip, err := engine.PassedTasks(ctx, o.Store, run.ID)
 		if err != nil {
 			return nil, err
