@@ -124,6 +124,7 @@ func runDeploy(c *cobra.Command, cfgPath, output string, dryRun bool, request fu
 	out := newRunOutput(c, output)
 	o, err := deploy.Deploy(ctx, out.options(cfg, st), req)
 	if err != nil {
+		out.closeView() // a run that began and was taken over by another process
 		return deployError(err)
 	}
 	if o.NothingToDo {
@@ -728,6 +729,7 @@ func continueRun(c *cobra.Command, cfgPath, runID, output string, rollback bool)
 		o, err = deploy.Resume(ctx, opts, runID)
 	}
 	if err != nil {
+		out.closeView()
 		return deployError(err)
 	}
 	return out.finished(o)

@@ -58,6 +58,14 @@ func (r *runOutput) start(s deploy.Start) {
 	r.view = newRunView(r.w, r.mode, header, s.Hosts, s.Tasks)
 }
 
+// closeView ends the live view of a run that stopped without an outcome
+// to show.
+func (r *runOutput) closeView() {
+	if r.view != nil {
+		r.view.Close()
+	}
+}
+
 func (r *runOutput) event(e engine.Event) {
 	if r.view != nil {
 		r.view.Event(e)

@@ -181,11 +181,11 @@ func Deploy(ctx context.Context, o Options, req Request) (*Outcome, error) {
 	runID := store.NewRunID(time.Now())
 	ctx, lockLost := context.WithCancelCause(ctx)
 	defer lockLost(nil)
-	release, err := holdLock(ctx, o.Store, f.env.Name, runID, o.lease(), req.TakeOver, o.warn(), lockLost)
+	lease, err := holdLock(ctx, o.Store, f.env.Name, runID, o.lease(), req.TakeOver, o.warn(), lockLost)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer lease.release()
 	plan, _ := json.Marshal(p)
 	spec, _ := json.Marshal(app)
 	run, err := o.Store.CreateRun(ctx, store.Run{ID: runID, Env: f.env.Name, Pipeline: p.Name, Version: req.Version,
@@ -193,7 +193,7 @@ func Deploy(ctx context.Context, o Options, req Request) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	return o.execute(ctx, f, rel, run, p, nil, "deploy")
+	return o.execute(ctx, lease, f, rel, run, p, nil, "deploy")
 }
 
 // Resume continues a run whose process died: tasks that passed are not run
@@ -243,11 +243,11 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 	defer f.close()
 	ctx, lockLost := context.WithCancelCause(ctx)
 	defer lockLost(nil)
-	release, err := holdLock(ctx, o.Store, f.env.Name, run.ID, o.lease(), true, o.warn(), lockLost)
+	lease, err := holdLock(ctx, o.Store, f.env.Name, run.ID, o.lease(), true, o.warn(), lockLost)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer lease.release()
 	if rollback {
 		// Refused before the run is touched: a refusal leaves it as it was.
 		if err := o.canSwitchBack(ctx, f, run, p.SwitchOf()); err != nil {
@@ -268,19 +268,22 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 		if err != nil {
 			return nil, err
 		}
-		return o.execute(ctx, f, rel, run, &p, skip, "resume")
+		return o.execute(ctx, lease, f, rel, run, &p, skip, "resume")
 	}
 	touched, err := engine.TouchedHosts(ctx, o.Store, run.ID)
 	if err != nil {
 		return nil, err
 	}
-	eng := o.engine(f, rel, run.ID, &p)
+	eng := o.engine(f, lease, rel, run.ID, &p)
 	nt := newRunNotifier(f.hooks, run, o.warn())
 	nt.send(notify.RunStarted, "rollback")
 	if o.OnStart != nil {
 		o.OnStart(Start{RunID: run.ID, Env: run.Env, Version: run.Version, Pipeline: run.Pipeline, Hosts: touched, Mode: "rollback"})
 	}
 	stranded := eng.RollBack(ctx, touched)
+	if lease.isLost() {
+		return nil, takenOver(ctx, run.ID)
+	}
 	res := engine.Result{Status: engine.StatusRolledBack, Changed: touched, Stranded: stranded, Err: errors.New("rolled back on request")}
 	if len(stranded) > 0 {
 		res.Status = engine.StatusNeedsAttention
@@ -299,11 +302,17 @@ func (o Options) warn() io.Writer {
 	return o.Warn
 }
 
+// takenOver is what a run that another executor took over returns here.
+func takenOver(ctx context.Context, runID string) error {
+	return fmt.Errorf("run %s stopped here, nothing rolled back: %w; it goes on under the new holder of the lock", runID, context.Cause(ctx))
+}
+
 // engine builds the run's engine for p: what a rollback must undo besides
-// hosts (a blue-green switch, a canary's weights) comes from p.
-func (o Options) engine(f *fleet, rel host.Release, runID string, p *pipeline.Pipeline) *engine.Engine {
+// hosts (a blue-green switch, a canary's weights) comes from p. Its journal
+// is fenced by the run's lease.
+func (o Options) engine(f *fleet, lease *runLease, rel host.Release, runID string, p *pipeline.Pipeline) *engine.Engine {
 	e := &engine.Engine{
-		LB: f.bal, Hosts: f.hosts, Release: rel, Journal: engine.StoreJournal{Store: o.Store, RunID: runID},
+		LB: f.bal, Hosts: f.hosts, Release: rel, Journal: fencedJournal{Journal: engine.StoreJournal{Store: o.Store, RunID: runID}, lease: lease},
 		MinHealthy: minHealthy(f.env), Rollback: f.env.Rollback, OnEvent: o.OnEvent, Switcher: f.sw,
 		Switch: p.SwitchOf(),
 	}
@@ -318,9 +327,9 @@ func (o Options) engine(f *fleet, rel host.Release, runID string, p *pipeline.Pi
 // execute runs p under the load verifier when the environment has one: a
 // failed request beyond its thresholds stops the run, the hosts serving the
 // new version leave the balancer first, and the run is rolled back.
-func (o Options) execute(ctx context.Context, f *fleet, rel host.Release, run store.Run, p *pipeline.Pipeline,
+func (o Options) execute(ctx context.Context, lease *runLease, f *fleet, rel host.Release, run store.Run, p *pipeline.Pipeline,
 	skip map[engine.TaskKey]bool, mode string) (*Outcome, error) {
-	eng := o.engine(f, rel, run.ID, p)
+	eng := o.engine(f, lease, rel, run.ID, p)
 	runCtx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
 	nt := newRunNotifier(f.hooks, run, o.warn())
@@ -342,6 +351,9 @@ func (o Options) execute(ctx context.Context, f *fleet, rel host.Release, run st
 			return end(engine.Result{Status: engine.StatusFailed, Err: err}, nil)
 		}
 		ver.onSample = func(row loadgen.Row) {
+			if lease.isLost() {
+				return // the run's journal is another executor's now
+			}
 			// The server's charts read these from the journal, so every
 			// replica draws the same.
 			data, _ := json.Marshal(row)
@@ -367,6 +379,14 @@ func (o Options) execute(ctx context.Context, f *fleet, rel host.Release, run st
 			Tasks: CountTasks(p), Mode: mode})
 	}
 	res := eng.Run(runCtx, p, skip)
+	if lease.isLost() {
+		// The run is another executor's: its end, its report and its
+		// webhooks are the other's to send.
+		if ver != nil {
+			_, _ = ver.finish()
+		}
+		return nil, takenOver(ctx, run.ID)
+	}
 	if cause := context.Cause(runCtx); res.Err != nil && cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(res.Err, cause) {
 		// Say why the run stopped: the verifier, or a lost lock.
 		res.Err = fmt.Errorf("%w (%v)", cause, res.Err)

@@ -8,10 +8,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/zerodown/zerodown/internal/engine"
+	"github.com/zerodown/zerodown/internal/pipeline"
 	"github.com/zerodown/zerodown/internal/store"
 )
 
@@ -53,9 +56,10 @@ func OwnerGone(r store.Run) bool { return r.Status == store.RunRunning && ownerG
 
 // holdLock takes env's lock for runID; takeOver also takes a lock stale
 // past lease, or one whose owner process on this machine is gone. onLost is
-// called if the lock is taken from this process while it runs (the run must
-// stop). It returns a release func that stops the heartbeat.
-func holdLock(ctx context.Context, st store.Store, env, runID string, lease time.Duration, takeOver bool, w io.Writer, onLost func(error)) (func(), error) {
+// called if the lock is taken from this process while it runs: the run
+// must stop where it is (the cause wraps engine.ErrTakenOver). The lease
+// returned beats the lock's heartbeat until its release.
+func holdLock(ctx context.Context, st store.Store, env, runID string, lease time.Duration, takeOver bool, w io.Writer, onLost func(error)) (*runLease, error) {
 	owner := store.ProcessOwner()
 	beat := lease / 3
 	_, err := st.AcquireLock(ctx, env, owner, runID, lease)
@@ -76,25 +80,21 @@ func holdLock(ctx context.Context, st store.Store, env, runID string, lease time
 		}
 		return nil, err
 	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
+	l := &runLease{st: st, env: env, owner: owner, runID: runID, w: w, onLost: onLost, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
-		defer close(done)
+		defer close(l.done)
 		tick := time.NewTicker(beat)
 		defer tick.Stop()
 		for {
 			select {
-			case <-stop:
+			case <-l.stop:
 				return
 			case <-tick.C:
 				hctx, cancel := context.WithTimeout(context.Background(), beat)
 				err := st.Heartbeat(hctx, env, owner, runID)
 				cancel()
 				if errors.Is(err, store.ErrLockLost) {
-					fmt.Fprintf(w, "the lock of environment %s was taken by someone else: stopping this run\n", env)
-					if onLost != nil {
-						onLost(fmt.Errorf("%w: lock of environment %s lost", engine.ErrAborted, env))
-					}
+					l.markLost()
 					return
 				}
 				if err != nil {
@@ -103,11 +103,92 @@ func holdLock(ctx context.Context, st store.Store, env, runID string, lease time
 			}
 		}
 	}()
-	return func() {
-		close(stop)
-		<-done
+	return l, nil
+}
+
+// runLease is a run's hold on its environment's lock. Once another
+// executor has taken the lock (this one was paused or cut off past the
+// lease), the run is the other's: this process stops it, writes nothing
+// more to its journal and undoes nothing.
+type runLease struct {
+	st                store.Store
+	env, owner, runID string
+	w                 io.Writer
+	onLost            func(error)
+	lost              atomic.Bool
+	lostOnce          sync.Once
+	stop, done        chan struct{}
+	releaseOnce       sync.Once
+}
+
+// markLost records that the lock was taken by another executor and stops
+// the run.
+func (l *runLease) markLost() {
+	l.lostOnce.Do(func() {
+		l.lost.Store(true)
+		fmt.Fprintf(l.w, "the lock of environment %s was taken by another executor: stopping run %s where it is, without rolling back (the new holder carries it on)\n", l.env, l.runID)
+		if l.onLost != nil {
+			l.onLost(fmt.Errorf("%w: the lock of environment %s was taken from %s", engine.ErrTakenOver, l.env, l.owner))
+		}
+	})
+}
+
+// isLost reports whether the lock was taken by another executor.
+func (l *runLease) isLost() bool { return l.lost.Load() }
+
+// confirm checks, with a heartbeat, that the lock is still this run's:
+// the run acts on hosts only after it.
+func (l *runLease) confirm(ctx context.Context) error {
+	if !l.isLost() {
+		err := l.st.Heartbeat(ctx, l.env, l.owner, l.runID)
+		if !errors.Is(err, store.ErrLockLost) {
+			return err
+		}
+		l.markLost()
+	}
+	return fmt.Errorf("%w: the lock of environment %s is no longer %s's", engine.ErrTakenOver, l.env, l.owner)
+}
+
+// release stops the heartbeat and frees the lock, unless it was taken;
+// again, it does nothing.
+func (l *runLease) release() {
+	l.releaseOnce.Do(func() {
+		close(l.stop)
+		<-l.done
+		if l.isLost() {
+			return
+		}
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = st.ReleaseLock(rctx, env, owner, runID)
-	}, nil
+		_ = l.st.ReleaseLock(rctx, l.env, l.owner, l.runID)
+	})
+}
+
+// fencedJournal is a run's journal while it holds its lease: a task acts
+// only once the lease is confirmed, and once the lease is lost nothing
+// more is written: the journal is the new executor's.
+type fencedJournal struct {
+	engine.Journal
+	lease *runLease
+}
+
+func (j fencedJournal) TaskStarted(ctx context.Context, k engine.TaskKey, t pipeline.Task) error {
+	if err := j.lease.confirm(ctx); err != nil {
+		return err
+	}
+	return j.Journal.TaskStarted(ctx, k, t)
+}
+
+func (j fencedJournal) TaskFinished(ctx context.Context, k engine.TaskKey, st engine.TaskStatus, err error) error {
+	if j.lease.isLost() {
+		return nil
+	}
+	return j.Journal.TaskFinished(ctx, k, st, err)
+}
+
+func (j fencedJournal) Event(ctx context.Context, e engine.Event) error {
+	if j.lease.isLost() {
+		return nil
+	}
+	return j.Journal.Event(ctx, e)
 }

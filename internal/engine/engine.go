@@ -197,6 +197,10 @@ const (
 	StatusRolledBack     Status = "rolled_back"     // exit 1
 	StatusFailed         Status = "failed"          // exit 1: failed, nothing to roll back
 	StatusNeedsAttention Status = "needs_attention" // exit 3
+	// StatusTakenOver: another executor took the run over (its lock)
+	// and carries it on from the journal; this one stopped where it was
+	// and undid nothing.
+	StatusTakenOver Status = "taken_over"
 )
 
 // Result is how a run ended.
@@ -217,6 +221,11 @@ type Result struct {
 // `zerodown abort`.
 var ErrAborted = errors.New("run aborted")
 
+// ErrTakenOver is the cause of a run stopped because another executor took
+// it over: it stops at once and rolls nothing back, since undoing the
+// hosts would undo the new executor's work on them.
+var ErrTakenOver = fmt.Errorf("%w: another executor took the run over", ErrAborted)
+
 // ErrRequestsFailing is the cause of a run stopped because requests through
 // the load balancer fail (the load verifier). The hosts serving the new
 // version are then the suspects, taken out before anything is rolled back.
@@ -224,7 +233,8 @@ var ErrRequestsFailing = fmt.Errorf("%w: requests through the load balancer are 
 
 // Run executes p. skip holds tasks that already passed in an earlier attempt
 // of the same run (resume). ctx ending, or the journal's abort flag, stops
-// the run at the next safe point and rolls back.
+// the run at the next safe point and rolls back — unless ctx's cause is
+// ErrTakenOver: then the run stops and changes nothing more.
 func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey]bool) Result {
 	e.init()
 	flush := e.journalEvents()
@@ -271,6 +281,13 @@ func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey
 	}
 	res.Err = failure
 	res.Aborted = errors.Is(failure, ErrAborted)
+	if errors.Is(context.Cause(ctx), ErrTakenOver) {
+		// ctx's cause, not stop's: a task refused for the lost lock can
+		// end the stage before stop learns why.
+		res.Err = context.Cause(ctx)
+		res.Status = StatusTakenOver
+		return res
+	}
 	if len(res.Changed) == 0 && !e.hasSwitched() {
 		res.Status = StatusFailed
 		return res

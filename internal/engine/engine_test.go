@@ -198,6 +198,36 @@ func TestAbortStopsAndRollsBack(t *testing.T) {
 	f.allOn(t, "v1")
 }
 
+// TestTakenOverStopsWithoutRollingBack stops a run because another
+// executor took it over, after a host was changed: the run stops at once
+// and leaves that host as it is, since the new executor carries the run
+// on from there.
+func TestTakenOverStopsWithoutRollingBack(t *testing.T) {
+	f := newFleet(t, 2, 1)
+	ctx, lost := context.WithCancelCause(context.Background())
+	defer lost(nil)
+	f.eng.OnEvent = func(e engine.Event) {
+		if e.Host == "staging-1" && e.Type == engine.EvHealthy {
+			lost(fmt.Errorf("%w: the test's other executor", engine.ErrTakenOver))
+		}
+	}
+	res := f.eng.Run(ctx, f.rolling(t), nil)
+	if res.Status != engine.StatusTakenOver || !errors.Is(res.Err, engine.ErrTakenOver) || !res.Aborted {
+		t.Fatalf("status %s aborted %v err %v", res.Status, res.Aborted, res.Err)
+	}
+	if v := f.hosts["staging-1"].Version(); v != "v2" {
+		t.Errorf("staging-1 runs %s: the run undid it, though it is the new executor's", v)
+	}
+	if v := f.hosts["staging-2"].Version(); v != "v1" {
+		t.Errorf("staging-2 runs %s: the run went on after it was taken over", v)
+	}
+	for _, typ := range f.journal.EventTypes() {
+		if strings.HasSuffix(typ, ":"+engine.EvRollback) {
+			t.Fatalf("the run rolled back: %v", f.journal.EventTypes())
+		}
+	}
+}
+
 func TestManualRollbackLeavesItToAPerson(t *testing.T) {
 	f := newFleet(t, 2, 1)
 	f.hosts["staging-1"].Bad["v2"] = true

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zerodown/zerodown/internal/deploy"
+	"github.com/zerodown/zerodown/internal/engine"
 	"github.com/zerodown/zerodown/internal/server/api"
 	"github.com/zerodown/zerodown/internal/store"
 )
@@ -51,9 +52,9 @@ func (s *Server) launch(ctx context.Context, what, runID string, do func(ctx con
 	done := make(chan result, 1)
 	o := deploy.Options{Config: s.deploy, Store: s.st, Lease: time.Duration(s.cfg.Lease),
 		Warn: &logWriter{log: s.log, what: what}}
-	begun := false // set and read on the run's goroutine
+	begun := "" // the run that began; set and read on the run's goroutine
 	o.OnStart = func(st deploy.Start) {
-		begun = true
+		begun = st.RunID
 		s.mu.Lock()
 		s.local[st.RunID] = true
 		s.mu.Unlock()
@@ -64,21 +65,29 @@ func (s *Server) launch(ctx context.Context, what, runID string, do func(ctx con
 		defer s.runs.Done()
 		began := time.Now()
 		out, err := do(s.runCtx, o)
+		// A run that began and was taken over ends with no outcome: its ID
+		// is the one it began with.
 		id := runID
+		if begun != "" {
+			id = begun
+		}
 		if out != nil && out.Run.ID != "" {
 			id = out.Run.ID
 		}
 		s.mu.Lock()
 		delete(s.local, id)
 		s.mu.Unlock()
-		if begun {
+		if begun != "" {
 			s.metrics.running.Dec()
 		}
 		if out != nil && out.Run.ID != "" {
 			s.metrics.runEnded(out, time.Since(began))
 			s.log.Info("run ended", "run", out.Run.ID, "env", out.Run.Env, "status", out.Run.Status, "what", what)
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, engine.ErrTakenOver):
+			s.log.Warn("another replica took the run over: stopped it here, undoing nothing", "run", id, "what", what, "err", err)
+		case err != nil:
 			s.log.Warn("run not started", "what", what, "err", err)
 		}
 		done <- result{out, err}
