@@ -58,7 +58,10 @@ func (s *Server) launch(ctx context.Context, what, runID string, do func(ctx con
 		s.local[st.RunID] = true
 		s.mu.Unlock()
 		s.metrics.running.Inc()
-		started <- st.RunID
+		select {
+		case started <- st.RunID:
+		default: // said once already
+		}
 	}
 	go func() {
 		defer s.runs.Done()
