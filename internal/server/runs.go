@@ -54,12 +54,17 @@ func (s *Server) launch(ctx context.Context, what, runID string, do func(ctx con
 		Warn: &logWriter{log: s.log, what: what}}
 	begun := "" // the run that began; set and read on the run's goroutine
 	o.OnStart = func(st deploy.Start) {
+		if begun == "" {
+			s.metrics.running.Inc()
+		}
 		begun = st.RunID
 		s.mu.Lock()
 		s.local[st.RunID] = true
 		s.mu.Unlock()
-		s.metrics.running.Inc()
-		started <- st.RunID
+		select {
+		case started <- st.RunID:
+		default: // said once already
+		}
 	}
 	go func() {
 		defer s.runs.Done()

@@ -65,7 +65,7 @@ environments:
     lb: { driver: builtin, admin: "http://127.0.0.1:1", pool: hello, token_file: lb.token }
     hosts:
       - { name: web-1, agent: "http://127.0.0.1:1", target: "127.0.0.1:2", token_file: agent.token }
-      - { name: web-2, agent: "http://127.0.0.1:4", target: "127.0.0.1:3", token_file: agent.token }
+      - { name: web-2, agent: "http://127.0.0.2:1", target: "127.0.0.1:3", token_file: agent.token }
     strategy: { rolling: { batch: 1, min_healthy: 1 } }
 `)
 	srvPath := write("server.yaml", "deploy: zerodown.yaml\ndata: data\nlease: 3s\n")
