@@ -299,8 +299,9 @@ func TestHATakeover(t *testing.T) {
 					t.Logf("events of run %s:\n%s", k.run.ID, eventLines(k.events))
 				}
 			})
-			t.Logf("killed replica A on event %d (%s %s); B took the lock %s later (lease %s), journaled its first event %s after the kill; the run ended %s after the kill, %s after it started",
-				k.killOn.Seq, k.killOn.Type, k.killOn.Host, ms(k.toLock()), lease, ms(k.toFirst()), ms(k.toEnd()), ms(k.took()))
+			how := map[syscall.Signal]string{syscall.SIGKILL: "killed", syscall.SIGSTOP: "paused"}[tc.sig]
+			t.Logf("%s replica A on event %d (%s %s); B took the lock %s after it (lease %s) and journaled its first event %s after it; the run ended %s after it, %s after the run started",
+				how, k.killOn.Seq, k.killOn.Type, k.killOn.Host, ms(k.toLock()), lease, ms(k.toFirst()), ms(k.toEnd()), ms(k.took()))
 
 			if k.run.Status != "succeeded" {
 				t.Fatalf("run %s ended %s: %s", k.run.ID, k.run.Status, k.run.Error)
