@@ -150,7 +150,9 @@ func (f *fleet) lookAround(ctx context.Context, version string) (map[string]bool
 // Deploy runs req. Everything that can be checked without changing
 // anything — the artifact, the version, the drivers, the tokens, the lock —
 // is checked before the run is created: a bad input is an *InputError and
-// a held lock a *RefusedError, with no run left behind.
+// a held lock a *RefusedError, with no run left behind. A run whose lock
+// another executor takes over stops here without an outcome: the error
+// wraps engine.ErrTakenOver, and the run goes on there.
 func Deploy(ctx context.Context, o Options, req Request) (*Outcome, error) {
 	cfg := o.Config
 	app := req.app(cfg)
@@ -197,7 +199,7 @@ func Deploy(ctx context.Context, o Options, req Request) (*Outcome, error) {
 }
 
 // Resume continues a run whose process died: tasks that passed are not run
-// again.
+// again, and the run's events say who resumed it.
 func Resume(ctx context.Context, o Options, runID string) (*Outcome, error) {
 	return o.reopen(ctx, runID, false)
 }
@@ -388,7 +390,7 @@ func (o Options) execute(ctx context.Context, lease *runLease, f *fleet, rel hos
 		return nil, takenOver(ctx, run.ID)
 	}
 	if cause := context.Cause(runCtx); res.Err != nil && cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(res.Err, cause) {
-		// Say why the run stopped: the verifier, or a lost lock.
+		// Say why the run stopped: the verifier.
 		res.Err = fmt.Errorf("%w (%v)", cause, res.Err)
 	}
 	var verified *Verification
