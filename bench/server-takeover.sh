@@ -9,8 +9,8 @@
 # SIGKILL to B holding the environment's lock, to B's first event in the
 # run's journal, and to the run's end; both runs' durations; takeover/lease.
 #
-#   bench/server-takeover.sh             # 5 rounds, about three minutes
-#   ROUNDS=10 bench/server-takeover.sh
+#   bench/server-takeover.sh             # 5 rounds, lease 3s, about three minutes
+#   ROUNDS=10 LEASE=15s bench/server-takeover.sh
 #
 # Needs PostgreSQL (Debian's postgresql package: initdb and postgres).
 # Everything listens on 127.0.0.1 only; the test stops what it starts.
@@ -18,6 +18,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 ROUNDS=${ROUNDS:-5}
+LEASE=${LEASE:-3s}
 initdb=$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -1)
 echo "## Machine"
 echo
@@ -26,15 +27,15 @@ echo "- $(go version); $("$initdb" --version)"
 echo "- zerodown: built from $(git describe --always --dirty 2>/dev/null || echo 'the working tree')"
 echo "- load average (1, 5, 15 min) when the script started: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-out=$(ZERODOWN_BENCH_TAKEOVER=$ROUNDS go test -count=1 -run '^TestTakeoverBench$' -v -timeout 30m ./test/server/ 2>&1) ||
+out=$(ZERODOWN_BENCH_TAKEOVER=$ROUNDS ZERODOWN_BENCH_LEASE=$LEASE go test -count=1 -run '^TestTakeoverBench$' -v -timeout 30m ./test/server/ 2>&1) ||
 	{ echo "$out" >&2; echo "bench/server-takeover.sh: the benchmark failed (its output is above on stderr)" >&2; exit 1; }
 echo "| round | lease | SIGKILL → B holds the lock | → B's first event | → the run's end | the run, killed | the peer run, not killed | takeover / lease |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 row() {
 	awk -v label="$1" '{
 		for (i = 1; i <= NF; i++) v[$i] = $(i + 1)
-		lease = v["lease"]; sub(/s$/, "", lease)
-		printf "| %s | %s s | %.2f s | %.2f s | %.2f s | %.2f s | %.2f s | %.2f× |\n", label, lease, v["lock"], v["first"], v["end"], v["killed-run"], v["peer-run"], v["lock"] / lease
+		lease = v["lease"]
+		printf "| %s | %s s | %.3f s | %.3f s | %.2f s | %.2f s | %.2f s | %.2f× |\n", label, lease, v["lock"], v["first"], v["end"], v["killed-run"], v["peer-run"], v["lock"] / lease
 	}'
 }
 grep -o 'bench: round .*' <<<"$out" | while read -r line; do

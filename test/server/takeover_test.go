@@ -14,13 +14,14 @@ import (
 	"github.com/zerodown/zerodown/internal/server/api"
 )
 
-// lease is the replicas' lease in these tests: the shortest server.yaml
+// testLease is the replicas' lease in the tests: the shortest server.yaml
 // takes, so a takeover comes quickly.
-const lease = 3 * time.Second
+const testLease = 3 * time.Second
 
 // ha is two replicas of zerodown server on one PostgreSQL database, with
 // one artifact directory, in front of one fleet.
 type ha struct {
+	lease time.Duration
 	lb    string // the fleet's load balancer
 	hosts int
 	a, b  *replica
@@ -28,10 +29,10 @@ type ha struct {
 	sha   string // the sample app's release, uploaded once
 }
 
-// startHA starts the fleet and the replicas. With slowStart, each
+// startHA starts the fleet and the replicas with lease. With slowStart, each
 // release's activation first runs a before_start hook that takes that
 // long (a migration, a warm-up), so a kill can land during one.
-func startHA(t testing.TB, hosts int, slowStart time.Duration) *ha {
+func startHA(t testing.TB, hosts int, lease, slowStart time.Duration) *ha {
 	t.Helper()
 	sb := startFleet(t, hosts)
 	dsn := proctest.StartPostgres(t).NewDatabase(t)
@@ -58,7 +59,7 @@ func startHA(t testing.TB, hosts int, slowStart time.Duration) *ha {
 		cfgs[i], urls[i] = writeServerConfig(t, filepath.Join(dir, name), serverOpts{deploy: deployCfg,
 			data: filepath.Join(dir, name, "data"), artifacts: shared, postgres: dsn, lease: lease})
 	}
-	h := &ha{lb: sb.LB, hosts: len(sb.Hosts)}
+	h := &ha{lease: lease, lb: sb.LB, hosts: len(sb.Hosts)}
 	h.token = createToken(t, cfgs[0], "ci", "admin") // one database: every replica knows it
 	h.a = startServer(t, "replica A", cfgs[0], urls[0])
 	h.b = startServer(t, "replica B", cfgs[1], urls[1])
@@ -238,7 +239,7 @@ func contiguous(seqs []int64) bool {
 // watchLock waits until B holds staging's lock for run id and records
 // when it took it.
 func (h *ha) watchLock(ctx context.Context, id string, k *takeover) error {
-	deadline := time.Now().Add(lease + 30*time.Second)
+	deadline := time.Now().Add(h.lease + 30*time.Second)
 	var envs []api.Environment
 	for time.Now().Before(deadline) {
 		envs = envs[:0]
@@ -257,7 +258,7 @@ func (h *ha) watchLock(ctx context.Context, id string, k *takeover) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("replica B did not take the lock of run %s within %s of A's death: %+v", id, lease+30*time.Second, envs)
+	return fmt.Errorf("replica B did not take the lock of run %s within %s of A's death: %+v", id, h.lease+30*time.Second, envs)
 }
 
 // TestHATakeover kills the replica executing a run, under GET and
@@ -288,7 +289,7 @@ func TestHATakeover(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h := startHA(t, tc.hosts, tc.slowStart)
+			h := startHA(t, tc.hosts, testLease, tc.slowStart)
 			h.deploy(t, h.a, "v1")
 			// Slow POSTs keep requests in flight on every host, so each
 			// drain waits for some.
@@ -301,7 +302,7 @@ func TestHATakeover(t *testing.T) {
 			})
 			how := map[syscall.Signal]string{syscall.SIGKILL: "killed", syscall.SIGSTOP: "paused"}[tc.sig]
 			t.Logf("%s replica A on event %d (%s %s); B took the lock %s after it (lease %s) and journaled its first event %s after it; the run ended %s after it, %s after the run started",
-				how, k.killOn.Seq, k.killOn.Type, k.killOn.Host, ms(k.toLock()), lease, ms(k.toFirst()), ms(k.toEnd()), ms(k.took()))
+				how, k.killOn.Seq, k.killOn.Type, k.killOn.Host, ms(k.toLock()), h.lease, ms(k.toFirst()), ms(k.toEnd()), ms(k.took()))
 
 			if k.run.Status != "succeeded" {
 				t.Fatalf("run %s ended %s: %s", k.run.ID, k.run.Status, k.run.Error)
@@ -312,7 +313,7 @@ func TestHATakeover(t *testing.T) {
 			// A heartbeat is at most lease/3 old at the kill, and replicas
 			// look five times per lease: B must take the run when the lease
 			// has run out, and within one look after.
-			if got, lo, hi := k.toLock(), lease-lease/3-100*time.Millisecond, lease+lease/5+time.Second; got < lo || got > hi {
+			if got, lo, hi := k.toLock(), testLease-testLease/3-100*time.Millisecond, testLease+testLease/5+time.Second; got < lo || got > hi {
 				t.Errorf("B took the lock %s after the kill; want from %s (the lease, less a heartbeat) to %s (the lease and a look)", got, lo, hi)
 			}
 			if tc.after != "" && !hasEvent(k.events, k.lastOnA, k.killOn.Host, tc.after) {
