@@ -344,6 +344,7 @@ func (o Options) execute(ctx context.Context, lease *runLease, f *fleet, rel hos
 		return out, err
 	}
 	var ver *verifier
+	stopWatching := func() {}
 	if f.env.Verify != nil {
 		var err error
 		if ver, err = newVerifier(f.env.Verify, f.bal, ReportDir(o.Config), run.ID); err != nil {
@@ -364,7 +365,12 @@ func (o Options) execute(ctx context.Context, lease *runLease, f *fleet, rel hos
 				fmt.Fprintf(o.warn(), "warning: journal the verifier's sample: %v\n", err)
 			}
 		}
-		go ver.watch(runCtx, stopRun)
+		watchCtx, stopWatch := context.WithCancel(runCtx)
+		watched := make(chan struct{})
+		go func() { defer close(watched); ver.watch(watchCtx, stopRun) }()
+		// Its samples, the last second's too, are journaled before the
+		// run's end: once a run has ended, whoever follows it stops reading.
+		stopWatching = func() { stopWatch(); <-watched }
 		eng.VersionStats = ver.g.VersionStats
 	}
 	eng.OnEvent = func(e engine.Event) {
@@ -387,6 +393,7 @@ func (o Options) execute(ctx context.Context, lease *runLease, f *fleet, rel hos
 		if ver != nil {
 			_, _ = ver.finish()
 		}
+		stopWatching()
 		return nil, takenOver(ctx, run.ID)
 	}
 	if cause := context.Cause(runCtx); res.Err != nil && cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(res.Err, cause) {
@@ -397,6 +404,7 @@ func (o Options) execute(ctx context.Context, lease *runLease, f *fleet, rel hos
 	if ver != nil {
 		var err error
 		verified, err = ver.finish()
+		stopWatching()
 		if err != nil {
 			fmt.Fprintf(o.warn(), "warning: %v\n", err)
 		}

@@ -192,27 +192,37 @@ func (v *verifier) mark(e engine.Event) {
 }
 
 // watch stops the run through stop when failed or dropped requests go past
-// the thresholds, so a deploy that hurts users is rolled back at once.
+// the thresholds, so a deploy that hurts users is rolled back at once, and
+// hands each finished second to onSample; when ctx ends, the last second
+// too (after finish, the load's last).
 func (v *verifier) watch(ctx context.Context, stop context.CancelCauseFunc) {
 	tick := time.NewTicker(verifyPoll)
 	defer tick.Stop()
 	lastSample := int64(-1)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	sample := func() (loadgen.Snapshot, bool) {
 		v.mu.Lock()
 		started := v.started
 		v.mu.Unlock()
 		if !started {
-			continue
+			return loadgen.Snapshot{}, false
 		}
 		s := v.g.Snapshot()
 		if v.onSample != nil && s.Last.Seconds > 0 && s.Last.T != lastSample {
 			lastSample = s.Last.T
 			v.onSample(s.Last)
+		}
+		return s, true
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			sample()
+			return
+		case <-tick.C:
+		}
+		s, started := sample()
+		if !started {
+			continue
 		}
 		if v.thresholds.MaxFailed >= 0 && s.Failed > v.thresholds.MaxFailed {
 			stop(fmt.Errorf("%w: the verifier saw %d failed requests (max_failed %d)", engine.ErrRequestsFailing, s.Failed, v.thresholds.MaxFailed))
