@@ -72,7 +72,7 @@ const readyTimeout = 20 * time.Second
 
 // Start builds the sandbox and starts its processes; on error nothing is
 // left running.
-func Start(ctx context.Context, o Options) (s *Sandbox, err error) {
+func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	if o.Hosts < 1 {
 		return nil, errors.New("a sandbox needs at least one host")
 	}
@@ -84,7 +84,9 @@ func Start(ctx context.Context, o Options) (s *Sandbox, err error) {
 			return nil, err
 		}
 	}
-	s = &Sandbox{Dir: o.Dir}
+	// Not the result: a failure returns nil, and what started must still
+	// be stopped.
+	s := &Sandbox{Dir: o.Dir}
 	defer func() {
 		if err != nil {
 			s.Close()
