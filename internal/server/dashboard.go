@@ -113,6 +113,9 @@ func loadPages() map[string]*template.Template {
 // dashboardRoutes adds the web dashboard's pages to mux.
 func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /static/{name}", serveStatic)
+	// The pages name no icon; documents that cannot (a JSON answer opened
+	// in a tab) make the browser ask for this one.
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.login)
 	mux.Handle("POST /logout", s.page(false, s.signOut))

@@ -214,6 +214,7 @@ func checkPage(t *testing.T, path string, resp *http.Response, page string) {
 // a task's error and an event's message are escaped, the pipeline is laid
 // out as the plan says with each task's state in words.
 func TestDashboardPages(t *testing.T) {
+	t.Parallel() // it waits on the look at hosts that never answer
 	f := newFixture(t)
 	evil := `<script>alert("run")</script>`
 	run := f.planned(t, store.RunFailed, evil, map[string]store.TaskStatus{

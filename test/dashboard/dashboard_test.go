@@ -40,9 +40,9 @@ const gatedPipeline = `pipelines:
         jobs: [ { name: staging-2, tasks: [ { detach: staging-2 }, { wait-drained: staging-2 }, { deploy: staging-2 }, { attach: staging-2 }, { wait-healthy: staging-2 } ] } ]
 `
 
-// server is a `zerodown server` process over a sandbox fleet, with a
+// fleetServer is a `zerodown server` process over a sandbox fleet, with a
 // token per role the test uses.
-type server struct {
+type fleetServer struct {
 	url      string
 	deployer string
 	approver string
@@ -52,7 +52,7 @@ type server struct {
 // startServer writes the server's config beside the sandbox's, makes its
 // tokens with `zerodown server token create`, starts it and waits until
 // it answers.
-func startServer(t *testing.T, sb *demo.Sandbox) *server {
+func startServer(t *testing.T, sb *demo.Sandbox) *fleetServer {
 	t.Helper()
 	dir := t.TempDir()
 	deployCfg, err := os.ReadFile(sb.Config)
@@ -67,7 +67,7 @@ func startServer(t *testing.T, sb *demo.Sandbox) *server {
 	if err := os.WriteFile(srvCfg, []byte(fmt.Sprintf("listen: %s\ndeploy: zerodown.yaml\ndata: data\nlease: 5s\nshutdown_timeout: 5s\n", addr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{url: "http://" + addr}
+	s := &fleetServer{url: "http://" + addr}
 	for _, tok := range []struct {
 		role string
 		into *string
