@@ -479,15 +479,7 @@ var streamTypes = []string{
 }
 
 func (s *Server) runView(ctx context.Context, c *caller, id string, withEvents bool) (runView, error) {
-	d, err := s.runDetail(ctx, id)
-	if err != nil {
-		return runView{}, err
-	}
-	run, err := s.st.GetRun(ctx, id)
-	if err != nil {
-		return runView{}, notFoundRun(id, err)
-	}
-	tasks, err := s.st.Tasks(ctx, id)
+	d, run, tasks, err := s.loadRun(ctx, id)
 	if err != nil {
 		return runView{}, err
 	}

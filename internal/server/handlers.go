@@ -162,13 +162,20 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, c *caller) err
 }
 
 func (s *Server) runDetail(ctx context.Context, id string) (api.RunDetail, error) {
+	d, _, _, err := s.loadRun(ctx, id)
+	return d, err
+}
+
+// loadRun reads a run and its tasks, as the API shows them and as they
+// are journaled (the dashboard draws the plan from the latter).
+func (s *Server) loadRun(ctx context.Context, id string) (api.RunDetail, store.Run, []store.TaskRecord, error) {
 	run, err := s.st.GetRun(ctx, id)
 	if err != nil {
-		return api.RunDetail{}, notFoundRun(id, err)
+		return api.RunDetail{}, store.Run{}, nil, notFoundRun(id, err)
 	}
 	tasks, err := s.st.Tasks(ctx, id)
 	if err != nil {
-		return api.RunDetail{}, err
+		return api.RunDetail{}, store.Run{}, nil, err
 	}
 	d := api.RunDetail{Run: runJSON(run), Plan: run.Plan, Tasks: make([]api.Task, 0, len(tasks)), Waiting: deploy.WaitingStage(tasks)}
 	for _, t := range tasks {
@@ -177,7 +184,7 @@ func (s *Server) runDetail(ctx context.Context, id string) (api.RunDetail, error
 	if _, err := os.Stat(s.reportPath(id)); err == nil {
 		d.Report = "/api/v1/runs/" + id + "/report"
 	}
-	return d, nil
+	return d, run, tasks, nil
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request, c *caller) error {

@@ -15,9 +15,12 @@
 	}
 
 	// Times come in UTC from the server; show them in the browser's zone.
+	// The formatters are made once: a run page has hundreds of times.
+	const timeOnly = new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' });
+	const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+	const today = new Date().toDateString();
 	function fmtTime(d) {
-		const now = new Date();
-		return d.toDateString() === now.toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
+		return (d.toDateString() === today ? timeOnly : dateTime).format(d);
 	}
 	function localTimes(root) {
 		root.querySelectorAll('time[datetime]').forEach((t) => {
