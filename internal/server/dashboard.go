@@ -437,8 +437,10 @@ type runView struct {
 	LastSeq    int64
 	// Types are the event names the script listens for on the stream.
 	Types string
-	// Took is how long the run took, or has been running.
-	Took                              string
+	// Took is how long the run took; Since, while it runs, when it
+	// started, for the script to count from (the part the script swaps
+	// in then changes only when the run does).
+	Took, Since                       string
 	CanApprove, CanAbort, CanRollback bool
 }
 
@@ -447,6 +449,7 @@ type stageView struct {
 	Status   string
 	Label    string
 	Duration string
+	Since    string // while it runs
 	Jobs     []jobView
 }
 
@@ -462,6 +465,7 @@ type taskView struct {
 	Kind     string
 	Status   string
 	Duration string
+	Since    string // while it runs
 	Error    string
 	Message  string
 	Attempt  int
@@ -485,18 +489,18 @@ func (s *Server) runView(ctx context.Context, c *caller, id string, withEvents b
 	}
 	v := runView{Run: d.Run, CSRF: csrfToken(c), Role: c.role.String(), Waiting: d.Waiting, Report: d.Report,
 		Types: strings.Join(streamTypes, " ")}
-	end := s.now()
-	if !run.EndedAt.IsZero() {
-		end = run.EndedAt
+	if run.EndedAt.IsZero() {
+		v.Since = isoTime(run.StartedAt)
+	} else {
+		v.Took = fmtDuration(run.EndedAt.Sub(run.StartedAt))
 	}
-	v.Took = fmtDuration(end.Sub(run.StartedAt))
 	var plan pipeline.Pipeline
 	if len(run.Plan) > 0 {
 		if err := json.Unmarshal(run.Plan, &plan); err != nil {
 			s.log.Warn("a run's plan is unreadable", "run", id, "err", err)
 		}
 	}
-	v.Stages = pipelineView(&plan, tasks, run.Status == store.RunRunning, s.now())
+	v.Stages = pipelineView(&plan, tasks, run.Status == store.RunRunning)
 	for _, st := range plan.Stages {
 		if hasKind(st, pipeline.KindApprove) {
 			if a, ok, err := s.st.Approved(ctx, id, st.Name); err == nil && ok {
@@ -611,8 +615,9 @@ func (s *Server) runAction(w http.ResponseWriter, r *http.Request, c *caller) er
 // pipelineView lays the plan out as GoCD draws it — stages left to right,
 // jobs inside, tasks in order — with each task's journal record. Records
 // the plan does not name (a plan that could not be read) are added after
-// it, so nothing journaled is hidden.
-func pipelineView(p *pipeline.Pipeline, recs []store.TaskRecord, running bool, now time.Time) []stageView {
+// it, so nothing journaled is hidden. What runs carries its start, not an
+// elapsed time, so the view changes only when a task does.
+func pipelineView(p *pipeline.Pipeline, recs []store.TaskRecord, running bool) []stageView {
 	type key struct {
 		stage, job string
 		index      int
@@ -638,7 +643,7 @@ func pipelineView(p *pipeline.Pipeline, recs []store.TaskRecord, running bool, n
 					tv.Message = t.Pause.Message
 				}
 				if r, ok := byKey[k]; ok {
-					fillTask(&tv, r, now)
+					fillTask(&tv, r)
 				}
 				jv.Tasks = append(jv.Tasks, tv)
 			}
@@ -676,7 +681,7 @@ func pipelineView(p *pipeline.Pipeline, recs []store.TaskRecord, running bool, n
 			label += " " + r.Host
 		}
 		tv := taskView{Label: label, Kind: r.Kind}
-		fillTask(&tv, r, now)
+		fillTask(&tv, r)
 		stages[si].Jobs[ji].Tasks = append(stages[si].Jobs[ji].Tasks, tv)
 	}
 	for i := range stages {
@@ -700,12 +705,8 @@ func pipelineView(p *pipeline.Pipeline, recs []store.TaskRecord, running bool, n
 			if first.IsZero() || r.StartedAt.Before(first) {
 				first = r.StartedAt
 			}
-			end := r.EndedAt
-			if end.IsZero() {
-				end = now
-			}
-			if end.After(last) {
-				last = end
+			if r.EndedAt.After(last) {
+				last = r.EndedAt
 			}
 		}
 		st.Status = rollUp(all, running)
@@ -713,7 +714,11 @@ func pipelineView(p *pipeline.Pipeline, recs []store.TaskRecord, running bool, n
 			st.Status = "waiting"
 		}
 		st.Label = statusLabel(st.Status)
-		if !first.IsZero() {
+		switch {
+		case first.IsZero():
+		case st.Status == string(store.TaskRunning) || st.Status == "waiting":
+			st.Since = isoTime(first)
+		case !last.IsZero():
 			st.Duration = fmtDuration(last.Sub(first))
 		}
 	}
@@ -731,17 +736,18 @@ func waitsForApproval(st *stageView) bool {
 	return false
 }
 
-func fillTask(tv *taskView, r store.TaskRecord, now time.Time) {
+func fillTask(tv *taskView, r store.TaskRecord) {
 	tv.Status, tv.Error, tv.Attempt = string(r.Status), r.Error, r.Attempt
-	if r.StartedAt.IsZero() {
-		return
+	switch {
+	case r.StartedAt.IsZero():
+	case r.EndedAt.IsZero():
+		tv.Since = isoTime(r.StartedAt)
+	default:
+		tv.Duration = fmtDuration(r.EndedAt.Sub(r.StartedAt))
 	}
-	end := r.EndedAt
-	if end.IsZero() {
-		end = now
-	}
-	tv.Duration = fmtDuration(end.Sub(r.StartedAt))
 }
+
+func isoTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // rollUp is a job's or a stage's state from its tasks': failed if one
 // failed, running while one runs, passed when all passed (or were

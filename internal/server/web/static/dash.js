@@ -50,6 +50,7 @@
 			cur.className = n.className;
 			for (const k in n.dataset) cur.dataset[k] = n.dataset[k];
 			localTimes(cur);
+			tick();
 			if (hadFocus) {
 				// Keep the keyboard where it was, or close to it.
 				const again = focusID && $(focusID);
@@ -58,6 +59,24 @@
 		});
 	}
 	function focusTarget() { return $('run-status') || $('main'); }
+
+	// What runs shows how long it has, counted here from its start: the
+	// server's parts carry only the start, so they stay the same while
+	// nothing but time passes.
+	function fmtDur(ms) {
+		const s = Math.max(0, ms) / 1000;
+		if (s < 1) return Math.floor(ms) + 'ms';
+		if (s < 10) return s.toFixed(1) + 's';
+		if (s < 60) return Math.floor(s) + 's';
+		if (s < 3600) return Math.floor(s / 60) + 'm' + String(Math.floor(s % 60)).padStart(2, '0') + 's';
+		return Math.floor(s / 3600) + 'h' + String(Math.floor((s % 3600) / 60)).padStart(2, '0') + 'm';
+	}
+	function tick() {
+		const now = Date.now();
+		document.querySelectorAll('[data-since]').forEach((e) => { e.textContent = fmtDur(now - Date.parse(e.dataset.since)); });
+	}
+	tick();
+	setInterval(tick, 1000);
 
 	async function refresh(url) {
 		const res = await fetch(url, { headers: { Accept: 'text/html' }, credentials: 'same-origin' });
@@ -140,8 +159,19 @@
 		}
 		liveNow = live;
 
+		// The log follows new events while it is scrolled to its end. Where
+		// it is scrolled is read on scrolling, not on each event, which
+		// would lay the page out once per event.
+		let stick = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+		let sticking = false;
+		list.addEventListener('scroll', () => { if (!sticking) stick = list.scrollHeight - list.scrollTop - list.clientHeight < 40; sticking = false; }, { passive: true });
+		let scrollPending = false;
+		const scrollSoon = () => {
+			if (!stick || scrollPending) return;
+			scrollPending = true;
+			requestAnimationFrame(() => { scrollPending = false; sticking = true; list.scrollTop = list.scrollHeight; });
+		};
 		function addEvent(ev) {
-			const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
 			const li = el('li', 'ev ev-' + ev.type);
 			li.dataset.seq = ev.seq;
 			const t = el('time');
@@ -151,7 +181,7 @@
 			if (ev.host) li.append(' ', el('span', 'ehost', ev.host));
 			li.append(' ', el('span', 'emsg', ev.message));
 			list.append(li);
-			if (atEnd) list.scrollTop = list.scrollHeight;
+			scrollSoon();
 		}
 
 		function apply(ev) {
