@@ -53,12 +53,17 @@ func (s *Server) launch(ctx context.Context, what, runID string, do func(ctx con
 		Warn: &logWriter{log: s.log, what: what}}
 	begun := false // set and read on the run's goroutine
 	o.OnStart = func(st deploy.Start) {
+		if !begun {
+			s.metrics.running.Inc()
+		}
 		begun = true
 		s.mu.Lock()
 		s.local[st.RunID] = true
 		s.mu.Unlock()
-		s.metrics.running.Inc()
-		started <- st.RunID
+		select {
+		case started <- st.RunID:
+		default: // said once already
+		}
 	}
 	go func() {
 		defer s.runs.Done()
