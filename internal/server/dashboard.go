@@ -430,7 +430,9 @@ type runView struct {
 	Approvals []store.Approval
 	Stages    []stageView
 	Events    []api.Event // without the verifier's samples
-	Samples   int
+	// Earlier is how many events before Events the page leaves out.
+	Earlier int
+	Samples int
 	// VerifyRows is the JSON array of the verifier's per-second samples,
 	// for the charts.
 	VerifyRows string
@@ -482,7 +484,11 @@ var streamTypes = []string{
 	engine.EvInfo, engine.EvProgress, engine.EvSwitched, engine.EvCanary, deploy.EvVerify, "message",
 }
 
-func (s *Server) runView(ctx context.Context, c *caller, id string, withEvents bool) (runView, error) {
+// logTail is how many of a run's last events its page shows at first: a
+// long run journals thousands, and the page links to all of them.
+const logTail = 100
+
+func (s *Server) runView(ctx context.Context, c *caller, id string, withEvents, allEvents bool) (runView, error) {
 	d, run, tasks, err := s.loadRun(ctx, id)
 	if err != nil {
 		return runView{}, err
@@ -530,6 +536,10 @@ func (s *Server) runView(ctx context.Context, c *caller, id string, withEvents b
 		}
 		v.Events = append(v.Events, eventJSON(e))
 	}
+	if n := len(v.Events); n > logTail && !allEvents {
+		v.Earlier = n - logTail
+		v.Events = v.Events[n-logTail:]
+	}
 	v.Samples = len(rows)
 	b, _ := json.Marshal(rows)
 	if rows == nil {
@@ -551,7 +561,7 @@ func hasKind(st pipeline.Stage, k pipeline.Kind) bool {
 }
 
 func (s *Server) runPage(w http.ResponseWriter, r *http.Request, c *caller) error {
-	v, err := s.runView(r.Context(), c, r.PathValue("id"), true)
+	v, err := s.runView(r.Context(), c, r.PathValue("id"), true, r.URL.Query().Get("events") == "all")
 	if err != nil {
 		return err
 	}
@@ -562,7 +572,7 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request, c *caller) erro
 // runFragment is the live part of the run page — status, summary,
 // buttons, pipeline — which the script swaps in as the run moves.
 func (s *Server) runFragment(w http.ResponseWriter, r *http.Request, c *caller) error {
-	v, err := s.runView(r.Context(), c, r.PathValue("id"), false)
+	v, err := s.runView(r.Context(), c, r.PathValue("id"), false, false)
 	if err != nil {
 		return err
 	}

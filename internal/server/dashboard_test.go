@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -262,6 +263,21 @@ func TestDashboardPages(t *testing.T) {
 		if strings.Contains(page, btn) {
 			t.Errorf("a viewer sees %s", btn)
 		}
+	}
+
+	// A long log shows its tail first, and links to the whole.
+	for i := range logTail + 5 {
+		if _, err := f.st.AppendEvent(ctx, store.Event{RunID: run.ID, Type: "info", Message: fmt.Sprintf("note %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, page = b.get(t, "/runs/"+run.ID)
+	if n := strings.Count(page, `<li class="ev `); n != logTail || !strings.Contains(page, "Show the 7 before them too") || strings.Contains(page, ">note 4<") || !strings.Contains(page, ">note 104<") {
+		t.Errorf("a long log: %d events shown", n)
+	}
+	_, page = b.get(t, "/runs/"+run.ID+"?events=all")
+	if n := strings.Count(page, `<li class="ev `); n != logTail+7 {
+		t.Errorf("the whole log: %d events shown, want %d", n, logTail+7)
 	}
 
 	resp, frag := b.get(t, "/runs/"+run.ID+"/pipeline")
