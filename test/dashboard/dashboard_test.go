@@ -291,8 +291,14 @@ func TestDashboardLive(t *testing.T) {
 	runTab := newTab(t, browser)
 	step(runTab, "open the run page", chromedp.Navigate(srv.url+"/runs/"+id), chromedp.WaitVisible("#pipeline"))
 	status, err := chromedp.Run(runTab, chromedp.Evaluate[string](`document.getElementById('run-status').dataset.status`))
-	if err != nil || status != "running" {
-		t.Fatalf("the run page opened on a run %q (%v): it should still be running", status, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// On a machine busy enough, the run can end before its page has
+	// loaded; the gated run below is watched live for sure.
+	v2Live := status == "running"
+	if !v2Live {
+		t.Logf("the run of v2 had ended (%s) when its page loaded: its page is checked, not its liveness", status)
 	}
 	step(runTab, "mark the run page", chromedp.Evaluate[chromedp.Void](markPage))
 	var wg sync.WaitGroup
@@ -322,7 +328,7 @@ func TestDashboardLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("run page of %s: %d events taken live; %s; %d points on the rate chart", id, facts.Events, facts.Samples, facts.Points)
-	if facts.Mark != "live" || facts.Events == 0 {
+	if v2Live && (facts.Mark != "live" || facts.Events == 0) {
 		t.Errorf("the run page did not follow the run live: mark %q, %d events from the stream", facts.Mark, facts.Events)
 	}
 	if facts.Points == 0 || !strings.Contains(facts.Samples, " 0 failed") {
@@ -340,8 +346,10 @@ func TestDashboardLive(t *testing.T) {
 	waitFor(t, runTab, 30*time.Second, "the Approve button of the gated run",
 		`!!document.getElementById('approve-btn') && document.querySelector('[data-stage="approval"] .state .label').textContent === 'awaiting approval'`, runState)
 	screenshot(t, runTab, "run-v3-awaiting-approval")
+	step(runTab, "mark the gated run's page", chromedp.Evaluate[chromedp.Void](markPage))
 	step(runTab, "focus Approve and press Enter", chromedp.Focus("#approve-btn"), chromedp.KeyEvent("\r"))
-	waitFor(t, runTab, 60*time.Second, "the gated run to pass every stage and succeed after the approval", allPassed, runState)
+	waitFor(t, runTab, 60*time.Second, "the gated run to pass every stage and succeed after the approval, live",
+		`window.zdMark === 'live' && window.zdEvents > 0 && `+allPassed, runState)
 	approved, err := chromedp.Run(runTab, chromedp.Evaluate[string](`document.getElementById('run-summary').textContent`))
 	if err != nil || !strings.Contains(approved, "approval by test-approver") {
 		t.Errorf("the summary does not say who approved: %q %v", approved, err)
