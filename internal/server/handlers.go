@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/zerodown/zerodown/internal/config"
 	"github.com/zerodown/zerodown/internal/deploy"
@@ -161,13 +162,20 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, c *caller) err
 }
 
 func (s *Server) runDetail(ctx context.Context, id string) (api.RunDetail, error) {
+	d, _, _, err := s.loadRun(ctx, id)
+	return d, err
+}
+
+// loadRun reads a run and its tasks, as the API shows them and as they
+// are journaled (the dashboard draws the plan from the latter).
+func (s *Server) loadRun(ctx context.Context, id string) (api.RunDetail, store.Run, []store.TaskRecord, error) {
 	run, err := s.st.GetRun(ctx, id)
 	if err != nil {
-		return api.RunDetail{}, notFoundRun(id, err)
+		return api.RunDetail{}, store.Run{}, nil, notFoundRun(id, err)
 	}
 	tasks, err := s.st.Tasks(ctx, id)
 	if err != nil {
-		return api.RunDetail{}, err
+		return api.RunDetail{}, store.Run{}, nil, err
 	}
 	d := api.RunDetail{Run: runJSON(run), Plan: run.Plan, Tasks: make([]api.Task, 0, len(tasks)), Waiting: deploy.WaitingStage(tasks)}
 	for _, t := range tasks {
@@ -176,7 +184,7 @@ func (s *Server) runDetail(ctx context.Context, id string) (api.RunDetail, error
 	if _, err := os.Stat(s.reportPath(id)); err == nil {
 		d.Report = "/api/v1/runs/" + id + "/report"
 	}
-	return d, nil
+	return d, run, tasks, nil
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -238,22 +246,38 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request, c *caller) er
 	return s.answerLaunch(w, r, c, "run.create", lr, err, fmt.Sprintf("%s %s to %s", req.Version, req.SHA256, req.Env))
 }
 
-// answerLaunch answers a started run (201) or nothing to do (200), and
-// audits it.
+// answerLaunch audits a launch and answers it: a started run (201) or
+// nothing to do (200).
 func (s *Server) answerLaunch(w http.ResponseWriter, r *http.Request, c *caller, action string, lr launched, err error, detail string) error {
-	if err != nil {
+	if err := s.auditLaunch(r, c, action, lr, err, detail); err != nil {
 		return err
 	}
-	if lr.nothingToDo {
-		s.audit(r.Context(), r, c.name(), action, "", detail+": nothing to do")
-		writeJSON(w, http.StatusOK, api.CreateRunResult{NothingToDo: true})
-		return nil
+	writeLaunch(w, lr)
+	return nil
+}
+
+// auditLaunch writes a launch to the audit log; it returns the launch's
+// error, for the caller to answer.
+func (s *Server) auditLaunch(r *http.Request, c *caller, action string, lr launched, err error, detail string) error {
+	switch {
+	case err != nil:
+		return err
+	case lr.nothingToDo:
+		s.audit(r.Context(), r, c.name(), action, "", strings.TrimPrefix(detail+": nothing to do", ": "))
+	default:
+		s.audit(r.Context(), r, c.name(), action, lr.run.ID, detail)
 	}
-	s.audit(r.Context(), r, c.name(), action, lr.run.ID, detail)
+	return nil
+}
+
+func writeLaunch(w http.ResponseWriter, lr launched) {
+	if lr.nothingToDo {
+		writeJSON(w, http.StatusOK, api.CreateRunResult{NothingToDo: true})
+		return
+	}
 	run := runJSON(lr.run)
 	w.Header().Set("Location", "/api/v1/runs/"+run.ID)
 	writeJSON(w, http.StatusCreated, api.CreateRunResult{Run: &run})
-	return nil
 }
 
 func (s *Server) promote(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -278,52 +302,75 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request, c *caller) erro
 	return s.answerLaunch(w, r, c, "run.promote", lr, err, fmt.Sprintf("%s to %s", req.From, req.To))
 }
 
+// The run buttons — approve, abort, roll back — each have one
+// implementation below, which the API's handlers and the dashboard's
+// forms both call: the checks, the store operation and the audit entry
+// are the same whichever front end asked.
+
 func (s *Server) rollbackRun(w http.ResponseWriter, r *http.Request, c *caller) error {
-	id := r.PathValue("id")
+	lr, err := s.rollback(r, c, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeLaunch(w, lr)
+	return nil
+}
+
+// rollback starts the rollback of an ended run.
+func (s *Server) rollback(r *http.Request, c *caller, id string) (launched, error) {
 	run, err := s.st.GetRun(r.Context(), id)
 	if err != nil {
-		return notFoundRun(id, err)
+		return launched{}, notFoundRun(id, err)
 	}
 	if run.Status == store.RunRunning {
-		return errorf(http.StatusConflict, api.CodeConflict, "run %s is still running: abort it (it rolls back by itself)", id)
+		return launched{}, errorf(http.StatusConflict, api.CodeConflict, "run %s is still running: abort it (it rolls back by itself)", id)
 	}
 	lr, err := s.launch(r.Context(), "rollback", id, func(ctx context.Context, o deploy.Options) (*deploy.Outcome, error) {
 		return deploy.Rollback(ctx, o, id)
 	})
-	return s.answerLaunch(w, r, c, "run.rollback", lr, err, "")
+	return lr, s.auditLaunch(r, c, "run.rollback", lr, err, "of "+id)
 }
 
 func (s *Server) approveRun(w http.ResponseWriter, r *http.Request, c *caller) error {
-	id := r.PathValue("id")
 	var req api.ApproveRun
 	if r.ContentLength != 0 {
 		if err := readJSON(r, &req); err != nil {
 			return err
 		}
 	}
-	run, err := s.st.GetRun(r.Context(), id)
-	if err != nil {
-		return notFoundRun(id, err)
-	}
-	if run.Status != store.RunRunning {
-		return errorf(http.StatusConflict, api.CodeConflict, "run %s ended (%s): nothing to approve", id, run.Status)
-	}
-	if req.Stage == "" {
-		tasks, err := s.st.Tasks(r.Context(), id)
-		if err != nil {
-			return err
-		}
-		if req.Stage = deploy.WaitingStage(tasks); req.Stage == "" {
-			return errorf(http.StatusConflict, api.CodeConflict, "run %s is not waiting for an approval; name the stage", id)
-		}
-	}
-	a, err := s.st.Approve(r.Context(), id, req.Stage, c.name())
+	a, err := s.approve(r, c, r.PathValue("id"), req.Stage)
 	if err != nil {
 		return err
 	}
-	s.audit(r.Context(), r, c.name(), "run.approve", id, "stage "+req.Stage)
 	writeJSON(w, http.StatusOK, api.Approval{Stage: a.Stage, By: a.By, At: a.At})
 	return nil
+}
+
+// approve approves a stage of a running run: the one it waits for when
+// stage is empty.
+func (s *Server) approve(r *http.Request, c *caller, id, stage string) (store.Approval, error) {
+	run, err := s.st.GetRun(r.Context(), id)
+	if err != nil {
+		return store.Approval{}, notFoundRun(id, err)
+	}
+	if run.Status != store.RunRunning {
+		return store.Approval{}, errorf(http.StatusConflict, api.CodeConflict, "run %s ended (%s): nothing to approve", id, run.Status)
+	}
+	if stage == "" {
+		tasks, err := s.st.Tasks(r.Context(), id)
+		if err != nil {
+			return store.Approval{}, err
+		}
+		if stage = deploy.WaitingStage(tasks); stage == "" {
+			return store.Approval{}, errorf(http.StatusConflict, api.CodeConflict, "run %s is not waiting for an approval; name the stage", id)
+		}
+	}
+	a, err := s.st.Approve(r.Context(), id, stage, c.name())
+	if err != nil {
+		return store.Approval{}, err
+	}
+	s.audit(r.Context(), r, c.name(), "run.approve", id, "stage "+stage)
+	return a, nil
 }
 
 func (s *Server) promoteCanary(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -345,24 +392,28 @@ func (s *Server) promoteCanary(w http.ResponseWriter, r *http.Request, c *caller
 }
 
 func (s *Server) abortRun(w http.ResponseWriter, r *http.Request, c *caller) error {
-	id := r.PathValue("id")
-	run, err := s.st.GetRun(r.Context(), id)
-	if err != nil {
-		return notFoundRun(id, err)
-	}
-	if run.Status != store.RunRunning {
-		return errorf(http.StatusConflict, api.CodeConflict, "run %s ended (%s): nothing to abort", id, run.Status)
-	}
-	if err := s.st.RequestAbort(r.Context(), id, c.name()); err != nil {
-		return err
-	}
-	s.audit(r.Context(), r, c.name(), "run.abort", id, "")
-	run, err = s.st.GetRun(r.Context(), id)
+	run, err := s.abort(r, c, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusAccepted, runJSON(run))
 	return nil
+}
+
+// abort asks a running run to stop at its next safe point and roll back.
+func (s *Server) abort(r *http.Request, c *caller, id string) (store.Run, error) {
+	run, err := s.st.GetRun(r.Context(), id)
+	if err != nil {
+		return store.Run{}, notFoundRun(id, err)
+	}
+	if run.Status != store.RunRunning {
+		return store.Run{}, errorf(http.StatusConflict, api.CodeConflict, "run %s ended (%s): nothing to abort", id, run.Status)
+	}
+	if err := s.st.RequestAbort(r.Context(), id, c.name()); err != nil {
+		return store.Run{}, err
+	}
+	s.audit(r.Context(), r, c.name(), "run.abort", id, "")
+	return s.st.GetRun(r.Context(), id)
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, c *caller) error {

@@ -31,6 +31,7 @@ type look struct {
 	done chan struct{} // closed when hosts is set
 	at   time.Time
 	out  api.Hosts
+	prev *look // the look before, finished, if any
 }
 
 func newLookCache(cfg *config.Deploy) *lookCache {
@@ -41,15 +42,25 @@ func (c *lookCache) get(ctx context.Context, env string) api.Hosts {
 	c.mu.Lock()
 	l := c.env[env]
 	if l == nil || (isClosed(l.done) && time.Since(l.at) > lookFresh) {
-		l = &look{done: make(chan struct{})}
+		prev := l
+		if prev != nil {
+			prev.prev = nil // keep one look back, not a chain
+		}
+		l = &look{done: make(chan struct{}), prev: prev}
 		c.env[env] = l
 		go c.fill(env, l)
 	}
+	prev := l.prev
 	c.mu.Unlock()
 	select {
 	case <-l.done:
 		return l.out
 	case <-ctx.Done():
+		// A viewer that cannot wait gets the look before, which says
+		// when it was taken.
+		if prev != nil {
+			return prev.out
+		}
 		return api.Hosts{Env: env, Hosts: []api.Host{}, Error: "the look at the hosts did not finish: " + ctx.Err().Error(), At: time.Now().UTC()}
 	}
 }
