@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,9 +30,10 @@ type ha struct {
 	sha   string // the sample app's release, uploaded once
 }
 
-// startHA starts the fleet and the replicas with lease. With slowStart, each
-// release's activation first runs a before_start hook that takes that
-// long (a migration, a warm-up), so a kill can land during one.
+// startHA starts the fleet and the replicas with lease. With slowStart,
+// the activation of every release but v1 (the first, which the tests
+// deploy before any kill) first runs a before_start hook that takes that
+// long — a migration, a warm-up — so a kill can land during one.
 func startHA(t testing.TB, hosts int, lease, slowStart time.Duration) *ha {
 	t.Helper()
 	sb := startFleet(t, hosts)
@@ -47,7 +49,8 @@ func startHA(t testing.TB, hosts int, lease, slowStart time.Duration) *ha {
 		if !strings.Contains(string(b), stop) {
 			t.Fatalf("the sandbox's zerodown.yaml has no line %q to add the hook after:\n%s", stop, b)
 		}
-		hook := fmt.Sprintf("  hooks: { before_start: [[\"sleep\", \"%g\"]] }\n", slowStart.Seconds())
+		script := fmt.Sprintf(`[ "$VERSION" = v1 ] || sleep %g`, slowStart.Seconds())
+		hook := fmt.Sprintf("  hooks: { before_start: [[\"sh\", \"-c\", %s]] }\n", strconv.Quote(script))
 		deployCfg = filepath.Join(dir, "zerodown-slow-start.yaml")
 		if err := os.WriteFile(deployCfg, []byte(strings.Replace(string(b), stop, stop+hook, 1)), 0o644); err != nil {
 			t.Fatal(err)
@@ -282,7 +285,9 @@ func TestHATakeover(t *testing.T) {
 		sig   syscall.Signal // SIGKILL, or SIGSTOP until B took the run over
 	}{
 		{name: "killed while draining", hosts: 3, killOn: "draining", sig: syscall.SIGKILL},
-		{name: "killed while activating", hosts: 2, killOn: "deploying", sig: syscall.SIGKILL, slowStart: 5 * time.Second, after: "waiting"},
+		// Killed once the host reports the activation under way (its
+		// first progress event), which then outlasts the takeover.
+		{name: "killed while activating", hosts: 2, killOn: "progress", sig: syscall.SIGKILL, slowStart: 7 * time.Second, after: "waiting"},
 		// A replica paused (or cut off) past its lease must stop the run
 		// it lost without undoing a thing: the run is B's.
 		{name: "paused while draining", hosts: 3, killOn: "draining", sig: syscall.SIGSTOP},
