@@ -682,14 +682,7 @@ rollback_window, and only for the environment's last run.`,
 				if err != nil {
 					return err
 				}
-				var res api.CreateRunResult
-				if err := remoteCall(func(ctx context.Context) (err error) {
-					res, err = cl.Rollback(ctx, args[0])
-					return err
-				}); err != nil {
-					return err
-				}
-				return followRemote(c, cl, res.Run.ID, output, "rollback")
+				return remoteRollback(c, cl, args[0], output)
 			}
 			return continueRun(c, cfgPath, args[0], output, true)
 		},

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -84,9 +85,20 @@ func remoteDeploy(c *cobra.Command, cl *api.Client, output, artifact string, sta
 			return remoteError(err)
 		}
 	}
-	res, err := start(ctx, sha)
+	// Once asked, the run is started whatever happens here: a signal now
+	// must not cut the request and leave a run nobody aborts. It is
+	// aborted once its id is known.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	res, err := start(cctx, sha)
+	cancel()
 	if err != nil {
 		return remoteError(err)
+	}
+	if ctx.Err() != nil && res.Run != nil {
+		fmt.Fprintf(c.ErrOrStderr(), "asking the server to abort run %s\n", res.Run.ID)
+		if _, err := cl.Abort(context.Background(), res.Run.ID); err != nil {
+			fmt.Fprintf(c.ErrOrStderr(), "abort: %v\n", err)
+		}
 	}
 	if res.NothingToDo || res.Run == nil {
 		out := newRunOutput(c, output)
@@ -97,13 +109,19 @@ func remoteDeploy(c *cobra.Command, cl *api.Client, output, artifact string, sta
 		fmt.Fprintln(c.OutOrStdout(), "every host already runs the version and is healthy: nothing to do")
 		return nil
 	}
-	return followRemote(c, cl, res.Run.ID, output, "deploy")
+	return followRemote(c, cl, res.Run.ID, 0, output, "deploy")
 }
+
+// createTimeout bounds the request that starts a run: the server answers
+// once the run exists, after its checks of the hosts and the balancer.
+const createTimeout = 2 * time.Minute
 
 // followRemote shows a run of the server from its start to its end. A
 // first SIGINT or SIGTERM asks the server to abort the run (it rolls
 // back) and goes on showing it; a second one stops watching.
-func followRemote(c *cobra.Command, cl *api.Client, id, output, mode string) error {
+// Events up to after are not shown (a rollback of a run follows from its
+// last event before the rollback).
+func followRemote(c *cobra.Command, cl *api.Client, id string, after int64, output, mode string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 2)
@@ -133,7 +151,7 @@ func followRemote(c *cobra.Command, cl *api.Client, id, output, mode string) err
 	_ = json.Unmarshal(d.Plan, &p)
 	out := newRunOutput(c, output)
 	out.start(deploy.Start{RunID: d.ID, Env: d.Env, Version: d.Version, Pipeline: d.Pipeline, Hosts: p.Hosts(), Tasks: deploy.CountTasks(&p), Mode: mode})
-	end, err := cl.Follow(ctx, id, 0, func(e api.Event) {
+	end, err := cl.Follow(ctx, id, after, func(e api.Event) {
 		if e.Type == deploy.EvVerify {
 			return // the view shows the run's steps; the report the load
 		}
@@ -146,7 +164,7 @@ func followRemote(c *cobra.Command, cl *api.Client, id, output, mode string) err
 		if errors.Is(err, context.Canceled) {
 			return fmt.Errorf("stopped watching run %s; it goes on on the server (zerodown show %s --server %s)", id, id, cl.URL())
 		}
-		return err
+		return remoteError(err)
 	}
 	return out.finishedRemote(end)
 }
@@ -271,6 +289,31 @@ func remoteShow(c *cobra.Command, cl *api.Client, id string) error {
 		events = append(events, storeEvent(id, e))
 	}
 	return writeShow(c.OutOrStdout(), storeRun(d.Run), tasks, events, false)
+}
+
+// remoteRollback starts the rollback of a run on the server and shows it,
+// from the run's last event before it.
+func remoteRollback(c *cobra.Command, cl *api.Client, id, output string) error {
+	var last int64
+	var res api.CreateRunResult
+	if err := remoteCall(func(ctx context.Context) error {
+		evs, err := cl.Events(ctx, id, 0)
+		if err != nil {
+			return err
+		}
+		if len(evs) > 0 {
+			last = evs[len(evs)-1].Seq
+		}
+		res, err = cl.Rollback(ctx, id)
+		return err
+	}); err != nil {
+		return err
+	}
+	if res.Run == nil {
+		fmt.Fprintf(c.OutOrStdout(), "run %s: nothing to roll back\n", id)
+		return nil
+	}
+	return followRemote(c, cl, res.Run.ID, last, output, "rollback")
 }
 
 // remoteCall runs one short call against the server, under SIGINT.

@@ -42,6 +42,10 @@ type Server struct {
 	Lease Duration `yaml:"lease"`
 	// SessionTTL is how long a dashboard sign-in lasts.
 	SessionTTL Duration `yaml:"session_ttl"`
+	// SessionKeyFile holds the key that signs dashboard sessions: made on
+	// first start when missing (<data>/session.key); replicas need the
+	// same one, so with postgres it must be set.
+	SessionKeyFile string `yaml:"session_key_file"`
 	// ShutdownTimeout bounds how long SIGTERM waits for runs in progress
 	// before it stops them (a stopped run rolls back).
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
@@ -82,6 +86,9 @@ func ParseServer(path string, data []byte) (*Server, error) {
 	cfg.Data = paths.resolve(cfg.Data)
 	orDefault(&cfg.Artifacts, filepath.Join(cfg.Data, "artifacts"))
 	cfg.Artifacts = paths.resolve(cfg.Artifacts)
+	sessionKeySet := cfg.SessionKeyFile != ""
+	orDefault(&cfg.SessionKeyFile, filepath.Join(cfg.Data, "session.key"))
+	cfg.SessionKeyFile = paths.resolve(cfg.SessionKeyFile)
 	cfg.Deploy = paths.resolve(cfg.Deploy)
 	orDefault(&cfg.MaxArtifactBytes, DefaultServerMaxArtifact)
 	orDefault(&cfg.Lease, Duration(DefaultServerLease))
@@ -104,6 +111,9 @@ func ParseServer(path string, data []byte) (*Server, error) {
 		!strings.Contains(cfg.Postgres, "=") {
 		// Never quote it: it may hold a password.
 		v.errorf(c.key("", "postgres"), "not a PostgreSQL connection string (postgres://user@host:5432/db, or key=value pairs)")
+	}
+	if cfg.Postgres != "" && !sessionKeySet {
+		v.errorf(c.key("", "postgres"), "replicas sign dashboard sessions with one key: set session_key_file to a file every replica reads (openssl rand -hex 32)")
 	}
 	if time.Duration(cfg.Lease) < minServerLease {
 		v.errorf(c.key("", "lease"), "%s is too short: heartbeats every third of it must reach the database (at least %s)", cfg.Lease, minServerLease)

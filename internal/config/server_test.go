@@ -19,7 +19,7 @@ func TestParseServer(t *testing.T) {
 		time.Duration(cfg.Lease) != DefaultServerLease || cfg.Postgres != "" {
 		t.Fatalf("defaults: %+v", cfg)
 	}
-	cfg, err = ParseServer(path, []byte("listen: 0.0.0.0:7300\ntls: {cert: c.pem, key: k.pem}\ndeploy: /etc/z.yaml\ndata: /var/lib/z\nartifacts: /mnt/a\npostgres: postgres://z@db/z\nlease: 10s\n"))
+	cfg, err = ParseServer(path, []byte("listen: 0.0.0.0:7300\ntls: {cert: c.pem, key: k.pem}\ndeploy: /etc/z.yaml\ndata: /var/lib/z\nartifacts: /mnt/a\npostgres: postgres://z@db/z\nsession_key_file: /etc/z/session.key\nlease: 10s\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,6 +33,7 @@ func TestParseServer(t *testing.T) {
 		{"deploy: z.yaml\npostgres: 'mysql:secret@x'\n", "server.yaml:2:1: postgres: not a PostgreSQL connection string"},
 		{"deploy: z.yaml\nlistn: x\n", "server.yaml:2:1: listn: unknown"},
 		{"deploy: z.yaml\nlease: soon\n", "server.yaml:2:1: lease: invalid duration"},
+		{"deploy: z.yaml\npostgres: postgres://x\n", "server.yaml:2:1: postgres: replicas sign dashboard sessions with one key: set session_key_file"},
 	} {
 		_, err := ParseServer("server.yaml", []byte(tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -46,7 +47,7 @@ func TestParseServer(t *testing.T) {
 
 func FuzzParseServer(f *testing.F) {
 	f.Add([]byte("deploy: z.yaml\n"))
-	f.Add([]byte("listen: 0.0.0.0:1\ntls: {cert: a, key: b}\ndeploy: z\npostgres: postgres://x\nlease: 3s\n"))
+	f.Add([]byte("listen: 0.0.0.0:1\ntls: {cert: a, key: b}\ndeploy: z\npostgres: postgres://x\nsession_key_file: k\nlease: 3s\n"))
 	f.Add([]byte("a: &x {b: 1}\nc: *x\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseServer("server.yaml", data)

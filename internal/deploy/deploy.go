@@ -245,11 +245,27 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 	defer f.close()
 	ctx, lockLost := context.WithCancelCause(ctx)
 	defer lockLost(nil)
-	lease, err := holdLock(ctx, o.Store, f.env.Name, run.ID, o.lease(), true, o.warn(), lockLost)
+	// Only this run's own lock is taken over (when its holder is gone): a
+	// lock another run holds is that run's to resume or roll back first.
+	lease, err := holdLock(ctx, o.Store, f.env.Name, run.ID, o.lease(), false, o.warn(), lockLost)
+	var refused *RefusedError
+	var le *store.LockedError
+	if errors.As(err, &refused) && errors.As(err, &le) && le.Lock.RunID != run.ID {
+		return nil, &RefusedError{Err: fmt.Errorf("%w; resume or roll back run %s first", le, le.Lock.RunID)}
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer lease.release()
+	// Read again under the lock: another executor may have ended the run
+	// between the first read and the lock (a takeover that lost the race
+	// finds the lock free once the winner is done).
+	if run, err = GetRun(ctx, o.Store, runID); err != nil {
+		return nil, err
+	}
+	if !rollback && run.Status != store.RunRunning {
+		return nil, &RefusedError{Err: fmt.Errorf("run %s ended (%s) while this resume waited for its lock", run.ID, run.Status)}
+	}
 	if rollback {
 		// Refused before the run is touched: a refusal leaves it as it was.
 		if err := o.canSwitchBack(ctx, f, run, p.SwitchOf()); err != nil {
@@ -281,6 +297,9 @@ func (o Options) reopen(ctx context.Context, runID string, rollback bool) (*Outc
 	nt.send(notify.RunStarted, "rollback")
 	if o.OnStart != nil {
 		o.OnStart(Start{RunID: run.ID, Env: run.Env, Version: run.Version, Pipeline: run.Pipeline, Hosts: touched, Mode: "rollback"})
+	}
+	if err := lease.confirm(ctx); err != nil {
+		return nil, err
 	}
 	stranded := eng.RollBack(ctx, touched)
 	if lease.isLost() {
@@ -316,7 +335,7 @@ func (o Options) engine(f *fleet, lease *runLease, rel host.Release, runID strin
 	e := &engine.Engine{
 		LB: f.bal, Hosts: f.hosts, Release: rel, Journal: fencedJournal{Journal: engine.StoreJournal{Store: o.Store, RunID: runID}, lease: lease},
 		MinHealthy: minHealthy(f.env), Rollback: f.env.Rollback, OnEvent: o.OnEvent, Switcher: f.sw,
-		Switch: p.SwitchOf(),
+		Switch: p.SwitchOf(), Fence: lease.confirm,
 	}
 	if w := p.WeightsOf(); w != nil {
 		e.Canary = &engine.Canary{Hosts: w.Canary, Base: w.Base}
@@ -354,7 +373,7 @@ func (o Options) execute(ctx context.Context, lease *runLease, f *fleet, rel hos
 			return end(engine.Result{Status: engine.StatusFailed, Err: err}, nil)
 		}
 		ver.onSample = func(row loadgen.Row) {
-			if lease.isLost() {
+			if lease.confirm(runCtx) != nil {
 				return // the run's journal is another executor's now
 			}
 			// The server's charts read these from the journal, so every
@@ -412,6 +431,9 @@ func (o Options) execute(ctx context.Context, lease *runLease, f *fleet, rel hos
 			// The hosts are on the new version but requests failed on the
 			// way: that is not a deploy to keep.
 			res.Err = errors.New("the load verifier's thresholds failed")
+			if lease.confirm(context.Background()) != nil && lease.isLost() {
+				return nil, takenOver(ctx, run.ID)
+			}
 			res.Stranded = eng.RollBack(context.Background(), res.Changed)
 			res.Status = engine.StatusRolledBack
 			if len(res.Stranded) > 0 {

@@ -80,7 +80,9 @@ func holdLock(ctx context.Context, st store.Store, env, runID string, lease time
 		}
 		return nil, err
 	}
-	l := &runLease{st: st, env: env, owner: owner, runID: runID, w: w, onLost: onLost, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &runLease{st: st, env: env, owner: owner, runID: runID, w: w, onLost: onLost, lease: lease, beat: beat,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	l.beatOK()
 	go func() {
 		defer close(l.done)
 		tick := time.NewTicker(beat)
@@ -93,12 +95,8 @@ func holdLock(ctx context.Context, st store.Store, env, runID string, lease time
 				hctx, cancel := context.WithTimeout(context.Background(), beat)
 				err := st.Heartbeat(hctx, env, owner, runID)
 				cancel()
-				if errors.Is(err, store.ErrLockLost) {
-					l.markLost()
+				if l.checkBeat(err) {
 					return
-				}
-				if err != nil {
-					fmt.Fprintf(w, "warning: lock heartbeat: %v\n", err)
 				}
 			}
 		}
@@ -115,18 +113,45 @@ type runLease struct {
 	env, owner, runID string
 	w                 io.Writer
 	onLost            func(error)
+	lease, beat       time.Duration
+	lastOK            atomic.Int64 // unix nanoseconds of the last confirmed heartbeat
 	lost              atomic.Bool
 	lostOnce          sync.Once
 	stop, done        chan struct{}
 	releaseOnce       sync.Once
 }
 
-// markLost records that the lock was taken by another executor and stops
-// the run.
-func (l *runLease) markLost() {
+func (l *runLease) beatOK() { l.lastOK.Store(time.Now().UnixNano()) }
+
+// checkBeat takes a heartbeat's outcome and reports whether the lease is
+// lost. A lease that could not be confirmed for longer than lease minus a
+// beat counts as lost too: by the time this process could act on it,
+// another executor may rightly have taken the run (a journal unreachable,
+// this process paused), so it stops without undoing anything.
+func (l *runLease) checkBeat(err error) bool {
+	switch {
+	case err == nil:
+		l.beatOK()
+		return false
+	case errors.Is(err, store.ErrLockLost):
+		l.markLost("was taken by another executor")
+		return true
+	}
+	since := time.Since(time.Unix(0, l.lastOK.Load()))
+	if since > l.lease-l.beat {
+		l.markLost(fmt.Sprintf("could not be confirmed for %s (%v), so another executor may have it", since.Round(time.Millisecond), err))
+		return true
+	}
+	fmt.Fprintf(l.w, "warning: lock heartbeat: %v\n", err)
+	return false
+}
+
+// markLost records that the lock is (or may be) another executor's and
+// stops the run.
+func (l *runLease) markLost(why string) {
 	l.lostOnce.Do(func() {
 		l.lost.Store(true)
-		fmt.Fprintf(l.w, "the lock of environment %s was taken by another executor: stopping run %s where it is, without rolling back (the new holder carries it on)\n", l.env, l.runID)
+		fmt.Fprintf(l.w, "the lock of environment %s %s: stopping run %s where it is, without rolling back (the holder of the lock carries it on; zerodown resume %s if none does)\n", l.env, why, l.runID, l.runID)
 		if l.onLost != nil {
 			l.onLost(fmt.Errorf("%w: the lock of environment %s was taken from %s", engine.ErrTakenOver, l.env, l.owner))
 		}
@@ -141,10 +166,9 @@ func (l *runLease) isLost() bool { return l.lost.Load() }
 func (l *runLease) confirm(ctx context.Context) error {
 	if !l.isLost() {
 		err := l.st.Heartbeat(ctx, l.env, l.owner, l.runID)
-		if !errors.Is(err, store.ErrLockLost) {
+		if !l.checkBeat(err) {
 			return err
 		}
-		l.markLost()
 	}
 	return fmt.Errorf("%w: the lock of environment %s is no longer %s's", engine.ErrTakenOver, l.env, l.owner)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/zerodown/zerodown/internal/engine"
 	"github.com/zerodown/zerodown/internal/pipeline"
+	"github.com/zerodown/zerodown/internal/proctest"
 	"github.com/zerodown/zerodown/internal/store"
 	"github.com/zerodown/zerodown/internal/store/sqlite"
 )
@@ -79,5 +80,65 @@ func TestLeaseLostFencesTheJournal(t *testing.T) {
 	locks, err := st.Locks(ctx)
 	if err != nil || len(locks) != 1 || locks[0].Owner != "replica-b" {
 		t.Fatalf("locks after the old holder let go: %+v %v; want replica-b's", locks, err)
+	}
+}
+
+// failingStore is a journal the lease can no longer reach.
+type failingStore struct {
+	store.Store
+	fail bool
+	mu   sync.Mutex
+}
+
+func (f *failingStore) Heartbeat(ctx context.Context, env, owner, runID string) error {
+	f.mu.Lock()
+	fail := f.fail
+	f.mu.Unlock()
+	if fail {
+		return errors.New("connection refused")
+	}
+	return f.Store.Heartbeat(ctx, env, owner, runID)
+}
+
+// TestLeaseUnconfirmedStops cuts the lease off from its journal: while the
+// outage is shorter than the lease less a beat, a heartbeat failure is a
+// warning; past it the run stops as if taken over, since another executor
+// may rightly have taken the run by then.
+func TestLeaseUnconfirmedStops(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "state.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	fs := &failingStore{Store: st}
+	var mu sync.Mutex
+	var cause error
+	lease, err := holdLock(ctx, fs, "staging", "r-1", 900*time.Millisecond, false, io.Discard, func(err error) {
+		mu.Lock()
+		cause = err
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.release()
+	if err := lease.confirm(ctx); err != nil {
+		t.Fatalf("a reachable journal: %v", err)
+	}
+	fs.mu.Lock()
+	fs.fail = true
+	fs.mu.Unlock()
+	if err := lease.confirm(ctx); err == nil || errors.Is(err, engine.ErrTakenOver) || lease.isLost() {
+		t.Fatalf("a first failed heartbeat: %v (lost %v); want the error, the lease kept", err, lease.isLost())
+	}
+	proctest.Eventually(t, 5*time.Second, "the lease to count as lost in an outage longer than itself", lease.isLost)
+	mu.Lock()
+	defer mu.Unlock()
+	if !errors.Is(cause, engine.ErrTakenOver) {
+		t.Fatalf("the run was stopped with %v, want ErrTakenOver", cause)
+	}
+	if err := lease.confirm(ctx); !errors.Is(err, engine.ErrTakenOver) {
+		t.Fatalf("confirm after the loss: %v", err)
 	}
 }

@@ -134,6 +134,10 @@ type Engine struct {
 	// analysis compares; nil without a verifier.
 	Canary       *Canary
 	VersionStats func() map[string]loadgen.VersionStat
+	// Fence, if set, confirms that the run may still act on hosts: it is
+	// asked before a rollback and an on_cancel task. An error wrapping
+	// ErrTakenOver stops the run where it is (another executor has it).
+	Fence func(ctx context.Context) error
 
 	detachMu  sync.Mutex // one min_healthy check and detach at a time
 	uploadSem chan struct{}
@@ -157,6 +161,24 @@ type Engine struct {
 	// task starts and ends stay synchronous.
 	evMu sync.RWMutex
 	evq  chan Event
+}
+
+// takenOver reports, as an error wrapping ErrTakenOver, that another
+// executor has the run: ctx's cause says so, or the fence does. nil: this
+// run may act.
+func (e *Engine) takenOver(ctx context.Context) error {
+	if cause := context.Cause(ctx); errors.Is(cause, ErrTakenOver) {
+		return cause
+	}
+	if e.Fence == nil {
+		return nil
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := e.Fence(fctx); errors.Is(err, ErrTakenOver) {
+		return err
+	}
+	return nil
 }
 
 // eventQueue is how many events may wait for the journal.
@@ -281,10 +303,12 @@ func (e *Engine) Run(ctx context.Context, p *pipeline.Pipeline, skip map[TaskKey
 	}
 	res.Err = failure
 	res.Aborted = errors.Is(failure, ErrAborted)
-	if errors.Is(context.Cause(ctx), ErrTakenOver) {
-		// ctx's cause, not stop's: a task refused for the lost lock can
-		// end the stage before stop learns why.
-		res.Err = context.Cause(ctx)
+	if err := e.takenOver(ctx); err != nil {
+		// A task refused for the lost lock can end the stage before stop
+		// learns why; and a run that only now learns the lock is gone
+		// (paused, or cut off from the journal) must undo nothing: the
+		// hosts are the new executor's.
+		res.Err = err
 		res.Status = StatusTakenOver
 		return res
 	}
@@ -514,7 +538,7 @@ func (e *Engine) runJob(stop context.Context, stage string, j pipeline.Job, skip
 			e.finish(k, TaskPassed, nil)
 		case errors.Is(err, ErrAborted) || stop.Err() != nil && errors.Is(err, context.Canceled):
 			e.finish(k, TaskCancelled, err)
-			if t.OnCancel != nil {
+			if t.OnCancel != nil && e.takenOver(stop) == nil {
 				e.emit(Event{Host: t.Host, Type: EvInfo, Message: "on_cancel of " + t.Label() + ": " + t.OnCancel.Label()})
 				if cerr := e.runTask(context.Background(), k, *t.OnCancel); cerr != nil {
 					e.emit(Event{Host: t.Host, Type: EvFailed, Message: "on_cancel failed: " + cerr.Error()})

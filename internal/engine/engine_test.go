@@ -228,6 +228,38 @@ func TestTakenOverStopsWithoutRollingBack(t *testing.T) {
 	}
 }
 
+// TestFenceStopsTheRollback fails a run on its second host while its
+// fence says another executor has the run (this one was paused past its
+// lease and has not heard yet): the run rolls nothing back.
+func TestFenceStopsTheRollback(t *testing.T) {
+	f := newFleet(t, 2, 1)
+	f.hosts["staging-2"].Bad["v2"] = true
+	fenced := false
+	f.eng.Fence = func(context.Context) error {
+		if !fenced {
+			return nil
+		}
+		return fmt.Errorf("%w: the test's other executor", engine.ErrTakenOver)
+	}
+	f.eng.OnEvent = func(e engine.Event) {
+		if e.Host == "staging-2" && e.Type == engine.EvDeploying {
+			fenced = true
+		}
+	}
+	res := f.eng.Run(context.Background(), f.rolling(t), nil)
+	if res.Status != engine.StatusTakenOver || !errors.Is(res.Err, engine.ErrTakenOver) {
+		t.Fatalf("status %s err %v, want taken over", res.Status, res.Err)
+	}
+	if v := f.hosts["staging-1"].Version(); v != "v2" {
+		t.Errorf("staging-1 runs %s: the fenced run rolled it back", v)
+	}
+	for _, typ := range f.journal.EventTypes() {
+		if strings.HasSuffix(typ, ":"+engine.EvRollback) {
+			t.Fatalf("the fenced run rolled back: %v", f.journal.EventTypes())
+		}
+	}
+}
+
 func TestManualRollbackLeavesItToAPerson(t *testing.T) {
 	f := newFleet(t, 2, 1)
 	f.hosts["staging-1"].Bad["v2"] = true

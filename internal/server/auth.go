@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -88,8 +89,9 @@ type caller struct {
 	token store.Token
 	role  Role
 	// session: signed in with the dashboard's cookie, not a bearer token;
-	// its state-changing requests need the CSRF token.
+	// its state-changing requests need the CSRF token, a MAC with key.
 	session string
+	key     []byte
 }
 
 func (c *caller) name() string { return c.token.Name }
@@ -136,17 +138,20 @@ func (s *Server) checkToken(ctx context.Context, tok string) (*caller, error) {
 const sessionCookie = "zerodown_session"
 
 // A session is "<token id>.<expiry unix>.<mac>", the MAC keyed by the
-// token's stored hash: every replica can check it without shared state,
-// and revoking the token ends its sessions.
-func sessionMAC(t store.Token, msg string) string {
-	m := hmac.New(sha256.New, t.Hash)
-	m.Write([]byte(msg))
+// server's session key (session_key_file, the same on every replica) over
+// the token's stored hash too: any replica checks it without a session
+// table, revoking the token ends its sessions, and a copy of the database
+// alone cannot forge one.
+func sessionMAC(key []byte, t store.Token, msg string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write(t.Hash)
+	m.Write([]byte("|" + msg))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-func newSession(t store.Token, expires time.Time) string {
+func newSession(key []byte, t store.Token, expires time.Time) string {
 	msg := t.ID + "." + strconv.FormatInt(expires.Unix(), 10)
-	return msg + "." + sessionMAC(t, "session|"+msg)
+	return msg + "." + sessionMAC(key, t, "session|"+msg)
 }
 
 // csrfToken is the token a signed-in page sends back with every change:
@@ -155,7 +160,7 @@ func csrfToken(c *caller) string {
 	if c == nil || c.session == "" {
 		return ""
 	}
-	return sessionMAC(c.token, "csrf|"+c.session)
+	return sessionMAC(c.key, c.token, "csrf|"+c.session)
 }
 
 func (s *Server) checkSession(ctx context.Context, v string) (*caller, error) {
@@ -174,7 +179,7 @@ func (s *Server) checkSession(ctx context.Context, v string) (*caller, error) {
 	if err != nil {
 		return nil, err
 	}
-	want := sessionMAC(t, "session|"+parts[0]+"."+parts[1])
+	want := sessionMAC(s.sessionKey, t, "session|"+parts[0]+"."+parts[1])
 	if !hmac.Equal([]byte(want), []byte(parts[2])) || !t.RevokedAt.IsZero() {
 		return nil, errBadToken
 	}
@@ -182,7 +187,7 @@ func (s *Server) checkSession(ctx context.Context, v string) (*caller, error) {
 	if err != nil {
 		return nil, errBadToken
 	}
-	return &caller{token: t, role: role, session: v}, nil
+	return &caller{token: t, role: role, session: v, key: s.sessionKey}, nil
 }
 
 // authenticate finds the caller: a bearer token first, else the session
@@ -219,7 +224,10 @@ func checkCSRF(r *http.Request, c *caller) error {
 		return errors.New("cross-site request refused")
 	}
 	got := r.Header.Get("X-CSRF-Token")
-	if got == "" {
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); got == "" && ct == "application/x-www-form-urlencoded" {
+		// The dashboard's forms; any other body (an upload) is not read
+		// here.
+		r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
 		got = r.PostFormValue("csrf")
 	}
 	if want := csrfToken(c); got == "" || !hmac.Equal([]byte(got), []byte(want)) {

@@ -240,7 +240,11 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, c *caller) 
 	keep := time.NewTicker(sseKeepAlive)
 	defer keep.Stop()
 	ctx := r.Context()
+	rc := http.NewResponseController(w)
 	for {
+		// A client that stops reading frees its handler instead of
+		// pinning it until the run ends.
+		_ = rc.SetWriteDeadline(time.Now().Add(2 * sseKeepAlive))
 		// The run's state first: events journaled before it ended are
 		// then all in the read that follows.
 		run, err := s.st.GetRun(ctx, run.ID)
@@ -269,6 +273,11 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, c *caller) 
 		case <-s.hub.done:
 			return nil
 		case <-keep.C:
+			// A token revoked (or a session expired) since the stream
+			// began ends it here, within a keep-alive.
+			if _, err := s.authenticate(r); err != nil {
+				return nil
+			}
 			fmt.Fprint(w, ": keep-alive\n\n")
 		case <-wake:
 		}

@@ -218,7 +218,7 @@ func (s *Server) runReport(w http.ResponseWriter, r *http.Request, c *caller) er
 	}
 	// The report is self-contained HTML with its own inline script and
 	// styles: it gets a policy of its own.
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; sandbox")
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	http.ServeContent(w, r, "", st.ModTime(), f)
 	return nil

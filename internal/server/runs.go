@@ -97,6 +97,10 @@ func (s *Server) launch(ctx context.Context, what, runID string, do func(ctx con
 		}
 		done <- result{out, err}
 	}()
+	// The wait outlives the request that asked: a client gone before the
+	// run began must not leave a run nobody audited. deploy bounds how long
+	// a run takes to begin (its setup and looks have deadlines).
+	ctx = context.WithoutCancel(ctx)
 	select {
 	case id := <-started:
 		r, err := s.st.GetRun(ctx, id)
@@ -109,8 +113,6 @@ func (s *Server) launch(ctx context.Context, what, runID string, do func(ctx con
 			return launched{nothingToDo: true}, nil
 		}
 		return launched{run: res.out.Run}, nil // it ended before it began: the verifier could not start
-	case <-ctx.Done():
-		return launched{}, ctx.Err()
 	}
 }
 
@@ -161,18 +163,49 @@ func (s *Server) takeOverStale(ctx context.Context, lease time.Duration) {
 		}
 		return
 	}
+	type candidate struct {
+		runID, owner string
+		age          time.Duration // -1: the run holds no lock at all
+	}
+	var cands []candidate
+	held := map[string]bool{}
 	for _, l := range locks {
-		if l.Age <= lease || s.isLocal(l.RunID) {
+		held[l.Env] = true
+		if l.Age > lease {
+			cands = append(cands, candidate{l.RunID, l.Owner, l.Age})
+		}
+	}
+	// A run still marked running whose environment no lock holds was left
+	// by an executor that let go of the lock without ending it (its resume
+	// failed half-way): nobody's lease will run out, so it is taken here.
+	running, err := s.st.QueryRuns(ctx, store.RunQuery{Status: store.RunRunning, Brief: true})
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("read the running runs", "err", err)
+		}
+		return
+	}
+	for _, r := range running {
+		if !held[r.Env] {
+			cands = append(cands, candidate{r.ID, r.Owner, -1})
+		}
+	}
+	for _, c := range cands {
+		if s.isLocal(c.runID) || !s.retryDue(c.runID) {
 			continue
 		}
-		if _, ok := s.deploy.Environments[l.Env]; !ok {
-			continue // another config's environment
-		}
-		run, err := s.st.GetRun(ctx, l.RunID)
+		run, err := s.st.GetRun(ctx, c.runID)
 		if err != nil || run.Status != store.RunRunning {
 			continue
 		}
-		s.log.Warn("taking over a run whose executor is gone", "run", run.ID, "env", run.Env, "owner", l.Owner, "heartbeat_age", l.Age.Round(time.Millisecond))
+		if _, ok := s.deploy.Environments[run.Env]; !ok {
+			continue // another config's environment
+		}
+		why := fmt.Sprintf("from %s, whose heartbeat was %s old", c.owner, c.age.Round(time.Millisecond))
+		if c.age < 0 {
+			why = fmt.Sprintf("from %s, which let go of its lock without ending it", c.owner)
+		}
+		s.log.Warn("taking over a run whose executor is gone", "run", run.ID, "env", run.Env, "why", why)
 		lr, err := s.launch(ctx, "take over "+run.ID, run.ID, func(ctx context.Context, o deploy.Options) (*deploy.Outcome, error) {
 			return deploy.Resume(ctx, o, run.ID)
 		})
@@ -181,12 +214,49 @@ func (s *Server) takeOverStale(ctx context.Context, lease time.Duration) {
 		case errors.As(err, &refused), errors.As(err, new(*httpError)):
 			// Another replica was quicker, or this one has it already.
 		case err != nil:
-			s.log.Error("take over", "run", run.ID, "err", err)
+			next := s.retryLater(run.ID, lease)
+			s.log.Error("take over", "run", run.ID, "err", err, "again in", next)
 		default:
+			s.retryDone(run.ID)
 			s.metrics.takeovers.Inc()
-			s.audit(ctx, nil, "server", "run.takeover", lr.run.ID, fmt.Sprintf("from %s, whose heartbeat was %s old", l.Owner, l.Age.Round(time.Millisecond)))
+			s.audit(ctx, nil, "server", "run.takeover", lr.run.ID, why)
 		}
 	}
+}
+
+// A takeover that fails (an agent down, the artifact missing here) is
+// tried again later, backing off from a lease to ten, not every look.
+func (s *Server) retryDue(runID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.retries[runID]
+	return !ok || !time.Now().Before(r.next)
+}
+
+func (s *Server) retryLater(runID string, lease time.Duration) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.retries[runID]
+	if r == nil {
+		r = &retry{wait: lease}
+		s.retries[runID] = r
+	} else {
+		r.wait = min(2*r.wait, 10*lease)
+	}
+	r.next = time.Now().Add(r.wait)
+	return r.wait
+}
+
+func (s *Server) retryDone(runID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.retries, runID)
+}
+
+// retry is when a failed takeover is tried again.
+type retry struct {
+	next time.Time
+	wait time.Duration
 }
 
 // exitCode is what `zerodown deploy` exits with for a run that ended this

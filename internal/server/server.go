@@ -48,14 +48,17 @@ type Server struct {
 	now     func() time.Time
 	metrics *metrics
 	arts    *artifacts
-	looks   *lookCache
+	// sessionKey signs dashboard sessions and their CSRF tokens.
+	sessionKey []byte
+	looks      *lookCache
 
 	// runCtx is the context of the runs this replica executes; stopRuns
 	// ends it after the shutdown's grace.
 	runCtx   context.Context
 	stopRuns context.CancelFunc
 	mu       sync.Mutex
-	local    map[string]bool // runs this replica executes now
+	local    map[string]bool   // runs this replica executes now
+	retries  map[string]*retry // takeovers that failed, by run
 	closing  bool
 	runs     sync.WaitGroup
 }
@@ -75,11 +78,16 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	key, err := loadSessionKey(o.Config.SessionKeyFile)
+	if err != nil {
+		return nil, err
+	}
 	// Reports go beside the server's data, whatever the deploy config says.
 	d := *o.Deploy
 	d.State = o.Config.Data + "/state.db"
 	s := &Server{cfg: o.Config, deploy: &d, raw: o.Store, hub: newHub(), log: o.Log, now: o.Now,
-		metrics: newMetrics(), arts: arts, local: map[string]bool{}}
+		metrics: newMetrics(), arts: arts, sessionKey: key, local: map[string]bool{},
+		retries: map[string]*retry{}}
 	s.st = &notifyingStore{Store: o.Store, hub: s.hub, metrics: s.metrics}
 	s.looks = newLookCache(&d)
 	s.runCtx, s.stopRuns = context.WithCancel(context.Background())

@@ -1,10 +1,18 @@
 package server
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/zerodown/zerodown/internal/atomicfile"
 )
 
 // signIn takes a token from the sign-in form and answers with the session
@@ -21,21 +29,57 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	expires := s.now().Add(time.Duration(s.cfg.SessionTTL))
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: newSession(c.token, expires), Path: "/", Expires: expires,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.cfg.TLS != nil})
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: newSession(s.sessionKey, c.token, expires), Path: "/", Expires: expires,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secure(r)})
 	s.audit(r.Context(), r, c.name(), "session.create", "", "signed in to the dashboard")
-	next := r.PostFormValue("next")
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
-		next = "/"
-	}
-	http.Redirect(w, r, next, http.StatusSeeOther)
+	http.Redirect(w, r, safeNext(r.PostFormValue("next")), http.StatusSeeOther)
 	return nil
 }
 
 // signOut ends the session in this browser (the cookie is removed).
 func (s *Server) signOut(w http.ResponseWriter, r *http.Request, c *caller) error {
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: s.cfg.TLS != nil})
+		SameSite: http.SameSiteStrictMode, Secure: s.secure(r)})
+	s.audit(r.Context(), r, c.name(), "session.end", "", "signed out of the dashboard")
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 	return nil
+}
+
+// secure reports whether the browser reached the server over TLS: its own,
+// or a proxy's in front of it (allow_plaintext) that says so.
+func (s *Server) secure(r *http.Request) bool {
+	return s.cfg.TLS != nil || r.TLS != nil || s.cfg.AllowPlaintext && r.Header.Get("X-Forwarded-Proto") == "https"
+}
+
+// sessionKeyBytes is the length of a generated session key.
+const sessionKeyBytes = 32
+
+// loadSessionKey reads the session key at path, or, when the file does not
+// exist, makes one and writes it there (0600), for a single server. Every
+// replica must read the same key: the config asks for the file with
+// postgres.
+func loadSessionKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		raw := make([]byte, sessionKeyBytes)
+		if _, err := rand.Read(raw); err != nil {
+			return nil, err
+		}
+		key := hex.EncodeToString(raw)
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return nil, fmt.Errorf("session key: %w", err)
+		}
+		if err := atomicfile.Write(path, []byte(key+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("session key: %w", err)
+		}
+		return []byte(key), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session key: %w", err)
+	}
+	key := bytes.TrimSpace(b)
+	if len(key) < 32 {
+		return nil, fmt.Errorf("session key %s: %d bytes; use at least 32 (for example: openssl rand -hex 32 > %s)", path, len(key), path)
+	}
+	return key, nil
 }

@@ -76,7 +76,9 @@ func writeServerConfig(t testing.TB, dir string, o serverOpts) (path, url string
 	fmt.Fprintf(&b, "listen: %s\ndeploy: %q\ndata: %q\nartifacts: %q\nlease: %s\nshutdown_timeout: 10s\n",
 		addr, o.deploy, o.data, o.artifacts, o.lease)
 	if o.postgres != "" {
-		fmt.Fprintf(&b, "postgres: %q\n", o.postgres)
+		// Replicas sign dashboard sessions with one key, beside the
+		// artifacts they share.
+		fmt.Fprintf(&b, "postgres: %q\nsession_key_file: %q\n", o.postgres, filepath.Join(o.artifacts, "..", "session.key"))
 	}
 	path = filepath.Join(dir, "server.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o640); err != nil {

@@ -311,7 +311,13 @@ func (c *Client) stream(ctx context.Context, id string, after int64, fn func(Eve
 	if resp.StatusCode != http.StatusOK {
 		return nil, last, decode(resp, nil)
 	}
-	err = ReadSSE(resp.Body, func(name, data string) error {
+	// The server writes at least a keep-alive every 15 s: a stream silent
+	// for much longer comes from a replica that is paused or cut off, and
+	// is left for another (the load balancer in front picks one).
+	idle := time.AfterFunc(streamIdle, func() { resp.Body.Close() })
+	defer idle.Stop()
+	body := &idleReader{r: resp.Body, t: idle}
+	err = ReadSSE(body, func(name, data string) error {
 		if name == SSEEnd {
 			var r Run
 			if err := json.Unmarshal([]byte(data), &r); err != nil {
@@ -337,6 +343,24 @@ func (c *Client) stream(ctx context.Context, id string, after int64, fn func(Eve
 		err = errors.New("the event stream ended before the run")
 	}
 	return end, last, err
+}
+
+// streamIdle is how long an event stream may stay silent before it is
+// dropped and opened again.
+const streamIdle = 40 * time.Second
+
+// idleReader pushes its timer back at every read that brings bytes.
+type idleReader struct {
+	r io.Reader
+	t *time.Timer
+}
+
+func (i *idleReader) Read(p []byte) (int, error) {
+	n, err := i.r.Read(p)
+	if n > 0 {
+		i.t.Reset(streamIdle)
+	}
+	return n, err
 }
 
 // ReadSSE reads a text/event-stream and calls fn with each event's name
