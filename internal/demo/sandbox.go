@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/zerodown/zerodown/internal/agent"
+	"github.com/zerodown/zerodown/internal/freeport"
 	"github.com/zerodown/zerodown/internal/reaper"
 )
 
@@ -116,14 +117,10 @@ func Start(ctx context.Context, o Options) (_ *Sandbox, err error) {
 	return s, nil
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+// freeAddr picks an address for a process of the sandbox to listen on:
+// outside the ephemeral range, so that nothing else is handed it before
+// the process binds it.
+func freeAddr() (string, error) { return freeport.Addr() }
 
 func (s *Sandbox) start(o Options, name string, args ...string) error {
 	logf, err := os.Create(filepath.Join(s.Dir, name+".log"))

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -18,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/zerodown/zerodown/internal/freeport"
 )
 
 // Postgres is a real PostgreSQL server (Debian's postgresql package) on a
@@ -187,15 +187,11 @@ func startPostgres(bin string) (*Postgres, error) {
 
 // freePort is FreePort without a test: the server outlives any one test.
 func freePort() int {
-	lo, hi := reservedRange()
-	for range 200 {
-		port := lo + rand.IntN(hi-lo)
-		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
-			ln.Close()
-			return port
-		}
+	port, err := freeport.Port()
+	if err != nil {
+		return 1 // postgres then fails to start, saying why
 	}
-	return hi - 1 // postgres then fails to start, saying why
+	return port
 }
 
 // stop shuts the server down at once (SIGQUIT: immediate shutdown, which

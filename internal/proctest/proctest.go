@@ -6,15 +6,14 @@ package proctest
 
 import (
 	"bytes"
-	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/zerodown/zerodown/internal/freeport"
 )
 
 // Proc is a child process whose output is kept.
@@ -115,49 +114,15 @@ func (p *Proc) Wait(t testing.TB, within time.Duration) int {
 }
 
 // FreeAddr returns a loopback address nobody listens on right now, for a
-// process a test starts to listen on. It is taken below the kernel's
-// ephemeral range: a port from there (what listening on :0 or dialing
-// out gets) could be handed to another test's server or client in the
-// seconds before the child binds it — an agent's app binds its port only
-// at the first deploy. Another FreeAddr could still pick the same port
-// (one chance in thousands); the child then fails to start, which its
-// output shows.
+// process a test starts to listen on (freeport.Addr: outside the kernel's
+// ephemeral range).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	lo, hi := reservedRange()
-	for range 200 {
-		addr := fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo))
-		ln, err := net.Listen("tcp", addr)
-		if err == nil {
-			ln.Close()
-			return addr
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// reservedRange is where FreeAddr picks ports: from 10000 up to the start
-// of the kernel's ephemeral range (Linux's ip_local_port_range; 32768 on
-// Linux by default, 49152 elsewhere).
-func reservedRange() (lo, hi int) {
-	lo, hi = 10000, 32768
-	if runtime.GOOS != "linux" {
-		return lo, 49152
-	}
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return lo, hi
-	}
-	var first, last int
-	if _, err := fmt.Sscan(string(b), &first, &last); err == nil && first > lo+1000 {
-		hi = first
-	}
-	return lo, hi
+	return addr
 }
 
 // WaitListening waits until something accepts connections on addr (a
