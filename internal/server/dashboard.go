@@ -454,6 +454,8 @@ type runView struct {
 	// in then changes only when the run does).
 	Took, Since                       string
 	CanApprove, CanAbort, CanRollback bool
+	// CanPromote: a running canary whose steps a person may end now.
+	CanPromote bool
 }
 
 type stageView struct {
@@ -528,6 +530,10 @@ func (s *Server) runView(ctx context.Context, c *caller, id string, withEvents, 
 	v.CanApprove = running && d.Waiting != "" && c.role >= s.actionRole("approve")
 	v.CanAbort = running && !run.Abort && c.role >= s.actionRole("abort")
 	v.CanRollback = !running && run.Status != store.RunRolledBack && run.Status != store.RunAborted && c.role >= s.actionRole("rollback")
+	if running && plan.WeightsOf() != nil && c.role >= s.actionRole("promote") {
+		_, promoted, err := s.st.Approved(ctx, id, engine.PromoteKey)
+		v.CanPromote = err == nil && !promoted
+	}
 	if !withEvents {
 		return v, nil
 	}
@@ -620,6 +626,8 @@ func (s *Server) runAction(w http.ResponseWriter, r *http.Request, c *caller) er
 		_, err = s.approve(r, c, id, r.PostFormValue("stage"))
 	case "abort":
 		_, err = s.abort(r, c, id)
+	case "promote":
+		_, err = s.endCanary(r, c, id)
 	case "rollback":
 		_, err = s.rollback(r, c, id)
 	default:

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/engine"
 	"github.com/zerodown/zerodown/internal/pipeline"
 	"github.com/zerodown/zerodown/internal/proctest"
 	"github.com/zerodown/zerodown/internal/store"
@@ -362,6 +363,41 @@ func TestDashboardButtons(t *testing.T) {
 	d := f.signIn(t, RoleDeployer)
 	if _, page := d.get(t, "/runs/"+waiting.ID); !strings.Contains(page, "Waiting for someone with the approver role") {
 		t.Error("a deployer is not told the run waits for an approver")
+	}
+}
+
+// TestDashboardPromoteCanary: a running canary shows the approver a
+// button that ends its steps now; pressing it (the no-script form) records
+// the same approval as `zerodown promote RUN`, after which it is gone.
+func TestDashboardPromoteCanary(t *testing.T) {
+	f := newFixture(t)
+	p := pipeline.Pipeline{Name: "canary", Environment: "staging", Stages: []pipeline.Stage{
+		{Name: "canary-10", Jobs: []pipeline.Job{{Name: "weights", Tasks: []pipeline.Task{
+			{Kind: pipeline.KindWeights, Weights: &config.WeightsTask{Canary: []string{"web-1"}, Share: 10, Base: 100}}}}}},
+	}}
+	plan, _ := json.Marshal(p)
+	ctx := context.Background()
+	run, err := f.st.CreateRun(ctx, store.Run{Env: "staging", Pipeline: p.Name, Version: "v2", Artifact: "x", SHA256: strings.Repeat("a", 64), Owner: "test", Plan: plan})
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := `<form id="promote" method="post" action="/runs/` + run.ID + `/promote"`
+	if _, page := f.signIn(t, RoleDeployer).get(t, "/runs/"+run.ID); strings.Contains(page, form) {
+		t.Error("a deployer is shown the promote button (it needs approver)")
+	}
+	b := f.signIn(t, RoleApprover)
+	if _, page := b.get(t, "/runs/"+run.ID); !strings.Contains(page, form) {
+		t.Fatal("the approver's page of a running canary has no promote button")
+	}
+	if resp, _ := b.post(t, "/runs/"+run.ID+"/promote", url.Values{"csrf": {b.csrf}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("promote: %d", resp.StatusCode)
+	}
+	a, ok, err := f.st.Approved(ctx, run.ID, engine.PromoteKey)
+	if err != nil || !ok || a.By != "approver" {
+		t.Fatalf("the canary's promotion: %+v %v %v", a, ok, err)
+	}
+	if _, page := b.get(t, "/runs/"+run.ID); strings.Contains(page, form) {
+		t.Error("the promote button is still shown after the promotion")
 	}
 }
 

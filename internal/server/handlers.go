@@ -374,21 +374,30 @@ func (s *Server) approve(r *http.Request, c *caller, id, stage string) (store.Ap
 }
 
 func (s *Server) promoteCanary(w http.ResponseWriter, r *http.Request, c *caller) error {
-	id := r.PathValue("id")
-	run, err := s.st.GetRun(r.Context(), id)
-	if err != nil {
-		return notFoundRun(id, err)
-	}
-	if run.Status != store.RunRunning {
-		return errorf(http.StatusConflict, api.CodeConflict, "run %s ended (%s)", id, run.Status)
-	}
-	a, err := s.st.Approve(r.Context(), id, engine.PromoteKey, c.name())
+	a, err := s.endCanary(r, c, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	s.audit(r.Context(), r, c.name(), "run.promote_canary", id, "")
 	writeJSON(w, http.StatusOK, api.Approval{Stage: a.Stage, By: a.By, At: a.At})
 	return nil
+}
+
+// endCanary lets a running canary's remaining steps go by without waiting
+// (zerodown promote RUN): an approval under engine.PromoteKey.
+func (s *Server) endCanary(r *http.Request, c *caller, id string) (store.Approval, error) {
+	run, err := s.st.GetRun(r.Context(), id)
+	if err != nil {
+		return store.Approval{}, notFoundRun(id, err)
+	}
+	if run.Status != store.RunRunning {
+		return store.Approval{}, errorf(http.StatusConflict, api.CodeConflict, "run %s ended (%s)", id, run.Status)
+	}
+	a, err := s.st.Approve(r.Context(), id, engine.PromoteKey, c.name())
+	if err != nil {
+		return store.Approval{}, err
+	}
+	s.audit(r.Context(), r, c.name(), "run.promote_canary", id, "")
+	return a, nil
 }
 
 func (s *Server) abortRun(w http.ResponseWriter, r *http.Request, c *caller) error {
