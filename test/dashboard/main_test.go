@@ -24,22 +24,14 @@ var bin struct {
 }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "zerodown-dashboard-")
+	b, err := proctest.BuildBinaries("zerodown-dashboard-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bin.zerodown = filepath.Join(dir, "zerodown")
-	bin.hello = filepath.Join(dir, "hello")
-	for out, pkg := range map[string]string{bin.zerodown: "../../cmd/zerodown", bin.hello: "../../examples/hello"} {
-		if err := proctest.BuildGo(out, pkg); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
+	bin.zerodown, bin.hello = b.Zerodown, b.Hello
 	code := m.Run()
-	os.RemoveAll(dir)
+	b.Remove()
 	os.Exit(code)
 }
 

@@ -20,19 +20,13 @@ var bin struct {
 }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "zerodown-e2e-")
+	built, err := proctest.BuildBinaries("zerodown-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bin.zerodown = filepath.Join(dir, "zerodown")
-	bin.hello = filepath.Join(dir, "hello")
-	for out, pkg := range map[string]string{bin.zerodown: "../../cmd/zerodown", bin.hello: "../../examples/hello"} {
-		if err := proctest.BuildGo(out, pkg); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
+	dir := built.Dir
+	bin.zerodown, bin.hello = built.Zerodown, built.Hello
 	// The AWS drivers (here and in zerodown) find credentials for the
 	// simulated ELB through the standard chain's environment variables,
 	// never this machine's shared files or instance metadata.

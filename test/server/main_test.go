@@ -7,7 +7,6 @@ package server
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/zerodown/zerodown/internal/proctest"
@@ -18,22 +17,14 @@ var bin struct {
 }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "zerodown-server-test-")
+	b, err := proctest.BuildBinaries("zerodown-server-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bin.zerodown = filepath.Join(dir, "zerodown")
-	bin.hello = filepath.Join(dir, "hello")
-	for out, pkg := range map[string]string{bin.zerodown: "../../cmd/zerodown", bin.hello: "../../examples/hello"} {
-		if err := proctest.BuildGo(out, pkg); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
+	bin.zerodown, bin.hello = b.Zerodown, b.Hello
 	code := m.Run()
 	proctest.StopPostgres()
-	os.RemoveAll(dir)
+	b.Remove()
 	os.Exit(code)
 }
