@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerodown/zerodown/internal/config"
 	"github.com/zerodown/zerodown/internal/demo"
 	"github.com/zerodown/zerodown/internal/proctest"
 	"github.com/zerodown/zerodown/internal/server/api"
@@ -119,6 +120,11 @@ func startServer(t testing.TB, name, cfg, url string) *replica {
 	t.Helper()
 	r := &replica{name: name, cfg: cfg, url: url}
 	r.p = proctest.Start(t, name, bin.zerodown, "server", "--config", cfg)
+	t.Cleanup(func() {
+		if t.Failed() {
+			logVerifierErrors(t, cfg)
+		}
+	})
 	c := &http.Client{Timeout: time.Second}
 	proctest.Eventually(t, 30*time.Second, name+" to answer /healthz", func() bool {
 		if r.p.Exited() {
@@ -462,4 +468,35 @@ func jsonRun(t testing.TB, out string) (id string, fin *jsonLine) {
 		}
 	}
 	return id, fin
+}
+
+// logVerifierErrors logs what the load verifiers of the runs a server
+// executed saw fail: their reports' error samples, beside the journal.
+func logVerifierErrors(t testing.TB, cfgPath string) {
+	cfg, err := config.LoadServer(cfgPath)
+	if err != nil {
+		return
+	}
+	reports, _ := filepath.Glob(filepath.Join(cfg.Data, "reports", "*.json"))
+	for _, p := range reports {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var rep struct {
+			Failed int64 `json:"failed"`
+			Errors []struct {
+				Outcome string  `json:"outcome"`
+				T       float64 `json:"t"`
+				Message string  `json:"message"`
+			} `json:"errors"`
+		}
+		if json.Unmarshal(b, &rep) != nil || len(rep.Errors) == 0 {
+			continue
+		}
+		t.Logf("--- %s: the verifier's failures ---", filepath.Base(p))
+		for _, e := range rep.Errors {
+			t.Logf("  at %.2fs: %s: %s", e.T, e.Outcome, e.Message)
+		}
+	}
 }
