@@ -11,6 +11,7 @@ import (
 	"github.com/zerodown/zerodown/internal/config"
 	"github.com/zerodown/zerodown/internal/lb"
 	"github.com/zerodown/zerodown/internal/loadgen"
+	"github.com/zerodown/zerodown/internal/proctest"
 )
 
 // oneHealthy is a balancer with one healthy target, for the verifier.
@@ -53,7 +54,13 @@ func TestVerifierSamplesEndWithTheWatch(t *testing.T) {
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})
 	go func() { defer close(watched); v.watch(watchCtx, func(error) {}) }()
-	time.Sleep(1500 * time.Millisecond) // a second and a half of load: one whole second and a part
+	// One whole second of load sampled while the watch runs; finish then
+	// hands over the part-second after it.
+	proctest.Eventually(t, 10*time.Second, "the verifier's first one-second sample", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(rows) > 0
+	})
 	ver, err := v.finish()
 	if err != nil {
 		t.Fatal(err)

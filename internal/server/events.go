@@ -110,6 +110,7 @@ func (n *notifyingStore) RequestAbort(ctx context.Context, id, by string) error 
 func (n *notifyingStore) StartTask(ctx context.Context, t store.TaskRecord) (store.TaskRecord, error) {
 	t, err := n.Store.StartTask(ctx, t)
 	if err == nil {
+		n.metrics.taskStarted(t)
 		n.hub.publish(t.RunID)
 	}
 	return t, err
@@ -118,7 +119,7 @@ func (n *notifyingStore) StartTask(ctx context.Context, t store.TaskRecord) (sto
 func (n *notifyingStore) FinishTask(ctx context.Context, t store.TaskRecord) error {
 	err := n.Store.FinishTask(ctx, t)
 	if err == nil {
-		n.metrics.taskFinished(ctx, n.Store, t)
+		n.metrics.taskFinished(t, time.Now())
 		n.hub.publish(t.RunID)
 	}
 	return err

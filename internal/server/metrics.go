@@ -1,8 +1,8 @@
 package server
 
 import (
-	"context"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +23,14 @@ type metrics struct {
 	stepTime  *prometheus.HistogramVec
 	failed    *prometheus.CounterVec
 	takeovers prometheus.Counter
+
+	mu      sync.Mutex
+	started map[taskKey]store.TaskRecord // tasks running here, as started
+}
+
+type taskKey struct {
+	run, stage, job string
+	index           int
 }
 
 func newMetrics() *metrics {
@@ -54,6 +62,7 @@ func newMetrics() *metrics {
 			Name: "zerodown_server_lease_takeovers_total",
 			Help: "Runs this replica took over from an executor whose lease ran out.",
 		}),
+		started: map[taskKey]store.TaskRecord{},
 	}
 	m.reg.MustRegister(m.runs, m.running, m.runTime, m.stepTime, m.failed, m.takeovers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -71,21 +80,26 @@ func (m *metrics) runEnded(o *deploy.Outcome, took time.Duration) {
 	}
 }
 
-// taskFinished observes a finished task's duration from its journal
-// record (its start may have been journaled by another replica).
-func (m *metrics) taskFinished(ctx context.Context, st store.Store, t store.TaskRecord) {
-	if t.Status == store.TaskSkipped || t.Status == store.TaskCancelled {
-		return
-	}
-	tasks, err := st.Tasks(ctx, t.RunID)
-	if err != nil {
-		return
-	}
-	for _, r := range tasks {
-		if r.Stage == t.Stage && r.Job == t.Job && r.Index == t.Index && !r.StartedAt.IsZero() && !r.EndedAt.IsZero() {
-			m.stepTime.WithLabelValues(r.Kind, string(r.Status)).Observe(r.EndedAt.Sub(r.StartedAt).Seconds())
-			return
-		}
+// taskStarted remembers when a task of this replica's run started, for
+// its duration at the end.
+func (m *metrics) taskStarted(t store.TaskRecord) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.started[taskKey{t.RunID, t.Stage, t.Job, t.Index}] = t
+}
+
+// taskFinished observes a finished task's duration. A task started before
+// this replica took the run over is started again here, so every task
+// that ran here is known; one skipped or cancelled before it started is
+// not a step that took time.
+func (m *metrics) taskFinished(t store.TaskRecord, at time.Time) {
+	k := taskKey{t.RunID, t.Stage, t.Job, t.Index}
+	m.mu.Lock()
+	start, ok := m.started[k]
+	delete(m.started, k)
+	m.mu.Unlock()
+	if ok {
+		m.stepTime.WithLabelValues(start.Kind, string(t.Status)).Observe(at.Sub(start.StartedAt).Seconds())
 	}
 }
 
