@@ -390,7 +390,7 @@ func (o Options) execute(ctx context.Context, lease *runLease, f *fleet, rel hos
 		// Its samples, the last second's too, are journaled before the
 		// run's end: once a run has ended, whoever follows it stops reading.
 		stopWatching = func() { stopWatch(); <-watched }
-		eng.VersionStats = ver.g.VersionStats
+		eng.VersionWindow = ver.g.VersionWindow
 	}
 	eng.OnEvent = func(e engine.Event) {
 		if o.OnEvent != nil {

@@ -152,11 +152,16 @@ const analysisEvery = 500 * time.Millisecond
 
 // p99Floor is how much slower than the baseline's a canary's p99 may be
 // whatever the percentage: below it, latency differences are noise.
-// p99MinAnswers is how many answers each side needs before their p99s
-// are compared.
+// p99MinAnswers is how many answers of the step each side needs for their
+// p99s to be compared at the step's end; p99EarlyAnswers how many for them
+// to be compared before it. A p99 of a few hundred answers is their third
+// slowest or so, which a stalled scheduler sets: judged at every tick it
+// would fail a good canary now and then, judged once it rarely does. With
+// a thousand, ten answers above it, it is steady enough to act on at once.
 const (
-	p99Floor      = 10 * time.Millisecond
-	p99MinAnswers = 100
+	p99Floor        = 10 * time.Millisecond
+	p99MinAnswers   = 100
+	p99EarlyAnswers = 1000
 )
 
 // figures are one side's answers in a comparison.
@@ -212,7 +217,7 @@ func (e *Engine) analyze(stop context.Context, t pipeline.Task) error {
 			statser = nil
 		}
 	}
-	if statser == nil && e.VersionStats == nil {
+	if statser == nil && e.VersionWindow == nil {
 		return errors.New("analyze: neither the load balancer's per-target counts nor a load verifier (verify: in zerodown.yaml) to compare the canary on")
 	}
 	if _, counts := e.LB.(lb.TargetStatser); !counts {
@@ -223,6 +228,10 @@ func (e *Engine) analyze(stop context.Context, t pipeline.Task) error {
 		if !said {
 			e.emit(Event{Type: EvInfo, Message: "the canary is compared on the load verifier's figures only: this load balancer counts no answers per target"})
 		}
+	}
+	var answered func() map[string]loadgen.VersionStat
+	if e.VersionWindow != nil {
+		answered = e.VersionWindow()
 	}
 	window := time.Duration(a.For)
 	start := time.Now()
@@ -247,25 +256,30 @@ func (e *Engine) analyze(stop context.Context, t pipeline.Task) error {
 				lbC, lbB = splitStats(before, now, isCanary)
 			}
 		}
-		if e.VersionStats != nil {
-			vC, vB = splitVersions(e.VersionStats(), e.Release.Version)
+		if answered != nil {
+			vC, vB = splitVersions(answered(), e.Release.Version)
 		}
+		final := time.Since(start) >= window
 		for _, side := range []struct {
 			what   string
 			c, b   figures
 			hasP99 bool
 		}{{"load balancer", lbC, lbB, false}, {"load verifier", vC, vB, true}} {
-			if err := judge(side.what, side.c, side.b, side.hasP99, a.MaxErrorRate, a.MaxP99Increase, int64(a.MinRequests)); err != nil {
+			if err := judge(side.what, side.c, side.b, side.hasP99, a.MaxErrorRate, a.MaxP99Increase, int64(a.MinRequests), final); err != nil {
 				return fmt.Errorf("%w %s after it began serving: %v", ErrCanaryFailed, time.Since(e.canaryStart()).Round(time.Millisecond), err)
 			}
 		}
-		if time.Since(start) >= window {
+		if final {
 			var sides []string
 			if statser != nil {
 				sides = append(sides, fmt.Sprintf("load balancer canary %s, baseline %s", lbC, lbB))
 			}
-			if e.VersionStats != nil {
-				sides = append(sides, fmt.Sprintf("verifier canary %s, baseline %s", vC, vB))
+			if answered != nil {
+				v := fmt.Sprintf("verifier canary %s, baseline %s", vC, vB)
+				if need := max(int64(a.MinRequests), p99MinAnswers); vC.requests < need || vB.requests < need {
+					v += fmt.Sprintf(" (p99s not compared: fewer than %d answers on a side)", need)
+				}
+				sides = append(sides, v)
 			}
 			e.emit(Event{Type: EvCanary, Message: fmt.Sprintf("canary analysis passed over %s: %s", window, strings.Join(sides, "; "))})
 			return nil
@@ -303,9 +317,10 @@ func (e *Engine) promotedBy() (string, bool) {
 }
 
 // judge fails the canary when, with enough answers, its error rate is
-// more than maxRate points above the baseline's, or (with p99MinAnswers on
-// each side) its p99 more than maxP99 percent (and p99Floor) above it.
-func judge(what string, c, b figures, hasP99 bool, maxRate, maxP99 float64, min int64) error {
+// more than maxRate points above the baseline's, or its p99 more than
+// maxP99 percent (and p99Floor) above it: at the step's end (final) with
+// p99MinAnswers on each side, before it with p99EarlyAnswers.
+func judge(what string, c, b figures, hasP99 bool, maxRate, maxP99 float64, min int64, final bool) error {
 	if c.requests < min {
 		return nil
 	}
@@ -315,7 +330,11 @@ func judge(what string, c, b figures, hasP99 bool, maxRate, maxP99 float64, min 
 	}
 	// A p99 of a few answers is their slowest one: a fresh process's
 	// first requests would fail a good canary.
-	if need := max(min, p99MinAnswers); hasP99 && c.requests >= need && b.requests >= need && c.p99 > b.p99 {
+	need := max(min, p99EarlyAnswers)
+	if final {
+		need = max(min, p99MinAnswers)
+	}
+	if hasP99 && c.requests >= need && b.requests >= need && c.p99 > b.p99 {
 		limit := time.Duration(float64(b.p99) * (1 + maxP99/100))
 		if c.p99 > limit && c.p99-b.p99 > p99Floor {
 			return fmt.Errorf("%s: the canary's p99 is %s, the baseline's %s: more than %g%% above", what, c.p99.Round(10*time.Microsecond), b.p99.Round(10*time.Microsecond), maxP99)

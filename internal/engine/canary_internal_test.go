@@ -103,6 +103,7 @@ func TestJudge(t *testing.T) {
 		maxRate float64
 		maxP99  float64
 		min     int64
+		final   bool   // the step's end
 		want    string // "" passes
 	}{
 		{name: "error rate over the threshold", c: figures{requests: 100, errors: 5}, b: figures{requests: 1000, errors: 10}, maxRate: 2, min: 20,
@@ -118,27 +119,32 @@ func TestJudge(t *testing.T) {
 		{name: "under min requests passes, however bad", c: figures{requests: 19, errors: 19}, b: figures{requests: 1000}, maxRate: 1, min: 20},
 		{name: "at min requests it is judged", c: figures{requests: 20, errors: 20}, b: figures{requests: 1000}, maxRate: 1, min: 20,
 			want: "error rate is 100.0%"},
-		{name: "p99 over the percentage and the floor", c: figures{requests: 100, p99: 30 * ms}, b: figures{requests: 100, p99: 10 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20,
+		{name: "p99 over the percentage and the floor", c: figures{requests: 100, p99: 30 * ms}, b: figures{requests: 100, p99: 10 * ms}, hasP99: true, final: true, maxRate: 1, maxP99: 50, min: 20,
 			want: "the canary's p99 is 30ms, the baseline's 10ms: more than 50% above"},
-		{name: "p99 at the percentage passes", c: figures{requests: 100, p99: 150 * ms}, b: figures{requests: 100, p99: 100 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20},
-		{name: "p99 just over the percentage", c: figures{requests: 100, p99: 151 * ms}, b: figures{requests: 100, p99: 100 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20,
+		{name: "p99 at the percentage passes", c: figures{requests: 100, p99: 150 * ms}, b: figures{requests: 100, p99: 100 * ms}, hasP99: true, final: true, maxRate: 1, maxP99: 50, min: 20},
+		{name: "p99 just over the percentage", c: figures{requests: 100, p99: 151 * ms}, b: figures{requests: 100, p99: 100 * ms}, hasP99: true, final: true, maxRate: 1, maxP99: 50, min: 20,
 			want: "p99 is 151ms"},
-		{name: "p99 of too few answers is not judged", c: figures{requests: 99, p99: 300 * ms}, b: figures{requests: 1000, p99: 10 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20},
-		{name: "p99 against too few baseline answers is not judged", c: figures{requests: 1000, p99: 300 * ms}, b: figures{requests: 99, p99: 10 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20},
-		{name: "p99 over the percentage, within the 10ms floor", c: figures{requests: 100, p99: 14 * ms}, b: figures{requests: 100, p99: 5 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20},
-		{name: "p99 exactly the floor above passes", c: figures{requests: 100, p99: 15 * ms}, b: figures{requests: 100, p99: 5 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20},
-		{name: "p99 just beyond the floor", c: figures{requests: 100, p99: 15*ms + 10*time.Microsecond}, b: figures{requests: 100, p99: 5 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20,
+		{name: "p99 of too few answers is not judged", c: figures{requests: 99, p99: 300 * ms}, b: figures{requests: 1000, p99: 10 * ms}, hasP99: true, final: true, maxRate: 1, maxP99: 50, min: 20},
+		{name: "p99 against too few baseline answers is not judged", c: figures{requests: 1000, p99: 300 * ms}, b: figures{requests: 99, p99: 10 * ms}, hasP99: true, final: true, maxRate: 1, maxP99: 50, min: 20},
+		{name: "p99 over the percentage, within the 10ms floor", c: figures{requests: 100, p99: 14 * ms}, b: figures{requests: 100, p99: 5 * ms}, hasP99: true, final: true, maxRate: 1, maxP99: 50, min: 20},
+		{name: "p99 exactly the floor above passes", c: figures{requests: 100, p99: 15 * ms}, b: figures{requests: 100, p99: 5 * ms}, hasP99: true, final: true, maxRate: 1, maxP99: 50, min: 20},
+		{name: "p99 just beyond the floor", c: figures{requests: 100, p99: 15*ms + 10*time.Microsecond}, b: figures{requests: 100, p99: 5 * ms}, hasP99: true, final: true, maxRate: 1, maxP99: 50, min: 20,
 			want: "p99 is 15.01ms, the baseline's 5ms"},
 		{name: "p99 not compared without p99s (the balancer's side)", c: figures{requests: 100, p99: time.Second}, b: figures{requests: 100, p99: ms}, maxRate: 1, maxP99: 50, min: 20},
-		{name: "p99 not compared with too few baseline answers", c: figures{requests: 100, p99: time.Second}, b: figures{requests: 19, p99: ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20},
-		{name: "p99 not compared with too few canary answers", c: figures{requests: 19, p99: time.Second}, b: figures{requests: 100, p99: ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20},
-		{name: "a faster canary passes", c: figures{requests: 100, p99: ms}, b: figures{requests: 100, p99: time.Second}, hasP99: true, maxRate: 1, maxP99: 0, min: 20},
-		{name: "errors are judged before latency", c: figures{requests: 100, errors: 50, p99: time.Second}, b: figures{requests: 100, p99: ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20,
+		{name: "p99 not compared with too few baseline answers", c: figures{requests: 100, p99: time.Second}, b: figures{requests: 19, p99: ms}, hasP99: true, final: true, maxRate: 1, maxP99: 50, min: 20},
+		{name: "p99 not compared with too few canary answers", c: figures{requests: 19, p99: time.Second}, b: figures{requests: 100, p99: ms}, hasP99: true, final: true, maxRate: 1, maxP99: 50, min: 20},
+		{name: "p99 of a few hundred answers is not judged before the step's end", c: figures{requests: 999, p99: time.Second}, b: figures{requests: 5000, p99: ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20},
+		{name: "p99 of a thousand answers each is judged before the step's end", c: figures{requests: 1000, p99: 80 * ms}, b: figures{requests: 1000, p99: 5 * ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20,
+			want: "the canary's p99 is 80ms, the baseline's 5ms"},
+		{name: "before the step's end the baseline needs a thousand too", c: figures{requests: 5000, p99: time.Second}, b: figures{requests: 999, p99: ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 20},
+		{name: "min_requests above a thousand holds before the end", c: figures{requests: 1500, p99: time.Second}, b: figures{requests: 5000, p99: ms}, hasP99: true, maxRate: 1, maxP99: 50, min: 2000},
+		{name: "a faster canary passes", c: figures{requests: 100, p99: ms}, b: figures{requests: 100, p99: time.Second}, hasP99: true, final: true, maxRate: 1, maxP99: 0, min: 20},
+		{name: "errors are judged before latency", c: figures{requests: 100, errors: 50, p99: time.Second}, b: figures{requests: 100, p99: ms}, hasP99: true, final: true, maxRate: 1, maxP99: 50, min: 20,
 			want: "error rate is 50.0%"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := judge("load verifier", tt.c, tt.b, tt.hasP99, tt.maxRate, tt.maxP99, tt.min)
+			err := judge("load verifier", tt.c, tt.b, tt.hasP99, tt.maxRate, tt.maxP99, tt.min, tt.final)
 			switch {
 			case tt.want == "" && err != nil:
 				t.Fatalf("failed: %v", err)

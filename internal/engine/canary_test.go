@@ -242,10 +242,11 @@ func TestCanaryAnalysisFails(t *testing.T) {
 			want: "load balancer: the canary's error rate is 25.0% (10 of 40), the baseline's 0.8% (1 of 120): more than 1 points above",
 		},
 		{
+			// A thousand answers on each side: judged before the step's end.
 			name: "the verifier's p99, on a balancer that does not count",
 			versions: map[string]loadgen.VersionStat{
-				"v2": {Answers: 150, P99: 80 * ms},
-				"v1": {Answers: 500, Errors: 1, P99: 5 * ms},
+				"v2": {Answers: 1000, P99: 80 * ms},
+				"v1": {Answers: 5000, Errors: 1, P99: 5 * ms},
 			},
 			want: "load verifier: the canary's p99 is 80ms, the baseline's 5ms: more than 50% above",
 		},
@@ -264,7 +265,9 @@ func TestCanaryAnalysisFails(t *testing.T) {
 			t.Parallel()
 			f := newCanaryFleet(t, steps, tt.counting, tt.perRead)
 			if tt.versions != nil {
-				f.eng.VersionStats = func() map[string]loadgen.VersionStat { return tt.versions }
+				f.eng.VersionWindow = func() func() map[string]loadgen.VersionStat {
+					return func() map[string]loadgen.VersionStat { return tt.versions }
+				}
 			}
 			began := time.Now()
 			res := f.run(t)
@@ -534,14 +537,21 @@ func TestCanaryBySharer(t *testing.T) {
 		{"bad", loadgen.VersionStat{Answers: 50, Errors: 10}, []string{
 			"share " + canaryAddr + " 10", "share " + canaryAddr + " 0", "detach " + canaryAddr, "rollback staging-1", "share " + canaryAddr + " 0",
 		}, false},
+		// Too few answers to judge a p99 before the step's end; at its end
+		// the slow canary fails.
+		{"slow", loadgen.VersionStat{Answers: 150, P99: 80 * time.Millisecond}, []string{
+			"share " + canaryAddr + " 10", "share " + canaryAddr + " 0", "detach " + canaryAddr, "rollback staging-1", "share " + canaryAddr + " 0",
+		}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newCanaryFleet(t, steps, false, nil)
 			f.eng.LB = sharingLB{f.wlb}
-			f.eng.VersionStats = func() map[string]loadgen.VersionStat {
-				return map[string]loadgen.VersionStat{"v2": tt.canary, "v1": {Answers: 200}}
+			f.eng.VersionWindow = func() func() map[string]loadgen.VersionStat {
+				return func() map[string]loadgen.VersionStat {
+					return map[string]loadgen.VersionStat{"v2": tt.canary, "v1": {Answers: 200, P99: time.Millisecond}}
+				}
 			}
 			res := f.run(t)
 			if got := res.Status == engine.StatusSucceeded; got != tt.succeeded {

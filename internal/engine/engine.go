@@ -129,11 +129,12 @@ type Engine struct {
 	// rollback undoes first.
 	Switcher lb.Switcher
 	Switch   *config.SwitchTask
-	// Canary is the run's canary (from its pipeline), and VersionStats
-	// the load verifier's answers by version so far, which the canary's
-	// analysis compares; nil without a verifier.
-	Canary       *Canary
-	VersionStats func() map[string]loadgen.VersionStat
+	// Canary is the run's canary (from its pipeline). VersionWindow opens
+	// a window on the load verifier's answers by version, which a canary
+	// step's analysis compares: the function it returns gives the answers
+	// since it opened. Nil without a verifier.
+	Canary        *Canary
+	VersionWindow func() (answered func() map[string]loadgen.VersionStat)
 	// Fence, if set, confirms that the run may still act on hosts: it is
 	// asked before a rollback and an on_cancel task. An error wrapping
 	// ErrTakenOver stops the run where it is (another executor has it).

@@ -77,7 +77,7 @@ type shard struct {
 	bytesIn  int64
 	bytesOut int64
 	versions boundedCounts
-	// byVersion is for VersionStats (canary analysis); lastVersion caches
+	// byVersion is for VersionWindow (canary analysis); lastVersion caches
 	// the last one used.
 	byVersion      map[string]*versionStat
 	lastVersion    *versionStat

@@ -6,8 +6,8 @@ import (
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// VersionStat is what the answers carrying one version looked like since
-// the run began: a canary is compared with its baseline on these.
+// VersionStat is what the answers carrying one version looked like over a
+// window: a canary step is compared with its baseline on these.
 type VersionStat struct {
 	// Answers counts answers with the version header; Errors those of
 	// them that failed: a 5xx status, or cut off after the header (a 3xx
@@ -54,9 +54,18 @@ func (s *shard) recordVersion(r *result, highest int64) {
 	recordMicros(vs.service, r.end.Sub(r.start))
 }
 
-// VersionStats merges the shards' counts by version, so far.
-func (g *Generator) VersionStats() map[string]VersionStat {
-	merged := map[string]*versionStat{}
+// VersionWindow opens a window on the answers by version: the function it
+// returns gives what was answered from the window's opening until the call.
+// A canary step is judged on its own answers, not on what came before it
+// (a fresh process's first, slow requests; an earlier, smaller share).
+func (g *Generator) VersionWindow() func() map[string]VersionStat {
+	opened := g.versionTotals()
+	return func() map[string]VersionStat { return g.versionTotals().since(opened) }
+}
+
+// versionTotals merges the shards' counts by version into a copy.
+func (g *Generator) versionTotals() versionTotals {
+	merged := versionTotals{}
 	for _, s := range g.shards {
 		s.mu.Lock()
 		for v, vs := range s.byVersion {
@@ -71,9 +80,31 @@ func (g *Generator) VersionStats() map[string]VersionStat {
 		}
 		s.mu.Unlock()
 	}
-	out := make(map[string]VersionStat, len(merged))
-	for v, m := range merged {
-		out[v] = VersionStat{Answers: m.answers, Errors: m.errors, P99: time.Duration(m.service.ValueAtQuantile(99)) * time.Microsecond}
+	return merged
+}
+
+// versionTotals are the answers by version up to one moment.
+type versionTotals map[string]*versionStat
+
+// since is what t holds beyond earlier, an earlier reading of the same
+// generator: counts only grow, so each histogram bucket subtracts.
+func (t versionTotals) since(earlier versionTotals) map[string]VersionStat {
+	out := make(map[string]VersionStat, len(t))
+	for v, m := range t {
+		answers, errs, service := m.answers, m.errors, m.service
+		if was := earlier[v]; was != nil {
+			answers -= was.answers
+			errs -= was.errors
+			now, before := m.service.Export(), was.service.Export()
+			for i := range min(len(now.Counts), len(before.Counts)) {
+				now.Counts[i] -= before.Counts[i]
+			}
+			service = hdr.Import(now)
+		}
+		if answers == 0 {
+			continue
+		}
+		out[v] = VersionStat{Answers: answers, Errors: errs, P99: time.Duration(service.ValueAtQuantile(99)) * time.Microsecond}
 	}
 	return out
 }

@@ -83,7 +83,7 @@ func TestVersionStats(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := g.VersionStats(); len(got) != 0 {
+			if got := g.versionTotals().since(nil); len(got) != 0 {
 				t.Errorf("before the run: %+v", got)
 			}
 			rep := runUntil(t, g, func() bool {
@@ -91,7 +91,7 @@ func TestVersionStats(t *testing.T) {
 				defer srv.mu.Unlock()
 				return srv.v1 >= enough && srv.v2 >= enough
 			})
-			stats := g.VersionStats()
+			stats := g.versionTotals().since(nil)
 			srv.mu.Lock()
 			defer srv.mu.Unlock()
 			t.Logf("server: v1 %d (%d 404s), v2 %d (%d 500s), %d without a version; stats %+v", srv.v1, srv.v1NotFound, srv.v2, srv.v2Errors, srv.unversioned, stats)
@@ -178,12 +178,12 @@ func TestRecordVersion(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := &Generator{highest: int64(time.Minute / time.Microsecond), shards: []*shard{newShard(int64(time.Minute / time.Microsecond)), newShard(int64(time.Minute / time.Microsecond))}}
 			for i, r := range tt.results {
-				s := g.shards[i%2] // spread over shards: VersionStats merges them
+				s := g.shards[i%2] // spread over shards: versionTotals merges them
 				s.mu.Lock()
 				s.recordVersion(r, g.highest)
 				s.mu.Unlock()
 			}
-			got := g.VersionStats()
+			got := g.versionTotals().since(nil)
 			if len(got) != len(tt.want) {
 				t.Fatalf("got %+v, want %+v", got, tt.want)
 			}
@@ -203,8 +203,50 @@ func TestRecordVersion(t *testing.T) {
 		for i := range maxRunVersions + 5 {
 			g.shards[0].recordVersion(answer("v"+strconv.Itoa(i), OK, time.Millisecond), highest)
 		}
-		if got := g.VersionStats(); len(got) != maxRunVersions {
+		if got := g.versionTotals().since(nil); len(got) != maxRunVersions {
 			t.Errorf("%d versions kept, want %d", len(got), maxRunVersions)
 		}
 	})
+}
+
+// A window holds only the answers recorded after it opened: their counts
+// and a p99 that the slow answers before it do not raise.
+func TestVersionWindow(t *testing.T) {
+	start := time.Unix(1700000000, 0)
+	answer := func(version string, outcome Outcome, took time.Duration) *result {
+		return &result{start: start, end: start.Add(took), version: version, hasVer: true, outcome: outcome}
+	}
+	highest := int64(time.Minute / time.Microsecond)
+	g := &Generator{highest: highest, shards: []*shard{newShard(highest), newShard(highest)}}
+	record := func(n int, version string, outcome Outcome, took time.Duration) {
+		for i := range n {
+			s := g.shards[i%2]
+			s.mu.Lock()
+			s.recordVersion(answer(version, outcome, took), highest)
+			s.mu.Unlock()
+		}
+	}
+	record(50, "v1", OK, 2*time.Millisecond)
+	record(20, "v2", HTTP5xx, 900*time.Millisecond) // a fresh process's slow, failing start
+	answered := g.VersionWindow()
+	if got := answered(); len(got) != 0 {
+		t.Fatalf("a window just opened holds %+v, want nothing", got)
+	}
+	record(200, "v2", OK, 3*time.Millisecond)
+	record(5, "v2", HTTP5xx, 4*time.Millisecond)
+	record(100, "v3", OK, time.Millisecond)
+	got := answered()
+	if _, ok := got["v1"]; ok || len(got) != 2 {
+		t.Fatalf("window %+v, want v2 and v3 only (v1 answered nothing since it opened)", got)
+	}
+	if v2 := got["v2"]; v2.Answers != 205 || v2.Errors != 5 || v2.P99 < 3*time.Millisecond || v2.P99 > 5*time.Millisecond {
+		t.Errorf("v2 in the window %+v, want 205 answers, 5 errors, p99 3-5ms (not the 900ms before it)", v2)
+	}
+	if v3 := got["v3"]; v3.Answers != 100 || v3.Errors != 0 {
+		t.Errorf("v3 in the window %+v, want 100 answers, no errors", v3)
+	}
+	all := g.versionTotals().since(nil)
+	if v2 := all["v2"]; v2.Answers != 225 || v2.Errors != 25 || v2.P99 < 800*time.Millisecond {
+		t.Errorf("v2 since the run began %+v, want 225 answers, 25 errors and the slow start in its p99", v2)
+	}
 }
