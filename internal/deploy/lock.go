@@ -69,7 +69,7 @@ func holdLock(ctx context.Context, st store.Store, env, runID string, lease time
 		// Only a heartbeat as old as the one just seen counts as stale, so
 		// if someone else took the lock meanwhile (a fresh heartbeat) this
 		// fails instead of taking it from a live process.
-		_, err = st.TakeOverLock(ctx, env, owner, runID, max(le.Age, time.Millisecond))
+		_, err = st.TakeOverLock(ctx, env, owner, runID, lease, max(le.Age, time.Millisecond))
 	}
 	if err != nil {
 		if errors.As(err, &le) {

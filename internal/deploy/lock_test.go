@@ -52,7 +52,7 @@ func TestLeaseLostFencesTheJournal(t *testing.T) {
 	mu.Lock()
 	now = now.Add(2 * time.Hour)
 	mu.Unlock()
-	if _, err := st.TakeOverLock(ctx, "staging", "replica-b", run.ID, time.Hour); err != nil {
+	if _, err := st.TakeOverLock(ctx, "staging", "replica-b", run.ID, time.Hour, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 

@@ -163,21 +163,6 @@ func (s *Server) takeOverStale(ctx context.Context, lease time.Duration) {
 		}
 		return
 	}
-	type candidate struct {
-		runID, owner string
-		age          time.Duration // -1: the run holds no lock at all
-	}
-	var cands []candidate
-	held := map[string]bool{}
-	for _, l := range locks {
-		held[l.Env] = true
-		if l.Age > lease {
-			cands = append(cands, candidate{l.RunID, l.Owner, l.Age})
-		}
-	}
-	// A run still marked running whose environment no lock holds was left
-	// by an executor that let go of the lock without ending it (its resume
-	// failed half-way): nobody's lease will run out, so it is taken here.
 	running, err := s.st.QueryRuns(ctx, store.RunQuery{Status: store.RunRunning, Brief: true})
 	if err != nil {
 		if ctx.Err() == nil {
@@ -185,12 +170,7 @@ func (s *Server) takeOverStale(ctx context.Context, lease time.Duration) {
 		}
 		return
 	}
-	for _, r := range running {
-		if !held[r.Env] {
-			cands = append(cands, candidate{r.ID, r.Owner, -1})
-		}
-	}
-	for _, c := range cands {
+	for _, c := range orphans(locks, running, lease) {
 		if s.isLocal(c.runID) || !s.retryDue(c.runID) {
 			continue
 		}
@@ -222,6 +202,35 @@ func (s *Server) takeOverStale(ctx context.Context, lease time.Duration) {
 			s.audit(ctx, nil, "server", "run.takeover", lr.run.ID, why)
 		}
 	}
+}
+
+// orphan is a run whose executor is gone.
+type orphan struct {
+	runID, owner string
+	age          time.Duration // -1: the run holds no lock at all
+}
+
+// orphans are the runs to take over: those whose lock's heartbeat is older
+// than its holder's lease (lease, for a lock that stored none), and those
+// still running whose environment no lock holds.
+func orphans(locks []store.HeldLock, running []store.Run, lease time.Duration) []orphan {
+	var out []orphan
+	held := map[string]bool{}
+	for _, l := range locks {
+		held[l.Env] = true
+		if l.Age > l.LeaseOr(lease) {
+			out = append(out, orphan{l.RunID, l.Owner, l.Age})
+		}
+	}
+	// A run still marked running whose environment no lock holds was left
+	// by an executor that let go of the lock without ending it (its resume
+	// failed half-way): nobody's lease will run out, so it is taken here.
+	for _, r := range running {
+		if !held[r.Env] {
+			out = append(out, orphan{r.ID, r.Owner, -1})
+		}
+	}
+	return out
 }
 
 // A takeover that fails (an agent down, the artifact missing here) is

@@ -488,3 +488,42 @@ func TestMain(m *testing.M) {
 	proctest.StopPostgres()
 	os.Exit(code)
 }
+
+// orphans judges a lock by its holder's lease: a replica with a shorter
+// lease leaves a live holder alone, one with a longer lease does not wait
+// past the holder's.
+func TestOrphans(t *testing.T) {
+	const ours = 15 * time.Second
+	lock := func(env, run string, age, lease time.Duration) store.HeldLock {
+		return store.HeldLock{Lock: store.Lock{Env: env, Owner: "replica-" + run, RunID: run, Lease: lease}, Age: age}
+	}
+	tests := []struct {
+		name    string
+		locks   []store.HeldLock
+		running []store.Run
+		want    []orphan
+	}{
+		{name: "within the holder's long lease, past ours: alive",
+			locks: []store.HeldLock{lock("staging", "r-1", 30*time.Second, time.Minute)}},
+		{name: "past the holder's short lease, within ours: gone",
+			locks: []store.HeldLock{lock("staging", "r-1", 6*time.Second, 5*time.Second)},
+			want:  []orphan{{"r-1", "replica-r-1", 6 * time.Second}}},
+		{name: "a lock with no lease stored: judged by ours",
+			locks: []store.HeldLock{lock("staging", "r-1", 10*time.Second, 0), lock("prod", "r-2", 16*time.Second, 0)},
+			want:  []orphan{{"r-2", "replica-r-2", 16 * time.Second}}},
+		{name: "exactly the holder's lease: not yet",
+			locks: []store.HeldLock{lock("staging", "r-1", 5*time.Second, 5*time.Second)}},
+		{name: "a running run whose environment no lock holds",
+			locks:   []store.HeldLock{lock("staging", "r-1", time.Second, 5*time.Second)},
+			running: []store.Run{{ID: "r-1", Env: "staging", Owner: "a"}, {ID: "r-3", Env: "qa", Owner: "b"}},
+			want:    []orphan{{"r-3", "b", -1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := orphans(tt.locks, tt.running, ours)
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("orphans = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}

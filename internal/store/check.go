@@ -77,30 +77,32 @@ func LockVerb(takeOver bool) string {
 
 // CheckLock reports what makes a lock request unfit, before any backend
 // reads the lock.
-func CheckLock(env, owner, runID string, staleAfter time.Duration, takeOver bool) error {
+func CheckLock(env, owner, runID string, lease, staleAfter time.Duration, takeOver bool) error {
 	switch {
 	case env == "" || owner == "" || runID == "":
 		return fmt.Errorf("%s lock: environment %q, owner %q and run %q must all be set", LockVerb(takeOver), env, owner, runID)
-	case staleAfter <= 0:
+	case lease <= 0:
+		return fmt.Errorf("%s lock of environment %s: lease %v is not positive", LockVerb(takeOver), env, lease)
+	case takeOver && staleAfter <= 0:
 		return fmt.Errorf("%s lock of environment %s: staleAfter %v is not positive", LockVerb(takeOver), env, staleAfter)
 	}
 	return nil
 }
 
-// Held decides a lock request that found the lock held as cur, at now:
-// refresh is true when the requester holds it already (it keeps Since);
-// false with a nil error when it may take the lock over (stale, and
-// takeOver asked for); otherwise a *LockedError.
-func Held(cur Lock, owner, runID string, now time.Time, staleAfter time.Duration, takeOver bool) (refresh bool, err error) {
+// Held decides a lock request with lease that found the lock held as cur,
+// at now: refresh is true when the requester holds it already (it keeps
+// Since); false with a nil error when it may take the lock over (takeOver
+// asked for, and a heartbeat older than staleAfter); otherwise a
+// *LockedError, stale when the holder's lease ran out.
+func Held(cur Lock, owner, runID string, now time.Time, lease, staleAfter time.Duration, takeOver bool) (refresh bool, err error) {
 	if cur.Owner == owner && cur.RunID == runID {
 		return true, nil
 	}
 	age := now.Sub(cur.Heartbeat)
-	stale := age > staleAfter
-	if !takeOver || !stale {
-		return false, &LockedError{Lock: cur, Age: age, Stale: stale}
+	if takeOver && age > staleAfter {
+		return false, nil
 	}
-	return false, nil
+	return false, &LockedError{Lock: cur, Age: age, Stale: age > cur.LeaseOr(lease)}
 }
 
 // ErrSchemaTooNew: the database was migrated by a newer zerodown.

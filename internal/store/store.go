@@ -64,17 +64,24 @@ type Store interface {
 	// Approved returns the approval of a stage, and whether there is one.
 	Approved(ctx context.Context, runID, stage string) (Approval, bool, error)
 
-	// AcquireLock takes the lock of env for a run. It succeeds when the lock
-	// is free or already held by the same owner and run (then it refreshes the
-	// heartbeat and keeps Since). Otherwise it fails with *LockedError, whose
-	// Stale reports whether the holder's heartbeat is older than staleAfter;
-	// a stale lock is never taken silently: see TakeOverLock.
-	AcquireLock(ctx context.Context, env, owner, runID string, staleAfter time.Duration) (Lock, error)
+	// AcquireLock takes the lock of env for a run, held with lease: the
+	// holder beats its heartbeat well within the lease, and a lock whose
+	// heartbeat is older than its holder's lease is stale (the holder is
+	// gone). The lease is stored with the lock, so every reader judges it
+	// by its holder's lease, not by its own. It succeeds when the lock is
+	// free or already held by the same owner and run (then it refreshes the
+	// heartbeat and the lease and keeps Since). Otherwise it fails with
+	// *LockedError, whose Stale says whether the holder's lease ran out (by
+	// lease, for a lock that stored none); a stale lock is never taken
+	// silently: see TakeOverLock.
+	AcquireLock(ctx context.Context, env, owner, runID string, lease time.Duration) (Lock, error)
 	// TakeOverLock is AcquireLock that also takes a lock whose heartbeat is
-	// older than staleAfter (its owner is gone). A fresh lock held by another
+	// older than staleAfter: the caller has found its holder gone (a stale
+	// *LockedError, a dead process) and passes the age it saw, so that a
+	// holder that beat since keeps its lock. A fresh lock held by another
 	// owner or run still fails with *LockedError. The previous holder's
 	// Heartbeat and ReleaseLock then fail with ErrLockLost.
-	TakeOverLock(ctx context.Context, env, owner, runID string, staleAfter time.Duration) (Lock, error)
+	TakeOverLock(ctx context.Context, env, owner, runID string, lease, staleAfter time.Duration) (Lock, error)
 	// Heartbeat tells that the holder is alive. It fails with ErrLockLost
 	// when the lock is no longer held by this owner and run.
 	Heartbeat(ctx context.Context, env, owner, runID string) error
@@ -290,6 +297,17 @@ type Lock struct {
 	Env, Owner, RunID string
 	Since             time.Time // when this owner took it
 	Heartbeat         time.Time // when the owner last said it is alive
+	// Lease is the holder's: a heartbeat older than it means the holder is
+	// gone. Zero in a lock written before leases were stored.
+	Lease time.Duration
+}
+
+// LeaseOr is the lock's lease, or fallback for a lock that stored none.
+func (l Lock) LeaseOr(fallback time.Duration) time.Duration {
+	if l.Lease > 0 {
+		return l.Lease
+	}
+	return fallback
 }
 
 // Approval is a person's go-ahead for a stage with a manual gate.
@@ -303,8 +321,9 @@ type LockedError struct {
 	Lock Lock
 	// Age is how long ago the holder's last heartbeat was, by the store's clock.
 	Age time.Duration
-	// Stale: Age is beyond the caller's staleAfter, so the holder seems gone
-	// and TakeOverLock would succeed.
+	// Stale: Age is beyond the holder's lease (the caller's, for a lock
+	// that stored none), so the holder seems gone and TakeOverLock would
+	// succeed.
 	Stale bool
 }
 

@@ -28,7 +28,7 @@ func TestTakeoverBench(t *testing.T) {
 			t.Fatalf("ZERODOWN_BENCH_LEASE: %v", err)
 		}
 	}
-	h := startHA(t, 3, lease, 0)
+	h := startHA(t, 3, lease, lease, 0)
 	h.deploy(t, h.a, "v1")
 	ld := startLoad(t, h.lb, 2, 6, 1500*time.Millisecond, time.Duration(n)*time.Minute+time.Minute)
 	var lock, first, end, killed, peer []time.Duration

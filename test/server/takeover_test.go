@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -22,19 +23,20 @@ const testLease = 3 * time.Second
 // ha is two replicas of zerodown server on one PostgreSQL database, with
 // one artifact directory, in front of one fleet.
 type ha struct {
-	lease time.Duration
-	lb    string // the fleet's load balancer
-	hosts int
-	a, b  *replica
-	token string // admin
-	sha   string // the sample app's release, uploaded once
+	lease  time.Duration // replica A's, which runs are started on
+	leaseB time.Duration
+	lb     string // the fleet's load balancer
+	hosts  int
+	a, b   *replica
+	token  string // admin
+	sha    string // the sample app's release, uploaded once
 }
 
-// startHA starts the fleet and the replicas with lease. With slowStart,
-// the activation of every release but v1 (the first, which the tests
-// deploy before any kill) first runs a before_start hook that takes that
-// long — a migration, a warm-up — so a kill can land during one.
-func startHA(t testing.TB, hosts int, lease, slowStart time.Duration) *ha {
+// startHA starts the fleet and the replicas A and B with their leases.
+// With slowStart, the activation of every release but v1 (the first, which
+// the tests deploy before any kill) first runs a before_start hook that
+// takes that long — a migration, a warm-up — so a kill can land during one.
+func startHA(t testing.TB, hosts int, lease, leaseB, slowStart time.Duration) *ha {
 	t.Helper()
 	sb := startFleet(t, hosts)
 	dsn := proctest.StartPostgres(t).NewDatabase(t)
@@ -60,9 +62,9 @@ func startHA(t testing.TB, hosts int, lease, slowStart time.Duration) *ha {
 	var cfgs, urls [2]string
 	for i, name := range []string{"a", "b"} {
 		cfgs[i], urls[i] = writeServerConfig(t, filepath.Join(dir, name), serverOpts{deploy: deployCfg,
-			data: filepath.Join(dir, name, "data"), artifacts: shared, postgres: dsn, lease: lease})
+			data: filepath.Join(dir, name, "data"), artifacts: shared, postgres: dsn, lease: []time.Duration{lease, leaseB}[i]})
 	}
-	h := &ha{lease: lease, lb: sb.LB, hosts: len(sb.Hosts)}
+	h := &ha{lease: lease, leaseB: leaseB, lb: sb.LB, hosts: len(sb.Hosts)}
 	h.token = createToken(t, cfgs[0], "ci", "admin") // one database: every replica knows it
 	h.a = startServer(t, "replica A", cfgs[0], urls[0])
 	h.b = startServer(t, "replica B", cfgs[1], urls[1])
@@ -283,8 +285,11 @@ func TestHATakeover(t *testing.T) {
 		// after is an event the takeover must lead to on the killed host.
 		after string
 		sig   syscall.Signal // SIGKILL, or SIGSTOP until B took the run over
+		// leaseB is B's lease when not A's: B judges A's lock by the
+		// lease A stored with it, not by its own.
+		leaseB time.Duration
 	}{
-		{name: "killed while draining", hosts: 3, killOn: "draining", sig: syscall.SIGKILL},
+		{name: "killed while draining", hosts: 3, killOn: "draining", sig: syscall.SIGKILL, leaseB: 4 * testLease},
 		// Killed once the host reports the activation under way (its
 		// first progress event), which then outlasts the takeover.
 		{name: "killed while activating", hosts: 2, killOn: "progress", sig: syscall.SIGKILL, slowStart: 7 * time.Second, after: "waiting"},
@@ -294,7 +299,8 @@ func TestHATakeover(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h := startHA(t, tc.hosts, testLease, tc.slowStart)
+			leaseB := cmp.Or(tc.leaseB, testLease)
+			h := startHA(t, tc.hosts, testLease, leaseB, tc.slowStart)
 			h.deploy(t, h.a, "v1")
 			// Slow POSTs keep requests in flight on every host, so each
 			// drain waits for some.
@@ -306,8 +312,8 @@ func TestHATakeover(t *testing.T) {
 				}
 			})
 			how := map[syscall.Signal]string{syscall.SIGKILL: "killed", syscall.SIGSTOP: "paused"}[tc.sig]
-			t.Logf("%s replica A on event %d (%s %s); B took the lock %s after it (lease %s) and journaled its first event %s after it; the run ended %s after it, %s after the run started",
-				how, k.killOn.Seq, k.killOn.Type, k.killOn.Host, ms(k.toLock()), h.lease, ms(k.toFirst()), ms(k.toEnd()), ms(k.took()))
+			t.Logf("%s replica A on event %d (%s %s); B took the lock %s after it (A's lease %s, B's %s) and journaled its first event %s after it; the run ended %s after it, %s after the run started",
+				how, k.killOn.Seq, k.killOn.Type, k.killOn.Host, ms(k.toLock()), h.lease, h.leaseB, ms(k.toFirst()), ms(k.toEnd()), ms(k.took()))
 
 			if k.run.Status != "succeeded" {
 				t.Fatalf("run %s ended %s: %s", k.run.ID, k.run.Status, k.run.Error)
@@ -316,10 +322,10 @@ func TestHATakeover(t *testing.T) {
 				t.Errorf("run %s ended owned by %q, not replica B (pid %d)", k.run.ID, k.run.Owner, h.b.p.Pid())
 			}
 			// A heartbeat is at most lease/3 old at the kill, and replicas
-			// look five times per lease: B must take the run when the lease
-			// has run out, and within one look after.
-			if got, lo, hi := k.toLock(), testLease-testLease/3-100*time.Millisecond, testLease+testLease/5+time.Second; got < lo || got > hi {
-				t.Errorf("B took the lock %s after the kill; want from %s (the lease, less a heartbeat) to %s (the lease and a look)", got, lo, hi)
+			// look five times per lease: B must take the run when A's lease
+			// has run out, and within one of B's looks after.
+			if got, lo, hi := k.toLock(), testLease-testLease/3-100*time.Millisecond, testLease+leaseB/5+time.Second; got < lo || got > hi {
+				t.Errorf("B took the lock %s after the kill; want from %s (A's lease, less a heartbeat) to %s (A's lease and one of B's looks)", got, lo, hi)
 			}
 			if tc.after != "" && !hasEvent(k.events, k.lastOnA, k.killOn.Host, tc.after) {
 				t.Errorf("no %s event for %s after the takeover", tc.after, k.killOn.Host)

@@ -12,24 +12,24 @@ import (
 )
 
 // AcquireLock implements store.Store.
-func (s *Store) AcquireLock(ctx context.Context, env, owner, runID string, staleAfter time.Duration) (store.Lock, error) {
-	return s.lock(ctx, env, owner, runID, staleAfter, false)
+func (s *Store) AcquireLock(ctx context.Context, env, owner, runID string, lease time.Duration) (store.Lock, error) {
+	return s.lock(ctx, env, owner, runID, lease, 0, false)
 }
 
 // TakeOverLock implements store.Store.
-func (s *Store) TakeOverLock(ctx context.Context, env, owner, runID string, staleAfter time.Duration) (store.Lock, error) {
-	return s.lock(ctx, env, owner, runID, staleAfter, true)
+func (s *Store) TakeOverLock(ctx context.Context, env, owner, runID string, lease, staleAfter time.Duration) (store.Lock, error) {
+	return s.lock(ctx, env, owner, runID, lease, staleAfter, true)
 }
 
-func (s *Store) lock(ctx context.Context, env, owner, runID string, staleAfter time.Duration, takeOver bool) (store.Lock, error) {
-	if err := store.CheckLock(env, owner, runID, staleAfter, takeOver); err != nil {
+func (s *Store) lock(ctx context.Context, env, owner, runID string, lease, staleAfter time.Duration, takeOver bool) (store.Lock, error) {
+	if err := store.CheckLock(env, owner, runID, lease, staleAfter, takeOver); err != nil {
 		return store.Lock{}, err
 	}
 	what := store.LockVerb(takeOver)
 	// The row can vanish between the insert that found it and the read
 	// that locks it (its holder released it): then try again.
 	for range 10 {
-		l, err := s.lockTx(ctx, env, owner, runID, staleAfter, takeOver)
+		l, err := s.lockTx(ctx, env, owner, runID, lease, staleAfter, takeOver)
 		if errors.Is(err, errGone) {
 			continue
 		}
@@ -47,7 +47,7 @@ var errGone = errors.New("lock row released meanwhile")
 // lockTx takes a free lock with one insert; otherwise it reads the holder's
 // row FOR UPDATE, which holds it until the commit, so of any number of
 // replicas exactly one finds the lock free (or stale) and takes it.
-func (s *Store) lockTx(ctx context.Context, env, owner, runID string, staleAfter time.Duration, takeOver bool) (store.Lock, error) {
+func (s *Store) lockTx(ctx context.Context, env, owner, runID string, lease, staleAfter time.Duration, takeOver bool) (store.Lock, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return store.Lock{}, err
@@ -55,11 +55,11 @@ func (s *Store) lockTx(ctx context.Context, env, owner, runID string, staleAfter
 	defer func() { _ = tx.Rollback(ctx) }()
 
 	now := store.Micro(s.now())
-	mine := store.Lock{Env: env, Owner: owner, RunID: runID, Since: now, Heartbeat: now}
+	mine := store.Lock{Env: env, Owner: owner, RunID: runID, Since: now, Heartbeat: now, Lease: lease}
 	// A concurrent insert of the same env makes this one wait for its
 	// commit, then do nothing.
-	tag, err := tx.Exec(ctx, `INSERT INTO locks (env, owner, run_id, since, heartbeat) VALUES ($1, $2, $3, $4, $4)
-ON CONFLICT (env) DO NOTHING`, env, owner, runID, now)
+	tag, err := tx.Exec(ctx, `INSERT INTO locks (env, owner, run_id, since, heartbeat, lease_us) VALUES ($1, $2, $3, $4, $4, $5)
+ON CONFLICT (env) DO NOTHING`, env, owner, runID, now, lease.Microseconds())
 	if err != nil {
 		return store.Lock{}, err
 	}
@@ -71,16 +71,16 @@ ON CONFLICT (env) DO NOTHING`, env, owner, runID, now)
 		case err != nil:
 			return store.Lock{}, err
 		}
-		refresh, err := store.Held(cur, owner, runID, now, staleAfter, takeOver)
+		refresh, err := store.Held(cur, owner, runID, now, lease, staleAfter, takeOver)
 		switch {
 		case err != nil:
 			return store.Lock{}, err
 		case refresh:
 			mine.Since = cur.Since
-			_, err = tx.Exec(ctx, `UPDATE locks SET heartbeat = $1 WHERE env = $2`, now, env)
+			_, err = tx.Exec(ctx, `UPDATE locks SET heartbeat = $1, lease_us = $2 WHERE env = $3`, now, lease.Microseconds(), env)
 		default:
-			_, err = tx.Exec(ctx, `UPDATE locks SET owner = $1, run_id = $2, since = $3, heartbeat = $3 WHERE env = $4`,
-				owner, runID, now, env)
+			_, err = tx.Exec(ctx, `UPDATE locks SET owner = $1, run_id = $2, since = $3, heartbeat = $3, lease_us = $4 WHERE env = $5`,
+				owner, runID, now, lease.Microseconds(), env)
 		}
 		if err != nil {
 			return store.Lock{}, err
@@ -97,9 +97,10 @@ func readLock(ctx context.Context, q interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }, env, suffix string) (store.Lock, error) {
 	l := store.Lock{Env: env}
-	err := q.QueryRow(ctx, `SELECT owner, run_id, since, heartbeat FROM locks WHERE env = $1`+suffix, env).
-		Scan(&l.Owner, &l.RunID, &l.Since, &l.Heartbeat)
-	l.Since, l.Heartbeat = l.Since.UTC(), l.Heartbeat.UTC()
+	var lease int64
+	err := q.QueryRow(ctx, `SELECT owner, run_id, since, heartbeat, lease_us FROM locks WHERE env = $1`+suffix, env).
+		Scan(&l.Owner, &l.RunID, &l.Since, &l.Heartbeat, &lease)
+	l.Since, l.Heartbeat, l.Lease = l.Since.UTC(), l.Heartbeat.UTC(), time.Duration(lease)*time.Microsecond
 	return l, err
 }
 
@@ -149,14 +150,17 @@ func (s *Store) lost(ctx context.Context, env string) error {
 // whatever the database's collation.
 func (s *Store) Locks(ctx context.Context) ([]store.HeldLock, error) {
 	now := store.Micro(s.now())
-	rows, err := s.pool.Query(ctx, `SELECT env, owner, run_id, since, heartbeat FROM locks ORDER BY env COLLATE "C"`)
+	rows, err := s.pool.Query(ctx, `SELECT env, owner, run_id, since, heartbeat, lease_us FROM locks ORDER BY env COLLATE "C"`)
 	if err != nil {
 		return nil, fmt.Errorf("list locks: %w", err)
 	}
 	locks, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.HeldLock, error) {
-		var l store.HeldLock
-		err := row.Scan(&l.Env, &l.Owner, &l.RunID, &l.Since, &l.Heartbeat)
-		l.Since, l.Heartbeat = l.Since.UTC(), l.Heartbeat.UTC()
+		var (
+			l     store.HeldLock
+			lease int64
+		)
+		err := row.Scan(&l.Env, &l.Owner, &l.RunID, &l.Since, &l.Heartbeat, &lease)
+		l.Since, l.Heartbeat, l.Lease = l.Since.UTC(), l.Heartbeat.UTC(), time.Duration(lease)*time.Microsecond
 		l.Age = now.Sub(l.Heartbeat)
 		return l, err
 	})

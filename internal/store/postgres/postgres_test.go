@@ -98,8 +98,8 @@ func TestOpenConcurrently(t *testing.T) {
 	}
 	defer c.Close(ctx)
 	var version, rows int
-	if err := c.QueryRow(ctx, `SELECT max(version), count(*) FROM schema_version`).Scan(&version, &rows); err != nil || version != 2 || rows != 1 {
-		t.Errorf("schema_version = %d in %d rows, %v; want 2 in 1", version, rows, err)
+	if err := c.QueryRow(ctx, `SELECT max(version), count(*) FROM schema_version`).Scan(&version, &rows); err != nil || version != 3 || rows != 1 {
+		t.Errorf("schema_version = %d in %d rows, %v; want 3 in 1", version, rows, err)
 	}
 	var tables string
 	if err := c.QueryRow(ctx, `SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables
@@ -126,7 +126,7 @@ func TestOpenNewerSchema(t *testing.T) {
 	if !errors.Is(err, postgres.ErrSchemaTooNew) {
 		t.Fatalf("Open of a newer schema: %v, want ErrSchemaTooNew", err)
 	}
-	if want := ": database schema is newer than this zerodown: it has schema version 99, this zerodown knows up to 2; use a newer zerodown"; !strings.HasSuffix(err.Error(), want) {
+	if want := ": database schema is newer than this zerodown: it has schema version 99, this zerodown knows up to 3; use a newer zerodown"; !strings.HasSuffix(err.Error(), want) {
 		t.Errorf("error %q\nwant it to end in %q", err, want)
 	}
 }

@@ -120,6 +120,11 @@ CREATE TABLE audit (
 CREATE INDEX runs_by_status_start ON runs (status, started_at DESC, id DESC);
 CREATE INDEX runs_by_version_start ON runs (version, started_at DESC, id DESC);
 `,
+	// 3: each lock keeps its holder's lease, so every replica judges its
+	// staleness alike (0: a lock taken before; readers use their own).
+	`
+ALTER TABLE locks ADD COLUMN lease_us bigint NOT NULL DEFAULT 0;
+`,
 }
 
 // migrationLock is the key of the advisory lock that replicas starting at

@@ -11,24 +11,24 @@ import (
 )
 
 // AcquireLock implements store.Store.
-func (s *Store) AcquireLock(ctx context.Context, env, owner, runID string, staleAfter time.Duration) (store.Lock, error) {
-	return s.lock(ctx, env, owner, runID, staleAfter, false)
+func (s *Store) AcquireLock(ctx context.Context, env, owner, runID string, lease time.Duration) (store.Lock, error) {
+	return s.lock(ctx, env, owner, runID, lease, 0, false)
 }
 
 // TakeOverLock implements store.Store.
-func (s *Store) TakeOverLock(ctx context.Context, env, owner, runID string, staleAfter time.Duration) (store.Lock, error) {
-	return s.lock(ctx, env, owner, runID, staleAfter, true)
+func (s *Store) TakeOverLock(ctx context.Context, env, owner, runID string, lease, staleAfter time.Duration) (store.Lock, error) {
+	return s.lock(ctx, env, owner, runID, lease, staleAfter, true)
 }
 
 // lock reads and writes the lock in one BEGIN IMMEDIATE transaction: it
 // holds the database's write lock from the read on, so of any number of
 // processes and goroutines exactly one finds the lock free (or stale) and
 // takes it.
-func (s *Store) lock(ctx context.Context, env, owner, runID string, staleAfter time.Duration, takeOver bool) (store.Lock, error) {
-	if err := store.CheckLock(env, owner, runID, staleAfter, takeOver); err != nil {
+func (s *Store) lock(ctx context.Context, env, owner, runID string, lease, staleAfter time.Duration, takeOver bool) (store.Lock, error) {
+	if err := store.CheckLock(env, owner, runID, lease, staleAfter, takeOver); err != nil {
 		return store.Lock{}, err
 	}
-	l, err := s.lockTx(ctx, env, owner, runID, staleAfter, takeOver)
+	l, err := s.lockTx(ctx, env, owner, runID, lease, staleAfter, takeOver)
 	var locked *store.LockedError
 	if err != nil && !errors.As(err, &locked) {
 		return store.Lock{}, fmt.Errorf("%s lock of environment %s: %w", store.LockVerb(takeOver), env, err)
@@ -36,7 +36,7 @@ func (s *Store) lock(ctx context.Context, env, owner, runID string, staleAfter t
 	return l, err // a *LockedError says it all
 }
 
-func (s *Store) lockTx(ctx context.Context, env, owner, runID string, staleAfter time.Duration, takeOver bool) (store.Lock, error) {
+func (s *Store) lockTx(ctx context.Context, env, owner, runID string, lease, staleAfter time.Duration, takeOver bool) (store.Lock, error) {
 	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE (see dataSource)
 	if err != nil {
 		return store.Lock{}, err
@@ -44,25 +44,25 @@ func (s *Store) lockTx(ctx context.Context, env, owner, runID string, staleAfter
 	defer func() { _ = tx.Rollback() }()
 
 	now := store.Micro(s.now())
-	mine := store.Lock{Env: env, Owner: owner, RunID: runID, Since: now, Heartbeat: now}
+	mine := store.Lock{Env: env, Owner: owner, RunID: runID, Since: now, Heartbeat: now, Lease: lease}
 	cur, err := readLock(ctx, tx, env)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		_, err = tx.ExecContext(ctx, `INSERT INTO locks (env, owner, run_id, since, heartbeat) VALUES (?, ?, ?, ?, ?)`,
-			env, owner, runID, us(now), us(now))
+		_, err = tx.ExecContext(ctx, `INSERT INTO locks (env, owner, run_id, since, heartbeat, lease_us) VALUES (?, ?, ?, ?, ?, ?)`,
+			env, owner, runID, us(now), us(now), lease.Microseconds())
 	case err != nil:
 		return store.Lock{}, err
 	default:
 		var refresh bool
-		if refresh, err = store.Held(cur, owner, runID, now, staleAfter, takeOver); err != nil {
+		if refresh, err = store.Held(cur, owner, runID, now, lease, staleAfter, takeOver); err != nil {
 			return store.Lock{}, err
 		}
 		if refresh {
 			mine.Since = cur.Since
-			_, err = tx.ExecContext(ctx, `UPDATE locks SET heartbeat = ? WHERE env = ?`, us(now), env)
+			_, err = tx.ExecContext(ctx, `UPDATE locks SET heartbeat = ?, lease_us = ? WHERE env = ?`, us(now), lease.Microseconds(), env)
 		} else {
-			_, err = tx.ExecContext(ctx, `UPDATE locks SET owner = ?, run_id = ?, since = ?, heartbeat = ? WHERE env = ?`,
-				owner, runID, us(now), us(now), env)
+			_, err = tx.ExecContext(ctx, `UPDATE locks SET owner = ?, run_id = ?, since = ?, heartbeat = ?, lease_us = ? WHERE env = ?`,
+				owner, runID, us(now), us(now), lease.Microseconds(), env)
 		}
 	}
 	if err != nil {
@@ -81,9 +81,10 @@ type querier interface {
 func readLock(ctx context.Context, q querier, env string) (store.Lock, error) {
 	l := store.Lock{Env: env}
 	var since, hb sql.NullInt64
-	err := q.QueryRowContext(ctx, `SELECT owner, run_id, since, heartbeat FROM locks WHERE env = ?`, env).
-		Scan(&l.Owner, &l.RunID, &since, &hb)
-	l.Since, l.Heartbeat = fromUs(since), fromUs(hb)
+	var lease int64
+	err := q.QueryRowContext(ctx, `SELECT owner, run_id, since, heartbeat, lease_us FROM locks WHERE env = ?`, env).
+		Scan(&l.Owner, &l.RunID, &since, &hb, &lease)
+	l.Since, l.Heartbeat, l.Lease = fromUs(since), fromUs(hb), time.Duration(lease)*time.Microsecond
 	return l, err
 }
 
@@ -138,7 +139,7 @@ func (s *Store) lost(ctx context.Context, env string) error {
 // Locks implements store.Store.
 func (s *Store) Locks(ctx context.Context) ([]store.HeldLock, error) {
 	now := store.Micro(s.now())
-	rows, err := s.db.QueryContext(ctx, `SELECT env, owner, run_id, since, heartbeat FROM locks ORDER BY env`)
+	rows, err := s.db.QueryContext(ctx, `SELECT env, owner, run_id, since, heartbeat, lease_us FROM locks ORDER BY env`)
 	if err != nil {
 		return nil, fmt.Errorf("list locks: %w", err)
 	}
@@ -148,11 +149,12 @@ func (s *Store) Locks(ctx context.Context) ([]store.HeldLock, error) {
 		var (
 			l         store.HeldLock
 			since, hb sql.NullInt64
+			lease     int64
 		)
-		if err := rows.Scan(&l.Env, &l.Owner, &l.RunID, &since, &hb); err != nil {
+		if err := rows.Scan(&l.Env, &l.Owner, &l.RunID, &since, &hb, &lease); err != nil {
 			return nil, fmt.Errorf("list locks: %w", err)
 		}
-		l.Since, l.Heartbeat = fromUs(since), fromUs(hb)
+		l.Since, l.Heartbeat, l.Lease = fromUs(since), fromUs(hb), time.Duration(lease)*time.Microsecond
 		l.Age = now.Sub(l.Heartbeat)
 		locks = append(locks, l)
 	}

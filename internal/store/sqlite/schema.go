@@ -119,6 +119,11 @@ CREATE TABLE audit (
 CREATE INDEX runs_by_status_start ON runs (status, started_at DESC, id DESC);
 CREATE INDEX runs_by_version_start ON runs (version, started_at DESC, id DESC);
 `,
+	// 4: each lock keeps its holder's lease, so every reader judges its
+	// staleness alike (0: a lock taken before; readers use their own).
+	`
+ALTER TABLE locks ADD COLUMN lease_us INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrate brings the database to the last migration's version in one transaction, so two

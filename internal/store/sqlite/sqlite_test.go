@@ -93,8 +93,8 @@ func TestOpenSettings(t *testing.T) {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 	}
 	var version, rows int
-	if err := db.QueryRow(`SELECT max(version), count(*) FROM schema_version`).Scan(&version, &rows); err != nil || version != 3 || rows != 1 {
-		t.Errorf("schema_version = %d in %d rows, %v; want 3 in 1", version, rows, err)
+	if err := db.QueryRow(`SELECT max(version), count(*) FROM schema_version`).Scan(&version, &rows); err != nil || version != 4 || rows != 1 {
+		t.Errorf("schema_version = %d in %d rows, %v; want 4 in 1", version, rows, err)
 	}
 }
 
@@ -176,7 +176,7 @@ func TestOpenNewerSchema(t *testing.T) {
 	if !errors.Is(err, sqlite.ErrSchemaTooNew) {
 		t.Fatalf("Open of a newer schema: %v, want ErrSchemaTooNew", err)
 	}
-	want := "open state database " + path + ": database schema is newer than this zerodown: it has schema version 99, this zerodown knows up to 3; use a newer zerodown"
+	want := "open state database " + path + ": database schema is newer than this zerodown: it has schema version 99, this zerodown knows up to 4; use a newer zerodown"
 	if err.Error() != want {
 		t.Errorf("error:\n got %q\nwant %q", err, want)
 	}
@@ -353,7 +353,8 @@ func BenchmarkStartFinishTask(b *testing.B) {
 }
 
 // TestMigrateFromVersion1: a journal written before runs kept their app
-// spec opens, and its runs read with none.
+// spec, and before locks kept their holder's lease, opens: its runs read
+// with no spec, its lock with no lease, judged stale by the reader's.
 func TestMigrateFromVersion1(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.db")
@@ -369,6 +370,9 @@ func TestMigrateFromVersion1(t *testing.T) {
 			artifact TEXT NOT NULL, sha256 TEXT NOT NULL, status TEXT NOT NULL, started_at INTEGER NOT NULL, ended_at INTEGER,
 			owner TEXT NOT NULL, plan BLOB, error TEXT NOT NULL, abort INTEGER NOT NULL DEFAULT 0) STRICT`,
 		`INSERT INTO runs VALUES ('r-1', 'staging', 'p', 'v1', 'a.tar.gz', 'abc', 'succeeded', 1, 2, 'me', NULL, '', 0)`,
+		`CREATE TABLE locks (env TEXT PRIMARY KEY, owner TEXT NOT NULL, run_id TEXT NOT NULL, since INTEGER NOT NULL,
+			heartbeat INTEGER NOT NULL) STRICT`,
+		`INSERT INTO locks VALUES ('staging', 'me', 'r-1', 1, 1)`,
 	} {
 		if _, err := db.Exec(stmt); err != nil {
 			t.Fatal(err)
@@ -383,5 +387,14 @@ func TestMigrateFromVersion1(t *testing.T) {
 	r, err := st.GetRun(ctx, "r-1")
 	if err != nil || r.Version != "v1" || r.Spec != nil || r.PromotedFrom != "" {
 		t.Fatalf("run after the migration: %+v, %v", r, err)
+	}
+	locks, err := st.Locks(ctx)
+	if err != nil || len(locks) != 1 || locks[0].RunID != "r-1" || locks[0].Lease != 0 {
+		t.Fatalf("locks after the migration: %+v, %v; want r-1's, with no lease", locks, err)
+	}
+	_, err = st.AcquireLock(ctx, "staging", "you", "r-2", time.Minute)
+	var le *store.LockedError
+	if !errors.As(err, &le) || !le.Stale {
+		t.Errorf("AcquireLock of the old lock: %v, want it stale by the reader's lease", err)
 	}
 }

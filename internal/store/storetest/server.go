@@ -14,6 +14,62 @@ import (
 	"github.com/zerodown/zerodown/internal/store"
 )
 
+// testHolderLease: a lock keeps its holder's lease, and staleness is judged
+// by it, whatever lease the one who finds the lock uses: a replica with a
+// shorter lease does not find a live holder gone, one with a longer lease
+// does not wait past the holder's.
+func testHolderLease(t *testing.T, db Opener) {
+	clk := newClock()
+	s, other := db(clk.Now), db(clk.Now)
+	const long, short = time.Minute, 10 * time.Second
+	if l, err := s.AcquireLock(ctx, "staging", alice, "r-1", long); err != nil || l.Lease != long {
+		t.Fatalf("AcquireLock with a %v lease = %+v, %v", long, l, err)
+	}
+	if _, err := s.AcquireLock(ctx, "production", alice, "r-2", short); err != nil {
+		t.Fatal(err)
+	}
+	locks, err := other.Locks(ctx)
+	if err != nil || len(locks) != 2 || locks[0].Lease != short || locks[1].Lease != long {
+		t.Fatalf("Locks = %+v, %v; want production's lease %v and staging's %v", locks, err, short, long)
+	}
+
+	// 30s: past bob's short lease, within alice's long one.
+	clk.Advance(30 * time.Second)
+	_, err = other.AcquireLock(ctx, "staging", bob, "r-3", short)
+	var le *store.LockedError
+	if !errors.As(err, &le) || le.Stale || le.Lock.Lease != long {
+		t.Fatalf("AcquireLock with a short lease of a lock 30s old held with a %v lease: %v, want a fresh *LockedError", long, err)
+	}
+	// production's holder has the short lease: 30s is past it, even for
+	// someone whose own lease is long.
+	_, err = other.AcquireLock(ctx, "production", bob, "r-4", long)
+	if !errors.As(err, &le) || !le.Stale {
+		t.Fatalf("AcquireLock with a long lease of a lock 30s old held with a %v lease: %v, want a stale *LockedError", short, err)
+	}
+
+	// A takeover stores the new holder's lease; a refresh, the lease asked.
+	if l, err := other.TakeOverLock(ctx, "production", bob, "r-4", long, le.Lock.Lease); err != nil || l.Lease != long {
+		t.Fatalf("TakeOverLock = %+v, %v; want the lock with a %v lease", l, err, long)
+	}
+	if l, err := s.AcquireLock(ctx, "staging", alice, "r-1", short); err != nil || l.Lease != short {
+		t.Fatalf("AcquireLock again by the holder with a %v lease = %+v, %v", short, l, err)
+	}
+	if le := holder(t, s, "staging"); le.Lock.Lease != short {
+		t.Errorf("staging's lease after the holder's refresh: %v, want %v", le.Lock.Lease, short)
+	}
+	if le := holder(t, s, "production"); le.Lock.Lease != long || le.Lock.Owner != bob {
+		t.Errorf("production after the takeover: %+v, want bob's with a %v lease", le.Lock, long)
+	}
+
+	// A lease is needed to take a lock.
+	if _, err := s.AcquireLock(ctx, "qa", alice, "r-5", 0); err == nil {
+		t.Error("AcquireLock with no lease succeeded")
+	}
+	if _, err := s.TakeOverLock(ctx, "qa", alice, "r-5", long, 0); err == nil {
+		t.Error("TakeOverLock with no staleAfter succeeded")
+	}
+}
+
 // testHeldLocks: Locks lists every held lock by environment, with the age
 // of its heartbeat by the clock of the store that reads it.
 func testHeldLocks(t *testing.T, db Opener) {

@@ -57,6 +57,7 @@ func TestContract(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"lock", testLock},
 		{"stale takeover", testStaleTakeover},
 		{"lock exclusivity", testLockExclusivity},
+		{"holder's lease", testHolderLease},
 		{"reopen", testReopen},
 		{"held locks", testHeldLocks},
 		{"query runs", testQueryRuns},
@@ -794,7 +795,7 @@ func testStaleTakeover(t *testing.T, db Opener) {
 
 	// Fresh: no takeover.
 	clk.Advance(stale)
-	_, err := other.TakeOverLock(ctx, "staging", bob, "r-2", stale)
+	_, err := other.TakeOverLock(ctx, "staging", bob, "r-2", stale, stale)
 	var le *store.LockedError
 	if !errors.As(err, &le) || le.Stale || le.Lock.Owner != alice {
 		t.Fatalf("TakeOverLock of a lock %v old: %v, want a *LockedError, not stale", stale, err)
@@ -811,7 +812,7 @@ func testStaleTakeover(t *testing.T, db Opener) {
 	if err.Error() != want {
 		t.Errorf("stale LockedError:\n got %q\nwant %q", err, want)
 	}
-	l, err := other.TakeOverLock(ctx, "staging", bob, "r-2", stale)
+	l, err := other.TakeOverLock(ctx, "staging", bob, "r-2", stale, stale)
 	if err != nil {
 		t.Fatalf("TakeOverLock of a stale lock: %v", err)
 	}
@@ -827,7 +828,7 @@ func testStaleTakeover(t *testing.T, db Opener) {
 	if _, err := s.AcquireLock(ctx, "staging", alice, "r-1", stale); !errors.As(err, &le) || le.Lock.Owner != bob {
 		t.Errorf("AcquireLock by the old holder after a takeover: %v, want locked by bob", err)
 	}
-	if _, err := s.TakeOverLock(ctx, "staging", alice, "r-1", stale); !errors.As(err, &le) || le.Lock.Owner != bob {
+	if _, err := s.TakeOverLock(ctx, "staging", alice, "r-1", stale, stale); !errors.As(err, &le) || le.Lock.Owner != bob {
 		t.Errorf("TakeOverLock back of a fresh lock: %v, want locked by bob", err)
 	}
 	checkLock(t, holder(t, s, "staging").Lock, "staging", bob, "r-2", t1, t1)
@@ -837,7 +838,7 @@ func testStaleTakeover(t *testing.T, db Opener) {
 
 	// The same run resumed by another process takes over its own stale lock.
 	clk.Advance(time.Hour)
-	if l, err := s.TakeOverLock(ctx, "staging", carol, "r-2", stale); err != nil || l.Owner != carol || l.RunID != "r-2" {
+	if l, err := s.TakeOverLock(ctx, "staging", carol, "r-2", stale, stale); err != nil || l.Owner != carol || l.RunID != "r-2" {
 		t.Errorf("TakeOverLock for the same run by a new process: %+v, %v", l, err)
 	}
 	if err := other.Heartbeat(ctx, "staging", bob, "r-2"); !errors.Is(err, store.ErrLockLost) {
@@ -846,13 +847,13 @@ func testStaleTakeover(t *testing.T, db Opener) {
 
 	// TakeOverLock of a free lock, or of one's own, just takes it.
 	t2 := clk.Now()
-	if l, err := s.TakeOverLock(ctx, "production", alice, "r-4", stale); err != nil {
+	if l, err := s.TakeOverLock(ctx, "production", alice, "r-4", stale, stale); err != nil {
 		t.Errorf("TakeOverLock of a free lock: %v", err)
 	} else {
 		checkLock(t, l, "production", alice, "r-4", t2, t2)
 	}
 	t3 := clk.Advance(time.Second)
-	if l, err := s.TakeOverLock(ctx, "production", alice, "r-4", stale); err != nil {
+	if l, err := s.TakeOverLock(ctx, "production", alice, "r-4", stale, stale); err != nil {
 		t.Errorf("TakeOverLock of one's own lock: %v", err)
 	} else {
 		checkLock(t, l, "production", alice, "r-4", t2, t3)
@@ -909,7 +910,7 @@ func testLockExclusivity(t *testing.T, db Opener) {
 	})
 	clk.Advance(time.Minute)
 	race("takeover", func(s store.Store, owner, run string) (store.Lock, error) {
-		return s.TakeOverLock(ctx, "staging", owner, run, stale)
+		return s.TakeOverLock(ctx, "staging", owner, run, stale, stale)
 	})
 }
 
