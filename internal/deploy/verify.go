@@ -225,7 +225,13 @@ func (v *verifier) watch(ctx context.Context, stop context.CancelCauseFunc) {
 			continue
 		}
 		if v.thresholds.MaxFailed >= 0 && s.Failed > v.thresholds.MaxFailed {
-			stop(fmt.Errorf("%w: the verifier saw %d failed requests (max_failed %d)", engine.ErrRequestsFailing, s.Failed, v.thresholds.MaxFailed))
+			// A dropped request was never sent: say so, or a starved
+			// verifier reads as a failing service.
+			var dropped string
+			if s.Dropped > 0 {
+				dropped = fmt.Sprintf(", %d of them dropped: not started within %s of their due time (the verifier's machine too busy, or every connection waiting on slow answers)", s.Dropped, loadgen.DefaultMaxLag)
+			}
+			stop(fmt.Errorf("%w: the verifier saw %d failed requests (max_failed %d)%s", engine.ErrRequestsFailing, s.Failed, v.thresholds.MaxFailed, dropped))
 			return
 		}
 		if v.thresholds.MaxDropped >= 0 && s.Dropped > v.thresholds.MaxDropped {
