@@ -445,8 +445,16 @@ func (o Options) execute(ctx context.Context, lease *runLease, f *fleet, rel hos
 			if res.Err != nil {
 				verified.Report.Run.Reason = res.Err.Error()
 			}
-			if err := ver.write(verified); err != nil {
+			page, err := ver.write(verified)
+			if err != nil {
 				fmt.Fprintf(o.warn(), "warning: %v\n", err)
+			}
+			// In the journal too, before the run's end: whoever reads the
+			// journal (any server replica) serves it once the run ends.
+			if page != nil {
+				if err := o.Store.PutReport(context.Background(), run.ID, page); err != nil {
+					fmt.Fprintf(o.warn(), "warning: %v\n", err)
+				}
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -274,32 +275,29 @@ func (v *verifier) finish() (*Verification, error) {
 	return out, nil
 }
 
-// write saves the report as JSON and HTML beside the journal.
-func (v *verifier) write(out *Verification) error {
+// write saves the report as JSON and HTML beside the journal, and returns
+// the HTML page for the journal itself.
+func (v *verifier) write(out *Verification) ([]byte, error) {
 	if out.Report == nil {
-		return nil
+		return nil, nil
+	}
+	var page bytes.Buffer
+	if err := out.Report.WriteHTML(&page); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
 	}
 	if err := os.MkdirAll(v.reportDir, 0o755); err != nil {
-		return fmt.Errorf("verify: report directory: %w", err)
+		return page.Bytes(), fmt.Errorf("verify: report directory: %w", err)
 	}
 	base := filepath.Join(v.reportDir, v.runID)
 	data, _ := json.MarshalIndent(out.Report, "", "  ")
 	if err := os.WriteFile(base+".json", data, 0o644); err != nil {
-		return fmt.Errorf("verify: %w", err)
+		return page.Bytes(), fmt.Errorf("verify: %w", err)
 	}
-	f, err := os.Create(base + ".html")
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
-	}
-	err = out.Report.WriteHTML(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
+	if err := os.WriteFile(base+".html", page.Bytes(), 0o644); err != nil {
+		return page.Bytes(), fmt.Errorf("verify: %w", err)
 	}
 	out.HTML, out.JSON = base+".html", base+".json"
-	return nil
+	return page.Bytes(), nil
 }
 
 func firstLine(s string) string {

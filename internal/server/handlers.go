@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -181,7 +183,15 @@ func (s *Server) loadRun(ctx context.Context, id string) (api.RunDetail, store.R
 	for _, t := range tasks {
 		d.Tasks = append(d.Tasks, taskJSON(t))
 	}
-	if _, err := os.Stat(s.reportPath(id)); err == nil {
+	has, err := s.st.HasReport(ctx, id)
+	if err != nil {
+		return api.RunDetail{}, store.Run{}, nil, err
+	}
+	if !has {
+		_, err := os.Stat(s.reportPath(id))
+		has = err == nil
+	}
+	if has {
 		d.Report = "/api/v1/runs/" + id + "/report"
 	}
 	return d, run, tasks, nil
@@ -196,31 +206,43 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, c *caller) error
 	return nil
 }
 
-// reportPath is the verifier's HTML report of a run, as internal/deploy
-// writes it.
+// reportPath is the verifier's HTML report of a run as a file beside this
+// replica's journal: where runs from before reports were journaled have it.
 func (s *Server) reportPath(id string) string {
 	return filepath.Join(deploy.ReportDir(s.deploy), id+".html")
 }
 
+// runReport serves a run's verifier report from the journal, so every
+// replica serves every run's.
 func (s *Server) runReport(w http.ResponseWriter, r *http.Request, c *caller) error {
 	id := r.PathValue("id")
 	if _, err := s.st.GetRun(r.Context(), id); err != nil {
 		return notFoundRun(id, err)
 	}
-	f, err := os.Open(s.reportPath(id))
-	if err != nil {
-		return errorf(http.StatusNotFound, api.CodeNotFound, "run %s has no verifier report on this server", id)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
+	var page io.ReadSeeker
+	rep, err := s.st.Report(r.Context(), id)
+	switch {
+	case err == nil:
+		page = bytes.NewReader(rep.HTML)
+	case !errors.Is(err, store.ErrNotFound):
 		return err
+	default:
+		f, err := os.Open(s.reportPath(id))
+		if err != nil {
+			return errorf(http.StatusNotFound, api.CodeNotFound, "run %s has no verifier report", id)
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		page, rep.At = f, st.ModTime()
 	}
 	// The report is self-contained HTML with its own inline script and
 	// styles: it gets a policy of its own.
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; sandbox")
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	http.ServeContent(w, r, "", st.ModTime(), f)
+	http.ServeContent(w, r, "", rep.At, page)
 	return nil
 }
 

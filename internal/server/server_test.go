@@ -527,3 +527,63 @@ func TestOrphans(t *testing.T) {
 		})
 	}
 }
+
+// A run's verifier report is served from the journal, so a replica serves
+// the report of a run another replica executed; a run from before reports
+// were journaled is served from the file beside this replica's journal.
+func TestRunReport(t *testing.T) {
+	f := newFixture(t)
+	viewer := f.tokens[RoleViewer]
+	detail := func(id string) api.RunDetail {
+		t.Helper()
+		resp, body := f.do(t, "GET", "/api/v1/runs/"+id, viewer, "")
+		var d api.RunDetail
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &d) != nil {
+			t.Fatalf("GET run %s: %d %s", id, resp.StatusCode, body)
+		}
+		return d
+	}
+
+	journaled := f.aRun(t, store.RunSucceeded)
+	if d := detail(journaled.ID); d.Report != "" {
+		t.Errorf("a run with no report links to %q", d.Report)
+	}
+	resp, body := f.do(t, "GET", "/api/v1/runs/"+journaled.ID+"/report", viewer, "")
+	if resp.StatusCode != http.StatusNotFound || errCode(t, body) != api.CodeNotFound {
+		t.Errorf("the report of a run with none: %d %s, want 404 not_found", resp.StatusCode, body)
+	}
+	page := "<!doctype html><title>report</title><p>4000 requests, 0 failed</p>"
+	if err := f.st.PutReport(context.Background(), journaled.ID, []byte(page)); err != nil {
+		t.Fatal(err)
+	}
+
+	old := f.aRun(t, store.RunSucceeded)
+	oldPage := "<!doctype html><p>from before</p>"
+	if err := os.MkdirAll(filepath.Dir(f.srv.reportPath(old.ID)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.srv.reportPath(old.ID), []byte(oldPage), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		run  store.Run
+		want string
+	}{{journaled, page}, {old, oldPage}} {
+		link := detail(tc.run.ID).Report
+		if link != "/api/v1/runs/"+tc.run.ID+"/report" {
+			t.Errorf("run %s links to its report as %q", tc.run.ID, link)
+			continue
+		}
+		resp, body := f.do(t, "GET", link, viewer, "")
+		if resp.StatusCode != http.StatusOK || string(body) != tc.want {
+			t.Errorf("GET %s: %d %q, want 200 %q", link, resp.StatusCode, body, tc.want)
+		}
+		if ct, csp := resp.Header.Get("Content-Type"), resp.Header.Get("Content-Security-Policy"); ct != "text/html; charset=utf-8" || !strings.Contains(csp, "sandbox") {
+			t.Errorf("GET %s: Content-Type %q, CSP %q; want HTML in a sandbox", link, ct, csp)
+		}
+	}
+	if resp, _ := f.do(t, "GET", "/api/v1/runs/"+journaled.ID+"/report", "", ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the report without a token: %d, want 401", resp.StatusCode)
+	}
+}

@@ -117,6 +117,16 @@ type Store interface {
 	// when beforeSeq <= 0), at most limit of them (all when limit <= 0).
 	Audit(ctx context.Context, beforeSeq int64, limit int) ([]AuditEntry, error)
 
+	// PutReport keeps the load verifier's HTML report of a run, replacing
+	// the one kept before (a resumed run writes its own), so that whoever
+	// reads the journal can serve it. An unknown run is ErrNotFound.
+	PutReport(ctx context.Context, runID string, html []byte) error
+	// Report returns a run's verifier report, or ErrNotFound.
+	Report(ctx context.Context, runID string) (Report, error)
+	// HasReport reports whether a run has a verifier report, without
+	// reading it.
+	HasReport(ctx context.Context, runID string) (bool, error)
+
 	// Close releases the store's resources; it does not release locks.
 	Close() error
 }
@@ -290,6 +300,13 @@ type Event struct {
 	Type    string // detach, drained, activated, attached, rolled_back, wait, info, failed, ...
 	Message string
 	Data    []byte // JSON, or nil
+}
+
+// Report is the load verifier's HTML report of a run.
+type Report struct {
+	RunID string
+	HTML  []byte
+	At    time.Time // when it was kept
 }
 
 // Lock says which run holds an environment.

@@ -340,6 +340,13 @@ func TestHATakeover(t *testing.T) {
 				if h.a.p.Exited() {
 					t.Errorf("replica A exited after it was woken:\n%s", h.a.p.Output())
 				}
+				// B wrote the run's report; A serves it from the journal.
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				var page string
+				if err := getJSON(ctx, h.a.url, h.token, "/api/v1/runs/"+k.run.ID+"/report", &page); err != nil || !strings.Contains(page, k.run.ID) {
+					t.Errorf("run %s's report through A (B ran its end): %v, %.200q", k.run.ID, err, page)
+				}
 			}
 			waitHosts(t, h.b.url, h.token, "v2", h.hosts)
 			ld.check(t, 100, 10)

@@ -106,7 +106,7 @@ func TestOpenConcurrently(t *testing.T) {
 WHERE schemaname NOT IN ('pg_catalog', 'information_schema')`).Scan(&tables); err != nil {
 		t.Fatal(err)
 	}
-	if want := "approvals audit events locks runs schema_version tasks tokens"; tables != want {
+	if want := "approvals audit events locks reports runs schema_version tasks tokens"; tables != want {
 		t.Errorf("tables: %q, want %q", tables, want)
 	}
 	s := open(t, dsn, postgres.Options{})

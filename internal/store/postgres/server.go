@@ -125,3 +125,39 @@ WHERE seq < $1 ORDER BY seq DESC LIMIT $2`, beforeSeq, lim)
 	}
 	return entries, nil
 }
+
+// PutReport implements store.Store.
+func (s *Store) PutReport(ctx context.Context, runID string, html []byte) error {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO reports (run_id, html, at) SELECT id, $1, $2 FROM runs WHERE id = $3
+ON CONFLICT (run_id) DO UPDATE SET html = excluded.html, at = excluded.at`, html, store.Micro(s.now()), runID)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("keep the report of run %s: %w", runID, err)
+	}
+	return nil
+}
+
+// Report implements store.Store.
+func (s *Store) Report(ctx context.Context, runID string) (store.Report, error) {
+	r := store.Report{RunID: runID}
+	err := s.pool.QueryRow(ctx, `SELECT html, at FROM reports WHERE run_id = $1`, runID).Scan(&r.HTML, &r.At)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return store.Report{}, fmt.Errorf("read the report of run %s: %w", runID, err)
+	}
+	r.At = r.At.UTC()
+	return r, nil
+}
+
+// HasReport implements store.Store.
+func (s *Store) HasReport(ctx context.Context, runID string) (bool, error) {
+	var has bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM reports WHERE run_id = $1)`, runID).Scan(&has); err != nil {
+		return false, fmt.Errorf("look for the report of run %s: %w", runID, err)
+	}
+	return has, nil
+}

@@ -120,9 +120,16 @@ CREATE INDEX runs_by_status_start ON runs (status, started_at DESC, id DESC);
 CREATE INDEX runs_by_version_start ON runs (version, started_at DESC, id DESC);
 `,
 	// 4: each lock keeps its holder's lease, so every reader judges its
-	// staleness alike (0: a lock taken before; readers use their own).
+	// staleness alike (0: a lock taken before; readers use their own); the
+	// verifier's reports, so every replica serves them.
 	`
 ALTER TABLE locks ADD COLUMN lease_us INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE reports (
+	run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+	html   BLOB NOT NULL,
+	at     INTEGER NOT NULL
+) STRICT;
 `,
 }
 

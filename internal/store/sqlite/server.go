@@ -141,3 +141,43 @@ ORDER BY seq DESC LIMIT ?`, beforeSeq, limit)
 	}
 	return entries, nil
 }
+
+// PutReport implements store.Store.
+func (s *Store) PutReport(ctx context.Context, runID string, html []byte) error {
+	res, err := s.db.ExecContext(ctx, `INSERT INTO reports (run_id, html, at) SELECT id, ?, ? FROM runs WHERE id = ?
+ON CONFLICT (run_id) DO UPDATE SET html = excluded.html, at = excluded.at`, html, us(store.Micro(s.now())), runID)
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil && n == 0 {
+			err = store.ErrNotFound
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("keep the report of run %s: %w", runID, err)
+	}
+	return nil
+}
+
+// Report implements store.Store.
+func (s *Store) Report(ctx context.Context, runID string) (store.Report, error) {
+	r := store.Report{RunID: runID}
+	var at sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT html, at FROM reports WHERE run_id = ?`, runID).Scan(&r.HTML, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return store.Report{}, fmt.Errorf("read the report of run %s: %w", runID, err)
+	}
+	r.At = fromUs(at)
+	return r, nil
+}
+
+// HasReport implements store.Store.
+func (s *Store) HasReport(ctx context.Context, runID string) (bool, error) {
+	var has bool
+	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM reports WHERE run_id = ?)`, runID).Scan(&has); err != nil {
+		return false, fmt.Errorf("look for the report of run %s: %w", runID, err)
+	}
+	return has, nil
+}

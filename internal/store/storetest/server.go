@@ -1,7 +1,7 @@
 package storetest
 
 // The contract of what zerodown server reads and keeps: held locks, run
-// queries, API tokens, the audit log.
+// queries, API tokens, the audit log, the verifier's reports.
 
 import (
 	"bytes"
@@ -494,5 +494,55 @@ func testAudit(t *testing.T, db Opener) {
 	// The refused entry used no number.
 	if a, err := handles[1].AppendAudit(ctx, store.AuditEntry{Actor: "bob", Action: "run.abort"}); err != nil || a.Seq != 5 {
 		t.Errorf("AppendAudit after a refused one: seq %d, %v; want 5", a.Seq, err)
+	}
+}
+
+// testReports: a run's verifier report is kept whole, read from another
+// handle (another replica), replaced by a later one (a resumed run), and
+// only for a run the journal has.
+func testReports(t *testing.T, db Opener) {
+	clk := newClock()
+	s, other := db(clk.Now), db(clk.Now)
+	r, err := s.CreateRun(ctx, store.Run{Env: "staging", Version: "v2", Owner: alice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Report(ctx, r.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Report before one is kept: %v, want ErrNotFound", err)
+	}
+	if has, err := other.HasReport(ctx, r.ID); has || err != nil {
+		t.Errorf("HasReport before one is kept = %v, %v", has, err)
+	}
+	// Every byte value, and more than a page: HTML is bytes to the store.
+	page := make([]byte, 70000)
+	for i := range page {
+		page[i] = byte(i)
+	}
+	t0 := clk.Now()
+	if err := s.PutReport(ctx, r.ID, page); err != nil {
+		t.Fatal(err)
+	}
+	got, err := other.Report(ctx, r.ID)
+	if err != nil || got.RunID != r.ID || !bytes.Equal(got.HTML, page) || !sameTime(got.At, t0) {
+		t.Fatalf("Report = %s, %d bytes (equal %v), at %v, %v; want the %d bytes kept at %v", got.RunID, len(got.HTML), bytes.Equal(got.HTML, page), got.At, err, len(page), t0)
+	}
+	if has, err := other.HasReport(ctx, r.ID); !has || err != nil {
+		t.Errorf("HasReport once kept = %v, %v", has, err)
+	}
+	t1 := clk.Advance(time.Minute)
+	if err := other.PutReport(ctx, r.ID, []byte("<p>resumed</p>")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Report(ctx, r.ID); err != nil || string(got.HTML) != "<p>resumed</p>" || !sameTime(got.At, t1) {
+		t.Errorf("Report after a second PutReport = %q at %v, %v; want the second, at %v", got.HTML, got.At, err, t1)
+	}
+	if err := s.PutReport(ctx, "r-nope", page); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("PutReport of an unknown run: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Report(ctx, "r-nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Report of an unknown run: %v, want ErrNotFound", err)
+	}
+	if has, err := s.HasReport(ctx, "r-nope"); has || err != nil {
+		t.Errorf("HasReport of an unknown run = %v, %v", has, err)
 	}
 }

@@ -65,6 +65,7 @@ func TestContract(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"tokens", testTokens},
 		{"invalid tokens", testInvalidTokens},
 		{"audit log", testAudit},
+		{"reports", testReports},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
