@@ -122,9 +122,12 @@ CREATE INDEX runs_by_version_start ON runs (version, started_at DESC, id DESC);
 `,
 	// 3: each lock keeps its holder's lease, so every replica judges its
 	// staleness alike (0: a lock taken before; readers use their own); the
-	// verifier's reports, so every replica serves them.
+	// verifier's reports, so every replica serves them; an index for runs
+	// filtered by environment and status, the history's usual question.
 	`
 ALTER TABLE locks ADD COLUMN lease_us bigint NOT NULL DEFAULT 0;
+
+CREATE INDEX runs_by_env_status_start ON runs (env, status, started_at DESC, id DESC);
 
 CREATE TABLE reports (
 	run_id text PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
