@@ -450,8 +450,9 @@ func (o Options) execute(ctx context.Context, lease *runLease, f *fleet, rel hos
 				fmt.Fprintf(o.warn(), "warning: %v\n", err)
 			}
 			// In the journal too, before the run's end: whoever reads the
-			// journal (any server replica) serves it once the run ends.
-			if page != nil {
+			// journal (any server replica) serves it once the run ends. A
+			// run lost meanwhile is the new executor's to report.
+			if page != nil && !lease.isLost() {
 				if err := o.Store.PutReport(context.Background(), run.ID, page); err != nil {
 					fmt.Fprintf(o.warn(), "warning: %v\n", err)
 				}

@@ -54,8 +54,9 @@ func processAlive(pid int) bool {
 // run still marked running then was interrupted.
 func OwnerGone(r store.Run) bool { return r.Status == store.RunRunning && ownerGone(r.Owner) }
 
-// holdLock takes env's lock for runID; takeOver also takes a lock stale
-// past lease, or one whose owner process on this machine is gone. onLost is
+// holdLock takes env's lock for runID, held with lease; takeOver also takes
+// a lock stale past its holder's lease, or one whose owner process on this
+// machine is gone. onLost is
 // called if the lock is taken from this process while it runs: the run
 // must stop where it is (the cause wraps engine.ErrTakenOver). The lease
 // returned beats the lock's heartbeat until its release.

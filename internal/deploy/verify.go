@@ -56,6 +56,10 @@ type verifier struct {
 // thresholds, and how often an empty pool is looked at, during a run.
 const verifyPoll = 250 * time.Millisecond
 
+// verifyMaxLag is how late a request of the verifier may start before it
+// is dropped, which counts as failed.
+const verifyMaxLag = loadgen.DefaultMaxLag
+
 func newVerifier(v *config.Verify, bal lb.Balancer, reportDir, runID string) (*verifier, error) {
 	targets := []loadgen.Target{{Label: "GET " + v.URL, Method: "GET", URL: v.URL}}
 	if v.PostEcho {
@@ -74,7 +78,7 @@ func newVerifier(v *config.Verify, bal lb.Balancer, reportDir, runID string) (*v
 		targets = append(targets, loadgen.Target{Label: "POST " + post.String(), Method: "POST", URL: post.String(),
 			Body: []byte("zerodown verify " + runID)})
 	}
-	g, err := loadgen.New(loadgen.Config{Targets: targets, Rate: float64(v.Rate)})
+	g, err := loadgen.New(loadgen.Config{Targets: targets, Rate: float64(v.Rate), MaxLag: verifyMaxLag})
 	if err != nil {
 		return nil, badInput(fmt.Errorf("verify: %w", err))
 	}
@@ -230,7 +234,7 @@ func (v *verifier) watch(ctx context.Context, stop context.CancelCauseFunc) {
 			// verifier reads as a failing service.
 			var dropped string
 			if s.Dropped > 0 {
-				dropped = fmt.Sprintf(", %d of them dropped: not started within %s of their due time (the verifier's machine too busy, or every connection waiting on slow answers)", s.Dropped, loadgen.DefaultMaxLag)
+				dropped = fmt.Sprintf(", %d of them dropped: not started within %s of their due time (the verifier's machine too busy, or every connection waiting on slow answers)", s.Dropped, verifyMaxLag)
 			}
 			stop(fmt.Errorf("%w: the verifier saw %d failed requests (max_failed %d)%s", engine.ErrRequestsFailing, s.Failed, v.thresholds.MaxFailed, dropped))
 			return
@@ -275,29 +279,36 @@ func (v *verifier) finish() (*Verification, error) {
 	return out, nil
 }
 
-// write saves the report as JSON and HTML beside the journal, and returns
-// the HTML page for the journal itself.
+// write saves the report as JSON and HTML beside the journal. It returns
+// the HTML page for the journal itself even when a file could not be
+// written (nil only when there is no page).
 func (v *verifier) write(out *Verification) ([]byte, error) {
 	if out.Report == nil {
 		return nil, nil
 	}
-	var page bytes.Buffer
-	if err := out.Report.WriteHTML(&page); err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
+	var buf bytes.Buffer
+	var page []byte
+	pageErr := out.Report.WriteHTML(&buf)
+	if pageErr == nil {
+		page = buf.Bytes()
 	}
 	if err := os.MkdirAll(v.reportDir, 0o755); err != nil {
-		return page.Bytes(), fmt.Errorf("verify: report directory: %w", err)
+		return page, fmt.Errorf("verify: report directory: %w", err)
 	}
 	base := filepath.Join(v.reportDir, v.runID)
 	data, _ := json.MarshalIndent(out.Report, "", "  ")
 	if err := os.WriteFile(base+".json", data, 0o644); err != nil {
-		return page.Bytes(), fmt.Errorf("verify: %w", err)
+		return page, fmt.Errorf("verify: %w", err)
 	}
-	if err := os.WriteFile(base+".html", page.Bytes(), 0o644); err != nil {
-		return page.Bytes(), fmt.Errorf("verify: %w", err)
+	out.JSON = base + ".json"
+	if pageErr != nil {
+		return nil, fmt.Errorf("verify: HTML report: %w", pageErr)
 	}
-	out.HTML, out.JSON = base+".html", base+".json"
-	return page.Bytes(), nil
+	if err := os.WriteFile(base+".html", page, 0o644); err != nil {
+		return page, fmt.Errorf("verify: %w", err)
+	}
+	out.HTML = base + ".html"
+	return page, nil
 }
 
 func firstLine(s string) string {

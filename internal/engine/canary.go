@@ -270,16 +270,25 @@ func (e *Engine) analyze(stop context.Context, t pipeline.Task) error {
 			}
 		}
 		if final {
+			// Say what was not judged, so a pass is read for what it is.
+			min := int64(a.MinRequests)
 			var sides []string
 			if statser != nil {
-				sides = append(sides, fmt.Sprintf("load balancer canary %s, baseline %s", lbC, lbB))
+				s := fmt.Sprintf("load balancer canary %s, baseline %s", lbC, lbB)
+				if lbC.requests < min {
+					s += fmt.Sprintf(" (not judged: fewer than %d canary answers)", min)
+				}
+				sides = append(sides, s)
 			}
 			if answered != nil {
-				v := fmt.Sprintf("verifier canary %s, baseline %s", vC, vB)
-				if need := max(int64(a.MinRequests), p99MinAnswers); vC.requests < need || vB.requests < need {
-					v += fmt.Sprintf(" (p99s not compared: fewer than %d answers on a side)", need)
+				s := fmt.Sprintf("verifier canary %s, baseline %s", vC, vB)
+				switch need := p99Answers(min, true); {
+				case vC.requests < min:
+					s += fmt.Sprintf(" (not judged: fewer than %d canary answers)", min)
+				case vC.requests < need || vB.requests < need:
+					s += fmt.Sprintf(" (p99s not compared: fewer than %d answers on a side)", need)
 				}
-				sides = append(sides, v)
+				sides = append(sides, s)
 			}
 			e.emit(Event{Type: EvCanary, Message: fmt.Sprintf("canary analysis passed over %s: %s", window, strings.Join(sides, "; "))})
 			return nil
@@ -316,6 +325,16 @@ func (e *Engine) promotedBy() (string, bool) {
 	return by, ok && err == nil
 }
 
+// p99Answers is how many answers each side needs for their p99s to be
+// compared: at the step's end (final) or before it. A p99 of a few answers
+// is their slowest one, which a fresh process's first requests set.
+func p99Answers(min int64, final bool) int64 {
+	if final {
+		return max(min, p99MinAnswers)
+	}
+	return max(min, p99EarlyAnswers)
+}
+
 // judge fails the canary when, with enough answers, its error rate is
 // more than maxRate points above the baseline's, or its p99 more than
 // maxP99 percent (and p99Floor) above it: at the step's end (final) with
@@ -328,13 +347,7 @@ func judge(what string, c, b figures, hasP99 bool, maxRate, maxP99 float64, min 
 		return fmt.Errorf("%s: the canary's error rate is %.1f%% (%d of %d), the baseline's %.1f%% (%d of %d): more than %g points above",
 			what, c.rate(), c.errors, c.requests, b.rate(), b.errors, b.requests, maxRate)
 	}
-	// A p99 of a few answers is their slowest one: a fresh process's
-	// first requests would fail a good canary.
-	need := max(min, p99EarlyAnswers)
-	if final {
-		need = max(min, p99MinAnswers)
-	}
-	if hasP99 && c.requests >= need && b.requests >= need && c.p99 > b.p99 {
+	if need := p99Answers(min, final); hasP99 && c.requests >= need && b.requests >= need && c.p99 > b.p99 {
 		limit := time.Duration(float64(b.p99) * (1 + maxP99/100))
 		if c.p99 > limit && c.p99-b.p99 > p99Floor {
 			return fmt.Errorf("%s: the canary's p99 is %s, the baseline's %s: more than %g%% above", what, c.p99.Round(10*time.Microsecond), b.p99.Round(10*time.Microsecond), maxP99)

@@ -218,7 +218,7 @@ func orphans(locks []store.HeldLock, running []store.Run, lease time.Duration) [
 	held := map[string]bool{}
 	for _, l := range locks {
 		held[l.Env] = true
-		if l.Age > l.LeaseOr(lease) {
+		if l.Expired(l.Age, lease) {
 			out = append(out, orphan{l.RunID, l.Owner, l.Age})
 		}
 	}

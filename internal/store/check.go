@@ -102,7 +102,7 @@ func Held(cur Lock, owner, runID string, now time.Time, lease, staleAfter time.D
 	if takeOver && age > staleAfter {
 		return false, nil
 	}
-	return false, &LockedError{Lock: cur, Age: age, Stale: age > cur.LeaseOr(lease)}
+	return false, &LockedError{Lock: cur, Age: age, Stale: cur.Expired(age, lease)}
 }
 
 // ErrSchemaTooNew: the database was migrated by a newer zerodown.

@@ -319,12 +319,13 @@ type Lock struct {
 	Lease time.Duration
 }
 
-// LeaseOr is the lock's lease, or fallback for a lock that stored none.
-func (l Lock) LeaseOr(fallback time.Duration) time.Duration {
+// Expired reports whether a heartbeat age old is past the holder's lease
+// (past fallback, for a lock that stored none): the holder is gone.
+func (l Lock) Expired(age, fallback time.Duration) bool {
 	if l.Lease > 0 {
-		return l.Lease
+		return age > l.Lease
 	}
-	return fallback
+	return age > fallback
 }
 
 // Approval is a person's go-ahead for a stage with a manual gate.
