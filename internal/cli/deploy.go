@@ -439,6 +439,49 @@ run, and the run it was promoted from.`,
 	cmd.Flags().IntVarP(&limit, "limit", "n", 20, "show at most this many runs, or builds with --path (0: all)")
 	cmd.Flags().BoolVar(&path, "path", false, "each build's path through the environments (GoCD's value stream, in text)")
 	addServerFlags(cmd)
+	cmd.AddCommand(newHistoryPruneCmd())
+	return cmd
+}
+
+func newHistoryPruneCmd() *cobra.Command {
+	var cfgPath string
+	var olderThan time.Duration
+	var keep int
+	cmd := &cobra.Command{
+		Use:   "prune --older-than DURATION [--keep N]",
+		Short: "Delete old runs from the journal, with their events and reports",
+		Long: `Delete from the local journal the runs that ended and started longer ago
+than --older-than, with their tasks, events, approvals and verifier reports
+(the files under reports/ too). Whatever their age, the newest --keep runs
+of each environment stay, and so does every run still running or needing
+attention: their journal is what resume and rollback read.
+
+zerodown server prunes its own journal with retention: in server.yaml.`,
+		Example: `  zerodown history prune --older-than 2160h            # runs older than 90 days
+  zerodown history prune --older-than 720h --keep 50`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if olderThan <= 0 {
+				return badInput(errors.New("history prune: --older-than is required, a duration such as 2160h (90 days)"))
+			}
+			if keep < 0 {
+				return badInput(fmt.Errorf("history prune: --keep %d is negative", keep))
+			}
+			return withStore(cfgPath, func(ctx context.Context, cfg *config.Deploy, st store.Store) error {
+				before := time.Now().Add(-olderThan)
+				ids, err := deploy.Prune(ctx, st, deploy.ReportDir(cfg), before, keep)
+				fmt.Fprintf(c.OutOrStdout(), "pruned %d runs that ended and started before %s (kept the newest %d of each environment, and every run running or needing attention)\n",
+					len(ids), before.Local().Format(time.DateTime), keep)
+				for _, id := range ids {
+					fmt.Fprintln(c.OutOrStdout(), id)
+				}
+				return err
+			})
+		},
+	}
+	addConfigFlag(cmd, &cfgPath)
+	cmd.Flags().DurationVar(&olderThan, "older-than", 0, "delete runs that started longer ago than this (required; 2160h is 90 days)")
+	cmd.Flags().IntVar(&keep, "keep", 10, "keep this many of each environment's newest runs, whatever their age")
 	return cmd
 }
 

@@ -49,6 +49,18 @@ type Server struct {
 	// ShutdownTimeout bounds how long SIGTERM waits for runs in progress
 	// before it stops them (a stopped run rolls back).
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// Retention, when set, prunes old runs from the journal on start and
+	// every hour; without it the journal keeps every run.
+	Retention *Retention `yaml:"retention"`
+}
+
+// Retention is how long runs stay in the journal (`zerodown history prune`).
+type Retention struct {
+	// OlderThan: runs that ended and started longer ago go.
+	OlderThan Duration `yaml:"older_than"`
+	// Keep is how many of each environment's newest runs stay whatever
+	// their age; default DefaultRetentionKeep.
+	Keep *int `yaml:"keep"`
 }
 
 // Defaults of server.yaml.
@@ -60,6 +72,7 @@ const (
 	DefaultServerSessionTTL      = 12 * time.Hour
 	DefaultServerShutdownTimeout = 10 * time.Minute
 	minServerLease               = 3 * time.Second
+	DefaultRetentionKeep         = 10
 )
 
 // LoadServer reads and parses the server config at path; see ParseServer.
@@ -114,6 +127,17 @@ func ParseServer(path string, data []byte) (*Server, error) {
 	}
 	if cfg.Postgres != "" && !sessionKeySet {
 		v.errorf(c.key("", "postgres"), "replicas sign dashboard sessions with one key: set session_key_file to a file every replica reads (openssl rand -hex 32)")
+	}
+	if r := cfg.Retention; r != nil {
+		if r.OlderThan <= 0 {
+			v.errorf(c.key("retention", "older_than"), "required, a positive duration such as 2160h (90 days): runs older than it are pruned")
+		}
+		if r.Keep == nil {
+			keep := DefaultRetentionKeep
+			r.Keep = &keep
+		} else if *r.Keep < 0 {
+			v.errorf(c.key("retention", "keep"), "not negative, got %d", *r.Keep)
+		}
 	}
 	if time.Duration(cfg.Lease) < minServerLease {
 		v.errorf(c.key("", "lease"), "%s is too short: heartbeats every third of it must reach the database (at least %s)", cfg.Lease, minServerLease)

@@ -23,8 +23,17 @@ func TestParseServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Artifacts != "/mnt/a" || cfg.Data != "/var/lib/z" || time.Duration(cfg.Lease) != 10*time.Second {
+	if cfg.Artifacts != "/mnt/a" || cfg.Data != "/var/lib/z" || time.Duration(cfg.Lease) != 10*time.Second || cfg.Retention != nil {
 		t.Fatalf("set: %+v", cfg)
+	}
+	for doc, keep := range map[string]int{
+		"deploy: z.yaml\nretention: {older_than: 2160h}\n":         DefaultRetentionKeep,
+		"deploy: z.yaml\nretention: {older_than: 720h, keep: 0}\n": 0,
+	} {
+		cfg, err := ParseServer(path, []byte(doc))
+		if err != nil || cfg.Retention == nil || cfg.Retention.Keep == nil || *cfg.Retention.Keep != keep || cfg.Retention.OlderThan <= 0 {
+			t.Errorf("%q: %+v, %v; want retention keeping %d", doc, cfg, err, keep)
+		}
 	}
 	for _, tc := range []struct{ doc, want string }{
 		{"listen: 0.0.0.0:7300\ndeploy: z.yaml\n", "server.yaml:1:1: listen: 0.0.0.0:7300 is reachable beyond this machine"},
@@ -34,6 +43,10 @@ func TestParseServer(t *testing.T) {
 		{"deploy: z.yaml\nlistn: x\n", "server.yaml:2:1: listn: unknown"},
 		{"deploy: z.yaml\nlease: soon\n", "server.yaml:2:1: lease: invalid duration"},
 		{"deploy: z.yaml\npostgres: postgres://x\n", "server.yaml:2:1: postgres: replicas sign dashboard sessions with one key: set session_key_file"},
+		{"deploy: z.yaml\nretention: {keep: 5}\n", "server.yaml:2:"},
+		{"deploy: z.yaml\nretention: {keep: 5}\n", "retention.older_than: required"},
+		{"deploy: z.yaml\nretention:\n  older_than: 2160h\n  keep: -1\n", "server.yaml:4:3: retention.keep: not negative, got -1"},
+		{"deploy: z.yaml\nretention: {older_than: 90d}\n", "invalid duration"},
 	} {
 		_, err := ParseServer("server.yaml", []byte(tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -51,7 +64,8 @@ func FuzzParseServer(f *testing.F) {
 	f.Add([]byte("a: &x {b: 1}\nc: *x\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseServer("server.yaml", data)
-		if err == nil && (cfg.Deploy == "" || cfg.Data == "" || cfg.Artifacts == "" || time.Duration(cfg.Lease) < minServerLease) {
+		if err == nil && (cfg.Deploy == "" || cfg.Data == "" || cfg.Artifacts == "" || time.Duration(cfg.Lease) < minServerLease ||
+			cfg.Retention != nil && (cfg.Retention.OlderThan <= 0 || cfg.Retention.Keep == nil || *cfg.Retention.Keep < 0)) {
 			t.Fatalf("accepted an incomplete config: %+v", cfg)
 		}
 	})

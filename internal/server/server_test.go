@@ -587,3 +587,50 @@ func TestRunReport(t *testing.T) {
 		t.Errorf("the report without a token: %d, want 401", resp.StatusCode)
 	}
 }
+
+// With retention, the server prunes the runs that ended before its cut-off
+// (keeping each environment's newest), with their report files, and says so
+// in the audit log; without it, it never prunes.
+func TestRetention(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if f.srv.cfg.Retention != nil {
+		t.Fatal("the fixture's server.yaml sets retention")
+	}
+	old := func(age time.Duration) store.Run {
+		t.Helper()
+		r, err := f.st.CreateRun(ctx, store.Run{Env: "staging", Pipeline: "rolling", Version: "v1", Artifact: "x", SHA256: strings.Repeat("a", 64),
+			Owner: "test", Status: store.RunSucceeded, StartedAt: time.Now().Add(-age)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	oldest, older, recent := old(100*24*time.Hour), old(95*24*time.Hour), old(time.Hour)
+	report := f.srv.reportPath(oldest.ID)
+	if err := os.MkdirAll(filepath.Dir(report), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(report, []byte("<p>old</p>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	keep := 1
+	f.srv.cfg.Retention = &config.Retention{OlderThan: config.Duration(90 * 24 * time.Hour), Keep: &keep}
+	f.srv.prune(ctx)
+	for _, tc := range []struct {
+		run  store.Run
+		gone bool
+	}{{oldest, true}, {older, true}, {recent, false}} {
+		if _, err := f.st.GetRun(ctx, tc.run.ID); errors.Is(err, store.ErrNotFound) != tc.gone {
+			t.Errorf("run %s after the prune: %v, want gone %v", tc.run.ID, err, tc.gone)
+		}
+	}
+	if _, err := os.Stat(report); !os.IsNotExist(err) {
+		t.Errorf("the pruned run's report file: %v, want it removed", err)
+	}
+	entries, err := f.st.Audit(ctx, 0, 1)
+	if err != nil || len(entries) != 1 || entries[0].Action != "runs.prune" || entries[0].Target != "2 runs" {
+		t.Errorf("the audit log's last entry: %+v, %v; want runs.prune of 2 runs", entries, err)
+	}
+}

@@ -67,6 +67,17 @@ func Micro(t time.Time) time.Time {
 	return time.UnixMicro(t.UnixMicro()).UTC()
 }
 
+// CheckPrune reports what makes a PruneRuns request unfit.
+func CheckPrune(before time.Time, keep int) error {
+	switch {
+	case before.IsZero():
+		return errors.New("prune runs: no time to prune before")
+	case keep < 0:
+		return fmt.Errorf("prune runs: keep %d is negative", keep)
+	}
+	return nil
+}
+
 // LockVerb names a lock request in errors: "acquire" or "take over".
 func LockVerb(takeOver bool) string {
 	if takeOver {

@@ -117,6 +117,13 @@ type Store interface {
 	// when beforeSeq <= 0), at most limit of them (all when limit <= 0).
 	Audit(ctx context.Context, beforeSeq int64, limit int) ([]AuditEntry, error)
 
+	// PruneRuns deletes the runs that ended and started before `before`,
+	// with their tasks, events, approvals and reports, and returns their
+	// IDs. Whatever their age it keeps the newest keep runs of each
+	// environment, and every run still running or needing attention (its
+	// journal is what `zerodown rollback` and `resume` read).
+	PruneRuns(ctx context.Context, before time.Time, keep int) ([]string, error)
+
 	// PutReport keeps the load verifier's HTML report of a run, replacing
 	// the one kept before (a resumed run writes its own), so that whoever
 	// reads the journal can serve it. An unknown run is ErrNotFound.

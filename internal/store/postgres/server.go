@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -160,4 +161,27 @@ func (s *Store) HasReport(ctx context.Context, runID string) (bool, error) {
 		return false, fmt.Errorf("look for the report of run %s: %w", runID, err)
 	}
 	return has, nil
+}
+
+// PruneRuns implements store.Store. The runs' tasks, events, approvals and
+// reports go with them (ON DELETE CASCADE).
+func (s *Store) PruneRuns(ctx context.Context, before time.Time, keep int) ([]string, error) {
+	if err := store.CheckPrune(before, keep); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `DELETE FROM runs WHERE id IN (
+	SELECT id FROM (SELECT id, status, started_at,
+		row_number() OVER (PARTITION BY env ORDER BY started_at DESC, id DESC) AS newest
+		FROM runs) AS ranked
+	WHERE newest > $1 AND started_at < $2 AND status NOT IN ($3, $4)
+) RETURNING id`, keep, store.Micro(before), store.RunRunning, store.RunNeedsAttention)
+	if err != nil {
+		return nil, fmt.Errorf("prune runs: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("prune runs: %w", err)
+	}
+	slices.Sort(ids)
+	return ids, nil
 }

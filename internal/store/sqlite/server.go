@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	sqlite3 "modernc.org/sqlite/lib"
@@ -180,4 +181,35 @@ func (s *Store) HasReport(ctx context.Context, runID string) (bool, error) {
 		return false, fmt.Errorf("look for the report of run %s: %w", runID, err)
 	}
 	return has, nil
+}
+
+// PruneRuns implements store.Store. The runs' tasks, events, approvals and
+// reports go with them (ON DELETE CASCADE).
+func (s *Store) PruneRuns(ctx context.Context, before time.Time, keep int) ([]string, error) {
+	if err := store.CheckPrune(before, keep); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `DELETE FROM runs WHERE id IN (
+	SELECT id FROM (SELECT id, status, started_at,
+		row_number() OVER (PARTITION BY env ORDER BY started_at DESC, id DESC) AS newest
+		FROM runs)
+	WHERE newest > ? AND started_at < ? AND status NOT IN (?, ?)
+) RETURNING id`, keep, us(store.Micro(before)), store.RunRunning, store.RunNeedsAttention)
+	if err != nil {
+		return nil, fmt.Errorf("prune runs: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("prune runs: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("prune runs: %w", err)
+	}
+	slices.Sort(ids)
+	return ids, nil
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -544,5 +545,107 @@ func testReports(t *testing.T, db Opener) {
 	}
 	if has, err := s.HasReport(ctx, "r-nope"); has || err != nil {
 		t.Errorf("HasReport of an unknown run = %v, %v", has, err)
+	}
+}
+
+// testPruneRuns: runs that ended before the cut-off go with everything
+// journaled about them, except each environment's newest and any run still
+// running or needing attention.
+func testPruneRuns(t *testing.T, db Opener) {
+	clk := newClock()
+	s := db(clk.Now)
+	made := map[string]string{} // run ID by name
+	run := func(name, env string, status store.RunStatus) {
+		t.Helper()
+		r, err := s.CreateRun(ctx, store.Run{Env: env, Version: name, Owner: alice, Status: status})
+		if err != nil {
+			t.Fatal(err)
+		}
+		made[name] = r.ID
+		clk.Advance(time.Hour)
+	}
+	// Oldest first, an hour apart.
+	run("s1", "staging", store.RunSucceeded)
+	run("s2", "staging", store.RunFailed)
+	run("p1", "production", store.RunSucceeded)
+	run("s3", "staging", store.RunNeedsAttention)
+	run("s4", "staging", store.RunRunning) // a run left running (its executor died)
+	run("s5", "staging", store.RunRolledBack)
+	run("p2", "production", store.RunAborted)
+	cut := clk.Now().Add(-90 * time.Minute) // p2 and s5 are newer
+	run("s6", "staging", store.RunSucceeded)
+	run("p3", "production", store.RunSucceeded)
+
+	// Everything journaled about s1 goes with it.
+	s1 := made["s1"]
+	if _, err := s.StartTask(ctx, store.TaskRecord{RunID: s1, Stage: "update", Job: "web-1", Kind: "deploy", Host: "web-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendEvent(ctx, store.Event{RunID: s1, Type: "info", Message: "hello"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Approve(ctx, s1, "gate", bob); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutReport(ctx, s1, []byte("<p>report</p>")); err != nil {
+		t.Fatal(err)
+	}
+
+	// keep 2: staging's newest two (s6, s5) and production's (p3, p2) stay;
+	// of the older, s3 needs attention and s4 runs.
+	pruned, err := s.PruneRuns(ctx, cut, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{made["p1"], made["s1"], made["s2"]}
+	slices.Sort(want)
+	if !slices.Equal(pruned, want) {
+		t.Fatalf("PruneRuns = %v, want %v (p1, s1, s2)", pruned, want)
+	}
+	for name, id := range made {
+		_, err := s.GetRun(ctx, id)
+		if gone := slices.Contains(want, id); gone != errors.Is(err, store.ErrNotFound) {
+			t.Errorf("run %s (%s) after the prune: %v", name, id, err)
+		}
+	}
+	if tasks, err := s.Tasks(ctx, s1); err == nil && len(tasks) > 0 {
+		t.Errorf("s1's tasks outlived it: %+v", tasks)
+	}
+	if events, err := s.Events(ctx, s1, 0); err == nil && len(events) > 0 {
+		t.Errorf("s1's events outlived it: %+v", events)
+	}
+	if _, ok, err := s.Approved(ctx, s1, "gate"); ok && err == nil {
+		t.Error("s1's approval outlived it")
+	}
+	if has, err := s.HasReport(ctx, s1); has || err != nil {
+		t.Errorf("s1's report outlived it: %v, %v", has, err)
+	}
+
+	// Again: nothing more is old enough. keep 0 keeps none for its own sake,
+	// but never a running run or one needing attention.
+	if pruned, err := s.PruneRuns(ctx, cut, 2); err != nil || len(pruned) != 0 {
+		t.Errorf("PruneRuns again = %v, %v; want nothing", pruned, err)
+	}
+	pruned, err = s.PruneRuns(ctx, clk.Now().Add(time.Second), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{made["s5"], made["s6"], made["p2"], made["p3"]}
+	slices.Sort(want)
+	if !slices.Equal(pruned, want) {
+		t.Errorf("PruneRuns of everything = %v, want %v", pruned, want)
+	}
+	left, err := s.ListRuns(ctx, "", 0)
+	if err != nil || len(left) != 2 {
+		t.Errorf("runs left = %+v, %v; want s3 (needs attention) and s4 (running)", left, err)
+	}
+
+	for _, bad := range []struct {
+		before time.Time
+		keep   int
+	}{{time.Time{}, 1}, {clk.Now(), -1}} {
+		if _, err := s.PruneRuns(ctx, bad.before, bad.keep); err == nil {
+			t.Errorf("PruneRuns(%v, %d) succeeded", bad.before, bad.keep)
+		}
 	}
 }

@@ -66,6 +66,7 @@ func TestContract(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"invalid tokens", testInvalidTokens},
 		{"audit log", testAudit},
 		{"reports", testReports},
+		{"prune runs", testPruneRuns},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
