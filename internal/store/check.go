@@ -68,12 +68,14 @@ func Micro(t time.Time) time.Time {
 }
 
 // CheckPrune reports what makes a PruneRuns request unfit.
-func CheckPrune(before time.Time, keep int) error {
+func CheckPrune(before time.Time, keep, limit int) error {
 	switch {
 	case before.IsZero():
 		return errors.New("prune runs: no time to prune before")
 	case keep < 0:
 		return fmt.Errorf("prune runs: keep %d is negative", keep)
+	case limit < 1:
+		return fmt.Errorf("prune runs: limit %d is not positive", limit)
 	}
 	return nil
 }

@@ -119,10 +119,12 @@ type Store interface {
 
 	// PruneRuns deletes the runs that ended and started before `before`,
 	// with their tasks, events, approvals and reports, and returns their
-	// IDs. Whatever their age it keeps the newest keep runs of each
+	// IDs: at most limit of them, the oldest first, so that a large prune
+	// is many short transactions that runs in progress can write between.
+	// Whatever their age it keeps the newest keep runs of each
 	// environment, and every run still running or needing attention (its
 	// journal is what `zerodown rollback` and `resume` read).
-	PruneRuns(ctx context.Context, before time.Time, keep int) ([]string, error)
+	PruneRuns(ctx context.Context, before time.Time, keep, limit int) ([]string, error)
 
 	// PutReport keeps the load verifier's HTML report of a run, replacing
 	// the one kept before (a resumed run writes its own), so that whoever

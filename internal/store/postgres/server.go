@@ -165,8 +165,8 @@ func (s *Store) HasReport(ctx context.Context, runID string) (bool, error) {
 
 // PruneRuns implements store.Store. The runs' tasks, events, approvals and
 // reports go with them (ON DELETE CASCADE).
-func (s *Store) PruneRuns(ctx context.Context, before time.Time, keep int) ([]string, error) {
-	if err := store.CheckPrune(before, keep); err != nil {
+func (s *Store) PruneRuns(ctx context.Context, before time.Time, keep, limit int) ([]string, error) {
+	if err := store.CheckPrune(before, keep, limit); err != nil {
 		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, `DELETE FROM runs WHERE id IN (
@@ -174,7 +174,8 @@ func (s *Store) PruneRuns(ctx context.Context, before time.Time, keep int) ([]st
 		row_number() OVER (PARTITION BY env ORDER BY started_at DESC, id DESC) AS newest
 		FROM runs) AS ranked
 	WHERE newest > $1 AND started_at < $2 AND status NOT IN ($3, $4)
-) RETURNING id`, keep, store.Micro(before), store.RunRunning, store.RunNeedsAttention)
+	ORDER BY started_at, id LIMIT $5
+) RETURNING id`, keep, store.Micro(before), store.RunRunning, store.RunNeedsAttention, limit)
 	if err != nil {
 		return nil, fmt.Errorf("prune runs: %w", err)
 	}

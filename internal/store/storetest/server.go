@@ -592,16 +592,19 @@ func testPruneRuns(t *testing.T, db Opener) {
 	}
 
 	// keep 2: staging's newest two (s6, s5) and production's (p3, p2) stay;
-	// of the older, s3 needs attention and s4 runs.
-	pruned, err := s.PruneRuns(ctx, cut, 2)
+	// of the older, s3 needs attention and s4 runs. Two at a time: the
+	// oldest first.
+	pruned, err := s.PruneRuns(ctx, cut, 2, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{made["p1"], made["s1"], made["s2"]}
-	slices.Sort(want)
-	if !slices.Equal(pruned, want) {
-		t.Fatalf("PruneRuns = %v, want %v (p1, s1, s2)", pruned, want)
+	if want := []string{made["s1"], made["s2"]}; !slices.Equal(pruned, want) {
+		t.Fatalf("PruneRuns of 2 = %v, want the oldest two %v (s1, s2)", pruned, want)
 	}
+	if pruned, err = s.PruneRuns(ctx, cut, 2, 2); err != nil || !slices.Equal(pruned, []string{made["p1"]}) {
+		t.Fatalf("PruneRuns of the next 2 = %v, %v; want p1 alone", pruned, err)
+	}
+	want := []string{made["p1"], made["s1"], made["s2"]}
 	for name, id := range made {
 		_, err := s.GetRun(ctx, id)
 		if gone := slices.Contains(want, id); gone != errors.Is(err, store.ErrNotFound) {
@@ -623,10 +626,10 @@ func testPruneRuns(t *testing.T, db Opener) {
 
 	// Again: nothing more is old enough. keep 0 keeps none for its own sake,
 	// but never a running run or one needing attention.
-	if pruned, err := s.PruneRuns(ctx, cut, 2); err != nil || len(pruned) != 0 {
+	if pruned, err := s.PruneRuns(ctx, cut, 2, 100); err != nil || len(pruned) != 0 {
 		t.Errorf("PruneRuns again = %v, %v; want nothing", pruned, err)
 	}
-	pruned, err = s.PruneRuns(ctx, clk.Now().Add(time.Second), 0)
+	pruned, err = s.PruneRuns(ctx, clk.Now().Add(time.Second), 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -641,11 +644,11 @@ func testPruneRuns(t *testing.T, db Opener) {
 	}
 
 	for _, bad := range []struct {
-		before time.Time
-		keep   int
-	}{{time.Time{}, 1}, {clk.Now(), -1}} {
-		if _, err := s.PruneRuns(ctx, bad.before, bad.keep); err == nil {
-			t.Errorf("PruneRuns(%v, %d) succeeded", bad.before, bad.keep)
+		before      time.Time
+		keep, limit int
+	}{{time.Time{}, 1, 1}, {clk.Now(), -1, 1}, {clk.Now(), 1, 0}} {
+		if _, err := s.PruneRuns(ctx, bad.before, bad.keep, bad.limit); err == nil {
+			t.Errorf("PruneRuns(%v, %d, %d) succeeded", bad.before, bad.keep, bad.limit)
 		}
 	}
 }
