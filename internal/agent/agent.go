@@ -2,13 +2,9 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/zerodown/zerodown/internal/atomicfile"
 	"github.com/zerodown/zerodown/internal/config"
+	"github.com/zerodown/zerodown/internal/secretfile"
 )
 
 // Options are what New needs besides the config.
@@ -139,30 +135,15 @@ func (a *Agent) loadToken() (string, error) {
 	if path == "" {
 		path = filepath.Join(a.store.root, config.DefaultAgentTokenFile)
 	}
-	data, err := os.ReadFile(path)
-	if err == nil {
-		tok := strings.TrimSpace(string(data))
-		if len(tok) < config.MinAgentTokenLength {
-			return "", fmt.Errorf("agent token file %s: the token is shorter than %d characters", path, config.MinAgentTokenLength)
-		}
+	tok, created, err := secretfile.Load(path, config.MinAgentTokenLength, 0o755)
+	if err != nil {
+		return "", fmt.Errorf("agent token: %w", err)
+	}
+	if !created {
 		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
 			a.log.Warn("the agent token file can be read by other users; chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
 		}
 		return tok, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("read agent token: %w", err)
-	}
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("generate agent token: %w", err)
-	}
-	tok := hex.EncodeToString(b[:])
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return "", fmt.Errorf("write generated agent token: %w", err)
-	}
-	if err := atomicfile.Write(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write generated agent token to %s: %w", path, err)
 	}
 	fmt.Fprintf(a.out, "zerodown agent: generated an API token in %s\n", path)
 	return tok, nil

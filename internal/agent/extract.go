@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/zerodown/zerodown/internal/ctxio"
 	"github.com/zerodown/zerodown/internal/host"
 )
 
@@ -263,7 +264,7 @@ func (s scratchWriter) Write(p []byte) (int, error) {
 //
 // Every byte of tar read out of the gzip stream is also written to plain.
 func (x *extractor) walkTarGz(src io.Reader, plain io.Writer, visit func(*tar.Header, io.Reader) error) error {
-	gz, err := gzip.NewReader(ctxReader{x.ctx, src})
+	gz, err := gzip.NewReader(ctxio.Reader(x.ctx, src))
 	if err != nil {
 		if err := x.stopped(); err != nil {
 			return err
@@ -699,7 +700,7 @@ func (x *extractor) file(raw, name string, mode os.FileMode, r io.Reader) error 
 		return err
 	}
 	left := x.lim.maxBytes - x.total
-	src := &readErr{r: ctxReader{x.ctx, r}}
+	src := &readErr{r: ctxio.Reader(x.ctx, r)}
 	// Up to one byte past the cap, so the source is read to its end
 	// (where archive/zip checks the CRC-32) unless it is too large.
 	n, err := io.Copy(w, io.LimitReader(src, left+1))
@@ -821,17 +822,4 @@ func (x *extractor) madeFile(name string) bool {
 	}
 	fi, err := x.root.Lstat(name)
 	return err == nil && fi.Mode().IsRegular()
-}
-
-// ctxReader stops a long copy when the upload is abandoned.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zerodown/zerodown/internal/atomicfile"
+	"github.com/zerodown/zerodown/internal/ctxio"
 	"github.com/zerodown/zerodown/internal/host"
 )
 
@@ -78,7 +79,7 @@ func (a *Artifacts) Put(ctx context.Context, r host.Release) (string, error) {
 		}
 		defer src.Close()
 		h := sha256.New()
-		n, err := io.Copy(io.MultiWriter(w, h), ctxReader{ctx, src})
+		n, err := io.Copy(io.MultiWriter(w, h), ctxio.Reader(ctx, src))
 		if err != nil {
 			return err
 		}
@@ -172,17 +173,4 @@ func fileName(r host.Release) string {
 func isHex(s string) bool {
 	_, err := hex.DecodeString(s)
 	return err == nil
-}
-
-// ctxReader stops a copy when ctx ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

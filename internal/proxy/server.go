@@ -5,14 +5,11 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log"
 	"log/slog"
 	"maps"
@@ -29,6 +26,7 @@ import (
 	"github.com/zerodown/zerodown/internal/atomicfile"
 	"github.com/zerodown/zerodown/internal/config"
 	"github.com/zerodown/zerodown/internal/proxy/h1"
+	"github.com/zerodown/zerodown/internal/secretfile"
 )
 
 // Options are what New needs besides the config.
@@ -342,27 +340,12 @@ func (s *Server) loadToken(cfg *config.LB) (string, error) {
 	if path == "" {
 		path = filepath.Join(filepath.Dir(s.statePath), "lb-admin.token")
 	}
-	data, err := os.ReadFile(path)
-	if err == nil {
-		tok := strings.TrimSpace(string(data))
-		if tok == "" {
-			return "", fmt.Errorf("admin token file %s is empty", path)
-		}
+	tok, created, err := secretfile.Load(path, 1, 0o700)
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	if !created {
 		return tok, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("read admin token: %w", err)
-	}
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	tok := hex.EncodeToString(b[:])
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", fmt.Errorf("write generated admin token: %w", err)
-	}
-	if err := atomicfile.Write(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write generated admin token to %s: %w", path, err)
 	}
 	fmt.Fprintf(s.out, "zerodown lb: generated an admin token in %s\n", path)
 	return tok, nil

@@ -1,18 +1,13 @@
 package server
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/zerodown/zerodown/internal/atomicfile"
+	"github.com/zerodown/zerodown/internal/secretfile"
 )
 
 // signIn takes a token from the sign-in form and answers with the session
@@ -51,7 +46,7 @@ func (s *Server) secure(r *http.Request) bool {
 	return s.cfg.TLS != nil || r.TLS != nil || s.cfg.AllowPlaintext && r.Header.Get("X-Forwarded-Proto") == "https"
 }
 
-// sessionKeyBytes is the length of a generated session key.
+// sessionKeyBytes is the least length of a session key.
 const sessionKeyBytes = 32
 
 // loadSessionKey reads the session key at path, or, when the file does not
@@ -59,27 +54,9 @@ const sessionKeyBytes = 32
 // replica must read the same key: the config asks for the file with
 // postgres.
 func loadSessionKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		raw := make([]byte, sessionKeyBytes)
-		if _, err := rand.Read(raw); err != nil {
-			return nil, err
-		}
-		key := hex.EncodeToString(raw)
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-			return nil, fmt.Errorf("session key: %w", err)
-		}
-		if err := atomicfile.Write(path, []byte(key+"\n"), 0o600); err != nil {
-			return nil, fmt.Errorf("session key: %w", err)
-		}
-		return []byte(key), nil
-	}
+	key, _, err := secretfile.Load(path, sessionKeyBytes, 0o750)
 	if err != nil {
 		return nil, fmt.Errorf("session key: %w", err)
 	}
-	key := bytes.TrimSpace(b)
-	if len(key) < 32 {
-		return nil, fmt.Errorf("session key %s: %d bytes; use at least 32 (for example: openssl rand -hex 32 > %s)", path, len(key), path)
-	}
-	return key, nil
+	return []byte(key), nil
 }
