@@ -450,13 +450,16 @@ func newHistoryPruneCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "prune --older-than DURATION [--keep N]",
 		Short: "Delete old runs from the journal, with their events and reports",
-		Long: `Delete from the local journal the runs that ended and started longer ago
-than --older-than, with their tasks, events, approvals and verifier reports
-(the files under reports/ too). Whatever their age, the newest --keep runs
-of each environment stay, and so does every run still running or needing
-attention: their journal is what resume and rollback read.
+		Long: `Delete from the local journal the runs that ended longer ago than
+--older-than, with their tasks, events, approvals and verifier reports (the
+files under reports/ too). Whatever their age, the newest --keep runs of
+each environment stay (at least one: what promote and rollback ENV read),
+and so does every run still running or needing attention: their journal is
+what resume and rollback read.
 
-zerodown server prunes its own journal with retention: in server.yaml.`,
+zerodown server prunes its own journal with retention: in server.yaml. (An
+environment named prune cannot be listed as history prune: this command
+takes the name.)`,
 		Example: `  zerodown history prune --older-than 2160h            # runs older than 90 days
   zerodown history prune --older-than 720h --keep 50`,
 		Args: cobra.NoArgs,
@@ -464,13 +467,16 @@ zerodown server prunes its own journal with retention: in server.yaml.`,
 			if olderThan <= 0 {
 				return badInput(errors.New("history prune: --older-than is required, a duration such as 2160h (90 days)"))
 			}
-			if keep < 0 {
-				return badInput(fmt.Errorf("history prune: --keep %d is negative", keep))
+			if keep < 1 {
+				return badInput(fmt.Errorf("history prune: --keep %d: keep at least each environment's newest run, which promote and rollback ENV read", keep))
+			}
+			if os.Getenv(envServer) != "" {
+				return badInput(fmt.Errorf("history prune works on the local journal, and %s is set: zerodown server prunes its own with retention: in server.yaml", envServer))
 			}
 			return withStore(cfgPath, func(ctx context.Context, cfg *config.Deploy, st store.Store) error {
 				before := time.Now().Add(-olderThan)
 				ids, err := deploy.Prune(ctx, st, deploy.ReportDir(cfg), before, keep)
-				fmt.Fprintf(c.OutOrStdout(), "pruned %d runs that ended and started before %s (kept the newest %d of each environment, and every run running or needing attention)\n",
+				fmt.Fprintf(c.OutOrStdout(), "pruned %d runs that ended before %s (kept the newest %d of each environment, and every run running or needing attention)\n",
 					len(ids), before.Local().Format(time.DateTime), keep)
 				for _, id := range ids {
 					fmt.Fprintln(c.OutOrStdout(), id)
@@ -480,8 +486,8 @@ zerodown server prunes its own journal with retention: in server.yaml.`,
 		},
 	}
 	addConfigFlag(cmd, &cfgPath)
-	cmd.Flags().DurationVar(&olderThan, "older-than", 0, "delete runs that started longer ago than this (required; 2160h is 90 days)")
-	cmd.Flags().IntVar(&keep, "keep", 10, "keep this many of each environment's newest runs, whatever their age")
+	cmd.Flags().DurationVar(&olderThan, "older-than", 0, "delete runs that ended longer ago than this (required; 2160h is 90 days)")
+	cmd.Flags().IntVar(&keep, "keep", 10, "keep this many of each environment's newest runs, whatever their age (at least 1)")
 	return cmd
 }
 

@@ -31,7 +31,7 @@ func TestHistoryPrune(t *testing.T) {
 	var ids []string
 	for i, age := range []time.Duration{100 * 24 * time.Hour, 95 * 24 * time.Hour, 91 * 24 * time.Hour, time.Hour} {
 		r, err := st.CreateRun(ctx, store.Run{Env: "web", Version: "v" + string(rune('1'+i)), Owner: "ci", Status: store.RunSucceeded,
-			StartedAt: time.Now().Add(-age)})
+			StartedAt: time.Now().Add(-age), EndedAt: time.Now().Add(-age + time.Minute)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,16 +49,23 @@ func TestHistoryPrune(t *testing.T) {
 		code := Main(append([]string{"history", "prune", "-c", cfg}, args...), &out, &errOut)
 		return code, out.String(), errOut.String()
 	}
-	for _, bad := range [][]string{nil, {"--older-than", "-1h"}, {"--older-than", "2160h", "--keep", "-1"}, {"--older-than", "ninety days"}} {
+	for _, bad := range [][]string{nil, {"--older-than", "-1h"}, {"--older-than", "2160h", "--keep", "0"}, {"--older-than", "ninety days"}} {
 		if code, _, stderr := prune(bad...); code != ExitBadInput || stderr == "" {
 			t.Errorf("history prune %q: exit %d, stderr %q; want exit %d with a reason", bad, code, stderr, ExitBadInput)
 		}
 	}
 
+	// Not with a server named: that one prunes its own journal.
+	t.Setenv("ZERODOWN_SERVER", "http://127.0.0.1:1")
+	if code, _, stderr := prune("--older-than", "2160h"); code != ExitBadInput || !strings.Contains(stderr, "retention") {
+		t.Errorf("history prune with ZERODOWN_SERVER set: exit %d, stderr %q; want exit 2 pointing at retention", code, stderr)
+	}
+	t.Setenv("ZERODOWN_SERVER", "")
+
 	// Three runs are older than 90 days; --keep 2 keeps the newest of them
 	// (the newest two runs of the environment), so two go.
 	code, stdout, stderr := prune("--older-than", "2160h", "--keep", "2")
-	if code != ExitOK || !strings.HasPrefix(stdout, "pruned 2 runs that ended and started before ") {
+	if code != ExitOK || !strings.HasPrefix(stdout, "pruned 2 runs that ended before ") {
 		t.Fatalf("history prune: exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
 	}
 	for i, id := range ids {

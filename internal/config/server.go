@@ -56,7 +56,7 @@ type Server struct {
 
 // Retention is how long runs stay in the journal (`zerodown history prune`).
 type Retention struct {
-	// OlderThan: runs that ended and started longer ago go.
+	// OlderThan: runs that ended longer ago go.
 	OlderThan Duration `yaml:"older_than"`
 	// Keep is how many of each environment's newest runs stay whatever
 	// their age; default DefaultRetentionKeep.
@@ -135,8 +135,8 @@ func ParseServer(path string, data []byte) (*Server, error) {
 		if r.Keep == nil {
 			keep := DefaultRetentionKeep
 			r.Keep = &keep
-		} else if *r.Keep < 0 {
-			v.errorf(c.key("retention", "keep"), "not negative, got %d", *r.Keep)
+		} else if *r.Keep < 1 {
+			v.errorf(c.key("retention", "keep"), "at least 1 (each environment's newest run is what promote and rollback read), got %d", *r.Keep)
 		}
 	}
 	if time.Duration(cfg.Lease) < minServerLease {

@@ -28,7 +28,7 @@ func TestParseServer(t *testing.T) {
 	}
 	for doc, keep := range map[string]int{
 		"deploy: z.yaml\nretention: {older_than: 2160h}\n":         DefaultRetentionKeep,
-		"deploy: z.yaml\nretention: {older_than: 720h, keep: 0}\n": 0,
+		"deploy: z.yaml\nretention: {older_than: 720h, keep: 1}\n": 1,
 	} {
 		cfg, err := ParseServer(path, []byte(doc))
 		if err != nil || cfg.Retention == nil || cfg.Retention.Keep == nil || *cfg.Retention.Keep != keep || cfg.Retention.OlderThan <= 0 {
@@ -45,7 +45,7 @@ func TestParseServer(t *testing.T) {
 		{"deploy: z.yaml\npostgres: postgres://x\n", "server.yaml:2:1: postgres: replicas sign dashboard sessions with one key: set session_key_file"},
 		{"deploy: z.yaml\nretention: {keep: 5}\n", "server.yaml:2:"},
 		{"deploy: z.yaml\nretention: {keep: 5}\n", "retention.older_than: required"},
-		{"deploy: z.yaml\nretention:\n  older_than: 2160h\n  keep: -1\n", "server.yaml:4:3: retention.keep: not negative, got -1"},
+		{"deploy: z.yaml\nretention:\n  older_than: 2160h\n  keep: -1\n", "server.yaml:4:3: retention.keep: at least 1"},
 		{"deploy: z.yaml\nretention: {older_than: 90d}\n", "invalid duration"},
 	} {
 		_, err := ParseServer("server.yaml", []byte(tc.doc))
@@ -65,7 +65,7 @@ func FuzzParseServer(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseServer("server.yaml", data)
 		if err == nil && (cfg.Deploy == "" || cfg.Data == "" || cfg.Artifacts == "" || time.Duration(cfg.Lease) < minServerLease ||
-			cfg.Retention != nil && (cfg.Retention.OlderThan <= 0 || cfg.Retention.Keep == nil || *cfg.Retention.Keep < 0)) {
+			cfg.Retention != nil && (cfg.Retention.OlderThan <= 0 || cfg.Retention.Keep == nil || *cfg.Retention.Keep < 1)) {
 			t.Fatalf("accepted an incomplete config: %+v", cfg)
 		}
 	})

@@ -16,9 +16,9 @@ import (
 // progress write to the journal between batches.
 const pruneBatch = 100
 
-// Prune deletes from the journal the runs that ended and started before
-// `before`, except each environment's newest keep and any run still
-// running or needing attention (store.PruneRuns, a batch at a time), then
+// Prune deletes from the journal the runs that ended before `before`,
+// except each environment's newest keep and any run still running or
+// needing attention (store.PruneRuns, a batch at a time), then
 // their report files under reportDir. It returns the runs deleted, those
 // of the batches done when it fails; a report file that could not be
 // removed is said in the error, after the journal has let go of it.

@@ -32,7 +32,7 @@ func TestPruneBatches(t *testing.T) {
 		if i >= old {
 			at = time.Now() // recent: kept
 		}
-		r, err := st.CreateRun(ctx, store.Run{Env: "web", Version: "v1", Owner: "ci", Status: store.RunSucceeded, StartedAt: at})
+		r, err := st.CreateRun(ctx, store.Run{Env: "web", Version: "v1", Owner: "ci", Status: store.RunSucceeded, StartedAt: at, EndedAt: at})
 		if err != nil {
 			t.Fatal(err)
 		}

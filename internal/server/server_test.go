@@ -600,7 +600,7 @@ func TestRetention(t *testing.T) {
 	old := func(age time.Duration) store.Run {
 		t.Helper()
 		r, err := f.st.CreateRun(ctx, store.Run{Env: "staging", Pipeline: "rolling", Version: "v1", Artifact: "x", SHA256: strings.Repeat("a", 64),
-			Owner: "test", Status: store.RunSucceeded, StartedAt: time.Now().Add(-age)})
+			Owner: "test", Status: store.RunSucceeded, StartedAt: time.Now().Add(-age), EndedAt: time.Now().Add(-age + time.Minute)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -608,11 +608,17 @@ func TestRetention(t *testing.T) {
 	}
 	oldest, older, recent := old(100*24*time.Hour), old(95*24*time.Hour), old(time.Hour)
 	report := f.srv.reportPath(oldest.ID)
+	// Another replica pruned r-20250101-000000-abcd, and only its own copy
+	// of the report; this replica's goes at its next prune.
+	elsewhere := f.srv.reportPath("r-20250101-000000-abcd")
+	kept := f.srv.reportPath(recent.ID)
 	if err := os.MkdirAll(filepath.Dir(report), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(report, []byte("<p>old</p>"), 0o644); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{report, elsewhere, kept, strings.TrimSuffix(elsewhere, ".html") + ".json"} {
+		if err := os.WriteFile(p, []byte("<p>old</p>"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	keep := 1
@@ -626,8 +632,13 @@ func TestRetention(t *testing.T) {
 			t.Errorf("run %s after the prune: %v, want gone %v", tc.run.ID, err, tc.gone)
 		}
 	}
-	if _, err := os.Stat(report); !os.IsNotExist(err) {
-		t.Errorf("the pruned run's report file: %v, want it removed", err)
+	for _, p := range []string{report, elsewhere, strings.TrimSuffix(elsewhere, ".html") + ".json"} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("report file %s of a pruned run: %v, want it removed", filepath.Base(p), err)
+		}
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("the kept run's report file: %v", err)
 	}
 	entries, err := f.st.Audit(ctx, 0, 1)
 	if err != nil || len(entries) != 1 || entries[0].Action != "runs.prune" || entries[0].Target != "2 runs" {

@@ -117,7 +117,8 @@ type Store interface {
 	// when beforeSeq <= 0), at most limit of them (all when limit <= 0).
 	Audit(ctx context.Context, beforeSeq int64, limit int) ([]AuditEntry, error)
 
-	// PruneRuns deletes the runs that ended and started before `before`,
+	// PruneRuns deletes the runs that ended before `before` (a run that
+	// waited days for an approval goes once its end is that old),
 	// with their tasks, events, approvals and reports, and returns their
 	// IDs: at most limit of them, the oldest first, so that a large prune
 	// is many short transactions that runs in progress can write between.

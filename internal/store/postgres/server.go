@@ -170,11 +170,11 @@ func (s *Store) PruneRuns(ctx context.Context, before time.Time, keep, limit int
 		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, `DELETE FROM runs WHERE id IN (
-	SELECT id FROM (SELECT id, status, started_at,
+	SELECT id FROM (SELECT id, status, started_at, ended_at,
 		row_number() OVER (PARTITION BY env ORDER BY started_at DESC, id DESC) AS newest
 		FROM runs) AS ranked
-	WHERE newest > $1 AND started_at < $2 AND status NOT IN ($3, $4)
-	ORDER BY started_at, id LIMIT $5
+	WHERE ranked.newest > $1 AND ranked.ended_at < $2 AND ranked.status NOT IN ($3, $4)
+	ORDER BY ranked.started_at, ranked.id LIMIT $5
 ) RETURNING id`, keep, store.Micro(before), store.RunRunning, store.RunNeedsAttention, limit)
 	if err != nil {
 		return nil, fmt.Errorf("prune runs: %w", err)

@@ -184,17 +184,19 @@ func (s *Store) HasReport(ctx context.Context, runID string) (bool, error) {
 }
 
 // PruneRuns implements store.Store. The runs' tasks, events, approvals and
-// reports go with them (ON DELETE CASCADE).
+// reports go with them (ON DELETE CASCADE). Every column of the ranking is
+// qualified: one the subquery did not select would silently name the
+// outer DELETE's row.
 func (s *Store) PruneRuns(ctx context.Context, before time.Time, keep, limit int) ([]string, error) {
 	if err := store.CheckPrune(before, keep, limit); err != nil {
 		return nil, err
 	}
 	rows, err := s.db.QueryContext(ctx, `DELETE FROM runs WHERE id IN (
-	SELECT id FROM (SELECT id, status, started_at,
+	SELECT id FROM (SELECT id, status, started_at, ended_at,
 		row_number() OVER (PARTITION BY env ORDER BY started_at DESC, id DESC) AS newest
-		FROM runs)
-	WHERE newest > ? AND started_at < ? AND status NOT IN (?, ?)
-	ORDER BY started_at, id LIMIT ?
+		FROM runs) AS ranked
+	WHERE ranked.newest > ? AND ranked.ended_at < ? AND ranked.status NOT IN (?, ?)
+	ORDER BY ranked.started_at, ranked.id LIMIT ?
 ) RETURNING id`, keep, us(store.Micro(before)), store.RunRunning, store.RunNeedsAttention, limit)
 	if err != nil {
 		return nil, fmt.Errorf("prune runs: %w", err)

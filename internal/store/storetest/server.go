@@ -555,16 +555,25 @@ func testPruneRuns(t *testing.T, db Opener) {
 	clk := newClock()
 	s := db(clk.Now)
 	made := map[string]string{} // run ID by name
+	var longRun store.Run
 	run := func(name, env string, status store.RunStatus) {
 		t.Helper()
-		r, err := s.CreateRun(ctx, store.Run{Env: env, Version: name, Owner: alice, Status: status})
+		r := store.Run{Env: env, Version: name, Owner: alice, Status: status}
+		if status != store.RunRunning {
+			r.EndedAt = clk.Now().Add(time.Minute)
+		}
+		r, err := s.CreateRun(ctx, r)
 		if err != nil {
 			t.Fatal(err)
 		}
 		made[name] = r.ID
+		if name == "s0" {
+			longRun = r
+		}
 		clk.Advance(time.Hour)
 	}
-	// Oldest first, an hour apart.
+	// Oldest first, an hour apart. s0 waits for an approval until the end.
+	run("s0", "staging", store.RunRunning)
 	run("s1", "staging", store.RunSucceeded)
 	run("s2", "staging", store.RunFailed)
 	run("p1", "production", store.RunSucceeded)
@@ -575,6 +584,10 @@ func testPruneRuns(t *testing.T, db Opener) {
 	cut := clk.Now().Add(-90 * time.Minute) // p2 and s5 are newer
 	run("s6", "staging", store.RunSucceeded)
 	run("p3", "production", store.RunSucceeded)
+	// s0, the oldest, ends now: after the cut-off, so it stays.
+	if err := s.UpdateRun(ctx, longRun.ID, store.RunUpdate{Status: store.RunSucceeded, EndedAt: clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
 
 	// Everything journaled about s1 goes with it.
 	s1 := made["s1"]
@@ -592,8 +605,8 @@ func testPruneRuns(t *testing.T, db Opener) {
 	}
 
 	// keep 2: staging's newest two (s6, s5) and production's (p3, p2) stay;
-	// of the older, s3 needs attention and s4 runs. Two at a time: the
-	// oldest first.
+	// of the older, s3 needs attention, s4 runs and s0 ended after the
+	// cut-off. Two at a time: the oldest first.
 	pruned, err := s.PruneRuns(ctx, cut, 2, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -633,7 +646,7 @@ func testPruneRuns(t *testing.T, db Opener) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = []string{made["s5"], made["s6"], made["p2"], made["p3"]}
+	want = []string{made["s0"], made["s5"], made["s6"], made["p2"], made["p3"]}
 	slices.Sort(want)
 	if !slices.Equal(pruned, want) {
 		t.Errorf("PruneRuns of everything = %v, want %v", pruned, want)
