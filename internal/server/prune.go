@@ -49,7 +49,7 @@ func (s *Server) prune(ctx context.Context) {
 		s.log.Warn("remove the report files of pruned runs", "err", err)
 	}
 	if len(ids) > 0 {
-		s.log.Info("pruned the journal", "runs", len(ids), "started_before", before)
+		s.log.Info("pruned the journal", "runs", len(ids), "ended_before", before)
 		s.audit(ctx, nil, "server", "runs.prune", fmt.Sprintf("%d runs", len(ids)),
 			fmt.Sprintf("runs that ended before %s, keeping the newest %d of each environment", before.UTC().Format(time.RFC3339), *r.Keep))
 	}
