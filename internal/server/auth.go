@@ -89,9 +89,8 @@ type caller struct {
 	token store.Token
 	role  Role
 	// session: signed in with the dashboard's cookie, not a bearer token;
-	// its state-changing requests need the CSRF token, a MAC with key.
+	// its state-changing requests need the CSRF token.
 	session string
-	key     []byte
 }
 
 func (c *caller) name() string { return c.token.Name }
@@ -156,11 +155,11 @@ func newSession(key []byte, t store.Token, expires time.Time) string {
 
 // csrfToken is the token a signed-in page sends back with every change:
 // derived from the session, so it needs no storage either.
-func csrfToken(c *caller) string {
+func (s *Server) csrfToken(c *caller) string {
 	if c == nil || c.session == "" {
 		return ""
 	}
-	return sessionMAC(c.key, c.token, "csrf|"+c.session)
+	return sessionMAC(s.sessionKey, c.token, "csrf|"+c.session)
 }
 
 func (s *Server) checkSession(ctx context.Context, v string) (*caller, error) {
@@ -187,7 +186,7 @@ func (s *Server) checkSession(ctx context.Context, v string) (*caller, error) {
 	if err != nil {
 		return nil, errBadToken
 	}
-	return &caller{token: t, role: role, session: v, key: s.sessionKey}, nil
+	return &caller{token: t, role: role, session: v}, nil
 }
 
 // authenticate finds the caller: a bearer token first, else the session
@@ -216,7 +215,7 @@ func safeMethod(m string) bool {
 // csrf) and, when the browser says where it comes from, come from this
 // site. SameSite=Strict already keeps the cookie off cross-site requests;
 // this holds even where a browser does not honour it.
-func checkCSRF(r *http.Request, c *caller) error {
+func (s *Server) checkCSRF(r *http.Request, c *caller) error {
 	if c.session == "" || safeMethod(r.Method) {
 		return nil
 	}
@@ -230,7 +229,7 @@ func checkCSRF(r *http.Request, c *caller) error {
 		r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
 		got = r.PostFormValue("csrf")
 	}
-	if want := csrfToken(c); got == "" || !hmac.Equal([]byte(got), []byte(want)) {
+	if want := s.csrfToken(c); got == "" || !hmac.Equal([]byte(got), []byte(want)) {
 		return errors.New("missing or wrong CSRF token: reload the page")
 	}
 	return nil

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -24,11 +23,7 @@ func TestEventsWithCurl(t *testing.T) {
 	f := newFixture(t)
 	run := f.aRun(t, store.RunRunning)
 	ctx := context.Background()
-	for i := 1; i <= 5; i++ {
-		if _, err := f.srv.st.AppendEvent(ctx, store.Event{RunID: run.ID, Type: "info", Message: fmt.Sprintf("event %d", i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.events(t, run.ID, 1, 5)
 	cmd := exec.Command(curl, "-sS", "-N", "--max-time", "20",
 		"-H", "Authorization: Bearer "+f.tokens[RoleViewer], "-H", "Accept: text/event-stream", "-H", "Last-Event-ID: 2",
 		f.ts.URL+"/api/v1/runs/"+run.ID+"/events")

@@ -157,7 +157,7 @@ type pageView struct {
 func (s *Server) view(c *caller, title, nav string, data any) pageView {
 	v := pageView{Title: title, Nav: nav, Data: data}
 	if c != nil {
-		v.User, v.Role, v.CSRF = c.name(), c.role.String(), csrfToken(c)
+		v.User, v.Role, v.CSRF = c.name(), c.role.String(), s.csrfToken(c)
 	}
 	return v
 }
@@ -202,7 +202,7 @@ func (s *Server) page(fragment bool, h pageFunc) http.Handler {
 			return
 		}
 		if err == nil {
-			if err = checkCSRF(r, c); err != nil {
+			if err = s.checkCSRF(r, c); err != nil {
 				err = &httpError{status: http.StatusForbidden, code: api.CodeCSRF, err: err}
 			}
 		}
@@ -505,7 +505,7 @@ func (s *Server) runView(ctx context.Context, c *caller, id string, withEvents, 
 	if err != nil {
 		return runView{}, err
 	}
-	v := runView{Run: d.Run, CSRF: csrfToken(c), Role: c.role.String(), Waiting: d.Waiting, Report: d.Report,
+	v := runView{Run: d.Run, CSRF: s.csrfToken(c), Role: c.role.String(), Waiting: d.Waiting, Report: d.Report,
 		Types: strings.Join(streamTypes, " ")}
 	if run.EndedAt.IsZero() {
 		v.Since = isoTime(run.StartedAt)

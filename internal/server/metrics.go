@@ -88,6 +88,18 @@ func (m *metrics) taskStarted(t store.TaskRecord) {
 	m.started[taskKey{t.RunID, t.Stage, t.Job, t.Index}] = t
 }
 
+// forgetRun drops what taskStarted kept of a run this replica no longer
+// executes: a run lost to another replica finishes its tasks there.
+func (m *metrics) forgetRun(runID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.started {
+		if k.run == runID {
+			delete(m.started, k)
+		}
+	}
+}
+
 // taskFinished observes a finished task's duration. A task started before
 // this replica took the run over is started again here, so every task
 // that ran here is known; one skipped or cancelled before it started is

@@ -37,6 +37,24 @@ func TestStepMetrics(t *testing.T) {
 	}
 }
 
+// A run this replica stops executing (ended, or lost to another replica
+// mid-task) leaves nothing behind in the step timer.
+func TestStepMetricsForgetRun(t *testing.T) {
+	m := newMetrics()
+	lost := store.TaskRecord{RunID: "r-1", Stage: "s", Job: "web-1", Kind: "detach"}
+	other := store.TaskRecord{RunID: "r-2", Stage: "s", Job: "web-1", Kind: "detach"}
+	m.taskStarted(lost)
+	m.taskStarted(other)
+	m.forgetRun("r-1")
+	m.mu.Lock()
+	_, kept := m.started[taskKey{"r-2", "s", "web-1", 0}]
+	left := len(m.started)
+	m.mu.Unlock()
+	if left != 1 || !kept {
+		t.Fatalf("after forgetting r-1, %d tasks kept (r-2's kept: %v); want r-2's alone", left, kept)
+	}
+}
+
 func grepMetric(page, name string) string {
 	var out []string
 	for _, l := range strings.Split(page, "\n") {

@@ -82,6 +82,7 @@ func (s *Server) launch(ctx context.Context, what, runID string, do func(ctx con
 		s.mu.Lock()
 		delete(s.local, id)
 		s.mu.Unlock()
+		s.metrics.forgetRun(id)
 		if begun != "" {
 			s.metrics.running.Dec()
 		}

@@ -214,7 +214,7 @@ func (s *Server) apiHandler(rt route) http.Handler {
 				err: fmt.Errorf("token %s has role %s; this needs %s", c.name(), c.role, rt.role)})
 			return
 		}
-		if err := checkCSRF(r, c); err != nil {
+		if err := s.checkCSRF(r, c); err != nil {
 			writeError(w, &httpError{status: http.StatusForbidden, code: api.CodeCSRF, err: err})
 			return
 		}

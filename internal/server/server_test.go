@@ -134,6 +134,17 @@ func (f *fixture) aRun(t testing.TB, status store.RunStatus) store.Run {
 	return r
 }
 
+// events journals info events "event from" to "event to" for a run, as
+// its executor would (through the server's store: followers are woken).
+func (f *fixture) events(t testing.TB, runID string, from, to int) {
+	t.Helper()
+	for i := from; i <= to; i++ {
+		if _, err := f.srv.st.AppendEvent(context.Background(), store.Event{RunID: runID, Type: "info", Message: fmt.Sprintf("event %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func errCode(t *testing.T, body []byte) string {
 	t.Helper()
 	var e api.Error
@@ -261,7 +272,7 @@ func TestSessionAndCSRF(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	csrf := csrfToken(c)
+	csrf := f.srv.csrfToken(c)
 	abort := "/api/v1/runs/" + run.ID + "/abort"
 	for _, tc := range []struct {
 		name string
@@ -303,11 +314,7 @@ func TestEventsResume(t *testing.T) {
 	f := newFixture(t)
 	run := f.aRun(t, store.RunRunning)
 	ctx := context.Background()
-	for i := 1; i <= 5; i++ {
-		if _, err := f.srv.st.AppendEvent(ctx, store.Event{RunID: run.ID, Type: "info", Message: fmt.Sprintf("event %d", i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.events(t, run.ID, 1, 5)
 	cl, err := api.NewClient(f.ts.URL, f.tokens[RoleViewer])
 	if err != nil {
 		t.Fatal(err)
